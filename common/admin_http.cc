@@ -1,0 +1,97 @@
+#include "common/admin_http.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/metrics.h"
+
+namespace buildd {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+struct AdminHttpServer::Impl {
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::function<bool()> healthy;
+  std::thread thread;
+
+  void Accept() {
+    acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+      if (ec) return;
+      auto sock = std::make_shared<tcp::socket>(std::move(socket));
+      auto buffer = std::make_shared<boost::beast::flat_buffer>();
+      auto request = std::make_shared<http::request<http::string_body>>();
+      http::async_read(*sock, *buffer, *request,
+                       [this, sock, buffer, request](boost::system::error_code ec, size_t) {
+                         if (!ec) Respond(sock, *request);
+                       });
+      Accept();
+    });
+  }
+
+  void Respond(std::shared_ptr<tcp::socket> sock, const http::request<http::string_body>& req) {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(req.version());
+    res->keep_alive(false);
+    if (req.target() == "/metrics") {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "text/plain; version=0.0.4");
+      res->body() = Metrics::Global().Render();
+    } else if (req.target() == "/health" || req.target() == "/healthz") {
+      const bool ok = !healthy || healthy();
+      res->result(ok ? http::status::ok : http::status::service_unavailable);
+      res->set(http::field::content_type, "application/json");
+      res->body() = ok ? R"({"status":"ok"})" : R"({"status":"unavailable"})";
+    } else {
+      res->result(http::status::not_found);
+      res->set(http::field::content_type, "application/json");
+      res->body() = R"({"error":{"code":"NOT_FOUND","message":"no such path"}})";
+    }
+    res->prepare_payload();
+    http::async_write(*sock, *res, [sock, res](boost::system::error_code, size_t) {
+      boost::system::error_code ignored;
+      sock->shutdown(tcp::socket::shutdown_both, ignored);
+    });
+  }
+};
+
+absl::StatusOr<std::unique_ptr<AdminHttpServer>> AdminHttpServer::Start(
+    const std::string& address, std::function<bool()> healthy) {
+  std::unique_ptr<AdminHttpServer> server(new AdminHttpServer);
+  server->impl_ = std::make_unique<Impl>();
+  Impl& impl = *server->impl_;
+  impl.healthy = std::move(healthy);
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad listen address: ", address));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.empty()) host = "0.0.0.0";
+  boost::system::error_code ec;
+  tcp::endpoint endpoint(asio::ip::make_address(host, ec), static_cast<uint16_t>(port));
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad listen host: ", host));
+  impl.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl.acceptor.bind(endpoint, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", ec.message()));
+  server->port_ = impl.acceptor.local_endpoint().port();
+  impl.Accept();
+  impl.thread = std::thread([&impl] { impl.io.run(); });
+  return server;
+}
+
+AdminHttpServer::~AdminHttpServer() {
+  if (impl_) {
+    impl_->io.stop();
+    if (impl_->thread.joinable()) impl_->thread.join();
+  }
+}
+
+}  // namespace buildd

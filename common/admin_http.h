@@ -1,0 +1,32 @@
+#ifndef BUILDD_COMMON_ADMIN_HTTP_H_
+#define BUILDD_COMMON_ADMIN_HTTP_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace buildd {
+
+// A small HTTP/1.1 server for `GET /health` and `GET /metrics` (Prometheus
+// text from Metrics::Global()), on its own thread. `/health` answers 200 with
+// `{"status":"ok"}` while `healthy()` is true and 503 otherwise.
+class AdminHttpServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<AdminHttpServer>> Start(const std::string& address,
+                                                                std::function<bool()> healthy);
+  ~AdminHttpServer();
+  int port() const { return port_; }
+
+ private:
+  struct Impl;
+  AdminHttpServer() = default;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+}  // namespace buildd
+
+#endif  // BUILDD_COMMON_ADMIN_HTTP_H_

@@ -1,0 +1,31 @@
+#ifndef BUILDD_COMMON_GRPC_SERVER_H_
+#define BUILDD_COMMON_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+
+namespace buildd {
+
+// Builds and starts a gRPC server on `address` with the given services, our
+// health service and server reflection, and keepalive tuned for long-lived
+// runner streams. Sets `*port` to the bound port (useful with port 0).
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
+    const std::string& address, const std::vector<grpc::Service*>& services, int* port);
+
+// Channel arguments for clients of long-lived streams (keepalive pings).
+grpc::ChannelArguments StreamChannelArguments();
+
+// The bearer token of a call's `authorization` metadata, or "".
+std::string BearerToken(const grpc::ServerContextBase& context);
+
+// Deadline helper for outbound calls.
+void SetDeadlineMs(grpc::ClientContext& context, int ms);
+
+}  // namespace buildd
+
+#endif  // BUILDD_COMMON_GRPC_SERVER_H_

@@ -1,0 +1,21 @@
+#ifndef BUILDD_COMMON_IDS_H_
+#define BUILDD_COMMON_IDS_H_
+
+#include <string>
+
+namespace buildd {
+
+// `n` random bytes from libsodium, as lower-case hex / URL-safe base64
+// without padding. Thread-safe.
+std::string RandomHex(size_t n);
+std::string RandomBase64Url(size_t n);
+
+// A random (version 4) UUID string.
+std::string NewUuid();
+
+// Now, as RFC 3339 UTC with milliseconds.
+std::string NowRfc3339();
+
+}  // namespace buildd
+
+#endif  // BUILDD_COMMON_IDS_H_
