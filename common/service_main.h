@@ -1,0 +1,26 @@
+#ifndef BUILDD_COMMON_SERVICE_MAIN_H_
+#define BUILDD_COMMON_SERVICE_MAIN_H_
+
+#include <memory>
+#include <string>
+
+#include <soci/soci.h>
+
+#include "absl/status/statusor.h"
+
+namespace buildd {
+
+// Blocks SIGINT and SIGTERM in the calling thread (and so in every thread it
+// starts later); WaitForTermination() then returns the signal received.
+// REQUIRES: called from main before any thread starts.
+void BlockTerminationSignals();
+int WaitForTermination();
+
+// Opens the pool, retrying for up to `wait_ms` while the database is not up
+// yet (services may start before PostgreSQL accepts connections).
+absl::StatusOr<std::unique_ptr<soci::connection_pool>> ConnectWithRetry(const std::string& url,
+                                                                        size_t size, int wait_ms);
+
+}  // namespace buildd
+
+#endif  // BUILDD_COMMON_SERVICE_MAIN_H_

@@ -1,0 +1,74 @@
+#ifndef BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_
+#define BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace buildd::accounts {
+
+struct AccountRecord {
+  std::string id;
+  std::string type;       // user | service | action
+  std::string name;
+  std::string auth_type;  // oauth | api
+  int max_concurrent_workers = 3;
+  int max_concurrent_sessions = 1;
+  double max_cost_per_day = 0;
+  std::string github_id;
+  bool is_admin = false;
+  bool has_credentials = false;
+  std::string created_at;
+};
+
+struct GrantRecord {
+  std::string account_id;
+  std::string workspace_id;
+  bool can_claim = false;
+  bool can_create = false;
+};
+
+struct PrincipalRecord {
+  AccountRecord account;
+  std::string key_id;
+  std::vector<GrantRecord> grants;
+};
+
+// Accounts, their API keys (hashes only) and workspace grants. Every method
+// is thread-safe. Errors: NotFound for a missing account or key,
+// AlreadyExists on a duplicate, Unavailable when the database is down.
+class AccountStore {
+ public:
+  virtual ~AccountStore() = default;
+
+  // Creates the account with its first key, atomically. `sealed_credentials`
+  // may be empty.
+  virtual absl::StatusOr<AccountRecord> CreateAccount(const AccountRecord& account,
+                                                      const std::string& sealed_credentials,
+                                                      const std::string& key_id,
+                                                      const std::string& key_hash) = 0;
+  virtual absl::StatusOr<AccountRecord> GetAccount(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<AccountRecord>> ListAccounts() = 0;
+
+  // Adds a key; with `revoke_others`, revokes the account's other keys in the
+  // same transaction.
+  virtual absl::Status AddKey(const std::string& account_id, const std::string& key_id,
+                              const std::string& key_hash, bool revoke_others) = 0;
+  // Revokes one key (or all when `key_id` is empty); returns how many.
+  virtual absl::StatusOr<int> RevokeKeys(const std::string& account_id,
+                                         const std::string& key_id) = 0;
+
+  virtual absl::StatusOr<GrantRecord> UpsertGrant(const GrantRecord& grant) = 0;
+
+  // The principal of an active (unrevoked) key with this hash.
+  virtual absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) = 0;
+
+  // Makes sure an admin account holds a key with this hash (bootstrap).
+  virtual absl::Status EnsureAdminKey(const std::string& key_hash) = 0;
+};
+
+}  // namespace buildd::accounts
+
+#endif  // BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_

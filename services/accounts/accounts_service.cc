@@ -1,0 +1,275 @@
+#include "services/accounts/accounts_service.h"
+
+#include <boost/asio/post.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "buildd/v1/runner.pb.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "common/write_queue.h"
+
+namespace buildd::accounts {
+namespace {
+
+bool IsUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckId(const std::string& id, const char* field) {
+  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void ToProto(const AccountRecord& a, pb::Account* out) {
+  out->set_id(a.id);
+  pb::Account::Type type = pb::Account::type_unspecified;
+  pb::Account::Type_Parse(a.type, &type);
+  out->set_type(type);
+  out->set_name(a.name);
+  pb::Account::AuthType auth = pb::Account::auth_type_unspecified;
+  pb::Account::AuthType_Parse(a.auth_type, &auth);
+  out->set_auth_type(auth);
+  out->set_max_concurrent_workers(a.max_concurrent_workers);
+  out->set_max_concurrent_sessions(a.max_concurrent_sessions);
+  out->set_max_cost_per_day(a.max_cost_per_day);
+  out->set_github_id(a.github_id);
+  out->set_is_admin(a.is_admin);
+  out->set_has_credentials(a.has_credentials);
+  out->set_created_at(a.created_at);
+}
+
+void ToProto(const PrincipalRecord& p, pb::Principal* out) {
+  out->set_account_id(p.account.id);
+  pb::Account::Type type = pb::Account::type_unspecified;
+  pb::Account::Type_Parse(p.account.type, &type);
+  out->set_type(type);
+  out->set_is_admin(p.account.is_admin);
+  out->set_key_id(p.key_id);
+  out->set_max_concurrent_workers(p.account.max_concurrent_workers);
+  out->set_max_cost_per_day(p.account.max_cost_per_day);
+  for (const GrantRecord& g : p.grants) {
+    pb::Grant* grant = out->add_grants();
+    grant->set_account_id(g.account_id);
+    grant->set_workspace_id(g.workspace_id);
+    grant->set_can_claim(g.can_claim);
+    grant->set_can_create(g.can_create);
+  }
+}
+
+class AccountsService::Watcher final : public QueuedWriteReactor<pb::AccountChange> {
+ public:
+  explicit Watcher(AccountsService* service) : service_(service) {
+    // The first message tells the client the watch is in place.
+    pb::AccountChange hello;
+    hello.set_kind("watching");
+    Send(std::move(hello));
+  }
+
+ protected:
+  void OnClosed() override {
+    absl::MutexLock lock(&service_->mu_);
+    service_->watchers_.erase(this);
+  }
+
+ private:
+  AccountsService* service_;
+};
+
+AccountsService::AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box,
+                                 size_t threads)
+    : store_(store), hasher_(std::move(hasher)), box_(std::move(box)), pool_(threads) {}
+
+AccountsService::~AccountsService() {
+  pool_.join();
+}
+
+absl::StatusOr<PrincipalRecord> AccountsService::Resolve(const std::string& key) {
+  if (key.empty()) return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");
+  if (!LooksLikeKey(key)) return absl::UnauthenticatedError("invalid or revoked API key");
+  return store_.FindByKeyHash(hasher_.Hash(key));
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* AccountsService::RunAdmin(grpc::CallbackServerContext* ctx, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, key = BearerToken(*ctx), fn = std::move(fn)]() mutable {
+    absl::Status status = [&]() -> absl::Status {
+      BUILDD_ASSIGN_OR_RETURN(PrincipalRecord principal, Resolve(key));
+      if (!principal.account.is_admin) {
+        return absl::PermissionDeniedError("this call needs an admin key");
+      }
+      return fn();
+    }();
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+void AccountsService::Publish(const std::string& account_id, const std::string& kind) {
+  pb::AccountChange change;
+  change.set_account_id(account_id);
+  change.set_kind(kind);
+  absl::MutexLock lock(&mu_);
+  for (Watcher* w : watchers_) w->Send(change);
+}
+
+grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerContext* ctx,
+                                                         const pb::CreateAccountRequest* req,
+                                                         pb::CreateAccountResponse* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    if (req->type() == pb::Account::type_unspecified) {
+      return absl::InvalidArgumentError("type is required: user, service or action");
+    }
+    if (req->name().empty()) return absl::InvalidArgumentError("name is required");
+    if (req->name().size() > 200) return absl::InvalidArgumentError("name is longer than 200 characters");
+    if (req->max_concurrent_workers() < 0) {
+      return absl::InvalidArgumentError("maxConcurrentWorkers must not be negative");
+    }
+    if (req->max_concurrent_sessions() < 0) {
+      return absl::InvalidArgumentError("maxConcurrentSessions must not be negative");
+    }
+    if (req->max_cost_per_day() < 0) {
+      return absl::InvalidArgumentError("maxCostPerDay must not be negative");
+    }
+    AccountRecord account;
+    account.id = NewUuid();
+    account.type = pb::Account::Type_Name(req->type());
+    account.name = req->name();
+    pb::Account::AuthType auth = req->auth_type();
+    if (auth == pb::Account::auth_type_unspecified) {
+      auth = req->type() == pb::Account::user ? pb::Account::oauth : pb::Account::api;
+    }
+    if (req->type() == pb::Account::action && auth == pb::Account::oauth) {
+      return absl::InvalidArgumentError("authType oauth is not possible for action accounts");
+    }
+    account.auth_type = pb::Account::AuthType_Name(auth);
+    account.max_concurrent_workers = req->max_concurrent_workers() > 0 ? req->max_concurrent_workers() : 3;
+    account.max_concurrent_sessions = req->max_concurrent_sessions() > 0 ? req->max_concurrent_sessions() : 1;
+    account.max_cost_per_day = req->max_cost_per_day();
+    account.github_id = req->github_id();
+
+    pb::Credentials creds;
+    if (!req->anthropic_api_key().empty()) (*creds.mutable_env())["ANTHROPIC_API_KEY"] = req->anthropic_api_key();
+    if (!req->oauth_token().empty()) (*creds.mutable_env())["CLAUDE_CODE_OAUTH_TOKEN"] = req->oauth_token();
+    if (!req->openai_api_key().empty()) (*creds.mutable_env())["OPENAI_API_KEY"] = req->openai_api_key();
+    std::string sealed;
+    if (!creds.env().empty()) sealed = box_.Seal(creds.SerializeAsString(), account.id);
+
+    const std::string key = KeyHasher::NewKey(account.type);
+    const std::string key_id = NewUuid();
+    BUILDD_ASSIGN_OR_RETURN(AccountRecord created,
+                            store_.CreateAccount(account, sealed, key_id, hasher_.Hash(key)));
+    resp->set_id(created.id);
+    resp->set_api_key(key);
+    resp->set_key_id(key_id);
+    ToProto(created, resp->mutable_account());
+    Log()->info("account created account={} type={}", created.id, created.type);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::ListAccounts(grpc::CallbackServerContext* ctx,
+                                                        const pb::ListAccountsRequest* req,
+                                                        pb::ListAccountsResponse* resp) {
+  return RunAdmin(ctx, [this, resp]() -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(std::vector<AccountRecord> accounts, store_.ListAccounts());
+    for (const AccountRecord& a : accounts) ToProto(a, resp->add_accounts());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::GetAccount(grpc::CallbackServerContext* ctx,
+                                                      const pb::GetAccountRequest* req,
+                                                      pb::Account* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->id()));
+    ToProto(account, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::RotateKey(grpc::CallbackServerContext* ctx,
+                                                     const pb::RotateKeyRequest* req,
+                                                     pb::RotateKeyResponse* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
+    BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->account_id()));
+    const std::string key = KeyHasher::NewKey(account.type);
+    const std::string key_id = NewUuid();
+    BUILDD_RETURN_IF_ERROR(
+        store_.AddKey(account.id, key_id, hasher_.Hash(key), req->revoke_others()));
+    resp->set_api_key(key);
+    resp->set_key_id(key_id);
+    if (req->revoke_others()) Publish(account.id, "key_revoked");
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::RevokeKey(grpc::CallbackServerContext* ctx,
+                                                     const pb::RevokeKeyRequest* req,
+                                                     pb::RevokeKeyResponse* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
+    if (!req->key_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->key_id(), "keyId"));
+    BUILDD_ASSIGN_OR_RETURN(int revoked, store_.RevokeKeys(req->account_id(), req->key_id()));
+    resp->set_revoked(revoked);
+    Publish(req->account_id(), "key_revoked");
+    Log()->info("keys revoked account={} count={}", req->account_id(), revoked);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::GrantWorkspace(grpc::CallbackServerContext* ctx,
+                                                          const pb::GrantWorkspaceRequest* req,
+                                                          pb::Grant* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
+    if (req->workspace_id().empty()) return absl::InvalidArgumentError("workspaceId is required");
+    BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    GrantRecord grant{req->account_id(), req->workspace_id(), req->can_claim(), req->can_create()};
+    BUILDD_ASSIGN_OR_RETURN(GrantRecord saved, store_.UpsertGrant(grant));
+    resp->set_account_id(saved.account_id);
+    resp->set_workspace_id(saved.workspace_id);
+    resp->set_can_claim(saved.can_claim);
+    resp->set_can_create(saved.can_create);
+    Publish(saved.account_id, "grant_changed");
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::Authenticate(grpc::CallbackServerContext* ctx,
+                                                        const pb::AuthenticateRequest* req,
+                                                        pb::Principal* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, req, resp] {
+    absl::StatusOr<PrincipalRecord> principal = Resolve(req->api_key());
+    if (principal.ok()) ToProto(*principal, resp);
+    reactor->Finish(ToGrpcStatus(principal.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<pb::AccountChange>* AccountsService::WatchChanges(
+    grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* req) {
+  auto* watcher = new Watcher(this);
+  absl::MutexLock lock(&mu_);
+  watchers_.insert(watcher);
+  return watcher;
+}
+
+}  // namespace buildd::accounts

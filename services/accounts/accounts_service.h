@@ -1,0 +1,73 @@
+#ifndef BUILDD_SERVICES_ACCOUNTS_ACCOUNTS_SERVICE_H_
+#define BUILDD_SERVICES_ACCOUNTS_ACCOUNTS_SERVICE_H_
+
+#include <memory>
+#include <set>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "absl/synchronization/mutex.h"
+#include "buildd/v1/accounts.grpc.pb.h"
+#include "services/accounts/account_store.h"
+#include "services/accounts/api_keys.h"
+
+namespace buildd::accounts {
+
+namespace pb = ::buildd::v1;
+
+// The gRPC adapter of the accounts service: proto in, store call, proto out.
+// Store calls run on its own pool, never on gRPC's callback threads.
+class AccountsService final : public pb::AccountService::CallbackService {
+ public:
+  AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box, size_t threads = 4);
+  ~AccountsService() override;
+
+  grpc::ServerUnaryReactor* CreateAccount(grpc::CallbackServerContext* ctx,
+                                          const pb::CreateAccountRequest* req,
+                                          pb::CreateAccountResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAccounts(grpc::CallbackServerContext* ctx,
+                                         const pb::ListAccountsRequest* req,
+                                         pb::ListAccountsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAccount(grpc::CallbackServerContext* ctx,
+                                       const pb::GetAccountRequest* req,
+                                       pb::Account* resp) override;
+  grpc::ServerUnaryReactor* RotateKey(grpc::CallbackServerContext* ctx,
+                                      const pb::RotateKeyRequest* req,
+                                      pb::RotateKeyResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeKey(grpc::CallbackServerContext* ctx,
+                                      const pb::RevokeKeyRequest* req,
+                                      pb::RevokeKeyResponse* resp) override;
+  grpc::ServerUnaryReactor* GrantWorkspace(grpc::CallbackServerContext* ctx,
+                                           const pb::GrantWorkspaceRequest* req,
+                                           pb::Grant* resp) override;
+  grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* ctx,
+                                         const pb::AuthenticateRequest* req,
+                                         pb::Principal* resp) override;
+  grpc::ServerWriteReactor<pb::AccountChange>* WatchChanges(
+      grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* req) override;
+
+ private:
+  class Watcher;
+
+  // Runs `fn` (returning absl::Status) on the pool after checking that the
+  // caller holds an admin key, then finishes the call.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* RunAdmin(grpc::CallbackServerContext* ctx, Fn fn);
+  absl::StatusOr<PrincipalRecord> Resolve(const std::string& key);
+  void Publish(const std::string& account_id, const std::string& kind);
+
+  AccountStore& store_;
+  KeyHasher hasher_;
+  SecretBox box_;
+  boost::asio::thread_pool pool_;
+  absl::Mutex mu_;
+  std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
+};
+
+// Converts a principal to its proto.
+void ToProto(const PrincipalRecord& p, pb::Principal* out);
+void ToProto(const AccountRecord& a, pb::Account* out);
+
+}  // namespace buildd::accounts
+
+#endif  // BUILDD_SERVICES_ACCOUNTS_ACCOUNTS_SERVICE_H_

@@ -1,0 +1,94 @@
+// buildd-accounts: accounts, API keys, workspace grants and Authenticate.
+#include <chrono>
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/db.h"
+#include "common/grpc_server.h"
+#include "common/health_service.h"
+#include "common/logging.h"
+#include "common/service_main.h"
+#include "services/accounts/accounts_service.h"
+#include "services/accounts/pg_account_store.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7001", "gRPC listen address (host:port or :port)");
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL");
+ABSL_FLAG(std::string, master_key, "", "64 hex digits: key that seals provider credentials");
+ABSL_FLAG(std::string, key_pepper, "", "server secret mixed into API key hashes (>= 16 chars)");
+ABSL_FLAG(std::string, admin_key, "", "bootstrap admin API key (buildd_service_…)");
+ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+
+int main(int argc, char** argv) {
+  using namespace buildd;
+  BlockTerminationSignals();
+  ParseFlagsWithEnv(argc, argv,
+                    {{"listen", "BUILDD_ACCOUNTS_LISTEN"},
+                     {"database_url", "BUILDD_DATABASE_URL"},
+                     {"master_key", "BUILDD_MASTER_KEY"},
+                     {"key_pepper", "BUILDD_KEY_PEPPER"},
+                     {"admin_key", "BUILDD_ADMIN_KEY"},
+                     {"log_level", "BUILDD_LOG_LEVEL"}},
+                    "buildd-accounts: accounts, API keys and grants over gRPC");
+  InitLogging("accounts", absl::GetFlag(FLAGS_log_level));
+
+  const std::string url = absl::GetFlag(FLAGS_database_url);
+  if (url.empty()) {
+    std::fprintf(stderr, "--database_url (or BUILDD_DATABASE_URL) is required\n");
+    return 2;
+  }
+  const std::string pepper = absl::GetFlag(FLAGS_key_pepper);
+  if (pepper.size() < 16) {
+    std::fprintf(stderr, "--key_pepper (or BUILDD_KEY_PEPPER) must be at least 16 characters\n");
+    return 2;
+  }
+  auto box = accounts::SecretBox::FromHex(absl::GetFlag(FLAGS_master_key));
+  if (!box.ok()) {
+    std::fprintf(stderr, "--master_key (or BUILDD_MASTER_KEY): %s\n",
+                 std::string(box.status().message()).c_str());
+    return 2;
+  }
+  auto pool = ConnectWithRetry(url, absl::GetFlag(FLAGS_db_pool_size), 30000);
+  if (!pool.ok()) {
+    Log()->critical("{}", pool.status().message());
+    return 1;
+  }
+  if (auto st = ApplyMigrations(**pool, "accounts", accounts::AccountsMigrations()); !st.ok()) {
+    Log()->critical("migrations failed: {}", st.message());
+    return 1;
+  }
+  accounts::PgAccountStore store(**pool);
+  accounts::KeyHasher hasher(pepper);
+  const std::string admin_key = absl::GetFlag(FLAGS_admin_key);
+  if (!admin_key.empty()) {
+    if (!accounts::LooksLikeKey(admin_key)) {
+      std::fprintf(stderr, "--admin_key must look like buildd_<type>_<random>\n");
+      return 2;
+    }
+    if (auto st = store.EnsureAdminKey(hasher.Hash(admin_key)); !st.ok()) {
+      Log()->critical("bootstrap admin key: {}", st.message());
+      return 1;
+    }
+  }
+
+  accounts::AccountsService service(store, hasher, *std::move(box));
+  soci::connection_pool& db = **pool;
+  HealthService health({"buildd.v1.AccountService"}, [&db] { return DatabaseReachable(db); });
+  int port = 0;
+  const std::string address = ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
+  auto server = StartGrpcServer(address, {&service, &health}, &port);
+  if (!server.ok()) {
+    Log()->critical("{}", server.status().message());
+    return 1;
+  }
+  Log()->info("accounts listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));
+
+  const int sig = WaitForTermination();
+  Log()->info("signal {} received, draining", sig);
+  health.Drain();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  Log()->info("stopped");
+  return 0;
+}

@@ -1,0 +1,212 @@
+#include "services/accounts/pg_account_store.h"
+
+#include <sodium.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/db.h"
+#include "common/ids.h"
+#include "common/status.h"
+#include "services/accounts/api_keys.h"
+
+namespace buildd {
+const std::vector<Migration>& AccountsMigrationList();
+}
+
+namespace buildd::accounts {
+namespace {
+
+constexpr char kAccountColumns[] =
+    "a.id::text, a.type, a.name, a.auth_type, a.max_concurrent_workers, "
+    "a.max_concurrent_sessions, a.max_cost_per_day, a.github_id, a.is_admin::int, "
+    "(a.credentials IS NOT NULL)::int, "
+    "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+
+AccountRecord AccountFromRow(const soci::row& row, size_t i = 0) {
+  AccountRecord a;
+  a.id = row.get<std::string>(i + 0);
+  a.type = row.get<std::string>(i + 1);
+  a.name = row.get<std::string>(i + 2);
+  a.auth_type = row.get<std::string>(i + 3);
+  a.max_concurrent_workers = row.get<int>(i + 4);
+  a.max_concurrent_sessions = row.get<int>(i + 5);
+  a.max_cost_per_day = row.get<double>(i + 6);
+  a.github_id = row.get<std::string>(i + 7);
+  a.is_admin = row.get<int>(i + 8) != 0;
+  a.has_credentials = row.get<int>(i + 9) != 0;
+  a.created_at = row.get<std::string>(i + 10);
+  return a;
+}
+
+std::string ToBase64(const std::string& bytes) {
+  const int variant = sodium_base64_VARIANT_ORIGINAL;
+  std::string out(sodium_base64_encoded_len(bytes.size(), variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), variant);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+absl::StatusOr<AccountRecord> GetAccountIn(soci::session& sql, const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", kAccountColumns, " FROM accounts a WHERE a.id = :id"),
+       soci::use(id));
+  for (const soci::row& row : rows) return AccountFromRow(row);
+  return absl::NotFoundError(absl::StrCat("account ", id, " not found"));
+}
+
+}  // namespace
+
+const std::vector<Migration>& AccountsMigrations() { return AccountsMigrationList(); }
+
+absl::StatusOr<AccountRecord> PgAccountStore::CreateAccount(const AccountRecord& account,
+                                                            const std::string& sealed_credentials,
+                                                            const std::string& key_id,
+                                                            const std::string& key_hash) {
+  return WithSession(pool_, "create account", [&](soci::session& sql) -> absl::StatusOr<AccountRecord> {
+    soci::transaction tx(sql);
+    const std::string creds = ToBase64(sealed_credentials);
+    const int has_creds = sealed_credentials.empty() ? 0 : 1;
+    const int is_admin = account.is_admin ? 1 : 0;
+    sql << "INSERT INTO accounts (id, type, name, auth_type, max_concurrent_workers,"
+           " max_concurrent_sessions, max_cost_per_day, github_id, is_admin, credentials)"
+           " VALUES (:id, :type, :name, :auth, :mcw, :mcs, :cost, :gh, :admin <> 0,"
+           " CASE WHEN :has <> 0 THEN decode(:creds, 'base64') END)",
+        soci::use(account.id), soci::use(account.type), soci::use(account.name),
+        soci::use(account.auth_type), soci::use(account.max_concurrent_workers),
+        soci::use(account.max_concurrent_sessions), soci::use(account.max_cost_per_day),
+        soci::use(account.github_id), soci::use(is_admin), soci::use(has_creds),
+        soci::use(creds);
+    sql << "INSERT INTO api_keys (id, account_id, key_hash) VALUES (:id, :acc, :hash)",
+        soci::use(key_id), soci::use(account.id), soci::use(key_hash);
+    BUILDD_ASSIGN_OR_RETURN(AccountRecord created, GetAccountIn(sql, account.id));
+    tx.commit();
+    return created;
+  });
+}
+
+absl::StatusOr<AccountRecord> PgAccountStore::GetAccount(const std::string& id) {
+  return WithSession(pool_, "get account",
+                     [&](soci::session& sql) { return GetAccountIn(sql, id); });
+}
+
+absl::StatusOr<std::vector<AccountRecord>> PgAccountStore::ListAccounts() {
+  return WithSession(pool_, "list accounts",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<AccountRecord>> {
+                       std::vector<AccountRecord> out;
+                       soci::rowset<soci::row> rows =
+                           (sql.prepare << absl::StrCat("SELECT ", kAccountColumns,
+                                                        " FROM accounts a ORDER BY a.created_at"));
+                       for (const soci::row& row : rows) out.push_back(AccountFromRow(row));
+                       return out;
+                     });
+}
+
+absl::Status PgAccountStore::AddKey(const std::string& account_id, const std::string& key_id,
+                                    const std::string& key_hash, bool revoke_others) {
+  return WithSession(pool_, "add key", [&](soci::session& sql) -> absl::Status {
+    soci::transaction tx(sql);
+    BUILDD_RETURN_IF_ERROR(GetAccountIn(sql, account_id).status());
+    if (revoke_others) {
+      sql << "UPDATE api_keys SET revoked_at = now() WHERE account_id = :a AND revoked_at IS NULL",
+          soci::use(account_id);
+    }
+    sql << "INSERT INTO api_keys (id, account_id, key_hash) VALUES (:id, :acc, :hash)",
+        soci::use(key_id), soci::use(account_id), soci::use(key_hash);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> PgAccountStore::RevokeKeys(const std::string& account_id,
+                                               const std::string& key_id) {
+  return WithSession(pool_, "revoke keys", [&](soci::session& sql) -> absl::StatusOr<int> {
+    BUILDD_RETURN_IF_ERROR(GetAccountIn(sql, account_id).status());
+    soci::statement st = (sql.prepare << "UPDATE api_keys SET revoked_at = now()"
+                                         " WHERE account_id = :a AND revoked_at IS NULL"
+                                         " AND (:k1 = '' OR id::text = :k2)",
+                          soci::use(account_id), soci::use(key_id), soci::use(key_id));
+    st.execute(true);
+    const int revoked = static_cast<int>(st.get_affected_rows());
+    if (!key_id.empty() && revoked == 0) {
+      return absl::NotFoundError(absl::StrCat("active key ", key_id, " not found"));
+    }
+    return revoked;
+  });
+}
+
+absl::StatusOr<GrantRecord> PgAccountStore::UpsertGrant(const GrantRecord& grant) {
+  return WithSession(pool_, "grant workspace", [&](soci::session& sql) -> absl::StatusOr<GrantRecord> {
+    BUILDD_RETURN_IF_ERROR(GetAccountIn(sql, grant.account_id).status());
+    const int claim = grant.can_claim ? 1 : 0;
+    const int create = grant.can_create ? 1 : 0;
+    sql << "INSERT INTO account_workspaces (account_id, workspace_id, can_claim, can_create)"
+           " VALUES (:a, :w, :c <> 0, :cr <> 0) ON CONFLICT (account_id, workspace_id)"
+           " DO UPDATE SET can_claim = EXCLUDED.can_claim, can_create = EXCLUDED.can_create",
+        soci::use(grant.account_id), soci::use(grant.workspace_id), soci::use(claim),
+        soci::use(create);
+    return grant;
+  });
+}
+
+absl::StatusOr<PrincipalRecord> PgAccountStore::FindByKeyHash(const std::string& key_hash) {
+  return WithSession(pool_, "authenticate", [&](soci::session& sql) -> absl::StatusOr<PrincipalRecord> {
+    PrincipalRecord p;
+    bool found = false;
+    {
+      soci::rowset<soci::row> rows =
+          (sql.prepare << absl::StrCat("SELECT ", kAccountColumns,
+                                       ", k.id::text, k.key_hash FROM api_keys k"
+                                       " JOIN accounts a ON a.id = k.account_id"
+                                       " WHERE k.key_hash = :h AND k.revoked_at IS NULL"),
+           soci::use(key_hash));
+      for (const soci::row& row : rows) {
+        // The index found the row; compare in constant time all the same.
+        if (!KeyHasher::Equal(row.get<std::string>(12), key_hash)) continue;
+        p.account = AccountFromRow(row);
+        p.key_id = row.get<std::string>(11);
+        found = true;
+      }
+    }
+    if (!found) return absl::UnauthenticatedError("invalid or revoked API key");
+    soci::rowset<soci::row> grants =
+        (sql.prepare << "SELECT workspace_id::text, can_claim::int, can_create::int"
+                        " FROM account_workspaces WHERE account_id = :a",
+         soci::use(p.account.id));
+    for (const soci::row& row : grants) {
+      p.grants.push_back(GrantRecord{p.account.id, row.get<std::string>(0),
+                                     row.get<int>(1) != 0, row.get<int>(2) != 0});
+    }
+    return p;
+  });
+}
+
+absl::Status PgAccountStore::EnsureAdminKey(const std::string& key_hash) {
+  return WithSession(pool_, "bootstrap admin", [&](soci::session& sql) -> absl::Status {
+    soci::transaction tx(sql);
+    sql << "SELECT pg_advisory_xact_lock(hashtext('buildd_admin_bootstrap'))";
+    int existing = 0;
+    sql << "SELECT count(*) FROM api_keys WHERE key_hash = :h", soci::use(key_hash),
+        soci::into(existing);
+    if (existing > 0) {
+      tx.commit();
+      return absl::OkStatus();
+    }
+    std::string admin_id;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT id::text FROM accounts WHERE is_admin ORDER BY created_at LIMIT 1",
+        soci::into(admin_id, ind);
+    if (!sql.got_data() || ind == soci::i_null) {
+      admin_id = NewUuid();
+      sql << "INSERT INTO accounts (id, type, name, auth_type, is_admin)"
+             " VALUES (:id, 'service', 'admin', 'api', true)",
+          soci::use(admin_id);
+    }
+    const std::string key_id = NewUuid();
+    sql << "INSERT INTO api_keys (id, account_id, key_hash) VALUES (:id, :a, :h)",
+        soci::use(key_id), soci::use(admin_id), soci::use(key_hash);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace buildd::accounts

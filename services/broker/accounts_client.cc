@@ -1,0 +1,130 @@
+#include "services/broker/accounts_client.h"
+
+#include <chrono>
+
+#include <grpcpp/grpcpp.h>
+
+#include "buildd/v1/accounts.grpc.pb.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+
+namespace buildd::broker {
+
+namespace pb = ::buildd::v1;
+
+struct AccountsClient::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::AccountService::Stub> stub;
+  absl::Mutex mu;
+  grpc::ClientContext* watch_context ABSL_GUARDED_BY(mu) = nullptr;
+};
+
+AccountsClient::AccountsClient(const std::string& address,
+                               std::function<void(const std::string&)> on_change)
+    : impl_(std::make_unique<Impl>()), on_change_(std::move(on_change)) {
+  impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                             StreamChannelArguments());
+  impl_->stub = pb::AccountService::NewStub(impl_->channel);
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+}
+
+AccountsClient::~AccountsClient() {
+  stop_ = true;
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->watch_context != nullptr) impl_->watch_context->TryCancel();
+  }
+  if (watch_thread_.joinable()) watch_thread_.join();
+}
+
+absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_key) {
+  if (api_key.empty()) {
+    return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");
+  }
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(api_key);
+    if (it != cache_.end()) return it->second;
+    generation = generation_;
+  }
+  grpc::ClientContext context;
+  SetDeadlineMs(context, 5000);
+  pb::AuthenticateRequest request;
+  request.set_api_key(api_key);
+  pb::Principal reply;
+  grpc::Status status = impl_->stub->Authenticate(&context, request, &reply);
+  if (!status.ok()) {
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return absl::UnavailableError("accounts service unavailable");
+    }
+    return FromGrpcStatus(status);
+  }
+  Principal p;
+  p.account_id = reply.account_id();
+  p.type = pb::Account::Type_Name(reply.type());
+  p.is_admin = reply.is_admin();
+  p.max_concurrent_workers = reply.max_concurrent_workers();
+  for (const pb::Grant& g : reply.grants()) {
+    if (g.can_claim()) p.can_claim.insert(g.workspace_id());
+    if (g.can_create()) p.can_create.insert(g.workspace_id());
+    if (g.can_claim() || g.can_create()) p.visible.insert(g.workspace_id());
+  }
+  absl::MutexLock lock(&mu_);
+  if (watching_ && generation == generation_) cache_[api_key] = p;
+  return p;
+}
+
+void AccountsClient::WatchLoop() {
+  auto delay = std::chrono::milliseconds(100);
+  bool connected_once = false;
+  while (!stop_) {
+    grpc::ClientContext context;
+    {
+      absl::MutexLock lock(&impl_->mu);
+      impl_->watch_context = &context;
+    }
+    if (stop_) break;
+    auto reader = impl_->stub->WatchChanges(&context, pb::WatchChangesRequest());
+    // The server's first message says it is watching: only then is it safe
+    // to cache.
+    pb::AccountChange change;
+    bool reconnected = false;
+    if (reader->Read(&change)) {
+      absl::MutexLock lock(&mu_);
+      watching_ = true;
+      ++generation_;
+      reconnected = connected_once;
+      connected_once = true;
+      delay = std::chrono::milliseconds(100);
+    }
+    if (reconnected && on_change_) on_change_("");
+    while (reader->Read(&change)) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++generation_;
+        for (auto it = cache_.begin(); it != cache_.end();) {
+          it = it->second.account_id == change.account_id() ? cache_.erase(it) : std::next(it);
+        }
+      }
+      if (on_change_) on_change_(change.account_id());
+    }
+    reader->Finish();
+    {
+      absl::MutexLock lock(&mu_);
+      watching_ = false;
+      cache_.clear();
+    }
+    {
+      absl::MutexLock lock(&impl_->mu);
+      impl_->watch_context = nullptr;
+    }
+    if (stop_) break;
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+  }
+}
+
+}  // namespace buildd::broker

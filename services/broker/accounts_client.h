@@ -1,0 +1,70 @@
+#ifndef BUILDD_SERVICES_BROKER_ACCOUNTS_CLIENT_H_
+#define BUILDD_SERVICES_BROKER_ACCOUNTS_CLIENT_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace buildd::broker {
+
+// Who a call acts as.
+struct Principal {
+  std::string account_id;
+  std::string type;  // user | service | action
+  bool is_admin = false;
+  int max_concurrent_workers = 0;
+  std::set<std::string> can_claim;
+  std::set<std::string> can_create;
+  // Workspaces with any grant (what the account may read).
+  std::set<std::string> visible;
+
+  bool CanCreate(const std::string& ws) const { return is_admin || can_create.count(ws) > 0; }
+  bool CanSee(const std::string& ws) const { return is_admin || visible.count(ws) > 0; }
+};
+
+// Resolves API keys. Thread-safe.
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  virtual absl::StatusOr<Principal> Authenticate(const std::string& api_key) = 0;
+};
+
+// Authenticator backed by the accounts service. Answers are cached until the
+// accounts service reports a change to that account on its WatchChanges
+// stream (revocation, grant, limits); while the stream is down nothing is
+// cached, so a revoked key never outlives its revocation.
+class AccountsClient final : public Authenticator {
+ public:
+  // `on_change(account_id)` runs after a cached account was dropped; with ""
+  // when every account may have changed (the stream was re-established).
+  AccountsClient(const std::string& address, std::function<void(const std::string&)> on_change);
+  ~AccountsClient() override;
+
+  absl::StatusOr<Principal> Authenticate(const std::string& api_key) override;
+
+ private:
+  void WatchLoop();
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::function<void(const std::string&)> on_change_;
+  absl::Mutex mu_;
+  std::map<std::string, Principal> cache_ ABSL_GUARDED_BY(mu_);
+  bool watching_ ABSL_GUARDED_BY(mu_) = false;
+  // Bumped on every change: an answer fetched across a change is not cached.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> stop_{false};
+  std::thread watch_thread_;
+};
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_ACCOUNTS_CLIENT_H_

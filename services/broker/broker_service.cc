@@ -1,0 +1,437 @@
+#include "services/broker/broker_service.h"
+
+#include <boost/asio/post.hpp>
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "common/write_queue.h"
+
+namespace buildd::broker {
+namespace {
+
+bool IsUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckId(const std::string& id, const char* field) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
+  return absl::OkStatus();
+}
+
+std::optional<std::set<std::string>> Visible(const Principal& p) {
+  if (p.is_admin) return std::nullopt;
+  return p.visible;
+}
+
+absl::Status CheckVisible(const Principal& p, const std::string& workspace_id,
+                          const std::string& what) {
+  // Not found rather than forbidden: do not reveal other workspaces' ids.
+  if (!p.CanSee(workspace_id)) return absl::NotFoundError(absl::StrCat(what, " not found"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateNewTask(pb::Task& task) {
+  BUILDD_RETURN_IF_ERROR(CheckId(task.workspace_id(), "workspaceId"));
+  if (task.provider().empty()) task.set_provider(task.command().empty() ? "claude" : "command");
+  if (task.provider() != "command" && task.provider() != "claude" && task.provider() != "codex") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("provider must be command, claude or codex, not \"", task.provider(), "\""));
+  }
+  if (task.provider() == "command" && task.command().empty()) {
+    return absl::InvalidArgumentError("command is required when provider is command");
+  }
+  if (task.provider() != "command" && task.prompt().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt is required when provider is ", task.provider()));
+  }
+  if (task.max_attempts() < 0) return absl::InvalidArgumentError("maxAttempts must not be negative");
+  if (task.max_attempts() == 0) task.set_max_attempts(3);
+  if (task.timeout_seconds() < 0) return absl::InvalidArgumentError("timeoutSeconds must not be negative");
+  if (task.title().size() > 500) return absl::InvalidArgumentError("title is longer than 500 characters");
+  if (task.title().empty()) {
+    const std::string& source = task.prompt().empty() ? task.command() : task.prompt();
+    task.set_title(source.substr(0, 80));
+  }
+  for (const std::string& label : task.required_labels()) {
+    if (label.empty()) return absl::InvalidArgumentError("requiredLabels must not hold empty labels");
+  }
+  return absl::OkStatus();
+}
+
+BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store,
+                                     Dispatcher& dispatcher, Journal& journal, EventHub& hub,
+                                     boost::asio::thread_pool& pool)
+    : auth_(auth), store_(store), dispatcher_(dispatcher), journal_(journal), hub_(hub), pool_(pool) {}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ctx, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, key = BearerToken(*ctx), fn = std::move(fn)]() mutable {
+    absl::StatusOr<Principal> principal = auth_.Authenticate(key);
+    if (!principal.ok()) {
+      reactor->Finish(ToGrpcStatus(principal.status()));
+      return;
+    }
+    reactor->Finish(ToGrpcStatus(fn(*principal)));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServerContext* ctx,
+                                                             const pb::CreateWorkspaceRequest* req,
+                                                             pb::Workspace* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    if (!p.is_admin) return absl::PermissionDeniedError("creating a workspace needs an admin key");
+    if (req->name().empty()) return absl::InvalidArgumentError("name is required");
+    WorkspaceRecord w;
+    w.id = NewUuid();
+    w.name = req->name();
+    w.repo_url = req->repo_url();
+    w.default_branch = req->default_branch().empty() ? "main" : req->default_branch();
+    w.created_by = p.account_id;
+    BUILDD_RETURN_IF_ERROR(journal_.Run([&w](JournalTx& tx) {
+      PgBrokerStore::InsertWorkspace(tx.sql, w);
+      return absl::OkStatus();
+    }));
+    BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord saved, store_.GetWorkspace(w.id));
+    *resp = WorkspaceToProto(saved);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkspaces(grpc::CallbackServerContext* ctx,
+                                                            const pb::ListWorkspacesRequest* req,
+                                                            pb::ListWorkspacesResponse* resp) {
+  return Run(ctx, [this, resp](const Principal& p) -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(auto list, store_.ListWorkspaces(Visible(p)));
+    for (const auto& w : list) *resp->add_workspaces() = WorkspaceToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorkspace(grpc::CallbackServerContext* ctx,
+                                                          const pb::GetWorkspaceRequest* req,
+                                                          pb::Workspace* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, req->id(), absl::StrCat("workspace ", req->id())));
+    BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord w, store_.GetWorkspace(req->id()));
+    *resp = WorkspaceToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerContext* ctx,
+                                                        const pb::CreateTaskRequest* req,
+                                                        pb::Task* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, req, resp, key = BearerToken(*ctx)] {
+    absl::StatusOr<Principal> principal = auth_.Authenticate(key);
+    if (!principal.ok()) {
+      reactor->Finish(ToGrpcStatus(principal.status()));
+      return;
+    }
+    pb::Task task = req->task();
+    if (absl::Status st = ValidateNewTask(task); !st.ok()) {
+      reactor->Finish(ToGrpcStatus(st));
+      return;
+    }
+    if (!principal->CanCreate(task.workspace_id())) {
+      reactor->Finish(ToGrpcStatus(absl::PermissionDeniedError(absl::StrCat(
+          "account ", principal->account_id, " may not create tasks in workspace ",
+          task.workspace_id(), " (needs canCreate)"))));
+      return;
+    }
+    // Keep only what the client describes; the broker owns the rest.
+    for (void (pb::Task::*clear)() : {&pb::Task::clear_id, &pb::Task::clear_state, &pb::Task::clear_attempts,
+                        &pb::Task::clear_worker_id, &pb::Task::clear_created_by,
+                        &pb::Task::clear_created_at, &pb::Task::clear_updated_at,
+                        &pb::Task::clear_exit_code, &pb::Task::clear_error}) {
+      (task.*clear)();
+    }
+    TaskRecord record;
+    record.id = NewUuid();
+    record.workspace_id = task.workspace_id();
+    record.runner_preference = pb::Task::RunnerPreference_Name(task.runner_preference());
+    record.required_labels.assign(task.required_labels().begin(), task.required_labels().end());
+    record.provider = task.provider();
+    record.priority = task.priority();
+    record.max_attempts = task.max_attempts();
+    record.created_by = principal->account_id;
+    google::protobuf::util::MessageToJsonString(task, &record.spec_json);
+    dispatcher_.CreateTask(std::move(record), [reactor, resp](absl::StatusOr<TaskRecord> saved) {
+      if (saved.ok()) {
+        saved->created_at = saved->updated_at = NowRfc3339();
+        *resp = TaskToProto(*saved);
+      }
+      reactor->Finish(ToGrpcStatus(saved.status()));
+    });
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
+                                                       const pb::ListTasksRequest* req,
+                                                       pb::ListTasksResponse* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    const std::string state =
+        req->state() == pb::Task::state_unspecified ? "" : pb::Task::State_Name(req->state());
+    const int limit = req->limit() <= 0 ? 100 : std::min(req->limit(), 1000);
+    BUILDD_ASSIGN_OR_RETURN(auto tasks, store_.ListTasks(req->workspace_id(), state, limit, Visible(p)));
+    for (const auto& t : tasks) *resp->add_tasks() = TaskToProto(t);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
+                                                     const pb::GetTaskRequest* req,
+                                                     pb::GetTaskResponse* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
+    *resp->mutable_task() = TaskToProto(t);
+    BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(t.id, "", std::nullopt));
+    for (const auto& w : workers) *resp->add_workers() = WorkerToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::CancelTask(grpc::CallbackServerContext* ctx,
+                                                        const pb::CancelTaskRequest* req,
+                                                        pb::Task* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
+    if (!p.CanCreate(t.workspace_id)) {
+      return absl::PermissionDeniedError("canceling a task needs canCreate on its workspace");
+    }
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord canceled, dispatcher_.CancelTask(req->id()));
+    *resp = TaskToProto(canceled);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                         const pb::ListWorkersRequest* req,
+                                                         pb::ListWorkersResponse* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    if (!req->task_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->task_id(), "taskId"));
+    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(req->task_id(), req->workspace_id(), Visible(p)));
+    for (const auto& w : workers) *resp->add_workers() = WorkerToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorker(grpc::CallbackServerContext* ctx,
+                                                       const pb::GetWorkerRequest* req,
+                                                       pb::Worker* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
+    *resp = WorkerToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerContext* ctx,
+                                                           const pb::ControlWorkerRequest* req,
+                                                           pb::Worker* resp) {
+  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    if (req->action() == pb::ControlWorkerRequest::action_unspecified) {
+      return absl::InvalidArgumentError("action is required: pause, resume, cancel or input");
+    }
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
+    if (!p.CanCreate(w.workspace_id)) {
+      return absl::PermissionDeniedError("controlling a worker needs canCreate on its workspace");
+    }
+    BUILDD_RETURN_IF_ERROR(dispatcher_.Control(
+        req->id(), static_cast<pb::Control::Action>(req->action()), req->text()));
+    *resp = WorkerToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+
+// One Subscribe call: reads what was missed from the hub's ring or the
+// database, then follows the hub. Everything pool tasks touch lives in the
+// shared State; they reach the reactor only through State::reactor, under
+// State::mu, which OnClosed clears. The reactor cannot finish while its
+// set-up (authentication) runs: OnCancel defers to it.
+class Subscription final : public QueuedWriteReactor<pb::Event> {
+ public:
+  struct State {
+    State(PgBrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
+        : store(store), hub(hub), pool(pool) {}
+    PgBrokerStore& store;
+    EventHub& hub;
+    boost::asio::thread_pool& pool;
+    absl::Mutex mu;
+    Subscription* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    bool in_setup ABSL_GUARDED_BY(mu) = true;
+    bool cancelled ABSL_GUARDED_BY(mu) = false;
+    int64_t cursor ABSL_GUARDED_BY(mu) = 0;
+    bool pumping ABSL_GUARDED_BY(mu) = false;
+    bool again ABSL_GUARDED_BY(mu) = false;
+    EventFilter filter ABSL_GUARDED_BY(mu);
+    int hub_token ABSL_GUARDED_BY(mu) = -1;
+  };
+
+  Subscription(PgBrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
+      : state_(std::make_shared<State>(store, hub, pool)) {
+    absl::MutexLock lock(&state_->mu);
+    state_->reactor = this;
+  }
+
+  std::shared_ptr<State> state() const { return state_; }
+
+  // Ends the set-up: starts following (status ok) or finishes with `status`.
+  // Touches only `s` after the reactor may be gone.
+  static void EndSetup(const std::shared_ptr<State>& s, const absl::Status& status,
+                       int64_t after_id, EventFilter filter) {
+    bool follow = false;
+    {
+      absl::MutexLock lock(&s->mu);
+      s->in_setup = false;
+      if (s->reactor == nullptr) return;
+      if (!status.ok() || s->cancelled) {
+        s->reactor->FinishOnce(status.ok() ? grpc::Status::CANCELLED : ToGrpcStatus(status));
+        return;
+      }
+      s->cursor = after_id;
+      s->filter = std::move(filter);
+      s->reactor->StartSendInitialMetadata();
+      std::weak_ptr<State> weak = s;
+      s->hub_token = s->hub.Subscribe([weak] {
+        if (auto locked = weak.lock()) Schedule(locked);
+      });
+      follow = true;
+    }
+    if (follow) Schedule(s);
+  }
+
+ protected:
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->cancelled = true;
+      if (state_->in_setup) return;
+    }
+    FinishOnce(grpc::Status::CANCELLED);
+  }
+  void OnQueueEmpty() override { Schedule(state_); }
+  void OnClosed() override {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->hub_token >= 0) state_->hub.Unsubscribe(state_->hub_token);
+    state_->reactor = nullptr;
+  }
+
+ private:
+  static constexpr size_t kHighWater = 256;
+
+  static void Schedule(const std::shared_ptr<State>& s) {
+    {
+      absl::MutexLock lock(&s->mu);
+      if (s->reactor == nullptr || s->in_setup) return;
+      if (s->pumping) {
+        s->again = true;
+        return;
+      }
+      s->pumping = true;
+    }
+    boost::asio::post(s->pool, [s] { Pump(s); });
+  }
+
+  // Sends what is after the cursor until caught up or the queue is full.
+  static void Pump(const std::shared_ptr<State>& s) {
+    while (true) {
+      int64_t cursor;
+      {
+        absl::MutexLock lock(&s->mu);
+        if (s->reactor == nullptr) return;
+        cursor = s->cursor;
+        s->again = false;
+      }
+      std::vector<pb::Event> events;
+      if (cursor < s->hub.last_id() && !s->hub.ReadAfter(cursor, 500, &events)) {
+        auto from_db = s->store.ReadEvents(cursor, EventFilter{}, 500);
+        if (!from_db.ok()) {
+          absl::MutexLock lock(&s->mu);
+          if (s->reactor) {
+            s->reactor->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read events"));
+          }
+          return;
+        }
+        events = std::move(*from_db);
+      }
+      absl::MutexLock lock(&s->mu);
+      if (s->reactor == nullptr) return;
+      for (const pb::Event& e : events) {
+        s->cursor = e.id();
+        if (s->filter.Matches(e)) s->reactor->Send(e);
+      }
+      const bool full = s->reactor->Queued() >= kHighWater;
+      if (full || (events.empty() && !s->again)) {
+        // Caught up, or waiting for the client to read: a wake-up resumes.
+        s->pumping = false;
+        return;
+      }
+    }
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
+    grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) {
+  auto* sub = new Subscription(store_, hub_, pool_);
+  boost::asio::post(pool_, [this, state = sub->state(), req = *req, key = BearerToken(*ctx)] {
+    absl::StatusOr<Principal> p = auth_.Authenticate(key);
+    absl::Status status = p.status();
+    if (status.ok() && !req.branch().empty()) {
+      status = absl::UnimplementedError("the branch filter is not supported yet");
+    }
+    for (const auto& [id, field] : {std::pair{req.workspace_id(), "workspaceId"},
+                                    std::pair{req.task_id(), "taskId"},
+                                    std::pair{req.worker_id(), "workerId"}}) {
+      if (status.ok() && !id.empty()) status = CheckId(id, field);
+    }
+    if (status.ok() && req.after_id() < 0) {
+      status = absl::InvalidArgumentError("lastEventId must not be negative");
+    }
+    EventFilter filter;
+    filter.workspace_id = req.workspace_id();
+    filter.task_id = req.task_id();
+    filter.worker_id = req.worker_id();
+    if (status.ok() && !p->is_admin) filter.allowed_workspaces = p->visible;
+    Subscription::EndSetup(state, status, req.after_id(), std::move(filter));
+  });
+  return sub;
+}
+
+}  // namespace buildd::broker

@@ -1,0 +1,70 @@
+#ifndef BUILDD_SERVICES_BROKER_BROKER_SERVICE_H_
+#define BUILDD_SERVICES_BROKER_BROKER_SERVICE_H_
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "buildd/v1/broker.grpc.pb.h"
+#include "services/broker/accounts_client.h"
+#include "services/broker/broker_store.h"
+#include "services/broker/dispatcher.h"
+#include "services/broker/event_hub.h"
+
+namespace buildd::broker {
+
+// The gRPC adapter of BrokerService: authenticates the caller, validates,
+// calls the store or the dispatcher, converts back. Blocking work runs on
+// the pool it is given, never on gRPC's callback threads.
+class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
+ public:
+  BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store, Dispatcher& dispatcher,
+                    Journal& journal, EventHub& hub, boost::asio::thread_pool& pool);
+
+  grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
+                                            const pb::CreateWorkspaceRequest* req,
+                                            pb::Workspace* resp) override;
+  grpc::ServerUnaryReactor* ListWorkspaces(grpc::CallbackServerContext* ctx,
+                                           const pb::ListWorkspacesRequest* req,
+                                           pb::ListWorkspacesResponse* resp) override;
+  grpc::ServerUnaryReactor* GetWorkspace(grpc::CallbackServerContext* ctx,
+                                         const pb::GetWorkspaceRequest* req,
+                                         pb::Workspace* resp) override;
+  grpc::ServerUnaryReactor* CreateTask(grpc::CallbackServerContext* ctx,
+                                       const pb::CreateTaskRequest* req, pb::Task* resp) override;
+  grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* ctx,
+                                      const pb::ListTasksRequest* req,
+                                      pb::ListTasksResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
+                                    const pb::GetTaskRequest* req,
+                                    pb::GetTaskResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelTask(grpc::CallbackServerContext* ctx,
+                                       const pb::CancelTaskRequest* req, pb::Task* resp) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
+                                        const pb::ListWorkersRequest* req,
+                                        pb::ListWorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* GetWorker(grpc::CallbackServerContext* ctx,
+                                      const pb::GetWorkerRequest* req, pb::Worker* resp) override;
+  grpc::ServerUnaryReactor* ControlWorker(grpc::CallbackServerContext* ctx,
+                                          const pb::ControlWorkerRequest* req,
+                                          pb::Worker* resp) override;
+  grpc::ServerWriteReactor<pb::Event>* Subscribe(grpc::CallbackServerContext* ctx,
+                                                 const pb::SubscribeRequest* req) override;
+
+ private:
+  // Authenticates on the pool, runs fn(principal) there and finishes.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx, Fn fn);
+
+  Authenticator& auth_;
+  PgBrokerStore& store_;
+  Dispatcher& dispatcher_;
+  Journal& journal_;
+  EventHub& hub_;
+  boost::asio::thread_pool& pool_;
+};
+
+// Checks a new task's fields; fills defaults. The message names the field.
+absl::Status ValidateNewTask(pb::Task& task);
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_BROKER_SERVICE_H_

@@ -1,0 +1,131 @@
+#ifndef BUILDD_SERVICES_BROKER_BROKER_STORE_H_
+#define BUILDD_SERVICES_BROKER_BROKER_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <soci/soci.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "buildd/v1/common.pb.h"
+#include "common/db.h"
+#include "services/broker/scheduler.h"
+
+namespace buildd::broker {
+
+struct WorkspaceRecord {
+  std::string id;
+  std::string name;
+  std::string repo_url;
+  std::string default_branch;
+  std::string created_by;
+  std::string created_at;
+};
+
+struct TaskRecord {
+  std::string id;
+  std::string workspace_id;
+  std::string runner_preference = "any";
+  std::vector<std::string> required_labels;
+  std::string provider;
+  int priority = 0;
+  std::string state = "pending";
+  int attempts = 0;
+  int max_attempts = 3;
+  int64_t epoch = 0;
+  std::string worker_id;
+  int exit_code = 0;
+  std::string error;
+  // The task as the client described it (protobuf JSON of Task).
+  std::string spec_json;
+  std::string created_by;
+  std::string created_at;
+  std::string updated_at;
+
+  TaskRoute Route() const {
+    return TaskRoute{id, workspace_id, runner_preference, required_labels, provider};
+  }
+};
+
+struct WorkerRecord {
+  std::string id;
+  std::string task_id;
+  std::string workspace_id;
+  std::string account_id;
+  std::string runner_id;
+  std::string runner_name;
+  std::string state = "idle";
+  int64_t epoch = 0;
+  int64_t last_seq = 0;
+  int exit_code = 0;
+  std::string error;
+  std::string created_at;
+  std::string updated_at;
+};
+
+// Which events a subscriber wants.
+struct EventFilter {
+  std::string workspace_id;
+  std::string task_id;
+  std::string worker_id;
+  // Empty: every workspace (admins). Otherwise only these.
+  std::optional<std::set<std::string>> allowed_workspaces;
+
+  bool Matches(const ::buildd::v1::Event& e) const;
+};
+
+// The broker's tables on PostgreSQL. Reads take a pooled session; writes
+// take the journal's session (they run inside its transaction). Thread-safe.
+class PgBrokerStore {
+ public:
+  explicit PgBrokerStore(soci::connection_pool& pool) : pool_(pool) {}
+
+  absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id);
+  absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
+      const std::optional<std::set<std::string>>& only);
+  absl::StatusOr<TaskRecord> GetTask(const std::string& id);
+  absl::StatusOr<std::vector<TaskRecord>> ListTasks(
+      const std::string& workspace_id, const std::string& state, int limit,
+      const std::optional<std::set<std::string>>& only);
+  absl::StatusOr<WorkerRecord> GetWorker(const std::string& id);
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers(
+      const std::string& task_id, const std::string& workspace_id,
+      const std::optional<std::set<std::string>>& only);
+  // Events with id > after_id in id order, at most `limit`, filtered.
+  absl::StatusOr<std::vector<::buildd::v1::Event>> ReadEvents(int64_t after_id,
+                                                              const EventFilter& filter,
+                                                              int limit);
+  absl::StatusOr<int64_t> LastEventId();
+
+  // Writes, inside a journal transaction. They throw soci errors.
+  static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);
+  static void InsertTask(soci::session& sql, const TaskRecord& t);
+  static void InsertWorker(soci::session& sql, const WorkerRecord& w);
+  static void UpdateTask(soci::session& sql, const TaskRecord& t);
+  static void UpdateWorker(soci::session& sql, const WorkerRecord& w);
+  static std::optional<TaskRecord> LockTask(soci::session& sql, const std::string& id);
+  static std::optional<WorkerRecord> LockWorker(soci::session& sql, const std::string& id);
+  static std::optional<WorkspaceRecord> FindWorkspace(soci::session& sql, const std::string& id);
+  // Locks up to `n` pending tasks `runner` may take, best first, skipping
+  // rows other replicas hold.
+  static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);
+  // Non-terminal workers held by runner `runner_id`.
+  static std::vector<WorkerRecord> ActiveWorkersOf(soci::session& sql, const std::string& runner_id);
+
+ private:
+  soci::connection_pool& pool_;
+};
+
+const std::vector<Migration>& BrokerMigrations();
+
+// JSON array text of strings, and back.
+std::string LabelsToJson(const std::vector<std::string>& labels);
+std::vector<std::string> LabelsFromJson(const std::string& json);
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_BROKER_STORE_H_

@@ -1,0 +1,748 @@
+#include "services/broker/dispatcher.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "common/logging.h"
+
+namespace buildd::broker {
+namespace {
+
+bool Terminal(const std::string& worker_state) {
+  return worker_state == "completed" || worker_state == "error" || worker_state == "canceled";
+}
+
+pb::Event NewEvent(const std::string& type, const std::string& task_id,
+                   const std::string& worker_id, const std::string& workspace_id) {
+  pb::Event e;
+  e.set_type(type);
+  e.set_task_id(task_id);
+  e.set_worker_id(worker_id);
+  e.set_workspace_id(workspace_id);
+  e.set_created_at(NowRfc3339());
+  return e;
+}
+
+}  // namespace
+
+pb::Task TaskToProto(const TaskRecord& t) {
+  pb::Task task;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  (void)google::protobuf::util::JsonStringToMessage(t.spec_json, &task, options);
+  task.set_id(t.id);
+  task.set_workspace_id(t.workspace_id);
+  pb::Task::RunnerPreference pref = pb::Task::any;
+  pb::Task::RunnerPreference_Parse(t.runner_preference, &pref);
+  task.set_runner_preference(pref);
+  task.clear_required_labels();
+  for (const auto& l : t.required_labels) task.add_required_labels(l);
+  task.set_provider(t.provider);
+  task.set_priority(t.priority);
+  pb::Task::State state = pb::Task::state_unspecified;
+  pb::Task::State_Parse(t.state, &state);
+  task.set_state(state);
+  task.set_attempts(t.attempts);
+  task.set_max_attempts(t.max_attempts);
+  task.set_worker_id(t.worker_id);
+  task.set_exit_code(t.exit_code);
+  task.set_error(t.error);
+  task.set_created_by(t.created_by);
+  task.set_created_at(t.created_at);
+  task.set_updated_at(t.updated_at);
+  return task;
+}
+
+pb::Worker WorkerToProto(const WorkerRecord& w) {
+  pb::Worker worker;
+  worker.set_id(w.id);
+  worker.set_task_id(w.task_id);
+  worker.set_workspace_id(w.workspace_id);
+  worker.set_account_id(w.account_id);
+  worker.set_runner_id(w.runner_id);
+  worker.set_runner_name(w.runner_name);
+  pb::Worker::State state = pb::Worker::state_unspecified;
+  pb::Worker::State_Parse(w.state, &state);
+  worker.set_state(state);
+  worker.set_epoch(w.epoch);
+  worker.set_last_seq(w.last_seq);
+  worker.set_exit_code(w.exit_code);
+  worker.set_error_message(w.error);
+  worker.set_created_at(w.created_at);
+  worker.set_updated_at(w.updated_at);
+  return worker;
+}
+
+pb::Workspace WorkspaceToProto(const WorkspaceRecord& w) {
+  pb::Workspace ws;
+  ws.set_id(w.id);
+  ws.set_name(w.name);
+  ws.set_repo_url(w.repo_url);
+  ws.set_default_branch(w.default_branch);
+  ws.set_created_at(w.created_at);
+  return ws;
+}
+
+Dispatcher::Dispatcher(Journal& journal, Scheduler& scheduler, PgBrokerStore& store,
+                       boost::asio::io_context& timers, DispatcherOptions options)
+    : journal_(journal),
+      scheduler_(scheduler),
+      store_(store),
+      timers_(timers),
+      options_(options),
+      heartbeat_timer_(timers) {}
+
+Dispatcher::~Dispatcher() = default;
+
+absl::Status Dispatcher::Start() {
+  std::vector<std::string> orphans;
+  absl::Status status = journal_.Run([&](JournalTx& tx) -> absl::Status {
+    long long pending = 0;
+    tx.sql << "SELECT count(*) FROM tasks WHERE state = 'pending'", soci::into(pending);
+    pending_ = pending;
+    soci::rowset<soci::row> rows =
+        (tx.sql.prepare << "SELECT id::text, task_id::text, workspace_id::text, epoch, last_seq,"
+                           " state FROM workers WHERE state IN"
+                           " ('idle', 'starting', 'running', 'waiting_input', 'paused')");
+    absl::MutexLock lock(&mu_);
+    for (const soci::row& r : rows) {
+      Attached a;
+      a.task_id = r.get<std::string>(1);
+      a.workspace_id = r.get<std::string>(2);
+      a.epoch = r.get<long long>(3);
+      a.last_seq = r.get<long long>(4);
+      a.state = r.get<std::string>(5);
+      attached_[r.get<std::string>(0)] = a;
+      orphans.push_back(r.get<std::string>(0));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!orphans.empty()) {
+    Log()->info("{} workers of an earlier broker wait {} ms for their runners", orphans.size(),
+                options_.lease_grace_ms);
+    ArmLeaseTimer(std::move(orphans));
+  }
+  ArmHeartbeatCheck();
+  return absl::OkStatus();
+}
+
+std::shared_ptr<RunnerLink> Dispatcher::Link(const std::string& runner_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = links_.find(runner_id);
+  return it == links_.end() ? nullptr : it->second;
+}
+
+void Dispatcher::Send(const std::string& runner_id, pb::BrokerMessage message) {
+  if (auto link = Link(runner_id)) link->Send(std::move(message));
+}
+
+absl::StatusOr<WorkspaceRecord> Dispatcher::WorkspaceIn(soci::session& sql, const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workspaces_.find(id);
+    if (it != workspaces_.end()) return it->second;
+  }
+  auto ws = PgBrokerStore::FindWorkspace(sql, id);
+  if (!ws) return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
+  absl::MutexLock lock(&mu_);
+  workspaces_[id] = *ws;
+  return *ws;
+}
+
+TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner) {
+  WorkerRecord worker;
+  worker.id = NewUuid();
+  worker.task_id = task.id;
+  worker.workspace_id = task.workspace_id;
+  worker.account_id = runner.account_id;
+  worker.runner_id = runner.runner_id;
+  worker.runner_name = runner.name;
+  worker.state = "idle";
+  worker.epoch = task.epoch + 1;
+  PgBrokerStore::InsertWorker(tx.sql, worker);
+
+  task.epoch = worker.epoch;
+  task.attempts += 1;
+  task.state = "assigned";
+  task.worker_id = worker.id;
+  PgBrokerStore::UpdateTask(tx.sql, task);
+
+  pb::Event e = NewEvent("assigned", task.id, worker.id, task.workspace_id);
+  e.set_runner_name(runner.name);
+  e.set_status("idle");
+  tx.Append(std::move(e));
+
+  {
+    absl::MutexLock lock(&mu_);
+    Attached a;
+    a.runner_id = runner.runner_id;
+    a.epoch = worker.epoch;
+    a.task_id = task.id;
+    a.workspace_id = task.workspace_id;
+    a.state = "idle";
+    attached_[worker.id] = a;
+  }
+  const std::string runner_id = runner.runner_id;
+  const std::string worker_id = worker.id;
+  tx.OnAbort([this, runner_id, worker_id] {
+    scheduler_.Release(runner_id);
+    absl::MutexLock lock(&mu_);
+    attached_.erase(worker_id);
+  });
+
+  pb::BrokerMessage message;
+  pb::Assign* assign = message.mutable_assign();
+  worker.created_at = worker.updated_at = NowRfc3339();
+  *assign->mutable_worker() = WorkerToProto(worker);
+  task.updated_at = NowRfc3339();
+  *assign->mutable_task() = TaskToProto(task);
+  assign->set_epoch(worker.epoch);
+  auto ws = WorkspaceIn(tx.sql, task.workspace_id);
+  if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
+  tx.OnCommit([this, runner_id, message = std::move(message)]() mutable {
+    Send(runner_id, std::move(message));
+  });
+  Log()->debug("assign task={} worker={} runner={}", task.id, worker.id, runner.name);
+  return task;
+}
+
+void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done) {
+  auto result = std::make_shared<TaskRecord>();
+  journal_.Submit(
+      [this, task = std::move(task), result](JournalTx& tx) mutable -> absl::Status {
+        auto ws = WorkspaceIn(tx.sql, task.workspace_id);
+        if (!ws.ok()) return ws.status();
+        std::optional<RunnerSlot> runner = scheduler_.Reserve(task.Route());
+        pb::Event created = NewEvent("created", task.id, "", task.workspace_id);
+        created.set_status("pending");
+        tx.Append(std::move(created));
+        if (!runner) {
+          PgBrokerStore::InsertTask(tx.sql, task);
+          tx.OnCommit([this] { ++pending_; });
+          *result = task;
+          return absl::OkStatus();
+        }
+        // Insert first (the worker row refers to the task), then assign.
+        PgBrokerStore::InsertTask(tx.sql, task);
+        *result = AssignInTx(tx, task, *runner);
+        return absl::OkStatus();
+      },
+      [done = std::move(done), result](absl::Status status) {
+        if (!status.ok()) {
+          done(status);
+        } else {
+          done(*result);
+        }
+      });
+}
+
+absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
+  auto result = std::make_shared<TaskRecord>();
+  std::string worker_to_cancel;
+  absl::Status status = journal_.Run([&](JournalTx& tx) -> absl::Status {
+    auto task = PgBrokerStore::LockTask(tx.sql, task_id);
+    if (!task) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+    if (task->state == "completed" || task->state == "failed" || task->state == "canceled") {
+      return absl::FailedPreconditionError(absl::StrCat("task ", task_id, " is already ", task->state));
+    }
+    if (task->state == "pending") {
+      task->state = "canceled";
+      PgBrokerStore::UpdateTask(tx.sql, *task);
+      pb::Event e = NewEvent("canceled", task->id, "", task->workspace_id);
+      e.set_status("canceled");
+      tx.Append(std::move(e));
+      tx.OnCommit([this] { --pending_; });
+    } else {
+      worker_to_cancel = task->worker_id;
+    }
+    *result = *task;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (!worker_to_cancel.empty()) {
+    absl::Status control = Control(worker_to_cancel, pb::Control::cancel, "");
+    if (!control.ok()) return control;
+  }
+  return *result;
+}
+
+absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Action action,
+                                 const std::string& text) {
+  std::string runner_id;
+  int64_t epoch = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = attached_.find(worker_id);
+    if (it == attached_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is not active"));
+    }
+    if (it->second.runner_id.empty()) {
+      return absl::UnavailableError(absl::StrCat("the runner of worker ", worker_id,
+                                                 " is disconnected; try again"));
+    }
+    runner_id = it->second.runner_id;
+    epoch = it->second.epoch;
+  }
+  pb::BrokerMessage message;
+  pb::Control* control = message.mutable_control();
+  control->set_worker_id(worker_id);
+  control->set_epoch(epoch);
+  control->set_action(action);
+  control->set_text(text);
+  Send(runner_id, std::move(message));
+  return absl::OkStatus();
+}
+
+void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello) {
+  const std::string runner_id = slot.runner_id;
+  {
+    absl::MutexLock lock(&mu_);
+    links_[runner_id] = link;
+    last_seen_[runner_id] = std::chrono::steady_clock::now();
+  }
+  slot.active = 0;
+  scheduler_.AddRunner(slot);
+  std::vector<pb::ResumeWorker> resume(hello.resume().begin(), hello.resume().end());
+  auto stale = std::make_shared<std::vector<std::string>>();
+  journal_.Submit(
+      [this, runner_id, resume, stale](JournalTx& tx) -> absl::Status {
+        for (const pb::ResumeWorker& r : resume) {
+          bool ok = false;
+          {
+            absl::MutexLock lock(&mu_);
+            auto it = attached_.find(r.worker_id());
+            ok = it != attached_.end() && it->second.epoch == r.epoch();
+          }
+          if (ok) {
+            const long long epoch = r.epoch();
+            soci::statement st =
+                (tx.sql.prepare << "UPDATE workers SET runner_id = :r, updated_at = now()"
+                                   " WHERE id = :id AND epoch = :e AND state IN"
+                                   " ('idle', 'starting', 'running', 'waiting_input', 'paused')",
+                 soci::use(runner_id), soci::use(r.worker_id()), soci::use(epoch));
+            st.execute(true);
+            ok = st.get_affected_rows() == 1;
+          }
+          if (!ok) {
+            stale->push_back(r.worker_id());
+            continue;
+          }
+          scheduler_.ReserveOn(runner_id, 1);
+          absl::MutexLock lock(&mu_);
+          attached_[r.worker_id()].runner_id = runner_id;
+          const std::string worker_id = r.worker_id();
+          tx.OnAbort([this, runner_id, worker_id] {
+            scheduler_.Release(runner_id);
+            absl::MutexLock lock(&mu_);
+            auto it = attached_.find(worker_id);
+            if (it != attached_.end() && it->second.runner_id == runner_id) it->second.runner_id.clear();
+          });
+        }
+        return absl::OkStatus();
+      },
+      [this, runner_id, stale, link](absl::Status status) {
+        if (!status.ok()) {
+          link->Close(status);
+          return;
+        }
+        pb::BrokerMessage message;
+        pb::Welcome* welcome = message.mutable_welcome();
+        welcome->set_session_id(runner_id);
+        welcome->set_runner_id(runner_id);
+        welcome->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+        for (const auto& w : *stale) welcome->add_stale_workers(w);
+        link->Send(std::move(message));
+        ClaimFor(runner_id);
+      });
+}
+
+void Dispatcher::Disconnect(const std::string& runner_id) {
+  std::vector<std::string> held;
+  {
+    absl::MutexLock lock(&mu_);
+    links_.erase(runner_id);
+    last_seen_.erase(runner_id);
+    for (auto& [worker_id, a] : attached_) {
+      if (a.runner_id == runner_id) {
+        a.runner_id.clear();
+        held.push_back(worker_id);
+      }
+    }
+  }
+  scheduler_.RemoveRunner(runner_id);
+  if (!held.empty()) {
+    Log()->info("runner={} gone holding {} workers; lease grace {} ms", runner_id, held.size(),
+                options_.lease_grace_ms);
+    ArmLeaseTimer(std::move(held));
+  }
+}
+
+void Dispatcher::ArmLeaseTimer(std::vector<std::string> worker_ids) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(
+      timers_, std::chrono::milliseconds(options_.lease_grace_ms));
+  timer->async_wait([this, timer, worker_ids = std::move(worker_ids)](boost::system::error_code ec) {
+    if (!ec) ExpireWorkers(worker_ids);
+  });
+}
+
+void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
+  journal_.Submit([this, worker_ids](JournalTx& tx) -> absl::Status {
+    int requeued = 0;
+    for (const std::string& worker_id : worker_ids) {
+      Attached a;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = attached_.find(worker_id);
+        if (it == attached_.end() || !it->second.runner_id.empty()) continue;  // back or done
+        a = it->second;
+      }
+      auto worker = PgBrokerStore::LockWorker(tx.sql, worker_id);
+      if (!worker || worker->epoch != a.epoch || Terminal(worker->state)) continue;
+      worker->state = "error";
+      worker->error = "runner lost: no reconnect within the lease grace period";
+      PgBrokerStore::UpdateWorker(tx.sql, *worker);
+      pb::Event e = NewEvent("error", a.task_id, worker_id, a.workspace_id);
+      e.set_status("error");
+      e.set_text(worker->error);
+      tx.Append(std::move(e));
+      auto task = PgBrokerStore::LockTask(tx.sql, a.task_id);
+      if (task && task->epoch == a.epoch) {
+        if (task->attempts < task->max_attempts) {
+          task->state = "pending";
+          task->worker_id.clear();
+          ++requeued;
+          pb::Event q = NewEvent("requeued", task->id, "", task->workspace_id);
+          q.set_status("pending");
+          tx.Append(std::move(q));
+        } else {
+          task->state = "failed";
+          task->error = worker->error;
+          pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
+          f.set_status("failed");
+          f.set_text(task->error);
+          tx.Append(std::move(f));
+        }
+        PgBrokerStore::UpdateTask(tx.sql, *task);
+      }
+      tx.OnCommit([this, worker_id] {
+        absl::MutexLock lock(&mu_);
+        attached_.erase(worker_id);
+      });
+    }
+    if (requeued > 0) {
+      tx.OnCommit([this, requeued] {
+        pending_ += requeued;
+        ClaimForAll();
+      });
+    }
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::ClaimFor(const std::string& runner_id) {
+  if (pending_ <= 0) return;
+  journal_.Submit([this, runner_id](JournalTx& tx) -> absl::Status {
+    std::optional<RunnerSlot> slot = scheduler_.Get(runner_id);
+    if (!slot) return absl::OkStatus();
+    const int reserved = scheduler_.ReserveOn(runner_id, slot->max_tasks - slot->active);
+    if (reserved <= 0) return absl::OkStatus();
+    std::vector<TaskRecord> tasks = PgBrokerStore::ClaimPending(tx.sql, *slot, reserved);
+    for (int i = static_cast<int>(tasks.size()); i < reserved; ++i) scheduler_.Release(runner_id);
+    for (TaskRecord& task : tasks) AssignInTx(tx, task, *slot);
+    const int64_t claimed = static_cast<int64_t>(tasks.size());
+    if (claimed > 0) tx.OnCommit([this, claimed] { pending_ -= claimed; });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::ClaimForAll() {
+  for (const RunnerSlot& runner : scheduler_.Runners()) {
+    if (runner.active < runner.max_tasks) ClaimFor(runner.runner_id);
+  }
+}
+
+void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage& message) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_seen_[runner_id] = std::chrono::steady_clock::now();
+  }
+  switch (message.msg_case()) {
+    case pb::RunnerMessage::kAccept:
+      OnAccept(runner_id, message.accept());
+      break;
+    case pb::RunnerMessage::kReject:
+      OnReject(runner_id, message.reject());
+      break;
+    case pb::RunnerMessage::kEvent:
+      OnEvent(runner_id, message.event());
+      break;
+    case pb::RunnerMessage::kFinished:
+      OnFinished(runner_id, message.finished());
+      break;
+    default:
+      break;  // Heartbeats only refresh last_seen; a second Hello is ignored.
+  }
+}
+
+void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept) {
+  journal_.Submit([this, runner_id, accept](JournalTx& tx) -> absl::Status {
+    Attached a;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(accept.worker_id());
+      if (it == attached_.end() || it->second.runner_id != runner_id ||
+          it->second.epoch != accept.epoch() || it->second.state != "idle") {
+        return absl::OkStatus();
+      }
+      it->second.state = "starting";
+      a = it->second;
+    }
+    const long long epoch = a.epoch;
+    tx.sql << "UPDATE workers SET state = 'starting', updated_at = now()"
+              " WHERE id = :id AND epoch = :e",
+        soci::use(accept.worker_id()), soci::use(epoch);
+    pb::Event e = NewEvent("status", a.task_id, accept.worker_id(), a.workspace_id);
+    e.set_status("starting");
+    tx.Append(std::move(e));
+    const std::string worker_id = accept.worker_id();
+    tx.OnAbort([this, worker_id] {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(worker_id);
+      if (it != attached_.end()) it->second.state = "idle";
+    });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject) {
+  journal_.Submit([this, runner_id, reject](JournalTx& tx) -> absl::Status {
+    Attached a;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(reject.worker_id());
+      if (it == attached_.end() || it->second.runner_id != runner_id ||
+          it->second.epoch != reject.epoch()) {
+        return absl::OkStatus();
+      }
+      a = it->second;
+    }
+    auto worker = PgBrokerStore::LockWorker(tx.sql, reject.worker_id());
+    auto task = PgBrokerStore::LockTask(tx.sql, a.task_id);
+    if (!worker || !task || task->epoch != a.epoch) return absl::OkStatus();
+    worker->state = "error";
+    worker->error = absl::StrCat("rejected by the runner: ", reject.reason());
+    PgBrokerStore::UpdateWorker(tx.sql, *worker);
+    task->state = "pending";
+    task->worker_id.clear();
+    task->attempts = std::max(0, task->attempts - 1);
+    PgBrokerStore::UpdateTask(tx.sql, *task);
+    pb::Event e = NewEvent("rejected", a.task_id, reject.worker_id(), a.workspace_id);
+    e.set_status("pending");
+    e.set_text(reject.reason());
+    tx.Append(std::move(e));
+    const std::string worker_id = reject.worker_id();
+    const std::string task_id = a.task_id;
+    tx.OnCommit([this, runner_id, worker_id, task_id] {
+      scheduler_.Release(runner_id);
+      {
+        absl::MutexLock lock(&mu_);
+        attached_.erase(worker_id);
+        rejected_by_[task_id].insert(runner_id);
+      }
+      ++pending_;
+      for (const RunnerSlot& runner : scheduler_.Runners()) {
+        if (runner.runner_id != runner_id && runner.active < runner.max_tasks) {
+          ClaimFor(runner.runner_id);
+        }
+      }
+    });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& event) {
+  journal_.Submit([this, runner_id, event](JournalTx& tx) -> absl::Status {
+    Attached before;
+    bool stale = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(event.worker_id());
+      if (it == attached_.end() || it->second.runner_id != runner_id ||
+          it->second.epoch != event.epoch()) {
+        stale = true;
+      } else {
+        before = it->second;
+      }
+    }
+    pb::BrokerMessage ack;
+    ack.mutable_ack()->set_worker_id(event.worker_id());
+    ack.mutable_ack()->set_up_to_seq(event.seq());
+    if (stale || event.seq() <= before.last_seq) {
+      // A duplicate (replayed after a reconnect) or a fenced-off attempt:
+      // acknowledge so the runner drops it, record nothing.
+      tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
+      return absl::OkStatus();
+    }
+    pb::Event e = event.event();
+    e.set_id(0);
+    e.set_task_id(before.task_id);
+    e.set_worker_id(event.worker_id());
+    e.set_workspace_id(before.workspace_id);
+    if (e.created_at().empty()) e.set_created_at(NowRfc3339());
+
+    std::string new_state = before.state;
+    if (e.type() == "started") {
+      new_state = "running";
+    } else if (e.type() == "status" &&
+               (e.status() == "running" || e.status() == "paused" ||
+                e.status() == "waiting_input")) {
+      new_state = e.status();
+    }
+    const long long seq = event.seq();
+    const long long epoch = event.epoch();
+    tx.sql << "UPDATE workers SET last_seq = :seq, state = :state, updated_at = now()"
+              " WHERE id = :id AND epoch = :e",
+        soci::use(seq), soci::use(new_state), soci::use(event.worker_id()), soci::use(epoch);
+    if (new_state != before.state) {
+      const std::string task_state =
+          new_state == "waiting_input" ? "waiting_input" : (new_state == "paused" ? "" : "running");
+      if (!task_state.empty()) {
+        tx.sql << "UPDATE tasks SET state = :s, updated_at = now() WHERE id = :id AND epoch = :e",
+            soci::use(task_state), soci::use(before.task_id), soci::use(epoch);
+      }
+    }
+    tx.Append(std::move(e));
+    {
+      absl::MutexLock lock(&mu_);
+      auto& a = attached_[event.worker_id()];
+      a.last_seq = event.seq();
+      a.state = new_state;
+    }
+    const std::string worker_id = event.worker_id();
+    tx.OnAbort([this, worker_id, before] {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(worker_id);
+      if (it != attached_.end()) {
+        it->second.last_seq = before.last_seq;
+        it->second.state = before.state;
+      }
+    });
+    tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& finished) {
+  journal_.Submit([this, runner_id, finished](JournalTx& tx) -> absl::Status {
+    Attached a;
+    bool known = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = attached_.find(finished.worker_id());
+      if (it != attached_.end() && it->second.runner_id == runner_id &&
+          it->second.epoch == finished.epoch()) {
+        a = it->second;
+        known = true;
+      }
+    }
+    pb::BrokerMessage ack;
+    ack.mutable_ack()->set_worker_id(finished.worker_id());
+    ack.mutable_ack()->set_up_to_seq(finished.last_seq());
+    if (!known) {
+      tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
+      return absl::OkStatus();
+    }
+    std::string worker_state, task_state, type;
+    switch (finished.outcome()) {
+      case pb::Finished::completed:
+        worker_state = "completed";
+        task_state = "completed";
+        type = "completed";
+        break;
+      case pb::Finished::canceled:
+        worker_state = "canceled";
+        task_state = "canceled";
+        type = "canceled";
+        break;
+      default:
+        worker_state = "error";
+        task_state = "failed";
+        type = "error";
+        break;
+    }
+    const long long epoch = finished.epoch();
+    const long long last_seq = std::max<long long>(finished.last_seq(), a.last_seq);
+    tx.sql << "UPDATE workers SET state = :s, exit_code = :c, error = :err, last_seq = :seq,"
+              " updated_at = now() WHERE id = :id AND epoch = :e",
+        soci::use(worker_state), soci::use(finished.exit_code()),
+        soci::use(finished.error_message()), soci::use(last_seq), soci::use(finished.worker_id()),
+        soci::use(epoch);
+    tx.sql << "UPDATE tasks SET state = :s, exit_code = :c, error = :err, updated_at = now()"
+              " WHERE id = :id AND epoch = :e",
+        soci::use(task_state), soci::use(finished.exit_code()), soci::use(finished.error_message()),
+        soci::use(a.task_id), soci::use(epoch);
+    pb::Event e = NewEvent(type, a.task_id, finished.worker_id(), a.workspace_id);
+    e.set_status(worker_state);
+    e.set_exit_code(finished.exit_code());
+    e.set_text(finished.error_message());
+    tx.Append(std::move(e));
+    const std::string worker_id = finished.worker_id();
+    tx.OnCommit([this, runner_id, worker_id, ack] {
+      {
+        absl::MutexLock lock(&mu_);
+        attached_.erase(worker_id);
+      }
+      scheduler_.Release(runner_id);
+      Send(runner_id, ack);
+      ClaimFor(runner_id);
+    });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::RefreshAccount(
+    const std::string& account_id,
+    std::function<absl::StatusOr<RunnerSlot>(const RunnerSlot&)> reauth) {
+  bool changed = false;
+  for (const RunnerSlot& runner : scheduler_.Runners()) {
+    if (!account_id.empty() && runner.account_id != account_id) continue;
+    absl::StatusOr<RunnerSlot> fresh = reauth(runner);
+    if (!fresh.ok()) {
+      if (fresh.status().code() == absl::StatusCode::kUnauthenticated) {
+        Log()->info("runner={} key no longer valid; closing its stream", runner.name);
+        if (auto link = Link(runner.runner_id)) link->Close(fresh.status());
+      }
+      continue;
+    }
+    scheduler_.UpdateAccess(fresh->account_id, fresh->is_admin, fresh->claim_workspaces,
+                            fresh->account_max_workers);
+    changed = true;
+  }
+  if (changed) ClaimForAll();
+}
+
+void Dispatcher::ArmHeartbeatCheck() {
+  heartbeat_timer_.expires_after(std::chrono::milliseconds(options_.heartbeat_interval_ms));
+  heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto limit = std::chrono::milliseconds(options_.heartbeat_interval_ms *
+                                                 options_.missed_heartbeats);
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::shared_ptr<RunnerLink>> silent;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [runner_id, seen] : last_seen_) {
+        if (now - seen > limit) {
+          auto it = links_.find(runner_id);
+          if (it != links_.end()) silent.push_back(it->second);
+        }
+      }
+    }
+    for (auto& link : silent) link->Close(absl::DeadlineExceededError("missed heartbeats"));
+    ArmHeartbeatCheck();
+  });
+}
+
+}  // namespace buildd::broker

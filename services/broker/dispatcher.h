@@ -1,0 +1,132 @@
+#ifndef BUILDD_SERVICES_BROKER_DISPATCHER_H_
+#define BUILDD_SERVICES_BROKER_DISPATCHER_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "buildd/v1/runner.pb.h"
+#include "services/broker/broker_store.h"
+#include "services/broker/journal.h"
+#include "services/broker/scheduler.h"
+
+namespace buildd::broker {
+
+namespace pb = ::buildd::v1;
+
+// The broker's side of one runner stream, as the dispatcher sees it.
+// Implementations must not block. Thread-safe.
+class RunnerLink {
+ public:
+  virtual ~RunnerLink() = default;
+  virtual void Send(pb::BrokerMessage message) = 0;
+  // Ends the stream with `status` (after what is queued).
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+struct DispatcherOptions {
+  // How long a runner that lost its stream keeps its work.
+  int lease_grace_ms = 30000;
+  int heartbeat_interval_ms = 10000;
+  // Runners silent for this many intervals are cut off.
+  int missed_heartbeats = 3;
+};
+
+// Scheduling and the life of tasks and workers: creates tasks and pushes
+// them to a free eligible runner in the same transaction, claims pending
+// tasks when a slot frees, records what runners report (with per-worker
+// de-duplication by seq and fencing by epoch), acks it once durable, and
+// requeues the work of runners that do not come back within the lease grace
+// period. All writes go through the journal. Thread-safe.
+class Dispatcher {
+ public:
+  Dispatcher(Journal& journal, Scheduler& scheduler, PgBrokerStore& store,
+             boost::asio::io_context& timers, DispatcherOptions options);
+  ~Dispatcher();
+
+  // Counts pending tasks and arms lease timers for work left by runners of
+  // an earlier broker process. REQUIRES: called once before use.
+  absl::Status Start();
+
+  // Stores `task` (fields validated by the caller) and, when a runner is
+  // free, assigns it in the same transaction and pushes it after commit.
+  void CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done);
+  // Cancels a pending task at once, or asks the runner of a running one.
+  absl::StatusOr<TaskRecord> CancelTask(const std::string& task_id);
+  // Sends a control to the runner holding the worker.
+  absl::Status Control(const std::string& worker_id, pb::Control::Action action,
+                       const std::string& text);
+
+  // A runner said Hello. Registers it, re-attaches the work it resumes, then
+  // sends Welcome and claims pending tasks for it.
+  void Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello);
+  void Disconnect(const std::string& runner_id);
+  void OnMessage(const std::string& runner_id, const pb::RunnerMessage& message);
+  // The account's grants or keys changed ("" for every account).
+  void RefreshAccount(const std::string& account_id,
+                      std::function<absl::StatusOr<RunnerSlot>(const RunnerSlot&)> reauth);
+
+  int64_t pending_hint() const { return pending_; }
+
+ private:
+  // A worker this replica dispatched or re-attached and that is not done.
+  struct Attached {
+    std::string runner_id;  // "" while its runner is away
+    int64_t epoch = 0;
+    std::string task_id;
+    std::string workspace_id;
+    int64_t last_seq = 0;
+    std::string state;
+  };
+
+  // Inside a journal op: assigns `task` (already stored) to `runner`, whose
+  // slot is reserved; returns the task as assigned.
+  TaskRecord AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner);
+  void ClaimFor(const std::string& runner_id);
+  void ClaimForAll();
+  void OnAccept(const std::string& runner_id, const pb::Accept& accept);
+  void OnReject(const std::string& runner_id, const pb::Reject& reject);
+  void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
+  void OnFinished(const std::string& runner_id, const pb::Finished& finished);
+  void ExpireWorkers(std::vector<std::string> worker_ids);
+  void ArmLeaseTimer(std::vector<std::string> worker_ids);
+  void ArmHeartbeatCheck();
+  void Send(const std::string& runner_id, pb::BrokerMessage message);
+  std::shared_ptr<RunnerLink> Link(const std::string& runner_id);
+  absl::StatusOr<WorkspaceRecord> WorkspaceIn(soci::session& sql, const std::string& id);
+
+  Journal& journal_;
+  Scheduler& scheduler_;
+  PgBrokerStore& store_;
+  boost::asio::io_context& timers_;
+  DispatcherOptions options_;
+  boost::asio::steady_timer heartbeat_timer_;
+  std::atomic<int64_t> pending_{0};
+
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<RunnerLink>> links_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::chrono::steady_clock::time_point> last_seen_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Attached> attached_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::set<std::string>> rejected_by_ ABSL_GUARDED_BY(mu_);
+};
+
+// The Task proto of a record: the client's fields from spec_json with the
+// broker's state on top.
+pb::Task TaskToProto(const TaskRecord& t);
+pb::Worker WorkerToProto(const WorkerRecord& w);
+pb::Workspace WorkspaceToProto(const WorkspaceRecord& w);
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_DISPATCHER_H_

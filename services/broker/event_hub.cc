@@ -1,0 +1,52 @@
+#include "services/broker/event_hub.h"
+
+namespace buildd::broker {
+
+void EventHub::Reset(int64_t last_id) {
+  absl::MutexLock lock(&mu_);
+  ring_.clear();
+  last_id_ = last_id;
+}
+
+void EventHub::Publish(const std::vector<pb::Event>& events) {
+  std::vector<std::function<void()>> wakes;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const pb::Event& e : events) {
+      ring_.push_back(e);
+      last_id_ = e.id();
+    }
+    while (ring_.size() > capacity_) ring_.pop_front();
+    for (const auto& [token, wake] : subscribers_) wakes.push_back(wake);
+  }
+  for (auto& wake : wakes) wake();
+}
+
+bool EventHub::ReadAfter(int64_t after_id, size_t max, std::vector<pb::Event>* out) const {
+  absl::MutexLock lock(&mu_);
+  if (after_id >= last_id_) return true;
+  const int64_t first = ring_.empty() ? last_id_ + 1 : ring_.front().id();
+  if (after_id + 1 < first) return false;
+  for (size_t i = static_cast<size_t>(after_id + 1 - first); i < ring_.size() && out->size() < max; ++i) {
+    out->push_back(ring_[i]);
+  }
+  return true;
+}
+
+int64_t EventHub::last_id() const {
+  absl::MutexLock lock(&mu_);
+  return last_id_;
+}
+
+int EventHub::Subscribe(std::function<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  subscribers_[next_token_] = std::move(wake);
+  return next_token_++;
+}
+
+void EventHub::Unsubscribe(int token) {
+  absl::MutexLock lock(&mu_);
+  subscribers_.erase(token);
+}
+
+}  // namespace buildd::broker

@@ -1,0 +1,49 @@
+#ifndef BUILDD_SERVICES_BROKER_EVENT_HUB_H_
+#define BUILDD_SERVICES_BROKER_EVENT_HUB_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "buildd/v1/common.pb.h"
+
+namespace buildd::broker {
+
+namespace pb = ::buildd::v1;
+
+// The most recent committed events in memory, and who to wake when more
+// arrive. Publish() receives batches in id order without gaps. Thread-safe.
+class EventHub {
+ public:
+  explicit EventHub(size_t capacity = 20000) : capacity_(capacity) {}
+
+  // REQUIRES: called once at start, before Publish: the last committed id.
+  void Reset(int64_t last_id);
+
+  void Publish(const std::vector<pb::Event>& events);
+
+  // Copies events with id > after_id (at most `max`) into `out`. Returns false
+  // when after_id is older than what the ring holds (read the database).
+  bool ReadAfter(int64_t after_id, size_t max, std::vector<pb::Event>* out) const;
+  int64_t last_id() const;
+
+  // `wake` runs (on the publishing thread) after each Publish.
+  int Subscribe(std::function<void()> wake);
+  void Unsubscribe(int token);
+
+ private:
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  std::deque<pb::Event> ring_ ABSL_GUARDED_BY(mu_);
+  int64_t last_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, std::function<void()>> subscribers_ ABSL_GUARDED_BY(mu_);
+  int next_token_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_EVENT_HUB_H_

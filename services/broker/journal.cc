@@ -1,0 +1,144 @@
+#include "services/broker/journal.h"
+
+#include <future>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/db.h"
+#include "common/logging.h"
+
+namespace buildd::broker {
+
+Journal::Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch)
+    : session_(std::move(session)), publish_(std::move(publish)), max_batch_(max_batch) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Journal::~Journal() { Stop(); }
+
+void Journal::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Journal::Submit(Op op, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      if (done) done(absl::UnavailableError("broker is shutting down"));
+      return;
+    }
+    queue_.push_back(Item{std::move(op), std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+absl::Status Journal::Run(Op op) {
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  auto future = promise->get_future();
+  Submit(std::move(op), [promise](absl::Status status) { promise->set_value(std::move(status)); });
+  return future.get();
+}
+
+void Journal::Loop() {
+  while (true) {
+    std::vector<Item> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) return;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (RunBatch(batch, batch.size() == 1)) continue;
+    // Something threw: find it by running each operation on its own.
+    for (Item& item : batch) {
+      std::vector<Item> single;
+      single.push_back(std::move(item));
+      RunBatch(single, true);
+    }
+  }
+}
+
+bool Journal::RunBatch(std::vector<Item>& items, bool single) {
+  soci::session& sql = *session_;
+  std::vector<JournalTx> txs;
+  txs.reserve(items.size());
+  std::vector<absl::Status> results;
+  results.reserve(items.size());
+  std::vector<pb::Event> events;
+  try {
+    sql.begin();
+    for (Item& item : items) {
+      txs.emplace_back(sql);
+      results.push_back(item.op(txs.back()));
+      if (results.back().ok()) {
+        for (pb::Event& e : txs.back().events_) events.push_back(std::move(e));
+      }
+    }
+    if (!events.empty()) {
+      long long last = 0;
+      const long long n = static_cast<long long>(events.size());
+      sql << "UPDATE event_counter SET last_id = last_id + :n RETURNING last_id", soci::use(n),
+          soci::into(last);
+      long long id = last - n + 1;
+      std::string batch = "[";
+      google::protobuf::util::JsonPrintOptions options;
+      for (size_t i = 0; i < events.size(); ++i) {
+        events[i].set_id(id++);
+        std::string json;
+        google::protobuf::util::MessageToJsonString(events[i], &json, options);
+        absl::StrAppend(&batch, i == 0 ? "" : ",", json);
+      }
+      batch += "]";
+      sql << "INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
+             " SELECT (e->>'id')::bigint, NULLIF(e->>'taskId', '')::uuid,"
+             " NULLIF(e->>'workerId', '')::uuid, NULLIF(e->>'workspaceId', '')::uuid,"
+             " e->>'type', e FROM jsonb_array_elements(:batch::jsonb) AS e",
+          soci::use(batch);
+    }
+    sql.commit();
+  } catch (const std::exception& e) {
+    absl::Status error = StatusFromDbError(e, "journal");
+    Log()->error("journal batch of {} rolled back: {}", items.size(), e.what());
+    try {
+      sql.rollback();
+    } catch (const std::exception&) {
+    }
+    if (error.code() == absl::StatusCode::kUnavailable) {
+      try {
+        sql.reconnect();
+      } catch (const std::exception& re) {
+        Log()->error("journal reconnect failed: {}", re.what());
+      }
+    }
+    for (JournalTx& tx : txs) {
+      for (auto& fn : tx.on_abort_) fn();
+    }
+    if (!single && error.code() != absl::StatusCode::kUnavailable) return false;
+    for (Item& item : items) {
+      if (item.done) item.done(error);
+    }
+    return true;
+  }
+  ++batches_;
+  if (!events.empty() && publish_) publish_(events);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (results[i].ok()) {
+      for (auto& fn : txs[i].on_commit_) fn();
+    } else {
+      for (auto& fn : txs[i].on_abort_) fn();
+    }
+    if (items[i].done) items[i].done(results[i]);
+  }
+  return true;
+}
+
+}  // namespace buildd::broker

@@ -1,0 +1,95 @@
+#ifndef BUILDD_SERVICES_BROKER_JOURNAL_H_
+#define BUILDD_SERVICES_BROKER_JOURNAL_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <soci/soci.h>
+
+#include "absl/status/status.h"
+#include "buildd/v1/common.pb.h"
+
+namespace buildd::broker {
+
+namespace pb = ::buildd::v1;
+
+// What an operation may do inside the journal's transaction.
+class JournalTx {
+ public:
+  explicit JournalTx(soci::session& sql) : sql(sql) {}
+  soci::session& sql;
+
+  // Records an event; it gets its id when the transaction commits.
+  void Append(pb::Event event) { events_.push_back(std::move(event)); }
+  // Runs after a successful commit (pushes to runners, acks, releases).
+  void OnCommit(std::function<void()> fn) { on_commit_.push_back(std::move(fn)); }
+  // Runs when the operation's writes are rolled back (undo reservations).
+  void OnAbort(std::function<void()> fn) { on_abort_.push_back(std::move(fn)); }
+
+ private:
+  friend class Journal;
+  std::vector<pb::Event> events_;
+  std::vector<std::function<void()>> on_commit_;
+  std::vector<std::function<void()>> on_abort_;
+};
+
+// The broker's single writer. Operations queue up and run on one thread and
+// one connection; whatever is queued when a transaction starts goes into it
+// (group commit), and event ids are drawn from event_counter for the whole
+// batch just before COMMIT. Several replicas serialise on that row, so ids
+// are gap-free and increase in commit order across replicas too.
+//
+// An operation that returns an error must not have written anything (check,
+// then write). An operation that throws rolls back its batch; the batch's
+// operations are then retried one by one so only the culprit fails.
+// Thread-safe.
+class Journal {
+ public:
+  using Op = std::function<absl::Status(JournalTx&)>;
+  using Done = std::function<void(absl::Status)>;
+  // Receives every committed batch of events, in id order, on the writer
+  // thread (keep it short).
+  using Publish = std::function<void(const std::vector<pb::Event>&)>;
+
+  Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch = 512);
+  ~Journal();
+
+  // Queues `op`; `done` runs on the writer thread after commit or failure.
+  void Submit(Op op, Done done = nullptr);
+  // Runs `op` and waits for its outcome (not from the writer thread).
+  absl::Status Run(Op op);
+
+  // Stops after the queued operations ran.
+  void Stop();
+
+  int64_t committed_batches() const { return batches_; }
+
+ private:
+  struct Item {
+    Op op;
+    Done done;
+  };
+  void Loop();
+  // Runs `items` in one transaction; false when it threw and rolled back.
+  bool RunBatch(std::vector<Item>& items, bool single);
+
+  std::unique_ptr<soci::session> session_;
+  Publish publish_;
+  size_t max_batch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::atomic<int64_t> batches_{0};
+};
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_JOURNAL_H_

@@ -1,0 +1,126 @@
+// buildd-broker: workspaces, tasks, workers, events and the runner stream.
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <soci/postgresql/soci-postgresql.h>
+
+#include "absl/flags/flag.h"
+#include "common/config.h"
+#include "common/db.h"
+#include "common/grpc_server.h"
+#include "common/health_service.h"
+#include "common/logging.h"
+#include "common/service_main.h"
+#include "services/broker/accounts_client.h"
+#include "services/broker/broker_service.h"
+#include "services/broker/dispatcher.h"
+#include "services/broker/event_hub.h"
+#include "services/broker/journal.h"
+#include "services/broker/runner_service.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7002", "gRPC listen address (host:port or :port)");
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL");
+ABSL_FLAG(std::string, accounts_addr, "127.0.0.1:7001", "accounts service address");
+ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
+ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
+ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
+ABSL_FLAG(int, heartbeat_interval_ms, 10000, "runner heartbeat interval");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+
+int main(int argc, char** argv) {
+  using namespace buildd;
+  using namespace buildd::broker;
+  BlockTerminationSignals();
+  ParseFlagsWithEnv(argc, argv,
+                    {{"listen", "BUILDD_BROKER_LISTEN"},
+                     {"database_url", "BUILDD_DATABASE_URL"},
+                     {"accounts_addr", "BUILDD_ACCOUNTS_ADDR"},
+                     {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
+                     {"log_level", "BUILDD_LOG_LEVEL"}},
+                    "buildd-broker: tasks, dispatch and the runner stream over gRPC");
+  InitLogging("broker", absl::GetFlag(FLAGS_log_level));
+  const std::string url = absl::GetFlag(FLAGS_database_url);
+  if (url.empty()) {
+    std::fprintf(stderr, "--database_url (or BUILDD_DATABASE_URL) is required\n");
+    return 2;
+  }
+  auto pool = ConnectWithRetry(url, absl::GetFlag(FLAGS_db_pool_size), 30000);
+  if (!pool.ok()) {
+    Log()->critical("{}", pool.status().message());
+    return 1;
+  }
+  if (auto st = ApplyMigrations(**pool, "broker", BrokerMigrations()); !st.ok()) {
+    Log()->critical("migrations failed: {}", st.message());
+    return 1;
+  }
+  PgBrokerStore store(**pool);
+  EventHub hub;
+  auto last_id = store.LastEventId();
+  if (!last_id.ok()) {
+    Log()->critical("{}", last_id.status().message());
+    return 1;
+  }
+  hub.Reset(*last_id);
+
+  auto conninfo = ToConninfo(url);
+  std::unique_ptr<soci::session> writer_session;
+  try {
+    writer_session = std::make_unique<soci::session>(soci::postgresql, *conninfo);
+  } catch (const std::exception& e) {
+    Log()->critical("journal connection: {}", e.what());
+    return 1;
+  }
+  Journal journal(std::move(writer_session),
+                  [&hub](const std::vector<pb::Event>& events) { hub.Publish(events); });
+
+  boost::asio::io_context timers;
+  auto work = boost::asio::make_work_guard(timers);
+  std::thread timer_thread([&timers] { timers.run(); });
+
+  Scheduler scheduler;
+  DispatcherOptions options;
+  options.lease_grace_ms = absl::GetFlag(FLAGS_lease_grace_ms);
+  options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
+  Dispatcher dispatcher(journal, scheduler, store, timers, options);
+  if (auto st = dispatcher.Start(); !st.ok()) {
+    Log()->critical("dispatcher: {}", st.message());
+    return 1;
+  }
+
+  boost::asio::thread_pool workers(absl::GetFlag(FLAGS_threads));
+  RunnerServiceImpl* runner_service_ptr = nullptr;
+  AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), [&](const std::string& account_id) {
+    if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);
+  });
+  BrokerServiceImpl broker_service(accounts, store, dispatcher, journal, hub, workers);
+  RunnerServiceImpl runner_service(accounts, dispatcher, workers);
+  runner_service_ptr = &runner_service;
+
+  soci::connection_pool& db = **pool;
+  HealthService health({"buildd.v1.BrokerService", "buildd.v1.RunnerService"},
+                       [&db] { return DatabaseReachable(db); });
+  int port = 0;
+  const std::string address = ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
+  auto server = StartGrpcServer(address, {&broker_service, &runner_service, &health}, &port);
+  if (!server.ok()) {
+    Log()->critical("{}", server.status().message());
+    return 1;
+  }
+  Log()->info("broker listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));
+
+  const int sig = WaitForTermination();
+  Log()->info("signal {} received, draining", sig);
+  health.Drain();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  workers.join();
+  journal.Stop();
+  work.reset();
+  timers.stop();
+  timer_thread.join();
+  Log()->info("stopped");
+  return 0;
+}

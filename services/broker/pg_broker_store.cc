@@ -1,0 +1,357 @@
+#include "services/broker/broker_store.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace buildd {
+const std::vector<Migration>& BrokerMigrationList();
+}
+
+namespace buildd::broker {
+namespace {
+
+constexpr char kTime[] = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+
+std::string TimeCol(const std::string& col) {
+  return absl::StrCat("to_char(", col, " AT TIME ZONE 'UTC', ", kTime, ")");
+}
+
+std::string TaskColumns() {
+  return absl::StrCat(
+      "t.id::text, t.workspace_id::text, t.runner_preference, t.required_labels::text,"
+      " t.provider, t.priority, t.state, t.attempts, t.max_attempts, t.epoch,"
+      " COALESCE(t.worker_id::text, ''), t.exit_code, t.error, t.spec::text,"
+      " COALESCE(t.created_by::text, ''), ",
+      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"));
+}
+
+TaskRecord TaskFromRow(const soci::row& r) {
+  TaskRecord t;
+  t.id = r.get<std::string>(0);
+  t.workspace_id = r.get<std::string>(1);
+  t.runner_preference = r.get<std::string>(2);
+  t.required_labels = LabelsFromJson(r.get<std::string>(3));
+  t.provider = r.get<std::string>(4);
+  t.priority = r.get<int>(5);
+  t.state = r.get<std::string>(6);
+  t.attempts = r.get<int>(7);
+  t.max_attempts = r.get<int>(8);
+  t.epoch = r.get<long long>(9);
+  t.worker_id = r.get<std::string>(10);
+  t.exit_code = r.get<int>(11);
+  t.error = r.get<std::string>(12);
+  t.spec_json = r.get<std::string>(13);
+  t.created_by = r.get<std::string>(14);
+  t.created_at = r.get<std::string>(15);
+  t.updated_at = r.get<std::string>(16);
+  return t;
+}
+
+std::string WorkerColumns() {
+  return absl::StrCat(
+      "w.id::text, w.task_id::text, w.workspace_id::text, COALESCE(w.account_id::text, ''),"
+      " w.runner_id, w.runner_name, w.state, w.epoch, w.last_seq, w.exit_code, w.error, ",
+      TimeCol("w.created_at"), ", ", TimeCol("w.updated_at"));
+}
+
+WorkerRecord WorkerFromRow(const soci::row& r) {
+  WorkerRecord w;
+  w.id = r.get<std::string>(0);
+  w.task_id = r.get<std::string>(1);
+  w.workspace_id = r.get<std::string>(2);
+  w.account_id = r.get<std::string>(3);
+  w.runner_id = r.get<std::string>(4);
+  w.runner_name = r.get<std::string>(5);
+  w.state = r.get<std::string>(6);
+  w.epoch = r.get<long long>(7);
+  w.last_seq = r.get<long long>(8);
+  w.exit_code = r.get<int>(9);
+  w.error = r.get<std::string>(10);
+  w.created_at = r.get<std::string>(11);
+  w.updated_at = r.get<std::string>(12);
+  return w;
+}
+
+std::string WorkspaceColumns() {
+  return absl::StrCat("s.id::text, s.name, s.repo_url, s.default_branch,"
+                      " COALESCE(s.created_by::text, ''), ",
+                      TimeCol("s.created_at"));
+}
+
+WorkspaceRecord WorkspaceFromRow(const soci::row& r) {
+  return WorkspaceRecord{r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2),
+                         r.get<std::string>(3), r.get<std::string>(4), r.get<std::string>(5)};
+}
+
+// A JSON array of ids for `= ANY(...)` filters through jsonb.
+std::string IdsJson(const std::set<std::string>& ids) {
+  return LabelsToJson(std::vector<std::string>(ids.begin(), ids.end()));
+}
+
+}  // namespace
+
+const std::vector<Migration>& BrokerMigrations() { return BrokerMigrationList(); }
+
+std::string LabelsToJson(const std::vector<std::string>& labels) {
+  google::protobuf::ListValue list;
+  for (const std::string& l : labels) list.add_values()->set_string_value(l);
+  std::string json;
+  google::protobuf::util::MessageToJsonString(list, &json);
+  return json;
+}
+
+std::vector<std::string> LabelsFromJson(const std::string& json) {
+  google::protobuf::ListValue list;
+  std::vector<std::string> out;
+  if (!google::protobuf::util::JsonStringToMessage(json, &list).ok()) return out;
+  for (const auto& v : list.values()) out.push_back(v.string_value());
+  return out;
+}
+
+bool EventFilter::Matches(const ::buildd::v1::Event& e) const {
+  if (!workspace_id.empty() && e.workspace_id() != workspace_id) return false;
+  if (!task_id.empty() && e.task_id() != task_id) return false;
+  if (!worker_id.empty() && e.worker_id() != worker_id) return false;
+  if (allowed_workspaces && allowed_workspaces->count(e.workspace_id()) == 0) return false;
+  return true;
+}
+
+absl::StatusOr<WorkspaceRecord> PgBrokerStore::GetWorkspace(const std::string& id) {
+  return WithSession(pool_, "get workspace", [&](soci::session& sql) -> absl::StatusOr<WorkspaceRecord> {
+    auto w = FindWorkspace(sql, id);
+    if (!w) return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
+    return *w;
+  });
+}
+
+absl::StatusOr<std::vector<WorkspaceRecord>> PgBrokerStore::ListWorkspaces(
+    const std::optional<std::set<std::string>>& only) {
+  return WithSession(pool_, "list workspaces",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<WorkspaceRecord>> {
+                       const int all = only ? 0 : 1;
+                       const std::string ids = only ? IdsJson(*only) : "[]";
+                       std::vector<WorkspaceRecord> out;
+                       soci::rowset<soci::row> rows =
+                           (sql.prepare << absl::StrCat(
+                                "SELECT ", WorkspaceColumns(),
+                                " FROM workspaces s WHERE :all <> 0 OR"
+                                " s.id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb))"
+                                " ORDER BY s.created_at"),
+                            soci::use(all), soci::use(ids));
+                       for (const soci::row& r : rows) out.push_back(WorkspaceFromRow(r));
+                       return out;
+                     });
+}
+
+absl::StatusOr<TaskRecord> PgBrokerStore::GetTask(const std::string& id) {
+  return WithSession(pool_, "get task", [&](soci::session& sql) -> absl::StatusOr<TaskRecord> {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = :id"),
+         soci::use(id));
+    for (const soci::row& r : rows) return TaskFromRow(r);
+    return absl::NotFoundError(absl::StrCat("task ", id, " not found"));
+  });
+}
+
+absl::StatusOr<std::vector<TaskRecord>> PgBrokerStore::ListTasks(
+    const std::string& workspace_id, const std::string& state, int limit,
+    const std::optional<std::set<std::string>>& only) {
+  return WithSession(pool_, "list tasks", [&](soci::session& sql) -> absl::StatusOr<std::vector<TaskRecord>> {
+    const int all = only ? 0 : 1;
+    const std::string ids = only ? IdsJson(*only) : "[]";
+    std::vector<TaskRecord> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat(
+             "SELECT ", TaskColumns(),
+             " FROM tasks t WHERE (:ws = '' OR t.workspace_id::text = :ws2)"
+             " AND (:st = '' OR t.state = :st2)"
+             " AND (:all <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb)))"
+             " ORDER BY t.created_at DESC LIMIT :lim"),
+         soci::use(workspace_id), soci::use(workspace_id), soci::use(state), soci::use(state),
+         soci::use(all), soci::use(ids), soci::use(limit));
+    for (const soci::row& r : rows) out.push_back(TaskFromRow(r));
+    return out;
+  });
+}
+
+absl::StatusOr<WorkerRecord> PgBrokerStore::GetWorker(const std::string& id) {
+  return WithSession(pool_, "get worker", [&](soci::session& sql) -> absl::StatusOr<WorkerRecord> {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(), " FROM workers w WHERE w.id = :id"),
+         soci::use(id));
+    for (const soci::row& r : rows) return WorkerFromRow(r);
+    return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
+  });
+}
+
+absl::StatusOr<std::vector<WorkerRecord>> PgBrokerStore::ListWorkers(
+    const std::string& task_id, const std::string& workspace_id,
+    const std::optional<std::set<std::string>>& only) {
+  return WithSession(pool_, "list workers", [&](soci::session& sql) -> absl::StatusOr<std::vector<WorkerRecord>> {
+    const int all = only ? 0 : 1;
+    const std::string ids = only ? IdsJson(*only) : "[]";
+    std::vector<WorkerRecord> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat(
+             "SELECT ", WorkerColumns(),
+             " FROM workers w WHERE (:t = '' OR w.task_id::text = :t2)"
+             " AND (:ws = '' OR w.workspace_id::text = :ws2)"
+             " AND (:all <> 0 OR w.workspace_id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb)))"
+             " ORDER BY w.created_at LIMIT 1000"),
+         soci::use(task_id), soci::use(task_id), soci::use(workspace_id), soci::use(workspace_id),
+         soci::use(all), soci::use(ids));
+    for (const soci::row& r : rows) out.push_back(WorkerFromRow(r));
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<::buildd::v1::Event>> PgBrokerStore::ReadEvents(
+    int64_t after_id, const EventFilter& filter, int limit) {
+  return WithSession(pool_, "read events",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<::buildd::v1::Event>> {
+                       std::vector<::buildd::v1::Event> out;
+                       const long long after = after_id;
+                       soci::rowset<soci::row> rows =
+                           (sql.prepare << "SELECT body::text FROM events WHERE id > :after"
+                                           " AND (:t = '' OR task_id::text = :t2)"
+                                           " AND (:w = '' OR worker_id::text = :w2)"
+                                           " AND (:s = '' OR workspace_id::text = :s2)"
+                                           " ORDER BY id LIMIT :lim",
+                            soci::use(after), soci::use(filter.task_id),
+                            soci::use(filter.task_id), soci::use(filter.worker_id),
+                            soci::use(filter.worker_id), soci::use(filter.workspace_id),
+                            soci::use(filter.workspace_id), soci::use(limit));
+                       for (const soci::row& r : rows) {
+                         ::buildd::v1::Event e;
+                         google::protobuf::util::JsonParseOptions options;
+                         options.ignore_unknown_fields = true;
+                         if (!google::protobuf::util::JsonStringToMessage(r.get<std::string>(0), &e, options).ok()) {
+                           return absl::DataLossError("unreadable event body");
+                         }
+                         if (filter.Matches(e)) out.push_back(std::move(e));
+                       }
+                       return out;
+                     });
+}
+
+absl::StatusOr<int64_t> PgBrokerStore::LastEventId() {
+  return WithSession(pool_, "last event id", [&](soci::session& sql) -> absl::StatusOr<int64_t> {
+    long long last = 0;
+    sql << "SELECT last_id FROM event_counter", soci::into(last);
+    return static_cast<int64_t>(last);
+  });
+}
+
+void PgBrokerStore::InsertWorkspace(soci::session& sql, const WorkspaceRecord& w) {
+  sql << "INSERT INTO workspaces (id, name, repo_url, default_branch, created_by)"
+         " VALUES (:id, :name, :repo, :branch, NULLIF(:by, '')::uuid)",
+      soci::use(w.id), soci::use(w.name), soci::use(w.repo_url), soci::use(w.default_branch),
+      soci::use(w.created_by);
+}
+
+void PgBrokerStore::InsertTask(soci::session& sql, const TaskRecord& t) {
+  const std::string labels = LabelsToJson(t.required_labels);
+  const long long epoch = t.epoch;
+  sql << "INSERT INTO tasks (id, workspace_id, runner_preference, required_labels, provider,"
+         " priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
+         " VALUES (:id, :ws, :pref, :labels::jsonb, :provider, :prio, :state, :att, :maxatt,"
+         " :epoch, NULLIF(:worker, '')::uuid, :spec::jsonb, NULLIF(:by, '')::uuid)",
+      soci::use(t.id), soci::use(t.workspace_id), soci::use(t.runner_preference),
+      soci::use(labels), soci::use(t.provider), soci::use(t.priority), soci::use(t.state),
+      soci::use(t.attempts), soci::use(t.max_attempts), soci::use(epoch),
+      soci::use(t.worker_id), soci::use(t.spec_json), soci::use(t.created_by);
+}
+
+void PgBrokerStore::InsertWorker(soci::session& sql, const WorkerRecord& w) {
+  const long long epoch = w.epoch;
+  sql << "INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id, runner_name,"
+         " state, epoch) VALUES (:id, :task, :ws, NULLIF(:acc, '')::uuid, :runner, :rname,"
+         " :state, :epoch)",
+      soci::use(w.id), soci::use(w.task_id), soci::use(w.workspace_id), soci::use(w.account_id),
+      soci::use(w.runner_id), soci::use(w.runner_name), soci::use(w.state), soci::use(epoch);
+}
+
+void PgBrokerStore::UpdateTask(soci::session& sql, const TaskRecord& t) {
+  const long long epoch = t.epoch;
+  sql << "UPDATE tasks SET state = :state, attempts = :att, epoch = :epoch,"
+         " worker_id = NULLIF(:worker, '')::uuid, exit_code = :code, error = :err,"
+         " updated_at = now() WHERE id = :id",
+      soci::use(t.state), soci::use(t.attempts), soci::use(epoch), soci::use(t.worker_id),
+      soci::use(t.exit_code), soci::use(t.error), soci::use(t.id);
+}
+
+void PgBrokerStore::UpdateWorker(soci::session& sql, const WorkerRecord& w) {
+  const long long seq = w.last_seq;
+  sql << "UPDATE workers SET state = :state, last_seq = :seq, exit_code = :code, error = :err,"
+         " runner_id = :runner, updated_at = now() WHERE id = :id",
+      soci::use(w.state), soci::use(seq), soci::use(w.exit_code), soci::use(w.error),
+      soci::use(w.runner_id), soci::use(w.id);
+}
+
+std::optional<TaskRecord> PgBrokerStore::LockTask(soci::session& sql, const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = :id FOR UPDATE"),
+       soci::use(id));
+  for (const soci::row& r : rows) return TaskFromRow(r);
+  return std::nullopt;
+}
+
+std::optional<WorkerRecord> PgBrokerStore::LockWorker(soci::session& sql, const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(), " FROM workers w WHERE w.id = :id FOR UPDATE"),
+       soci::use(id));
+  for (const soci::row& r : rows) return WorkerFromRow(r);
+  return std::nullopt;
+}
+
+std::optional<WorkspaceRecord> PgBrokerStore::FindWorkspace(soci::session& sql,
+                                                            const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", WorkspaceColumns(), " FROM workspaces s WHERE s.id = :id"),
+       soci::use(id));
+  for (const soci::row& r : rows) return WorkspaceFromRow(r);
+  return std::nullopt;
+}
+
+std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const RunnerSlot& runner,
+                                                    int n) {
+  std::vector<TaskRecord> out;
+  if (n <= 0) return out;
+  const int all = runner.is_admin ? 1 : 0;
+  const std::string workspaces = IdsJson(runner.claim_workspaces);
+  const std::string only = runner.only_workspace;
+  const std::string labels = LabelsToJson(std::vector<std::string>(runner.labels.begin(), runner.labels.end()));
+  const std::string providers = IdsJson(runner.providers);
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat(
+           "SELECT ", TaskColumns(),
+           " FROM tasks t WHERE t.state = 'pending'"
+           " AND (:all <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text(:ws::jsonb)))"
+           " AND (:only = '' OR t.workspace_id::text = :only2)"
+           " AND (t.runner_preference = 'any' OR t.runner_preference = :type)"
+           " AND t.required_labels <@ :labels::jsonb"
+           " AND t.provider IN (SELECT jsonb_array_elements_text(:providers::jsonb))"
+           " ORDER BY t.priority DESC, t.created_at LIMIT :n FOR UPDATE SKIP LOCKED"),
+       soci::use(all), soci::use(workspaces), soci::use(only), soci::use(only),
+       soci::use(runner.account_type), soci::use(labels), soci::use(providers), soci::use(n));
+  for (const soci::row& r : rows) out.push_back(TaskFromRow(r));
+  return out;
+}
+
+std::vector<WorkerRecord> PgBrokerStore::ActiveWorkersOf(soci::session& sql,
+                                                         const std::string& runner_id) {
+  std::vector<WorkerRecord> out;
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(),
+                                   " FROM workers w WHERE w.runner_id = :r AND w.state IN"
+                                   " ('idle', 'starting', 'running', 'waiting_input', 'paused')"
+                                   " FOR UPDATE"),
+       soci::use(runner_id));
+  for (const soci::row& r : rows) out.push_back(WorkerFromRow(r));
+  return out;
+}
+
+}  // namespace buildd::broker

@@ -1,0 +1,189 @@
+#include "services/broker/runner_service.h"
+
+#include <boost/asio/post.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_server.h"
+#include "common/grpc_status.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/write_queue.h"
+
+namespace buildd::broker {
+
+using StreamBase = QueuedWrites<grpc::ServerBidiReactor<pb::RunnerMessage, pb::BrokerMessage>,
+                                pb::BrokerMessage>;
+
+// The link the dispatcher holds; valid after the reactor is gone (it then
+// drops what it is given).
+class StreamLink final : public RunnerLink {
+ public:
+  explicit StreamLink(StreamBase* reactor) : reactor_(reactor) {}
+  void Send(pb::BrokerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) reactor_->Send(std::move(message));
+  }
+  void Close(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) reactor_->FinishOnce(ToGrpcStatus(status));
+  }
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  StreamBase* reactor_ ABSL_GUARDED_BY(mu_);
+};
+
+class RunnerStream final : public StreamBase {
+ public:
+  RunnerStream(RunnerServiceImpl* service, std::string key)
+      : service_(service),
+        key_(std::move(key)),
+        runner_id_(NewUuid()),
+        link_(std::make_shared<StreamLink>(this)) {
+    StartRead(&in_);
+  }
+
+ protected:
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // Half-close (or a broken stream): finish our side too.
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (!registered_) {
+      if (!in_.has_hello()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first message on the stream must be Hello"));
+        return;
+      }
+      // Authenticate off the reaction thread; the next read starts after.
+      // The reactor cannot be done meanwhile: nothing finishes it but this
+      // path, OnCancel (deferred until the pool task ran) or a link Close
+      // (not registered yet).
+      {
+        absl::MutexLock lock(&setup_mu_);
+        in_setup_ = true;
+      }
+      boost::asio::post(service_->pool_, [this, hello = in_.hello()] { Register(hello); });
+      return;
+    }
+    service_->dispatcher_.OnMessage(runner_id_, in_);
+    StartRead(&in_);
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&setup_mu_);
+      cancelled_ = true;
+      if (in_setup_) return;
+    }
+    FinishOnce(grpc::Status::CANCELLED);
+  }
+
+  void OnClosed() override {
+    link_->Detach();
+    if (registered_) {
+      service_->dispatcher_.Disconnect(runner_id_);
+      absl::MutexLock lock(&service_->mu_);
+      service_->keys_.erase(runner_id_);
+      Log()->info("runner={} name={} disconnected", runner_id_, name_);
+    }
+  }
+
+ private:
+  void Register(const pb::Hello& hello) {
+    absl::StatusOr<Principal> p = service_->auth_.Authenticate(key_);
+    if (p.ok()) {
+      RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
+      name_ = slot.name;
+      registered_ = true;
+      {
+        absl::MutexLock lock(&service_->mu_);
+        service_->keys_[runner_id_] = key_;
+      }
+      Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
+                  slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
+      StartRead(&in_);
+      service_->dispatcher_.Connect(std::move(slot), link_, hello);
+    }
+    // Leave set-up last: from here on a cancel may finish and free us.
+    bool cancelled;
+    {
+      absl::MutexLock lock(&setup_mu_);
+      in_setup_ = false;
+      cancelled = cancelled_;
+    }
+    if (cancelled) {
+      FinishOnce(grpc::Status::CANCELLED);
+    } else if (!p.ok()) {
+      FinishOnce(ToGrpcStatus(p.status()));
+    }
+  }
+
+  RunnerServiceImpl* service_;
+  const std::string key_;
+  const std::string runner_id_;
+  std::shared_ptr<StreamLink> link_;
+  pb::RunnerMessage in_;
+  std::string name_;
+  std::atomic<bool> registered_{false};
+  absl::Mutex setup_mu_;
+  bool in_setup_ ABSL_GUARDED_BY(setup_mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(setup_mu_) = false;
+};
+
+RunnerServiceImpl::RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher,
+                                     boost::asio::thread_pool& pool)
+    : auth_(auth), dispatcher_(dispatcher), pool_(pool) {}
+
+grpc::ServerBidiReactor<pb::RunnerMessage, pb::BrokerMessage>* RunnerServiceImpl::Connect(
+    grpc::CallbackServerContext* ctx) {
+  return new RunnerStream(this, BearerToken(*ctx));
+}
+
+RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Principal& p,
+                                      const pb::Hello& hello) {
+  RunnerSlot slot;
+  slot.runner_id = runner_id;
+  slot.name = hello.name().empty() ? "runner" : hello.name();
+  slot.account_id = p.account_id;
+  slot.account_type = p.type;
+  slot.is_admin = p.is_admin;
+  slot.claim_workspaces = p.can_claim;
+  slot.only_workspace = hello.workspace_id();
+  slot.labels.insert(hello.labels().begin(), hello.labels().end());
+  for (const pb::Capability& c : hello.capabilities()) {
+    if (c.name() == "command" || c.name() == "claude" || c.name() == "codex") {
+      slot.providers.insert(c.name());
+    }
+  }
+  if (hello.capabilities_size() == 0) slot.providers.insert("command");
+  slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
+  slot.account_max_workers = p.is_admin ? 0 : p.max_concurrent_workers;
+  return slot;
+}
+
+void RunnerServiceImpl::RefreshAccount(const std::string& account_id) {
+  dispatcher_.RefreshAccount(account_id, [this](const RunnerSlot& runner) -> absl::StatusOr<RunnerSlot> {
+    std::string key;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = keys_.find(runner.runner_id);
+      if (it == keys_.end()) return absl::NotFoundError("runner gone");
+      key = it->second;
+    }
+    absl::StatusOr<Principal> p = auth_.Authenticate(key);
+    if (!p.ok()) return p.status();
+    RunnerSlot fresh = runner;
+    fresh.is_admin = p->is_admin;
+    fresh.claim_workspaces = p->can_claim;
+    fresh.account_max_workers = p->is_admin ? 0 : p->max_concurrent_workers;
+    return fresh;
+  });
+}
+
+}  // namespace buildd::broker

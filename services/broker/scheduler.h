@@ -1,0 +1,82 @@
+#ifndef BUILDD_SERVICES_BROKER_SCHEDULER_H_
+#define BUILDD_SERVICES_BROKER_SCHEDULER_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace buildd::broker {
+
+// What routing needs to know about a task.
+struct TaskRoute {
+  std::string task_id;
+  std::string workspace_id;
+  std::string runner_preference;  // any | user | service | action
+  std::vector<std::string> required_labels;
+  std::string provider;
+};
+
+// A runner connected to this broker replica, as routing sees it.
+struct RunnerSlot {
+  std::string runner_id;
+  std::string name;
+  std::string account_id;
+  std::string account_type;  // user | service | action
+  bool is_admin = false;
+  // Workspaces the account may claim from (ignored for admins).
+  std::set<std::string> claim_workspaces;
+  // Hello.workspace_id: only this workspace, when set.
+  std::string only_workspace;
+  std::set<std::string> labels;
+  std::set<std::string> providers;
+  int max_tasks = 1;
+  int active = 0;
+  int account_max_workers = 0;  // 0: no account limit
+};
+
+// True when `runner` may take `task`: canClaim grant (or admin), account
+// type against runnerPreference, required labels ⊆ runner labels, provider
+// installed, workspace filter. Capacity is not considered here.
+bool Eligible(const RunnerSlot& runner, const TaskRoute& task);
+
+// The runners connected to this replica and their free slots. Routing picks
+// the least loaded eligible runner whose account is under its
+// maxConcurrentWorkers. Thread-safe.
+class Scheduler {
+ public:
+  void AddRunner(RunnerSlot runner);
+  void RemoveRunner(const std::string& runner_id);
+  // Replaces the grants/admin flag of every runner of `account_id`.
+  void UpdateAccess(const std::string& account_id, bool is_admin,
+                    const std::set<std::string>& claim_workspaces, int account_max_workers);
+
+  // Chooses a runner for `task` and takes one of its slots; nullopt when no
+  // connected runner is eligible and free. `exclude`: runners that already
+  // refused this task.
+  std::optional<RunnerSlot> Reserve(const TaskRoute& task,
+                                    const std::set<std::string>& exclude = {});
+  // Takes `n` slots of a given runner at most; returns how many it got.
+  int ReserveOn(const std::string& runner_id, int n);
+  // Gives a slot back (task finished, assignment rolled back, rejected).
+  void Release(const std::string& runner_id);
+
+  std::optional<RunnerSlot> Get(const std::string& runner_id) const;
+  std::vector<RunnerSlot> Runners() const;
+
+ private:
+  int AccountActiveLocked(const std::string& account_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, RunnerSlot> runners_ ABSL_GUARDED_BY(mu_);
+  uint64_t turn_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_SCHEDULER_H_
