@@ -1,0 +1,81 @@
+#include "tests/testing/mesh.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+
+namespace buildd::testing {
+
+Mesh::Mesh(Options options) : options_(options) {
+  dir_ = MakeTempDir("buildd-mesh-");
+  admin_key_ = absl::StrCat("buildd_service_", RandomBase64Url(32));
+  pepper_ = RandomHex(16);
+  master_key_ = RandomHex(32);
+  accounts_port_ = FreePort();
+  accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"),
+                             {absl::StrCat("--listen=127.0.0.1:", accounts_port_)},
+                             {{"BUILDD_DATABASE_URL", db_.url()},
+                              {"BUILDD_KEY_PEPPER", pepper_},
+                              {"BUILDD_MASTER_KEY", master_key_},
+                              {"BUILDD_ADMIN_KEY", admin_key_}},
+                             dir_ + "/accounts.log");
+  EXPECT_TRUE(accounts_->WaitForLog("accounts listening on", 30000)) << accounts_->Log();
+  broker_port_ = FreePort();
+  StartBroker();
+  if (options_.gateway) {
+    gateway_port_ = FreePort();
+    gateway_ = Process::Start(BuiltBinary("gateway/buildd-gateway"),
+                              {absl::StrCat("--listen=127.0.0.1:", gateway_port_),
+                               absl::StrCat("--accounts_addr=", accounts_addr()),
+                               absl::StrCat("--broker_addr=", broker_addr()),
+                               absl::StrCat("--sse_heartbeat_ms=", options_.sse_heartbeat_ms)},
+                              {}, dir_ + "/gateway.log");
+    EXPECT_TRUE(gateway_->WaitForLog("gateway listening on", 30000)) << gateway_->Log();
+  }
+}
+
+Mesh::~Mesh() {
+  for (auto& r : runners_) r->Stop(SIGTERM, 10000);
+  if (gateway_) gateway_->Stop(SIGTERM, 10000);
+  if (broker_) broker_->Stop(SIGTERM, 10000);
+  if (accounts_) accounts_->Stop(SIGTERM, 10000);
+}
+
+std::string Mesh::accounts_addr() const { return absl::StrCat("127.0.0.1:", accounts_port_); }
+std::string Mesh::broker_addr() const { return absl::StrCat("127.0.0.1:", broker_port_); }
+
+void Mesh::StartBroker() {
+  ++broker_starts_;
+  broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"),
+                           {absl::StrCat("--listen=127.0.0.1:", broker_port_),
+                            absl::StrCat("--accounts_addr=", accounts_addr()),
+                            absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms)},
+                           {{"BUILDD_DATABASE_URL", db_.url()}},
+                           absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
+  EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();
+}
+
+void Mesh::RestartBroker() {
+  broker_->Stop(SIGTERM, 10000);
+  StartBroker();
+}
+
+Process& Mesh::StartRunner(const std::string& api_key, const std::string& name,
+                           const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args = {absl::StrCat("--server=", broker_addr()),
+                                   absl::StrCat("--name=", name),
+                                   absl::StrCat("--listen=127.0.0.1:", FreePort()),
+                                   absl::StrCat("--work_dir=", dir_, "/", name)};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  runners_.push_back(Process::Start(BuiltBinary("services/runner/buildd-runner"), args,
+                                    {{"BUILDD_API_KEY", api_key}},
+                                    absl::StrCat(dir_, "/runner-", name, ".log")));
+  Process& runner = *runners_.back();
+  EXPECT_TRUE(broker_->WaitForLog(absl::StrCat("name=", name, " account="), 30000))
+      << runner.Log() << broker_->Log();
+  return runner;
+}
+
+}  // namespace buildd::testing

@@ -1,0 +1,64 @@
+#ifndef BUILDD_TESTS_TESTING_MESH_H_
+#define BUILDD_TESTS_TESTING_MESH_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/testing/pg_fixture.h"
+#include "tests/testing/process.h"
+
+namespace buildd::testing {
+
+// The real binaries as child processes on free loopback ports, over a fresh
+// database: accounts, broker and (optionally) gateway; runners on demand.
+class Mesh {
+ public:
+  struct Options {
+    bool gateway = true;
+    int lease_grace_ms = 30000;
+    int sse_heartbeat_ms = 15000;
+  };
+  Mesh() : Mesh(Options{}) {}
+  explicit Mesh(Options options);
+  ~Mesh();
+
+  const std::string& admin_key() const { return admin_key_; }
+  std::string accounts_addr() const;
+  std::string broker_addr() const;
+  int gateway_port() const { return gateway_port_; }
+  const std::string& database_url() const { return db_.url(); }
+  const std::string& dir() const { return dir_; }
+  Process& accounts() { return *accounts_; }
+  Process& broker() { return *broker_; }
+  Process& gateway() { return *gateway_; }
+
+  // Starts a runner with `api_key`; waits until the broker logged it.
+  Process& StartRunner(const std::string& api_key, const std::string& name,
+                       const std::vector<std::string>& extra_args = {});
+  // Restarts the broker on the same port (its runners reconnect).
+  void RestartBroker();
+
+ private:
+  void StartBroker();
+
+  Options options_;
+  TestDatabase db_;
+  std::string dir_;
+  std::string admin_key_;
+  std::string pepper_;
+  std::string master_key_;
+  int accounts_port_ = 0;
+  int broker_port_ = 0;
+  int gateway_port_ = 0;
+  int broker_starts_ = 0;
+  std::unique_ptr<Process> accounts_;
+  std::unique_ptr<Process> broker_;
+  std::unique_ptr<Process> gateway_;
+  std::vector<std::unique_ptr<Process>> runners_;
+};
+
+}  // namespace buildd::testing
+
+#endif  // BUILDD_TESTS_TESTING_MESH_H_
