@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "common/write_queue.h"
 
@@ -81,6 +82,9 @@ BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store,
 
 template <typename Fn>
 grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ctx, Fn fn) {
+  static auto& calls = Metrics::Global().Counter("buildd_broker_unary_calls_total",
+                                                 "Unary BrokerService calls.");
+  ++calls;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   boost::asio::post(pool_, [this, reactor, key = BearerToken(*ctx), fn = std::move(fn)]() mutable {
     absl::StatusOr<Principal> principal = auth_.Authenticate(key);

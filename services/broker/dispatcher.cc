@@ -151,7 +151,8 @@ absl::StatusOr<WorkspaceRecord> Dispatcher::WorkspaceIn(soci::session& sql, cons
   return *ws;
 }
 
-TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner) {
+TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner,
+                                  bool stored) {
   WorkerRecord worker;
   worker.id = NewUuid();
   worker.task_id = task.id;
@@ -161,13 +162,17 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   worker.runner_name = runner.name;
   worker.state = "idle";
   worker.epoch = task.epoch + 1;
-  PgBrokerStore::InsertWorker(tx.sql, worker);
 
   task.epoch = worker.epoch;
   task.attempts += 1;
   task.state = "assigned";
   task.worker_id = worker.id;
-  PgBrokerStore::UpdateTask(tx.sql, task);
+  if (stored) {
+    PgBrokerStore::UpdateTask(tx.sql, task);
+  } else {
+    PgBrokerStore::InsertTask(tx.sql, task);
+  }
+  PgBrokerStore::InsertWorker(tx.sql, worker);
 
   pb::Event e = NewEvent("assigned", task.id, worker.id, task.workspace_id);
   e.set_runner_name(runner.name);
@@ -224,9 +229,7 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
           *result = task;
           return absl::OkStatus();
         }
-        // Insert first (the worker row refers to the task), then assign.
-        PgBrokerStore::InsertTask(tx.sql, task);
-        *result = AssignInTx(tx, task, *runner);
+        *result = AssignInTx(tx, task, *runner, /*stored=*/false);
         return absl::OkStatus();
       },
       [done = std::move(done), result](absl::Status status) {
@@ -450,7 +453,7 @@ void Dispatcher::ClaimFor(const std::string& runner_id) {
     if (reserved <= 0) return absl::OkStatus();
     std::vector<TaskRecord> tasks = PgBrokerStore::ClaimPending(tx.sql, *slot, reserved);
     for (int i = static_cast<int>(tasks.size()); i < reserved; ++i) scheduler_.Release(runner_id);
-    for (TaskRecord& task : tasks) AssignInTx(tx, task, *slot);
+    for (TaskRecord& task : tasks) AssignInTx(tx, task, *slot, /*stored=*/true);
     const int64_t claimed = static_cast<int64_t>(tasks.size());
     if (claimed > 0) tx.OnCommit([this, claimed] { pending_ -= claimed; });
     return absl::OkStatus();
@@ -499,10 +502,7 @@ void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept
       it->second.state = "starting";
       a = it->second;
     }
-    const long long epoch = a.epoch;
-    tx.sql << "UPDATE workers SET state = 'starting', updated_at = now()"
-              " WHERE id = :id AND epoch = :e",
-        soci::use(accept.worker_id()), soci::use(epoch);
+    // Only the event records this step; the row changes on "started".
     pb::Event e = NewEvent("status", a.task_id, accept.worker_id(), a.workspace_id);
     e.set_status("starting");
     tx.Append(std::move(e));
@@ -600,18 +600,17 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
                 e.status() == "waiting_input")) {
       new_state = e.status();
     }
-    const long long seq = event.seq();
     const long long epoch = event.epoch();
-    tx.sql << "UPDATE workers SET last_seq = :seq, state = :state, updated_at = now()"
-              " WHERE id = :id AND epoch = :e",
-        soci::use(seq), soci::use(new_state), soci::use(event.worker_id()), soci::use(epoch);
+    tx.SetWorkerSeq(event.worker_id(), event.seq());
     if (new_state != before.state) {
       const std::string task_state =
           new_state == "waiting_input" ? "waiting_input" : (new_state == "paused" ? "" : "running");
-      if (!task_state.empty()) {
-        tx.sql << "UPDATE tasks SET state = :s, updated_at = now() WHERE id = :id AND epoch = :e",
-            soci::use(task_state), soci::use(before.task_id), soci::use(epoch);
-      }
+      tx.sql << "WITH w AS (UPDATE workers SET state = :ws, updated_at = now()"
+                " WHERE id = :wid AND epoch = :e1 RETURNING task_id)"
+                " UPDATE tasks SET state = CASE WHEN :ts = '' THEN state ELSE :ts2 END,"
+                " updated_at = now() WHERE id = (SELECT task_id FROM w) AND epoch = :e2",
+          soci::use(new_state), soci::use(event.worker_id()), soci::use(epoch),
+          soci::use(task_state), soci::use(task_state), soci::use(epoch);
     }
     tx.Append(std::move(e));
     {
@@ -674,15 +673,15 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     }
     const long long epoch = finished.epoch();
     const long long last_seq = std::max<long long>(finished.last_seq(), a.last_seq);
-    tx.sql << "UPDATE workers SET state = :s, exit_code = :c, error = :err, last_seq = :seq,"
-              " updated_at = now() WHERE id = :id AND epoch = :e",
+    tx.sql << "WITH w AS (UPDATE workers SET state = :s, exit_code = :c, error = :err,"
+              " last_seq = GREATEST(last_seq, :seq), updated_at = now()"
+              " WHERE id = :id AND epoch = :e1 RETURNING task_id)"
+              " UPDATE tasks SET state = :ts, exit_code = :c2, error = :err2, updated_at = now()"
+              " WHERE id = (SELECT task_id FROM w) AND epoch = :e2",
         soci::use(worker_state), soci::use(finished.exit_code()),
         soci::use(finished.error_message()), soci::use(last_seq), soci::use(finished.worker_id()),
-        soci::use(epoch);
-    tx.sql << "UPDATE tasks SET state = :s, exit_code = :c, error = :err, updated_at = now()"
-              " WHERE id = :id AND epoch = :e",
-        soci::use(task_state), soci::use(finished.exit_code()), soci::use(finished.error_message()),
-        soci::use(a.task_id), soci::use(epoch);
+        soci::use(epoch), soci::use(task_state), soci::use(finished.exit_code()),
+        soci::use(finished.error_message()), soci::use(epoch);
     pb::Event e = NewEvent(type, a.task_id, finished.worker_id(), a.workspace_id);
     e.set_status(worker_state);
     e.set_exit_code(finished.exit_code());

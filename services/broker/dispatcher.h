@@ -89,9 +89,10 @@ class Dispatcher {
     std::string state;
   };
 
-  // Inside a journal op: assigns `task` (already stored) to `runner`, whose
-  // slot is reserved; returns the task as assigned.
-  TaskRecord AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner);
+  // Inside a journal op: assigns `task` to `runner`, whose slot is
+  // reserved, storing the task (or updating it when `stored`) and its new
+  // worker; returns the task as assigned.
+  TaskRecord AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner, bool stored);
   void ClaimFor(const std::string& runner_id);
   void ClaimForAll();
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);

@@ -1,6 +1,9 @@
 #include "services/broker/journal.h"
 
+#include <algorithm>
+#include <chrono>
 #include <future>
+#include <map>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -69,11 +72,13 @@ void Journal::Loop() {
 
 bool Journal::RunBatch(std::vector<Item>& items, bool single) {
   soci::session& sql = *session_;
+  const auto started = std::chrono::steady_clock::now();
   std::vector<JournalTx> txs;
   txs.reserve(items.size());
   std::vector<absl::Status> results;
   results.reserve(items.size());
   std::vector<pb::Event> events;
+  std::map<std::string, int64_t> seqs;
   try {
     sql.begin();
     for (Item& item : items) {
@@ -81,7 +86,21 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
       results.push_back(item.op(txs.back()));
       if (results.back().ok()) {
         for (pb::Event& e : txs.back().events_) events.push_back(std::move(e));
+        for (const auto& [worker, seq] : txs.back().seqs_) {
+          int64_t& s = seqs[worker];
+          s = std::max(s, seq);
+        }
       }
+    }
+    if (!seqs.empty()) {
+      std::string json = "[";
+      for (const auto& [worker, seq] : seqs) {
+        absl::StrAppend(&json, json.size() > 1 ? "," : "", "{\"id\":\"", worker, "\",\"seq\":", seq, "}");
+      }
+      json += "]";
+      sql << "UPDATE workers w SET last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
+             " FROM jsonb_to_recordset(:j::jsonb) AS v(id uuid, seq bigint) WHERE w.id = v.id",
+          soci::use(json);
     }
     if (!events.empty()) {
       long long last = 0;
@@ -129,6 +148,9 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
     return true;
   }
   ++batches_;
+  ops_ += static_cast<int64_t>(items.size());
+  busy_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - started).count();
   if (!events.empty() && publish_) publish_(events);
   for (size_t i = 0; i < items.size(); ++i) {
     if (results[i].ok()) {

@@ -31,10 +31,14 @@ class JournalTx {
   void OnCommit(std::function<void()> fn) { on_commit_.push_back(std::move(fn)); }
   // Runs when the operation's writes are rolled back (undo reservations).
   void OnAbort(std::function<void()> fn) { on_abort_.push_back(std::move(fn)); }
+  // Records that a worker's events are durable up to `seq`; written with one
+  // statement for the whole batch.
+  void SetWorkerSeq(const std::string& worker_id, int64_t seq) { seqs_.emplace_back(worker_id, seq); }
 
  private:
   friend class Journal;
   std::vector<pb::Event> events_;
+  std::vector<std::pair<std::string, int64_t>> seqs_;
   std::vector<std::function<void()>> on_commit_;
   std::vector<std::function<void()>> on_abort_;
 };
@@ -69,6 +73,9 @@ class Journal {
   void Stop();
 
   int64_t committed_batches() const { return batches_; }
+  int64_t committed_ops() const { return ops_; }
+  // Time spent inside transactions, in microseconds.
+  int64_t busy_us() const { return busy_us_; }
 
  private:
   struct Item {
@@ -88,6 +95,8 @@ class Journal {
   bool stopping_ = false;
   std::thread thread_;
   std::atomic<int64_t> batches_{0};
+  std::atomic<int64_t> ops_{0};
+  std::atomic<int64_t> busy_us_{0};
 };
 
 }  // namespace buildd::broker

@@ -9,7 +9,9 @@
 #include <soci/postgresql/soci-postgresql.h>
 
 #include "absl/flags/flag.h"
+#include "common/admin_http.h"
 #include "common/config.h"
+#include "common/metrics.h"
 #include "common/db.h"
 #include "common/grpc_server.h"
 #include "common/health_service.h"
@@ -30,6 +32,7 @@ ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
 ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
 ABSL_FLAG(int, heartbeat_interval_ms, 10000, "runner heartbeat interval");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
 
 int main(int argc, char** argv) {
   using namespace buildd;
@@ -40,6 +43,7 @@ int main(int argc, char** argv) {
                      {"database_url", "BUILDD_DATABASE_URL"},
                      {"accounts_addr", "BUILDD_ACCOUNTS_ADDR"},
                      {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
+                     {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
                      {"log_level", "BUILDD_LOG_LEVEL"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
@@ -110,6 +114,24 @@ int main(int argc, char** argv) {
     Log()->critical("{}", server.status().message());
     return 1;
   }
+  std::unique_ptr<AdminHttpServer> metrics;
+  if (const std::string m = absl::GetFlag(FLAGS_metrics_listen); !m.empty()) {
+    auto started = AdminHttpServer::Start(ListenAddress(m, "127.0.0.1"), [&db] { return DatabaseReachable(db); });
+    if (!started.ok()) {
+      Log()->critical("{}", started.status().message());
+      return 1;
+    }
+    metrics = *std::move(started);
+    Log()->info("broker metrics on port {}", metrics->port());
+  }
+  Metrics::Global().Gauge("buildd_broker_pending_tasks", "Tasks waiting for a runner (this replica's view).",
+                          [&dispatcher] { return static_cast<double>(dispatcher.pending_hint()); });
+  Metrics::Global().Gauge("buildd_broker_journal_batches", "Transactions committed by the journal.",
+                          [&journal] { return static_cast<double>(journal.committed_batches()); });
+  Metrics::Global().Gauge("buildd_broker_journal_ops", "Operations committed by the journal.",
+                          [&journal] { return static_cast<double>(journal.committed_ops()); });
+  Metrics::Global().Gauge("buildd_broker_journal_busy_seconds", "Time the journal spent in transactions.",
+                          [&journal] { return journal.busy_us() / 1e6; });
   Log()->info("broker listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));
 
   const int sig = WaitForTermination();

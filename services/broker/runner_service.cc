@@ -7,6 +7,7 @@
 #include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/write_queue.h"
 
 namespace buildd::broker {
@@ -71,6 +72,9 @@ class RunnerStream final : public StreamBase {
       boost::asio::post(service_->pool_, [this, hello = in_.hello()] { Register(hello); });
       return;
     }
+    static auto& received = Metrics::Global().Counter(
+        "buildd_broker_runner_messages_total", "Messages received on runner streams.");
+    ++received;
     service_->dispatcher_.OnMessage(runner_id_, in_);
     StartRead(&in_);
   }
@@ -142,6 +146,9 @@ RunnerServiceImpl::RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher
 
 grpc::ServerBidiReactor<pb::RunnerMessage, pb::BrokerMessage>* RunnerServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
+  static auto& streams = Metrics::Global().Counter(
+      "buildd_broker_runner_streams_total", "RunnerService.Connect streams opened.");
+  ++streams;
   return new RunnerStream(this, BearerToken(*ctx));
 }
 

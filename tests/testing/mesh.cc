@@ -23,6 +23,7 @@ Mesh::Mesh(Options options) : options_(options) {
                              dir_ + "/accounts.log");
   EXPECT_TRUE(accounts_->WaitForLog("accounts listening on", 30000)) << accounts_->Log();
   broker_port_ = FreePort();
+  broker_metrics_port_ = FreePort();
   StartBroker();
   if (options_.gateway) {
     gateway_port_ = FreePort();
@@ -44,6 +45,7 @@ Mesh::~Mesh() {
 }
 
 std::string Mesh::accounts_addr() const { return absl::StrCat("127.0.0.1:", accounts_port_); }
+std::string Mesh::gateway_url() const { return absl::StrCat("http://127.0.0.1:", gateway_port_); }
 std::string Mesh::broker_addr() const { return absl::StrCat("127.0.0.1:", broker_port_); }
 
 void Mesh::StartBroker() {
@@ -51,7 +53,8 @@ void Mesh::StartBroker() {
   broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"),
                            {absl::StrCat("--listen=127.0.0.1:", broker_port_),
                             absl::StrCat("--accounts_addr=", accounts_addr()),
-                            absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms)},
+                            absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
+                            absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)},
                            {{"BUILDD_DATABASE_URL", db_.url()}},
                            absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
   EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();

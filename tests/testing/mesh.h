@@ -28,6 +28,8 @@ class Mesh {
   std::string accounts_addr() const;
   std::string broker_addr() const;
   int gateway_port() const { return gateway_port_; }
+  std::string gateway_url() const;
+  int broker_metrics_port() const { return broker_metrics_port_; }
   const std::string& database_url() const { return db_.url(); }
   const std::string& dir() const { return dir_; }
   Process& accounts() { return *accounts_; }
@@ -52,6 +54,7 @@ class Mesh {
   int accounts_port_ = 0;
   int broker_port_ = 0;
   int gateway_port_ = 0;
+  int broker_metrics_port_ = 0;
   int broker_starts_ = 0;
   std::unique_ptr<Process> accounts_;
   std::unique_ptr<Process> broker_;

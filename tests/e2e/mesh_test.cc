@@ -1,0 +1,559 @@
+// The four real binaries as processes, driven through the gateway's REST API
+// and SSE stream with real HTTP, over a private PostgreSQL.
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <soci/soci.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tests/testing/http_client.h"
+#include "tests/testing/matchers.h"
+#include "tests/testing/mesh.h"
+
+namespace buildd {
+namespace {
+
+using ::buildd::testing::HttpResult;
+using ::buildd::testing::IsOk;
+using ::buildd::testing::Mesh;
+using ::buildd::testing::SseItem;
+using ::buildd::testing::SseStream;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+using Struct = google::protobuf::Struct;
+
+Struct Json(const std::string& text) {
+  Struct s;
+  auto status = google::protobuf::util::JsonStringToMessage(text, &s);
+  EXPECT_TRUE(status.ok()) << "not JSON: " << text;
+  return s;
+}
+
+std::string Str(const Struct& s, const std::string& key) {
+  auto it = s.fields().find(key);
+  return it == s.fields().end() ? "" : it->second.string_value();
+}
+
+double Num(const Struct& s, const std::string& key) {
+  auto it = s.fields().find(key);
+  return it == s.fields().end() ? -1 : it->second.number_value();
+}
+
+const Struct& Obj(const Struct& s, const std::string& key) {
+  static const Struct empty;
+  auto it = s.fields().find(key);
+  return it == s.fields().end() ? empty : it->second.struct_value();
+}
+
+class MeshTest : public ::testing::Test {
+ protected:
+  explicit MeshTest(Mesh::Options options = Mesh::Options{}) : mesh_(options) {}
+
+  HttpResult Call(const std::string& method, const std::string& path, const std::string& key,
+                  const std::string& body = "") {
+    testing::Headers headers = {{"Content-Type", "application/json"}};
+    if (!key.empty()) headers.push_back({"Authorization", "Bearer " + key});
+    return testing::Request(method, mesh_.gateway_url(), path, headers, body);
+  }
+
+  // A service account with canClaim/canCreate on a new workspace.
+  struct Setup {
+    std::string account_id, api_key, workspace_id;
+  };
+  Setup CreateAccountAndWorkspace(const std::string& type, bool claim, bool create,
+                                  const std::string& extra = "") {
+    Setup s;
+    HttpResult acc = Call("POST", "/api/accounts", mesh_.admin_key(),
+                          absl::StrCat(R"({"type":")", type, R"(","name":"runner )", type,
+                                       R"(","maxConcurrentWorkers":8)", extra, "}"));
+    EXPECT_EQ(acc.status, 201) << acc.body;
+    Struct a = Json(acc.body);
+    s.account_id = Str(a, "id");
+    s.api_key = Str(a, "apiKey");
+    HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(), R"({"name":"demo"})");
+    EXPECT_EQ(ws.status, 201) << ws.body;
+    s.workspace_id = Str(Json(ws.body), "id");
+    HttpResult grant = Call("POST", absl::StrCat("/api/accounts/", s.account_id, "/workspaces"),
+                            mesh_.admin_key(),
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","canClaim":)",
+                                         claim ? "true" : "false", R"(,"canCreate":)",
+                                         create ? "true" : "false", "}"));
+    EXPECT_EQ(grant.status, 200) << grant.body;
+    return s;
+  }
+
+  std::string CreateTask(const std::string& key, const std::string& workspace_id,
+                         const std::string& command, const std::string& extra = "") {
+    HttpResult r = Call("POST", "/api/tasks", key,
+                        absl::StrCat(R"({"workspaceId":")", workspace_id,
+                                     R"(","title":"t","provider":"command","command":)",
+                                     JsonString(command), extra, "}"));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return Str(Json(r.body), "id");
+  }
+
+  static std::string JsonString(const std::string& s) {
+    google::protobuf::Value v;
+    v.set_string_value(s);
+    std::string out;
+    google::protobuf::util::MessageToJsonString(v, &out);
+    return out;
+  }
+
+  // Waits until GET /api/tasks/:id reports `state`.
+  Struct WaitForTaskState(const std::string& task_id, const std::string& state,
+                          int timeout_ms = 20000) {
+    Struct last;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      HttpResult r = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
+      if (r.status == 200) {
+        last = Json(r.body);
+        if (Str(Obj(last, "task"), "state") == state) return last;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "task " << task_id << " never reached " << state;
+    return last;
+  }
+
+  // Reads events (skipping heartbeats) until one of `task_id` has a type in
+  // `until`; returns every event of the task read.
+  std::vector<SseItem> ReadTaskEvents(SseStream& stream, const std::string& task_id,
+                                      const std::set<std::string>& until, size_t max = 1000) {
+    std::vector<SseItem> out;
+    while (out.size() < max) {
+      auto item = stream.NextEvent(absl::Seconds(20));
+      if (!item.ok()) {
+        ADD_FAILURE() << "stream ended: " << item.status();
+        break;
+      }
+      Struct e = Json(item->data);
+      if (Str(e, "taskId") != task_id) continue;
+      out.push_back(*item);
+      if (until.count(item->event) > 0) break;
+    }
+    return out;
+  }
+
+  int64_t Metric(const std::string& name) {
+    HttpResult r = testing::Request("GET", absl::StrCat("127.0.0.1:", mesh_.broker_metrics_port()),
+                                    "/metrics");
+    for (absl::string_view line : absl::StrSplit(r.body, '\n')) {
+      if (absl::StartsWith(line, name + " ")) {
+        double v = 0;
+        if (absl::SimpleAtod(line.substr(name.size() + 1), &v)) return static_cast<int64_t>(v);
+      }
+    }
+    return -1;
+  }
+
+  Mesh mesh_;
+};
+
+// Established TCP connections of process `pid` to local port `port`.
+int ConnectionsTo(pid_t pid, int port) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  if (DIR* d = opendir(fd_dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      char target[256];
+      const ssize_t n = readlink((fd_dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+      if (n <= 0) continue;
+      std::string t(target, n);
+      if (absl::StartsWith(t, "socket:[")) inodes.insert(t.substr(8, t.size() - 9));
+    }
+    closedir(d);
+  }
+  char port_hex[8];
+  std::snprintf(port_hex, sizeof port_hex, "%04X", port);
+  int count = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (f.size() < 10) continue;
+      // remote address ends with :PORT, state 01 = ESTABLISHED
+      if (absl::EndsWith(f[2], std::string(":") + port_hex) && f[3] == "01" && inodes.count(f[9])) {
+        ++count;
+      }
+    }
+  }
+  return count;
+}
+
+TEST_F(MeshTest, RestFlowRunsACommandTaskAndStreamsItsEventsResumably) {
+  Setup s = CreateAccountAndWorkspace("service", true, true,
+                                      R"(,"authType":"api","anthropicApiKey":"sk-ant-e2e-secret")");
+  EXPECT_THAT(s.api_key, StartsWith("buildd_service_"));
+  testing::Process& runner = mesh_.StartRunner(s.api_key, "laptop", {"--max_tasks=2"});
+
+  auto live = SseStream::Open(mesh_.gateway_url(), "/api/events?workspaceId=" + s.workspace_id,
+                              {{"Authorization", "Bearer " + mesh_.admin_key()}});
+  ASSERT_THAT(live, IsOk());
+  ASSERT_EQ((*live)->status(), 200);
+  EXPECT_THAT((*live)->Header("Content-Type"), HasSubstr("text/event-stream"));
+
+  const int64_t streams_before = Metric("buildd_broker_runner_streams_total");
+  const auto created_at = std::chrono::steady_clock::now();
+  const std::string task_id =
+      CreateTask(s.api_key, s.workspace_id,
+                 "echo line-1; echo line-2; echo to-stderr >&2; echo line-3; pwd");
+  std::vector<SseItem> events = ReadTaskEvents(**live, task_id, {"completed", "error"});
+  const auto finished_at = std::chrono::steady_clock::now();
+
+  std::vector<std::string> types, texts;
+  for (const auto& e : events) {
+    types.push_back(e.event);
+    Struct body = Json(e.data);
+    EXPECT_EQ(e.id, Str(body, "id")) << "the SSE id is the event id";
+    if (e.event == "output") texts.push_back(Str(body, "stream") + ":" + Str(body, "text"));
+  }
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.front(), "created");
+  EXPECT_EQ(types[1], "assigned");
+  EXPECT_EQ(types.back(), "completed");
+  EXPECT_THAT(types, ::testing::Contains("started"));
+  ASSERT_GE(texts.size(), 5u);
+  EXPECT_EQ(texts[0], "stdout:line-1");
+  EXPECT_EQ(texts[1], "stdout:line-2");
+  EXPECT_THAT(texts, ::testing::Contains("stderr:to-stderr"));
+  EXPECT_THAT(texts, ::testing::Contains("stdout:line-3"));
+  // The command ran in the task's own directory.
+  EXPECT_THAT(texts.back(), HasSubstr(task_id));
+  Struct completed = Json(events.back().data);
+  EXPECT_EQ(Num(completed, "exitCode"), 0);
+
+  // Ids increase without gaps across this task's events... and the events
+  // of the whole stream never repeat.
+  int64_t prev = 0;
+  for (const auto& e : events) {
+    int64_t id = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(e.id, &id));
+    EXPECT_GT(id, prev);
+    prev = id;
+  }
+
+  // Pushed, not polled: the runner holds exactly one TCP connection to the
+  // broker, opened one stream, and got the task long before a poll interval
+  // (its heartbeat is 10 s) could have passed.
+  EXPECT_EQ(ConnectionsTo(runner.pid(), std::stoi(mesh_.broker_addr().substr(10))), 1);
+  EXPECT_EQ(Metric("buildd_broker_runner_streams_total"), streams_before);
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(finished_at - created_at).count(),
+            5000);
+
+  Struct final_state = WaitForTaskState(task_id, "completed");
+  const auto& workers = final_state.fields().at("workers").list_value();
+  ASSERT_EQ(workers.values_size(), 1);
+  const Struct& worker = workers.values(0).struct_value();
+  EXPECT_EQ(Str(worker, "state"), "completed");
+  EXPECT_EQ(Str(worker, "runnerName"), "laptop");
+  EXPECT_EQ(Str(Obj(final_state, "task"), "workerId"), Str(worker, "id"));
+
+  // Secrets: nowhere in responses, logs or the database in plain text.
+  HttpResult accounts = Call("GET", "/api/accounts", mesh_.admin_key());
+  EXPECT_THAT(accounts.body, Not(HasSubstr("sk-ant-e2e-secret")));
+  EXPECT_THAT(accounts.body, Not(HasSubstr(s.api_key)));
+  for (testing::Process* p : {&mesh_.accounts(), &mesh_.broker(), &mesh_.gateway(), &runner}) {
+    EXPECT_THAT(p->Log(), Not(HasSubstr("sk-ant-e2e-secret")));
+    EXPECT_THAT(p->Log(), Not(HasSubstr(s.api_key)));
+    EXPECT_THAT(p->Log(), Not(HasSubstr(mesh_.admin_key())));
+  }
+  auto pool = OpenPool(mesh_.database_url(), 1);
+  ASSERT_THAT(pool, IsOk());
+  soci::session sql(**pool);
+  int plain = 0;
+  sql << "SELECT count(*) FROM accounts a, api_keys k WHERE position('sk-ant-e2e-secret' in"
+         " encode(a.credentials, 'escape')) > 0 OR k.key_hash = :k",
+      soci::use(s.api_key), soci::into(plain);
+  EXPECT_EQ(plain, 0);
+}
+
+TEST_F(MeshTest, SseResumesFromLastEventIdWithoutGapsOrRepeats) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "resumer");
+  const std::string task_id = CreateTask(
+      s.api_key, s.workspace_id, "for i in $(seq 1 40); do echo n$i; done");
+  WaitForTaskState(task_id, "completed");
+
+  const testing::Headers auth = {{"Authorization", "Bearer " + mesh_.admin_key()}};
+  // The reference: the whole history in one read.
+  auto whole = SseStream::Open(mesh_.gateway_url(), "/api/events?taskId=" + task_id, auth);
+  ASSERT_THAT(whole, IsOk());
+  std::vector<SseItem> all = ReadTaskEvents(**whole, task_id, {"completed"});
+  ASSERT_GT(all.size(), 40u);
+
+  // Read part, go away, come back with Last-Event-ID, then with ?lastEventId=.
+  std::vector<std::string> ids;
+  auto first = SseStream::Open(mesh_.gateway_url(), "/api/events?taskId=" + task_id, auth);
+  ASSERT_THAT(first, IsOk());
+  for (int i = 0; i < 15; ++i) {
+    auto e = (*first)->NextEvent(absl::Seconds(10));
+    ASSERT_THAT(e, IsOk());
+    ids.push_back(e->id);
+  }
+  (*first)->Close();
+  testing::Headers resume = auth;
+  resume.push_back({"Last-Event-ID", ids.back()});
+  auto second = SseStream::Open(mesh_.gateway_url(), "/api/events?taskId=" + task_id, resume);
+  ASSERT_THAT(second, IsOk());
+  for (int i = 0; i < 15; ++i) {
+    auto e = (*second)->NextEvent(absl::Seconds(10));
+    ASSERT_THAT(e, IsOk());
+    ids.push_back(e->id);
+  }
+  (*second)->Close();
+  auto third = SseStream::Open(
+      mesh_.gateway_url(), absl::StrCat("/api/events?taskId=", task_id, "&lastEventId=", ids.back()),
+      auth);
+  ASSERT_THAT(third, IsOk());
+  for (const SseItem& e : ReadTaskEvents(**third, task_id, {"completed"})) ids.push_back(e.id);
+
+  std::vector<std::string> expected;
+  for (const auto& e : all) expected.push_back(e.id);
+  EXPECT_EQ(ids, expected);
+}
+
+TEST_F(MeshTest, LiveStreamReconnectInTheMiddleOfARunLosesAndRepeatsNothing) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "live");
+  const testing::Headers auth = {{"Authorization", "Bearer " + mesh_.admin_key()}};
+  auto first = SseStream::Open(mesh_.gateway_url(), "/api/events?workspaceId=" + s.workspace_id, auth);
+  ASSERT_THAT(first, IsOk());
+  const std::string task_id = CreateTask(
+      s.api_key, s.workspace_id, "for i in $(seq 1 60); do echo tick$i; sleep 0.01; done");
+  std::vector<std::string> seen;
+  std::vector<SseItem> part = ReadTaskEvents(**first, task_id, {}, 10);
+  for (const auto& e : part) seen.push_back(e.id);
+  (*first)->Close();
+  testing::Headers resume = auth;
+  resume.push_back({"Last-Event-ID", seen.back()});
+  auto second = SseStream::Open(mesh_.gateway_url(), "/api/events?workspaceId=" + s.workspace_id, resume);
+  ASSERT_THAT(second, IsOk());
+  for (const auto& e : ReadTaskEvents(**second, task_id, {"completed"})) seen.push_back(e.id);
+
+  auto pool = OpenPool(mesh_.database_url(), 1);
+  ASSERT_THAT(pool, IsOk());
+  soci::session sql(**pool);
+  std::vector<long long> stored(200);
+  sql << "SELECT id FROM events WHERE task_id = :t ORDER BY id", soci::use(task_id), soci::into(stored);
+  std::vector<std::string> expected;
+  for (long long id : stored) expected.push_back(std::to_string(id));
+  EXPECT_EQ(seen, expected);
+  int ticks = 0;
+  for (const auto& id : seen) ticks += id.empty() ? 0 : 1;
+  EXPECT_GE(ticks, 60);
+}
+
+TEST_F(MeshTest, BadInputGetsTheRightStatusAndNamesTheField) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  // No key, unknown key.
+  EXPECT_EQ(Call("GET", "/api/tasks", "").status, 401);
+  EXPECT_EQ(Call("GET", "/api/tasks", "buildd_user_notakeynotakeynotakeynotakey").status, 401);
+  // Malformed JSON.
+  HttpResult bad = Call("POST", "/api/tasks", s.api_key, R"({"workspaceId": )");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(Str(Obj(Json(bad.body), "error"), "code"), "INVALID_ARGUMENT");
+  // Unknown runnerPreference, unknown field: the message names the field.
+  HttpResult pref = Call("POST", "/api/tasks", s.api_key,
+                         absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                      R"(","provider":"command","command":"true","runnerPreference":"sometimes"})"));
+  EXPECT_EQ(pref.status, 400);
+  EXPECT_THAT(Str(Obj(Json(pref.body), "error"), "message"), HasSubstr("runnerPreference"));
+  HttpResult unknown = Call("POST", "/api/tasks", s.api_key,
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                         R"(","provider":"command","command":"true","colour":"red"})"));
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_THAT(Str(Obj(Json(unknown.body), "error"), "message"), HasSubstr("colour"));
+  // Missing command names the field.
+  HttpResult missing = Call("POST", "/api/tasks", s.api_key,
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","provider":"command"})"));
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_THAT(Str(Obj(Json(missing.body), "error"), "message"), HasSubstr("command"));
+  // 2 MiB body.
+  HttpResult big = Call("POST", "/api/tasks", s.api_key,
+                        absl::StrCat(R"({"title":")", std::string(2 << 20, 'x'), R"("})"));
+  EXPECT_EQ(big.status, 413);
+  // Unknown ids.
+  EXPECT_EQ(Call("GET", "/api/tasks/00000000-0000-4000-8000-000000000000", s.api_key).status, 404);
+  EXPECT_EQ(Call("GET", "/api/workers/00000000-0000-4000-8000-000000000000", s.api_key).status, 404);
+  EXPECT_EQ(Call("GET", "/api/tasks/not-a-uuid", s.api_key).status, 400);
+  // Only admins create accounts and workspaces.
+  EXPECT_EQ(Call("POST", "/api/accounts", s.api_key, R"({"type":"user","name":"x"})").status, 403);
+  EXPECT_EQ(Call("POST", "/api/workspaces", s.api_key, R"({"name":"x"})").status, 403);
+  HttpResult no_type = Call("POST", "/api/accounts", mesh_.admin_key(), R"({"name":"x"})");
+  EXPECT_EQ(no_type.status, 400);
+  EXPECT_THAT(no_type.body, HasSubstr("type"));
+  // Nothing was created by any of it.
+  HttpResult tasks = Call("GET", "/api/tasks?workspaceId=" + s.workspace_id, mesh_.admin_key());
+  EXPECT_EQ(Json(tasks.body).fields().at("tasks").list_value().values_size(), 0) << tasks.body;
+}
+
+TEST_F(MeshTest, KeyWithoutCreateGrantGets403AndItsRunnerGetsNothing) {
+  Setup owner = CreateAccountAndWorkspace("service", true, true);
+  // A second account that may claim but not create in the same workspace.
+  HttpResult acc = Call("POST", "/api/accounts", mesh_.admin_key(), R"({"type":"user","name":"claimer"})");
+  ASSERT_EQ(acc.status, 201);
+  Struct claimer = Json(acc.body);
+  ASSERT_EQ(Call("POST", absl::StrCat("/api/accounts/", Str(claimer, "id"), "/workspaces"),
+                 mesh_.admin_key(),
+                 absl::StrCat(R"({"workspaceId":")", owner.workspace_id, R"(","canClaim":true})"))
+                .status,
+            200);
+  // And one with no grant at all, with a runner of its own.
+  HttpResult stranger_acc = Call("POST", "/api/accounts", mesh_.admin_key(), R"({"type":"service","name":"stranger"})");
+  ASSERT_EQ(stranger_acc.status, 201);
+  const std::string stranger_key = Str(Json(stranger_acc.body), "apiKey");
+  testing::Process& stranger_runner = mesh_.StartRunner(stranger_key, "stranger");
+
+  HttpResult denied = Call("POST", "/api/tasks", Str(claimer, "apiKey"),
+                           absl::StrCat(R"({"workspaceId":")", owner.workspace_id,
+                                        R"(","provider":"command","command":"true"})"));
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_THAT(denied.body, HasSubstr("canCreate"));
+  EXPECT_EQ(Call("POST", "/api/tasks", stranger_key,
+                 absl::StrCat(R"({"workspaceId":")", owner.workspace_id,
+                              R"(","provider":"command","command":"true"})"))
+                .status,
+            403);
+
+  // A task the owner creates while only the stranger's runner is up stays
+  // pending: the stranger has no canClaim grant.
+  const std::string task_id = CreateTask(owner.api_key, owner.workspace_id, "echo hi");
+  HttpResult t = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
+  EXPECT_EQ(Str(Obj(Json(t.body), "task"), "state"), "pending");
+  // Then the claimer's runner connects and the task is pushed to it.
+  mesh_.StartRunner(Str(claimer, "apiKey"), "claimer");
+  Struct done = WaitForTaskState(task_id, "completed");
+  EXPECT_EQ(Str(done.fields().at("workers").list_value().values(0).struct_value(), "runnerName"),
+            "claimer");
+  EXPECT_THAT(stranger_runner.Log(), Not(HasSubstr(task_id)));
+}
+
+TEST_F(MeshTest, RunnerPreferenceRoutesByAccountType) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "svc");
+  const std::string for_users = CreateTask(s.api_key, s.workspace_id, "echo u",
+                                           R"(,"runnerPreference":"user")");
+  const std::string for_services = CreateTask(s.api_key, s.workspace_id, "echo s",
+                                              R"(,"runnerPreference":"service")");
+  WaitForTaskState(for_services, "completed");
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + for_users, mesh_.admin_key()).body), "task"), "state"),
+            "pending");
+  HttpResult user = Call("POST", "/api/accounts", mesh_.admin_key(), R"({"type":"user","name":"me"})");
+  ASSERT_EQ(user.status, 201);
+  Struct u = Json(user.body);
+  ASSERT_EQ(Call("POST", absl::StrCat("/api/accounts/", Str(u, "id"), "/workspaces"), mesh_.admin_key(),
+                 absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","canClaim":true})"))
+                .status,
+            200);
+  mesh_.StartRunner(Str(u, "apiKey"), "mine");
+  Struct done = WaitForTaskState(for_users, "completed");
+  EXPECT_EQ(Str(done.fields().at("workers").list_value().values(0).struct_value(), "runnerName"), "mine");
+}
+
+TEST_F(MeshTest, RevokedKeyStopsWorkingForRestAndRunnerStream) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  testing::Process& runner = mesh_.StartRunner(s.api_key, "revoked");
+  EXPECT_EQ(Call("GET", "/api/workspaces", s.api_key).status, 200);
+  HttpResult revoke = Call("DELETE", absl::StrCat("/api/accounts/", s.account_id, "/keys"), mesh_.admin_key());
+  EXPECT_EQ(revoke.status, 200) << revoke.body;
+  EXPECT_EQ(Call("GET", "/api/workspaces", s.api_key).status, 401);
+  // The broker closes the revoked runner's stream; its reconnects are refused.
+  EXPECT_TRUE(mesh_.broker().WaitForLog("key no longer valid", 10000)) << mesh_.broker().Log();
+  const std::string task_id = CreateTask(mesh_.admin_key(), s.workspace_id, "echo never");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + task_id, mesh_.admin_key()).body), "task"), "state"),
+            "pending");
+  EXPECT_THAT(runner.Log(), Not(HasSubstr(task_id)));
+}
+
+TEST_F(MeshTest, FailingCommandEndsInErrorWithItsExitCode) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "fails");
+  const std::string task_id = CreateTask(s.api_key, s.workspace_id, "echo oops >&2; exit 7");
+  Struct done = WaitForTaskState(task_id, "failed");
+  EXPECT_EQ(Num(Obj(done, "task"), "exitCode"), 7);
+  const Struct& worker = done.fields().at("workers").list_value().values(0).struct_value();
+  EXPECT_EQ(Str(worker, "state"), "error");
+  EXPECT_EQ(Num(worker, "exitCode"), 7);
+}
+
+TEST_F(MeshTest, CancelStopsARunningCommand) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "cancels");
+  const std::string task_id = CreateTask(s.api_key, s.workspace_id, "echo begin; sleep 60; echo end");
+  Struct running = WaitForTaskState(task_id, "running");
+  const std::string worker_id = Str(Obj(running, "task"), "workerId");
+  HttpResult cancel = Call("POST", "/api/workers/" + worker_id + "/cancel", s.api_key);
+  EXPECT_EQ(cancel.status, 200) << cancel.body;
+  Struct done = WaitForTaskState(task_id, "canceled", 15000);
+  EXPECT_EQ(Str(done.fields().at("workers").list_value().values(0).struct_value(), "state"), "canceled");
+  HttpResult w = Call("GET", "/api/workers/" + worker_id, s.api_key);
+  EXPECT_EQ(Str(Json(w.body), "state"), "canceled");
+}
+
+class LeaseTest : public MeshTest {
+ protected:
+  LeaseTest() : MeshTest(Mesh::Options{.gateway = true, .lease_grace_ms = 1500}) {}
+};
+
+TEST_F(LeaseTest, WorkOfARunnerThatNeverComesBackIsRequeuedToAnother) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  testing::Process& doomed = mesh_.StartRunner(s.api_key, "doomed");
+  // The first attempt hangs; the second finds its marker and finishes.
+  const std::string marker = mesh_.dir() + "/first-attempt";
+  const std::string task_id = CreateTask(
+      s.api_key, s.workspace_id,
+      absl::StrCat("if [ ! -e ", marker, " ]; then touch ", marker, "; sleep 60; fi; echo done"));
+  WaitForTaskState(task_id, "running");
+  doomed.Stop(SIGKILL, 5000);
+  mesh_.StartRunner(s.api_key, "rescuer");
+  Struct done = WaitForTaskState(task_id, "completed", 30000);
+  const auto& workers = done.fields().at("workers").list_value();
+  ASSERT_EQ(workers.values_size(), 2);
+  EXPECT_EQ(Str(workers.values(0).struct_value(), "state"), "error");
+  EXPECT_EQ(Str(workers.values(1).struct_value(), "runnerName"), "rescuer");
+  EXPECT_EQ(Num(Obj(done, "task"), "attempts"), 2);
+}
+
+TEST_F(MeshTest, RunnerReattachesAfterABrokerRestartAndNothingIsLost) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "steady");
+  const std::string task_id = CreateTask(
+      s.api_key, s.workspace_id, "for i in $(seq 1 30); do echo r$i; sleep 0.1; done");
+  WaitForTaskState(task_id, "running");
+  mesh_.RestartBroker();
+  Struct done = WaitForTaskState(task_id, "completed", 30000);
+  EXPECT_EQ(done.fields().at("workers").list_value().values_size(), 1);
+  auto pool = OpenPool(mesh_.database_url(), 1);
+  ASSERT_THAT(pool, IsOk());
+  soci::session sql(**pool);
+  std::vector<std::string> lines(100);
+  sql << "SELECT body->>'text' FROM events WHERE task_id = :t AND type = 'output' ORDER BY id",
+      soci::use(task_id), soci::into(lines);
+  std::vector<std::string> expected;
+  for (int i = 1; i <= 30; ++i) expected.push_back(absl::StrCat("r", i));
+  EXPECT_EQ(lines, expected);
+}
+
+}  // namespace
+}  // namespace buildd
