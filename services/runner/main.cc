@@ -1,0 +1,190 @@
+// buildd-runner: dials the broker, takes the tasks it pushes, runs them and
+// streams their events back. Wiring only; the behaviour lives in
+// buildd_runner_core.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/admin_http.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "services/runner/capabilities.h"
+#include "services/runner/drain.h"
+#include "services/runner/runner_agent.h"
+#include "services/runner/runner_client.h"
+#include "services/runner/runner_config.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:7002",
+          "The broker's address, host:port (a leading http://, https:// or grpc:// is ignored).");
+ABSL_FLAG(std::string, api_key, "", "The runner's API key (required).");
+ABSL_FLAG(std::string, workspace, "", "Only take tasks of this workspace id.");
+ABSL_FLAG(int, max_tasks, 3, "How many tasks may run at once.");
+ABSL_FLAG(std::string, name, "", "The runner's name (default: the host name).");
+ABSL_FLAG(std::string, labels, "", "Comma-separated labels tasks may require.");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7003",
+          "Address of the /health and /metrics HTTP endpoint (empty: none).");
+ABSL_FLAG(std::string, work_dir, "", "Where tasks run (default: $HOME/.buildd/runner).");
+ABSL_FLAG(int, cancel_grace_ms, 10000, "Time between SIGTERM and SIGKILL when canceling.");
+ABSL_FLAG(int, drain_timeout_ms, 60000,
+          "On SIGTERM/SIGINT or Drain: how long running tasks may take before being canceled.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+
+namespace {
+
+namespace runner = buildd::runner;
+
+// Set by a signal or the broker's Drain; main waits on it.
+struct StopRequest {
+  absl::Mutex mu;
+  bool requested = false;
+  std::string why;
+
+  void Request(const std::string& reason) {
+    absl::MutexLock lock(&mu);
+    if (requested) return;
+    requested = true;
+    why = reason;
+  }
+};
+
+StopRequest& Stop() {
+  static auto* stop = new StopRequest;  // never destroyed: the signal thread outlives main
+  return *stop;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "buildd-runner: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Every thread inherits this mask; one thread takes the signals with
+  // sigwait. Children get a clean mask (see ProcessGroup::Spawn).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  buildd::ParseFlagsWithEnv(argc, argv,
+                            {{"server", "BUILDD_SERVER"},
+                             {"api_key", "BUILDD_API_KEY"},
+                             {"workspace", "BUILDD_WORKSPACE"},
+                             {"max_tasks", "BUILDD_MAX_TASKS"},
+                             {"name", "BUILDD_RUNNER_NAME"},
+                             {"labels", "BUILDD_RUNNER_LABELS"},
+                             {"listen", "BUILDD_RUNNER_LISTEN"},
+                             {"work_dir", "BUILDD_WORK_DIR"},
+                             {"log_level", "BUILDD_LOG_LEVEL"}},
+                            "buildd-runner --api_key=KEY [--server=host:port] [flags]\n"
+                            "Runs the tasks the buildd broker pushes to it.");
+  buildd::InitLogging("runner", absl::GetFlag(FLAGS_log_level));
+
+  runner::ClientOptions client_options;
+  client_options.api_key = absl::GetFlag(FLAGS_api_key);
+  if (client_options.api_key.empty()) {
+    return Fail("an API key is required: pass --api_key or set BUILDD_API_KEY");
+  }
+  client_options.server = runner::NormalizeServerAddress(absl::GetFlag(FLAGS_server));
+  if (client_options.server.empty()) return Fail("--server must not be empty");
+  const int max_tasks = absl::GetFlag(FLAGS_max_tasks);
+  if (max_tasks < 1) return Fail("--max_tasks must be at least 1");
+  const int cancel_grace_ms = absl::GetFlag(FLAGS_cancel_grace_ms);
+  const int drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+  if (cancel_grace_ms < 0 || drain_timeout_ms < 0) {
+    return Fail("--cancel_grace_ms and --drain_timeout_ms must not be negative");
+  }
+
+  runner::AgentOptions agent_options;
+  agent_options.name = absl::GetFlag(FLAGS_name);
+  if (agent_options.name.empty()) agent_options.name = runner::HostName();
+  agent_options.labels = runner::SplitLabels(absl::GetFlag(FLAGS_labels));
+  agent_options.max_tasks = max_tasks;
+  agent_options.version = BUILDD_VERSION;
+  agent_options.workspace_id = absl::GetFlag(FLAGS_workspace);
+  agent_options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  if (agent_options.work_dir.empty()) agent_options.work_dir = runner::DefaultWorkDir();
+  agent_options.cancel_grace = std::chrono::milliseconds(cancel_grace_ms);
+  std::error_code ec;
+  std::filesystem::create_directories(agent_options.work_dir + "/tasks", ec);
+  if (ec) return Fail("cannot create " + agent_options.work_dir + "/tasks: " + ec.message());
+
+  agent_options.capabilities = runner::DetectCapabilities(BUILDD_VERSION);
+  std::vector<std::string> described;
+  for (const auto& capability : agent_options.capabilities) {
+    described.push_back(capability.name + " " + capability.version);
+  }
+  buildd::Log()->info(
+      "runner {} version {} server={} max_tasks={} labels=[{}] workspace={} "
+      "work_dir={} capabilities=[{}]",
+      agent_options.name, BUILDD_VERSION, client_options.server, max_tasks,
+      absl::StrJoin(agent_options.labels, ","),
+      agent_options.workspace_id.empty() ? "*" : agent_options.workspace_id, agent_options.work_dir,
+      absl::StrJoin(described, ", "));
+
+  runner::RunnerAgent agent(agent_options);
+  runner::RunnerClient client(client_options, &agent);
+  agent.SetDrainRequestedCallback([&client] {
+    client.DisableReconnect();
+    Stop().Request("the broker asked to drain");
+  });
+
+  auto& metrics = buildd::Metrics::Global();
+  metrics.Gauge("buildd_runner_running_tasks", "Tasks whose process is running.",
+                [&agent] { return static_cast<double>(agent.running_tasks()); });
+  metrics.Gauge("buildd_runner_held_workers", "Workers with events not yet acknowledged.",
+                [&agent] { return static_cast<double>(agent.held_workers()); });
+  metrics.Gauge("buildd_runner_connected", "1 while the broker stream is up.",
+                [&client] { return client.connected() ? 1.0 : 0.0; });
+  metrics.Gauge("buildd_runner_sessions", "Broker streams established since start.",
+                [&client] { return static_cast<double>(client.sessions()); });
+
+  std::unique_ptr<buildd::AdminHttpServer> admin;
+  const std::string listen = buildd::ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
+  if (!listen.empty()) {
+    auto started = buildd::AdminHttpServer::Start(listen, [] { return true; });
+    if (!started.ok()) {
+      buildd::Log()->error("cannot serve /health on {}: {}", listen, started.status().message());
+      return 1;
+    }
+    admin = std::move(started).value();
+    buildd::Log()->info("health and metrics on {} (port {})", listen, admin->port());
+  }
+
+  std::thread([stop_signals] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&stop_signals, &sig) != 0) continue;
+      buildd::Log()->info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      Stop().Request(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+  }).detach();
+
+  client.Start();
+  {
+    StopRequest& stop = Stop();
+    absl::MutexLock lock(&stop.mu);
+    stop.mu.Await(absl::Condition(&stop.requested));
+    buildd::Log()->info("draining ({})", stop.why);
+  }
+  runner::DrainOptions drain;
+  drain.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
+  drain.cancel_grace = std::chrono::milliseconds(cancel_grace_ms);
+  const bool delivered = runner::DrainRunner(agent, client, drain);
+  buildd::Log()->info("stopped{}", delivered ? "" : " (some events were not acknowledged)");
+  admin.reset();
+  return 0;
+}
