@@ -646,9 +646,10 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
         known = true;
       }
     }
+    // A Finished is acked as the message after the last event.
     pb::BrokerMessage ack;
     ack.mutable_ack()->set_worker_id(finished.worker_id());
-    ack.mutable_ack()->set_up_to_seq(finished.last_seq());
+    ack.mutable_ack()->set_up_to_seq(finished.last_seq() + 1);
     if (!known) {
       tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
       return absl::OkStatus();

@@ -50,7 +50,9 @@ bool Outbox::Ack(const std::string& worker_id, int64_t up_to_seq) {
   while (!box.unacked.empty() && box.unacked.front().seq() <= box.last_acked_seq) {
     box.unacked.pop_front();
   }
-  if (box.finished.has_value() && box.finished_sent && up_to_seq >= box.finished->last_seq()) {
+  // The broker acks a Finished as the message after the last event, so an
+  // ack of events alone never releases it.
+  if (box.finished.has_value() && box.finished_sent && up_to_seq > box.finished->last_seq()) {
     workers_.erase(it);
     return true;
   }

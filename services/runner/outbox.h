@@ -16,8 +16,8 @@ namespace pb = ::buildd::v1;
 
 // What the runner still owes the broker, per worker: every event numbered
 // with seq 1, 2, 3… and kept until an Ack covers it, then the worker's
-// Finished, kept until an Ack with up_to_seq >= its last_seq arrives after
-// it was sent. A fully acknowledged worker is forgotten.
+// Finished, kept until an Ack with up_to_seq > its last_seq (the broker acks
+// a Finished as last_seq + 1) arrives after it was sent. A fully acknowledged worker is forgotten.
 //
 // Not thread-safe: the owner serializes calls.
 class Outbox {

@@ -267,7 +267,7 @@ class FakeBroker final : public pb::RunnerService::CallbackService {
           if (auto_ack_) {
             pb::Ack* ack = replies.emplace_back().mutable_ack();
             ack->set_worker_id(message.finished().worker_id());
-            ack->set_up_to_seq(message.finished().last_seq());
+            ack->set_up_to_seq(message.finished().last_seq() + 1);
           }
           break;
         case pb::RunnerMessage::MSG_NOT_SET:

@@ -252,7 +252,7 @@ TEST_F(RunnerClientTest, ReconnectResumesAndReplaysExactlyTheUnackedEvents) {
   EXPECT_EQ(state.EventCount("w1"), 5u);
   EXPECT_THAT(state.Lines("w1", "stdout"), ElementsAre("1", "2", "3", "4"));
 
-  broker_.Send(Ack("w1", last_seq));
+  broker_.Send(Ack("w1", last_seq + 1));
   EXPECT_TRUE(Eventually([this] { return agent_->held_workers() == 0; }));
 }
 
