@@ -110,7 +110,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServe
     w.default_branch = req->default_branch().empty() ? "main" : req->default_branch();
     w.created_by = p.account_id;
     BUILDD_RETURN_IF_ERROR(journal_.Run([&w](JournalTx& tx) {
-      PgBrokerStore::InsertWorkspace(tx.sql, w);
+      PgBrokerStore::InsertWorkspace(tx.sql(), w);
       return absl::OkStatus();
     }));
     BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord saved, store_.GetWorkspace(w.id));

@@ -67,6 +67,38 @@ struct WorkerRecord {
   std::string updated_at;
 };
 
+// A state change of a worker (and, when task_state is set, of its task),
+// fenced by epoch. Unset fields keep their value.
+struct WorkerChange {
+  std::string worker_id;
+  int64_t epoch = 0;
+  std::string worker_state;  // "" keeps it
+  std::string task_state;    // "" leaves the task alone
+  std::optional<int> exit_code;
+  std::optional<std::string> error;
+  int64_t seq = 0;  // events durable up to here
+};
+
+// Row writes collected from journal operations and written with one
+// statement per kind for a whole batch: task inserts, worker inserts, then
+// worker (and task) changes, merged per worker in order. Not thread-safe.
+class BatchedWrites {
+ public:
+  void InsertTask(const TaskRecord& t) { tasks_.push_back(t); }
+  void InsertWorker(const WorkerRecord& w) { workers_.push_back(w); }
+  void ChangeWorker(const WorkerChange& change);
+  // Appends `other`'s writes after this one's.
+  void MergeFrom(BatchedWrites& other);
+  bool empty() const { return tasks_.empty() && workers_.empty() && changes_.empty(); }
+  // Writes everything and forgets it. Throws soci errors.
+  void Flush(soci::session& sql);
+
+ private:
+  std::vector<TaskRecord> tasks_;
+  std::vector<WorkerRecord> workers_;
+  std::vector<WorkerChange> changes_;  // one per worker, in first-change order
+};
+
 // Which events a subscriber wants.
 struct EventFilter {
   std::string workspace_id;

@@ -99,10 +99,10 @@ absl::Status Dispatcher::Start() {
   std::vector<std::string> orphans;
   absl::Status status = journal_.Run([&](JournalTx& tx) -> absl::Status {
     long long pending = 0;
-    tx.sql << "SELECT count(*) FROM tasks WHERE state = 'pending'", soci::into(pending);
+    tx.sql() << "SELECT count(*) FROM tasks WHERE state = 'pending'", soci::into(pending);
     pending_ = pending;
     soci::rowset<soci::row> rows =
-        (tx.sql.prepare << "SELECT id::text, task_id::text, workspace_id::text, epoch, last_seq,"
+        (tx.sql().prepare << "SELECT id::text, task_id::text, workspace_id::text, epoch, last_seq,"
                            " state FROM workers WHERE state IN"
                            " ('idle', 'starting', 'running', 'waiting_input', 'paused')");
     absl::MutexLock lock(&mu_);
@@ -138,13 +138,13 @@ void Dispatcher::Send(const std::string& runner_id, pb::BrokerMessage message) {
   if (auto link = Link(runner_id)) link->Send(std::move(message));
 }
 
-absl::StatusOr<WorkspaceRecord> Dispatcher::WorkspaceIn(soci::session& sql, const std::string& id) {
+absl::StatusOr<WorkspaceRecord> Dispatcher::WorkspaceIn(JournalTx& tx, const std::string& id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = workspaces_.find(id);
     if (it != workspaces_.end()) return it->second;
   }
-  auto ws = PgBrokerStore::FindWorkspace(sql, id);
+  auto ws = PgBrokerStore::FindWorkspace(tx.sql(), id);
   if (!ws) return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
   absl::MutexLock lock(&mu_);
   workspaces_[id] = *ws;
@@ -168,11 +168,11 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   task.state = "assigned";
   task.worker_id = worker.id;
   if (stored) {
-    PgBrokerStore::UpdateTask(tx.sql, task);
+    PgBrokerStore::UpdateTask(tx.sql(), task);
   } else {
-    PgBrokerStore::InsertTask(tx.sql, task);
+    tx.writes().InsertTask(task);
   }
-  PgBrokerStore::InsertWorker(tx.sql, worker);
+  tx.writes().InsertWorker(worker);
 
   pb::Event e = NewEvent("assigned", task.id, worker.id, task.workspace_id);
   e.set_runner_name(runner.name);
@@ -204,7 +204,7 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   task.updated_at = NowRfc3339();
   *assign->mutable_task() = TaskToProto(task);
   assign->set_epoch(worker.epoch);
-  auto ws = WorkspaceIn(tx.sql, task.workspace_id);
+  auto ws = WorkspaceIn(tx, task.workspace_id);
   if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
   tx.OnCommit([this, runner_id, message = std::move(message)]() mutable {
     Send(runner_id, std::move(message));
@@ -217,14 +217,14 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
   auto result = std::make_shared<TaskRecord>();
   journal_.Submit(
       [this, task = std::move(task), result](JournalTx& tx) mutable -> absl::Status {
-        auto ws = WorkspaceIn(tx.sql, task.workspace_id);
+        auto ws = WorkspaceIn(tx, task.workspace_id);
         if (!ws.ok()) return ws.status();
         std::optional<RunnerSlot> runner = scheduler_.Reserve(task.Route());
         pb::Event created = NewEvent("created", task.id, "", task.workspace_id);
         created.set_status("pending");
         tx.Append(std::move(created));
         if (!runner) {
-          PgBrokerStore::InsertTask(tx.sql, task);
+          tx.writes().InsertTask(task);
           tx.OnCommit([this] { ++pending_; });
           *result = task;
           return absl::OkStatus();
@@ -245,14 +245,14 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
   auto result = std::make_shared<TaskRecord>();
   std::string worker_to_cancel;
   absl::Status status = journal_.Run([&](JournalTx& tx) -> absl::Status {
-    auto task = PgBrokerStore::LockTask(tx.sql, task_id);
+    auto task = PgBrokerStore::LockTask(tx.sql(), task_id);
     if (!task) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
     if (task->state == "completed" || task->state == "failed" || task->state == "canceled") {
       return absl::FailedPreconditionError(absl::StrCat("task ", task_id, " is already ", task->state));
     }
     if (task->state == "pending") {
       task->state = "canceled";
-      PgBrokerStore::UpdateTask(tx.sql, *task);
+      PgBrokerStore::UpdateTask(tx.sql(), *task);
       pb::Event e = NewEvent("canceled", task->id, "", task->workspace_id);
       e.set_status("canceled");
       tx.Append(std::move(e));
@@ -321,7 +321,7 @@ void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, cons
           if (ok) {
             const long long epoch = r.epoch();
             soci::statement st =
-                (tx.sql.prepare << "UPDATE workers SET runner_id = :r, updated_at = now()"
+                (tx.sql().prepare << "UPDATE workers SET runner_id = :r, updated_at = now()"
                                    " WHERE id = :id AND epoch = :e AND state IN"
                                    " ('idle', 'starting', 'running', 'waiting_input', 'paused')",
                  soci::use(runner_id), soci::use(r.worker_id()), soci::use(epoch));
@@ -401,16 +401,16 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
         if (it == attached_.end() || !it->second.runner_id.empty()) continue;  // back or done
         a = it->second;
       }
-      auto worker = PgBrokerStore::LockWorker(tx.sql, worker_id);
+      auto worker = PgBrokerStore::LockWorker(tx.sql(), worker_id);
       if (!worker || worker->epoch != a.epoch || Terminal(worker->state)) continue;
       worker->state = "error";
       worker->error = "runner lost: no reconnect within the lease grace period";
-      PgBrokerStore::UpdateWorker(tx.sql, *worker);
+      PgBrokerStore::UpdateWorker(tx.sql(), *worker);
       pb::Event e = NewEvent("error", a.task_id, worker_id, a.workspace_id);
       e.set_status("error");
       e.set_text(worker->error);
       tx.Append(std::move(e));
-      auto task = PgBrokerStore::LockTask(tx.sql, a.task_id);
+      auto task = PgBrokerStore::LockTask(tx.sql(), a.task_id);
       if (task && task->epoch == a.epoch) {
         if (task->attempts < task->max_attempts) {
           task->state = "pending";
@@ -427,7 +427,7 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
           f.set_text(task->error);
           tx.Append(std::move(f));
         }
-        PgBrokerStore::UpdateTask(tx.sql, *task);
+        PgBrokerStore::UpdateTask(tx.sql(), *task);
       }
       tx.OnCommit([this, worker_id] {
         absl::MutexLock lock(&mu_);
@@ -451,7 +451,7 @@ void Dispatcher::ClaimFor(const std::string& runner_id) {
     if (!slot) return absl::OkStatus();
     const int reserved = scheduler_.ReserveOn(runner_id, slot->max_tasks - slot->active);
     if (reserved <= 0) return absl::OkStatus();
-    std::vector<TaskRecord> tasks = PgBrokerStore::ClaimPending(tx.sql, *slot, reserved);
+    std::vector<TaskRecord> tasks = PgBrokerStore::ClaimPending(tx.sql(), *slot, reserved);
     for (int i = static_cast<int>(tasks.size()); i < reserved; ++i) scheduler_.Release(runner_id);
     for (TaskRecord& task : tasks) AssignInTx(tx, task, *slot, /*stored=*/true);
     const int64_t claimed = static_cast<int64_t>(tasks.size());
@@ -490,30 +490,14 @@ void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage
 }
 
 void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept) {
-  journal_.Submit([this, runner_id, accept](JournalTx& tx) -> absl::Status {
-    Attached a;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = attached_.find(accept.worker_id());
-      if (it == attached_.end() || it->second.runner_id != runner_id ||
-          it->second.epoch != accept.epoch() || it->second.state != "idle") {
-        return absl::OkStatus();
-      }
-      it->second.state = "starting";
-      a = it->second;
-    }
-    // Only the event records this step; the row changes on "started".
-    pb::Event e = NewEvent("status", a.task_id, accept.worker_id(), a.workspace_id);
-    e.set_status("starting");
-    tx.Append(std::move(e));
-    const std::string worker_id = accept.worker_id();
-    tx.OnAbort([this, worker_id] {
-      absl::MutexLock lock(&mu_);
-      auto it = attached_.find(worker_id);
-      if (it != attached_.end()) it->second.state = "idle";
-    });
-    return absl::OkStatus();
-  });
+  // Accepting changes nothing durable: the worker's row moves on "started",
+  // its first event. Only this replica's view notes it.
+  absl::MutexLock lock(&mu_);
+  auto it = attached_.find(accept.worker_id());
+  if (it != attached_.end() && it->second.runner_id == runner_id &&
+      it->second.epoch == accept.epoch() && it->second.state == "idle") {
+    it->second.state = "starting";
+  }
 }
 
 void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject) {
@@ -528,16 +512,16 @@ void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject
       }
       a = it->second;
     }
-    auto worker = PgBrokerStore::LockWorker(tx.sql, reject.worker_id());
-    auto task = PgBrokerStore::LockTask(tx.sql, a.task_id);
+    auto worker = PgBrokerStore::LockWorker(tx.sql(), reject.worker_id());
+    auto task = PgBrokerStore::LockTask(tx.sql(), a.task_id);
     if (!worker || !task || task->epoch != a.epoch) return absl::OkStatus();
     worker->state = "error";
     worker->error = absl::StrCat("rejected by the runner: ", reject.reason());
-    PgBrokerStore::UpdateWorker(tx.sql, *worker);
+    PgBrokerStore::UpdateWorker(tx.sql(), *worker);
     task->state = "pending";
     task->worker_id.clear();
     task->attempts = std::max(0, task->attempts - 1);
-    PgBrokerStore::UpdateTask(tx.sql, *task);
+    PgBrokerStore::UpdateTask(tx.sql(), *task);
     pb::Event e = NewEvent("rejected", a.task_id, reject.worker_id(), a.workspace_id);
     e.set_status("pending");
     e.set_text(reject.reason());
@@ -600,18 +584,16 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
                 e.status() == "waiting_input")) {
       new_state = e.status();
     }
-    const long long epoch = event.epoch();
-    tx.SetWorkerSeq(event.worker_id(), event.seq());
+    WorkerChange change;
+    change.worker_id = event.worker_id();
+    change.epoch = event.epoch();
+    change.seq = event.seq();
     if (new_state != before.state) {
-      const std::string task_state =
-          new_state == "waiting_input" ? "waiting_input" : (new_state == "paused" ? "" : "running");
-      tx.sql << "WITH w AS (UPDATE workers SET state = :ws, updated_at = now()"
-                " WHERE id = :wid AND epoch = :e1 RETURNING task_id)"
-                " UPDATE tasks SET state = CASE WHEN :ts = '' THEN state ELSE :ts2 END,"
-                " updated_at = now() WHERE id = (SELECT task_id FROM w) AND epoch = :e2",
-          soci::use(new_state), soci::use(event.worker_id()), soci::use(epoch),
-          soci::use(task_state), soci::use(task_state), soci::use(epoch);
+      change.worker_state = new_state;
+      // A paused worker leaves its task running.
+      if (new_state != "paused") change.task_state = new_state == "waiting_input" ? "waiting_input" : "running";
     }
+    tx.writes().ChangeWorker(change);
     tx.Append(std::move(e));
     {
       absl::MutexLock lock(&mu_);
@@ -672,17 +654,15 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
         type = "error";
         break;
     }
-    const long long epoch = finished.epoch();
-    const long long last_seq = std::max<long long>(finished.last_seq(), a.last_seq);
-    tx.sql << "WITH w AS (UPDATE workers SET state = :s, exit_code = :c, error = :err,"
-              " last_seq = GREATEST(last_seq, :seq), updated_at = now()"
-              " WHERE id = :id AND epoch = :e1 RETURNING task_id)"
-              " UPDATE tasks SET state = :ts, exit_code = :c2, error = :err2, updated_at = now()"
-              " WHERE id = (SELECT task_id FROM w) AND epoch = :e2",
-        soci::use(worker_state), soci::use(finished.exit_code()),
-        soci::use(finished.error_message()), soci::use(last_seq), soci::use(finished.worker_id()),
-        soci::use(epoch), soci::use(task_state), soci::use(finished.exit_code()),
-        soci::use(finished.error_message()), soci::use(epoch);
+    WorkerChange change;
+    change.worker_id = finished.worker_id();
+    change.epoch = finished.epoch();
+    change.worker_state = worker_state;
+    change.task_state = task_state;
+    change.exit_code = finished.exit_code();
+    change.error = finished.error_message();
+    change.seq = std::max<int64_t>(finished.last_seq(), a.last_seq);
+    tx.writes().ChangeWorker(change);
     pb::Event e = NewEvent(type, a.task_id, finished.worker_id(), a.workspace_id);
     e.set_status(worker_state);
     e.set_exit_code(finished.exit_code());

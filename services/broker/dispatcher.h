@@ -104,7 +104,8 @@ class Dispatcher {
   void ArmHeartbeatCheck();
   void Send(const std::string& runner_id, pb::BrokerMessage message);
   std::shared_ptr<RunnerLink> Link(const std::string& runner_id);
-  absl::StatusOr<WorkspaceRecord> WorkspaceIn(soci::session& sql, const std::string& id);
+  // The workspace, from this replica's cache or the database.
+  absl::StatusOr<WorkspaceRecord> WorkspaceIn(JournalTx& tx, const std::string& id);
 
   Journal& journal_;
   Scheduler& scheduler_;

@@ -78,30 +78,18 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
   std::vector<absl::Status> results;
   results.reserve(items.size());
   std::vector<pb::Event> events;
-  std::map<std::string, int64_t> seqs;
+  BatchedWrites batch;
   try {
     sql.begin();
     for (Item& item : items) {
-      txs.emplace_back(sql);
+      txs.emplace_back(sql, batch);
       results.push_back(item.op(txs.back()));
       if (results.back().ok()) {
         for (pb::Event& e : txs.back().events_) events.push_back(std::move(e));
-        for (const auto& [worker, seq] : txs.back().seqs_) {
-          int64_t& s = seqs[worker];
-          s = std::max(s, seq);
-        }
+        batch.MergeFrom(txs.back().writes_);
       }
     }
-    if (!seqs.empty()) {
-      std::string json = "[";
-      for (const auto& [worker, seq] : seqs) {
-        absl::StrAppend(&json, json.size() > 1 ? "," : "", "{\"id\":\"", worker, "\",\"seq\":", seq, "}");
-      }
-      json += "]";
-      sql << "UPDATE workers w SET last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
-             " FROM jsonb_to_recordset(:j::jsonb) AS v(id uuid, seq bigint) WHERE w.id = v.id",
-          soci::use(json);
-    }
+    batch.Flush(sql);
     if (!events.empty()) {
       long long last = 0;
       const long long n = static_cast<long long>(events.size());

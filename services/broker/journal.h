@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "buildd/v1/common.pb.h"
+#include "services/broker/broker_store.h"
 
 namespace buildd::broker {
 
@@ -22,8 +23,17 @@ namespace pb = ::buildd::v1;
 // What an operation may do inside the journal's transaction.
 class JournalTx {
  public:
-  explicit JournalTx(soci::session& sql) : sql(sql) {}
-  soci::session& sql;
+  JournalTx(soci::session& session, BatchedWrites& batch) : session_(session), batch_(batch) {}
+
+  // The transaction's session, for reads and rare writes. The batch's
+  // buffered writes of earlier operations are flushed first, so they are
+  // visible.
+  soci::session& sql() {
+    batch_.Flush(session_);
+    return session_;
+  }
+  // Row writes buffered until the end of the batch (or the next sql()).
+  BatchedWrites& writes() { return writes_; }
 
   // Records an event; it gets its id when the transaction commits.
   void Append(pb::Event event) { events_.push_back(std::move(event)); }
@@ -31,14 +41,13 @@ class JournalTx {
   void OnCommit(std::function<void()> fn) { on_commit_.push_back(std::move(fn)); }
   // Runs when the operation's writes are rolled back (undo reservations).
   void OnAbort(std::function<void()> fn) { on_abort_.push_back(std::move(fn)); }
-  // Records that a worker's events are durable up to `seq`; written with one
-  // statement for the whole batch.
-  void SetWorkerSeq(const std::string& worker_id, int64_t seq) { seqs_.emplace_back(worker_id, seq); }
 
  private:
   friend class Journal;
+  soci::session& session_;
+  BatchedWrites& batch_;
+  BatchedWrites writes_;
   std::vector<pb::Event> events_;
-  std::vector<std::pair<std::string, int64_t>> seqs_;
   std::vector<std::function<void()>> on_commit_;
   std::vector<std::function<void()>> on_abort_;
 };

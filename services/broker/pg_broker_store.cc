@@ -354,4 +354,129 @@ std::vector<WorkerRecord> PgBrokerStore::ActiveWorkersOf(soci::session& sql,
   return out;
 }
 
+namespace {
+
+google::protobuf::Value Text(const std::string& s) {
+  google::protobuf::Value v;
+  v.set_string_value(s);
+  return v;
+}
+
+google::protobuf::Value Number(double n) {
+  google::protobuf::Value v;
+  v.set_number_value(n);
+  return v;
+}
+
+std::string ToJson(const google::protobuf::ListValue& rows) {
+  std::string json;
+  google::protobuf::util::MessageToJsonString(rows, &json);
+  return json;
+}
+
+}  // namespace
+
+void BatchedWrites::ChangeWorker(const WorkerChange& change) {
+  for (WorkerChange& c : changes_) {
+    if (c.worker_id != change.worker_id || c.epoch != change.epoch) continue;
+    if (!change.worker_state.empty()) c.worker_state = change.worker_state;
+    if (!change.task_state.empty()) c.task_state = change.task_state;
+    if (change.exit_code) c.exit_code = change.exit_code;
+    if (change.error) c.error = change.error;
+    c.seq = std::max(c.seq, change.seq);
+    return;
+  }
+  changes_.push_back(change);
+}
+
+void BatchedWrites::MergeFrom(BatchedWrites& other) {
+  for (auto& t : other.tasks_) tasks_.push_back(std::move(t));
+  for (auto& w : other.workers_) workers_.push_back(std::move(w));
+  for (const auto& c : other.changes_) ChangeWorker(c);
+  other.tasks_.clear();
+  other.workers_.clear();
+  other.changes_.clear();
+}
+
+void BatchedWrites::Flush(soci::session& sql) {
+  if (!tasks_.empty()) {
+    google::protobuf::ListValue rows;
+    for (const TaskRecord& t : tasks_) {
+      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
+      f["id"] = Text(t.id);
+      f["ws"] = Text(t.workspace_id);
+      f["pref"] = Text(t.runner_preference);
+      f["labels"] = Text(LabelsToJson(t.required_labels));
+      f["provider"] = Text(t.provider);
+      f["prio"] = Number(t.priority);
+      f["state"] = Text(t.state);
+      f["att"] = Number(t.attempts);
+      f["maxatt"] = Number(t.max_attempts);
+      f["epoch"] = Number(static_cast<double>(t.epoch));
+      f["worker"] = Text(t.worker_id);
+      f["spec"] = Text(t.spec_json);
+      f["by"] = Text(t.created_by);
+    }
+    const std::string json = ToJson(rows);
+    sql << "INSERT INTO tasks (id, workspace_id, runner_preference, required_labels, provider,"
+           " priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
+           " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', (e->>'labels')::jsonb,"
+           " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
+           " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
+           " (e->>'spec')::jsonb, NULLIF(e->>'by', '')::uuid"
+           " FROM jsonb_array_elements(:j::jsonb) AS e",
+        soci::use(json);
+    tasks_.clear();
+  }
+  if (!workers_.empty()) {
+    google::protobuf::ListValue rows;
+    for (const WorkerRecord& w : workers_) {
+      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
+      f["id"] = Text(w.id);
+      f["task"] = Text(w.task_id);
+      f["ws"] = Text(w.workspace_id);
+      f["acc"] = Text(w.account_id);
+      f["runner"] = Text(w.runner_id);
+      f["rname"] = Text(w.runner_name);
+      f["state"] = Text(w.state);
+      f["epoch"] = Number(static_cast<double>(w.epoch));
+    }
+    const std::string json = ToJson(rows);
+    sql << "INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id, runner_name,"
+           " state, epoch)"
+           " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
+           " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
+           " (e->>'epoch')::bigint FROM jsonb_array_elements(:j::jsonb) AS e",
+        soci::use(json);
+    workers_.clear();
+  }
+  if (!changes_.empty()) {
+    google::protobuf::ListValue rows;
+    for (const WorkerChange& c : changes_) {
+      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
+      f["id"] = Text(c.worker_id);
+      f["epoch"] = Number(static_cast<double>(c.epoch));
+      if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
+      if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
+      if (c.exit_code) f["code"] = Number(*c.exit_code);
+      if (c.error) f["err"] = Text(*c.error);
+      f["seq"] = Number(static_cast<double>(c.seq));
+    }
+    const std::string json = ToJson(rows);
+    sql << "WITH v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
+           " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
+           " (e->>'seq')::bigint AS seq FROM jsonb_array_elements(:j::jsonb) AS e),"
+           " w AS (UPDATE workers w SET state = COALESCE(v.ws, w.state),"
+           " exit_code = COALESCE(v.code, w.exit_code), error = COALESCE(v.err, w.error),"
+           " last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
+           " FROM v WHERE w.id = v.id AND w.epoch = v.epoch"
+           " RETURNING w.task_id, v.epoch, v.ts, v.code, v.err)"
+           " UPDATE tasks t SET state = w.ts, exit_code = COALESCE(w.code, t.exit_code),"
+           " error = COALESCE(w.err, t.error), updated_at = now()"
+           " FROM w WHERE t.id = w.task_id AND t.epoch = w.epoch AND w.ts IS NOT NULL",
+        soci::use(json);
+    changes_.clear();
+  }
+}
+
 }  // namespace buildd::broker

@@ -92,7 +92,7 @@ TEST_F(JournalTest, AThrowingOperationFailsAloneAndLeavesNoTrace) {
           tx.Append(Event("op " + std::to_string(i)));
           tx.OnAbort([&aborted] { ++aborted; });
           tx.OnCommit([&committed] { ++committed; });
-          if (i == 1) tx.sql << "SELECT * FROM no_such_table";
+          if (i == 1) tx.sql() << "SELECT * FROM no_such_table";
           return absl::OkStatus();
         },
         [&results, i](absl::Status st) { results[i].set_value(st); });
