@@ -291,13 +291,13 @@ int main(int argc, char** argv) {
   const int metrics_port = buildd::testing::FreePort();
   auto accounts = Process::Start(
       buildd::testing::BuiltBinary("services/accounts/buildd-accounts"),
-      {Arg("listen", absl::StrCat("127.0.0.1:", accounts_port)), "--log_level=warn"},
+      {Arg("listen", absl::StrCat("127.0.0.1:", accounts_port))},
       {{"BUILDD_DATABASE_URL", url}, {"BUILDD_KEY_PEPPER", buildd::RandomHex(16)},
        {"BUILDD_MASTER_KEY", buildd::RandomHex(32)}, {"BUILDD_ADMIN_KEY", admin}},
       dir + "/accounts.log");
-  if (!accounts->WaitForLog("accounts listening on", 30000) &&
-      accounts->Log().find("listening") == std::string::npos) {
-    // With --log_level=warn the line is not printed; wait for the port.
+  if (!accounts->WaitForLog("accounts listening on", 30000)) {
+    std::fprintf(stderr, "accounts did not start:\n%s\n", accounts->Log().c_str());
+    return 1;
   }
   auto broker = Process::Start(
       buildd::testing::BuiltBinary("services/broker/buildd-broker"),

@@ -24,6 +24,7 @@ namespace buildd {
 // `key=value` pairs. Thread-safe.
 std::shared_ptr<spdlog::logger> Log();
 
+// Also turns off Abseil's mutex deadlock detection (a debugging aid).
 // REQUIRES: called once from main before other threads start.
 void InitLogging(const std::string& service, const std::string& level);
 
