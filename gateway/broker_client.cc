@@ -1,0 +1,167 @@
+#include "gateway/broker_client.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "buildd/v1/broker.grpc.pb.h"
+#include "gateway/grpc_call.h"
+
+namespace buildd::gateway {
+namespace {
+
+// One Subscribe call. Reads one event at a time: the next read starts only
+// when the observer asks for it (Next), which is what bounds the memory a
+// slow HTTP client can make us hold. A hold keeps OnDone away between an
+// event and the following Next, so that StartRead never races the end of
+// the call. Owns itself from Start until OnDone.
+class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
+                               public EventSubscription,
+                               public std::enable_shared_from_this<SubscribeReactor> {
+ public:
+  SubscribeReactor(const pb::SubscribeRequest& request, EventObserver observer)
+      : request_(request), observer_(std::move(observer)) {}
+
+  void Start(pb::BrokerService::Stub* stub, const CallMeta& meta) {
+    self_ = shared_from_this();
+    internal::ApplyMeta(meta, absl::InfiniteDuration(), &context_);
+    stub->async()->Subscribe(&context_, &request_, this);
+    AddHold();
+    {
+      absl::MutexLock lock(&mu_);
+      state_ = State::kReading;
+    }
+    StartRead(&event_);
+    StartCall();
+  }
+
+  void Next() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (state_ != State::kDelivered || cancelled_) return;
+      state_ = State::kReading;
+    }
+    StartRead(&event_);
+  }
+
+  void Cancel() override {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_ || done_) return;
+      cancelled_ = true;
+      if (state_ == State::kDelivered) {
+        state_ = State::kFinished;
+        release = true;
+      }
+    }
+    context_.TryCancel();
+    if (release) RemoveHold();
+  }
+
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (ok && observer_.on_started) observer_.on_started();
+  }
+
+  void OnReadDone(bool ok) override {
+    // Take the event out before the state lets Next() start the following
+    // read into the same buffer.
+    pb::Event event;
+    if (ok) event.Swap(&event_);
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok || cancelled_) {
+        state_ = State::kFinished;
+        release = true;
+      } else {
+        state_ = State::kDelivered;
+      }
+    }
+    if (release) {
+      RemoveHold();
+      return;
+    }
+    observer_.on_event(std::move(event));
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    EventObserver observer = std::move(observer_);
+    observer_ = EventObserver();
+    observer.on_done(FromGrpcStatus(status));
+    // May destroy this object, if the subscriber already let go of it.
+    std::shared_ptr<SubscribeReactor> self = std::move(self_);
+  }
+
+ private:
+  enum class State { kIdle, kReading, kDelivered, kFinished };
+
+  grpc::ClientContext context_;
+  pb::SubscribeRequest request_;
+  pb::Event event_;
+  EventObserver observer_;
+  std::shared_ptr<SubscribeReactor> self_;
+
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+#define BUILDD_BROKER_UNARY(Method, Request, Response)                                          \
+  void Method(const CallMeta& meta, const Request& request, Callback<Response> done) override { \
+    internal::CallUnary<Response>(meta, options_.unary_deadline, request, std::move(done),      \
+                                  [this](auto* context, auto* req, auto* resp, auto callback) { \
+                                    stub_->async()->Method(context, req, resp,                  \
+                                                           std::move(callback));                \
+                                  });                                                           \
+  }
+
+class GrpcBrokerClient final : public BrokerClient {
+ public:
+  GrpcBrokerClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
+      : stub_(pb::BrokerService::NewStub(channel)),
+        health_(grpc::health::v1::Health::NewStub(channel)),
+        options_(options) {}
+
+  BUILDD_BROKER_UNARY(CreateWorkspace, pb::CreateWorkspaceRequest, pb::Workspace)
+  BUILDD_BROKER_UNARY(ListWorkspaces, pb::ListWorkspacesRequest, pb::ListWorkspacesResponse)
+  BUILDD_BROKER_UNARY(GetWorkspace, pb::GetWorkspaceRequest, pb::Workspace)
+  BUILDD_BROKER_UNARY(CreateTask, pb::CreateTaskRequest, pb::Task)
+  BUILDD_BROKER_UNARY(ListTasks, pb::ListTasksRequest, pb::ListTasksResponse)
+  BUILDD_BROKER_UNARY(GetTask, pb::GetTaskRequest, pb::GetTaskResponse)
+  BUILDD_BROKER_UNARY(CancelTask, pb::CancelTaskRequest, pb::Task)
+  BUILDD_BROKER_UNARY(ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
+  BUILDD_BROKER_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
+  BUILDD_BROKER_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
+
+  std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
+                                               const pb::SubscribeRequest& request,
+                                               EventObserver observer) override {
+    auto reactor = std::make_shared<SubscribeReactor>(request, std::move(observer));
+    reactor->Start(stub_.get(), meta);
+    return reactor;
+  }
+
+  void CheckHealth(Callback<std::string> done) override {
+    internal::CheckHealth(health_.get(), options_.health_deadline, std::move(done));
+  }
+
+ private:
+  std::unique_ptr<pb::BrokerService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  ClientOptions options_;
+};
+
+#undef BUILDD_BROKER_UNARY
+
+}  // namespace
+
+std::unique_ptr<BrokerClient> NewGrpcBrokerClient(std::shared_ptr<grpc::Channel> channel,
+                                                  ClientOptions options) {
+  return std::make_unique<GrpcBrokerClient>(std::move(channel), options);
+}
+
+}  // namespace buildd::gateway

@@ -1,0 +1,106 @@
+#include "gateway/dashboard.h"
+
+namespace buildd::gateway {
+
+namespace {
+
+// The key stays in sessionStorage (this tab only) for fetch's Authorization
+// header; EventSource rides on the HttpOnly cookie that /api/session sets.
+// Text from the API is only ever set through textContent.
+constexpr char kPage[] = R"html(<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>buildd</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
+table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
+#events{font:12px ui-monospace,monospace;list-style:none;padding:0;max-height:24em;overflow:auto}
+#events li{border-bottom:1px solid #eee;padding:2px 0}
+.err{color:#b00}
+</style></head><body>
+<h1>buildd</h1>
+<form id="signin"><input id="key" type="password" size="48" placeholder="API key (buildd_...)" autocomplete="off">
+<button>Sign in</button> <span id="who"></span></form>
+<h2>Tasks <button id="reload" type="button">Reload</button></h2>
+<table><thead><tr><th>Title</th><th>State</th><th>Provider</th><th>Workspace</th><th>Updated</th><th>Id</th></tr></thead>
+<tbody id="tasks"></tbody></table>
+<h2>Events <span id="live"></span></h2>
+<ul id="events"></ul>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+const TYPES = ["message","assigned","started","status","output","log","completed","error",
+  "canceled","question","plan","artifact","cost","tool_use","tool_result","git"];
+let source = null, reloadTimer = null;
+function key() { return sessionStorage.getItem("buildd_key") || ""; }
+function show(el, text, bad) { el.textContent = text; el.className = bad ? "err" : ""; }
+async function api(path, options) {
+  options = options || {};
+  options.headers = Object.assign({"Authorization": "Bearer " + key()}, options.headers || {});
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+  return body;
+}
+async function signIn(k) {
+  const response = await fetch("/api/session", {method: "POST",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify({apiKey: k})});
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+  sessionStorage.setItem("buildd_key", k);
+  show($("who"), "signed in as " + body.accountId + (body.isAdmin ? " (admin)" : ""));
+  await loadTasks();
+  listen();
+}
+async function loadTasks() {
+  const tbody = $("tasks");
+  try {
+    const body = await api("/api/tasks?limit=100");
+    tbody.replaceChildren();
+    for (const t of body.tasks || []) {
+      const row = document.createElement("tr");
+      for (const v of [t.title, t.state, t.provider, t.workspaceId, t.updatedAt, t.id]) {
+        const cell = document.createElement("td");
+        cell.textContent = v || "";
+        row.append(cell);
+      }
+      tbody.append(row);
+    }
+  } catch (e) { show($("who"), e.message, true); }
+}
+function addEvent(type, e) {
+  let text = "";
+  try { const ev = JSON.parse(e.data); text = [ev.taskId, ev.status, ev.text].filter(Boolean).join("  "); }
+  catch (_) { text = e.data; }
+  const item = document.createElement("li");
+  item.textContent = "#" + e.lastEventId + " " + type + "  " + text;
+  const list = $("events");
+  list.prepend(item);
+  while (list.children.length > 300) list.lastChild.remove();
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(loadTasks, 500);
+}
+function listen() {
+  if (source) source.close();
+  source = new EventSource("/api/events");
+  for (const type of TYPES) source.addEventListener(type, (e) => { if (e.data) addEvent(type, e); });
+  source.onopen = () => show($("live"), "(live)");
+  source.onerror = () => show($("live"), "(reconnecting...)", true);
+}
+$("signin").addEventListener("submit", (e) => {
+  e.preventDefault();
+  signIn($("key").value.trim()).catch((err) => show($("who"), err.message, true));
+  $("key").value = "";
+});
+$("reload").addEventListener("click", loadTasks);
+if (key()) signIn(key()).catch((err) => show($("who"), err.message, true));
+</script></body></html>
+)html";
+
+}  // namespace
+
+absl::string_view DashboardHtml() { return absl::string_view(kPage, sizeof(kPage) - 1); }
+
+}  // namespace buildd::gateway

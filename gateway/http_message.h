@@ -1,0 +1,80 @@
+#ifndef BUILDD_GATEWAY_HTTP_MESSAGE_H_
+#define BUILDD_GATEWAY_HTTP_MESSAGE_H_
+
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace buildd::gateway {
+
+// Decoded query parameters, in request order.
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+
+// The name of the session cookie the dashboard signs in with.
+inline constexpr char kSessionCookie[] = "buildd_session";
+
+// One HTTP request as handlers see it: the body is complete and the
+// credential already extracted.
+struct HttpRequest {
+  boost::beast::http::verb method = boost::beast::http::verb::unknown;
+  std::string path;  // Without the query string, not decoded.
+  QueryParams query;
+  std::map<std::string, std::string> params;  // Path parameters, decoded.
+  boost::beast::http::fields headers;
+  std::string body;
+  // Random; echoed as X-Request-Id, logged and forwarded as x-request-id.
+  std::string request_id;
+  // From `Authorization: Bearer <key>`, else the session cookie; "" if neither.
+  std::string api_key;
+  unsigned version = 11;
+
+  // The last value of query parameter `name`, or "" when absent.
+  std::string Query(absl::string_view name) const;
+  // The path parameter `name`, or "".
+  std::string Param(const std::string& name) const;
+  std::string Header(boost::beast::http::field field) const;
+  std::string Header(absl::string_view name) const;
+};
+
+// A complete response to an ordinary (non-streaming) request.
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+HttpResponse JsonResponse(unsigned status, std::string body);
+
+// Percent-decoding; with `plus_is_space` ('+' → ' ') for query strings.
+// Returns false on a malformed escape.
+bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out);
+
+// Splits "a=1&b=two" into decoded pairs. Returns false on a malformed escape.
+bool ParseQueryString(absl::string_view query, QueryParams* out);
+
+// The value of cookie `name` in a Cookie header, or "".
+std::string CookieValue(absl::string_view cookie_header, absl::string_view name);
+
+// Where the credential of a request comes from.
+struct Credential {
+  std::string api_key;  // "" when none was given or it was malformed.
+  // Set when an Authorization header was present but is not `Bearer <key>`.
+  std::string error;
+};
+
+// `Authorization: Bearer <key>` wins; without that header, the session cookie.
+// A key must be printable ASCII without spaces (it travels as gRPC metadata).
+Credential CredentialFromHeaders(const boost::beast::http::fields& headers);
+
+// True for a string usable as an API key in metadata and in a cookie.
+bool IsWellFormedKey(absl::string_view key);
+
+}  // namespace buildd::gateway
+
+#endif  // BUILDD_GATEWAY_HTTP_MESSAGE_H_

@@ -1,0 +1,398 @@
+#include "gateway/http_server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "gateway/http_errors.h"
+
+namespace buildd::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+// After refusing a body we read and drop what the client still sends, so
+// that it reads our 413 instead of a connection reset.
+constexpr auto kLingerTime = std::chrono::seconds(5);
+constexpr size_t kLingerBytes = 64 << 20;
+
+struct ServerState {
+  HttpServerOptions options;
+  std::shared_ptr<const Router> router;
+  std::shared_ptr<ConnectionTracker> tracker = ConnectionTracker::Create();
+  std::atomic<bool> stopping{false};
+};
+
+bool IsDisconnect(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+         ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::operation_aborted || ec == beast::error::timeout ||
+         ec == asio::error::broken_pipe;
+}
+
+// One client connection: reads requests one after the other, dispatches
+// them, writes the responses. Runs on its own strand; outbound replies are
+// posted back onto it.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(tcp::socket socket, std::shared_ptr<ServerState> state)
+      : token_(state->tracker->Track()), state_(std::move(state)), stream_(std::move(socket)) {}
+
+  void Start() {
+    std::weak_ptr<HttpSession> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    token_->SetCloser([weak, executor] {
+      asio::post(executor, [weak] {
+        if (auto self = weak.lock()) self->OnServerStopping();
+      });
+    });
+    asio::dispatch(executor, [self = shared_from_this()] { self->ReadRequest(); });
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void ReadRequest() {
+    if (closing_ || state_->stopping) return Close();
+    parser_.emplace();
+    parser_->body_limit(state_->options.max_body_bytes);
+    parser_->header_limit(kHeaderLimit);
+    idle_ = true;
+    stream_.expires_after(absl::ToChronoMilliseconds(state_->options.idle_timeout));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t) {
+    idle_ = false;
+    if (IsDisconnect(ec)) return Close();
+    started_ = Clock::now();
+    request_id_ = RandomHex(8);
+    const auto& header = parser_->get();
+    version_ = header.version() == 10 ? 10 : 11;
+    method_ = std::string(header.method_string());
+    const absl::string_view target(header.target().data(), header.target().size());
+    path_ = std::string(target.substr(0, target.find('?')));
+    if (ec == http::error::body_limit) return RefuseTooLarge();
+    if (ec) {
+      keep_alive_ = false;
+      return Write(ErrorResponse(400, absl::StatusCode::kInvalidArgument,
+                                 absl::StrCat("malformed HTTP request: ", ec.message())));
+    }
+    keep_alive_ = header.keep_alive();
+    auto expect = header.find(http::field::expect);
+    if (expect != header.end() && beast::iequals(expect->value(), "100-continue")) {
+      auto interim =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+      stream_.expires_after(kWriteTimeout);
+      http::async_write(stream_, *interim,
+                        [self = shared_from_this(), interim](beast::error_code ec, std::size_t) {
+                          if (ec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    stream_.expires_after(absl::ToChronoMilliseconds(state_->options.read_timeout));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&HttpSession::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t) {
+    if (ec == http::error::body_limit) return RefuseTooLarge();
+    if (IsDisconnect(ec)) return Close();
+    if (ec) {
+      keep_alive_ = false;
+      return Write(ErrorResponse(400, absl::StatusCode::kInvalidArgument,
+                                 absl::StrCat("malformed HTTP request: ", ec.message())));
+    }
+    Dispatch();
+  }
+
+  void Dispatch() {
+    http::request<http::string_body> message = parser_->release();
+    parser_.reset();
+    HttpRequest request;
+    request.method = message.method();
+    request.version = version_;
+    request.request_id = request_id_;
+    const absl::string_view target(message.target().data(), message.target().size());
+    const size_t question = target.find('?');
+    request.path = std::string(target.substr(0, question));
+    if (question != absl::string_view::npos &&
+        !ParseQueryString(target.substr(question + 1), &request.query)) {
+      return Write(ErrorResponse(400, absl::StatusCode::kInvalidArgument,
+                                 "malformed percent-escape in the query string"));
+    }
+    request.body = std::move(message.body());
+    request.headers = std::move(static_cast<http::fields&>(message));
+
+    Router::Match match = state_->router->Find(request.method, request.path);
+    if (match.route == nullptr) {
+      if (match.allowed.empty()) {
+        return Write(ErrorResponse(404, absl::StatusCode::kNotFound,
+                                   absl::StrCat("no such path: ", request.path)));
+      }
+      std::vector<std::string> allowed;
+      for (http::verb verb : match.allowed) allowed.emplace_back(http::to_string(verb));
+      HttpResponse response =
+          ErrorResponse(405, absl::StatusCode::kUnimplemented,
+                        absl::StrCat("method ", method_, " is not allowed on ", request.path,
+                                     " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+      response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+      return Write(std::move(response));
+    }
+    request.params = std::move(match.params);
+    Credential credential = CredentialFromHeaders(request.headers);
+    request.api_key = std::move(credential.api_key);
+    if (match.route->auth == Auth::kRequired && request.api_key.empty()) {
+      HttpResponse response = ErrorResponse(
+          401, absl::StatusCode::kUnauthenticated,
+          credential.error.empty() ? "missing API key: send \"Authorization: Bearer <key>\""
+                                   : credential.error);
+      response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return Write(std::move(response));
+    }
+
+    if (match.route->stream) {
+      handed_off_ = true;
+      stream_.expires_never();
+      match.route->stream(std::move(request), std::move(stream_), std::move(token_));
+      return;
+    }
+
+    auto replied = std::make_shared<std::atomic<bool>>(false);
+    Reply reply = [self = shared_from_this(), replied](HttpResponse response) {
+      if (replied->exchange(true)) return;
+      auto executor = self->stream_.get_executor();
+      asio::post(executor, [self = std::move(self), response = std::move(response)]() mutable {
+        self->Write(std::move(response));
+      });
+    };
+    try {
+      match.route->unary(request, reply);
+    } catch (const std::exception& e) {
+      Log()->error("handler failed request_id={}: {}", request_id_, e.what());
+      reply(ErrorResponse(500, absl::StatusCode::kInternal, "internal error"));
+    }
+  }
+
+  void RefuseTooLarge() {
+    keep_alive_ = false;
+    linger_ = true;
+    Write(ErrorResponse(413, absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("the request body is larger than ",
+                                     state_->options.max_body_bytes, " bytes")));
+  }
+
+  void Write(HttpResponse response) {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(version_);
+    res->result(response.status);
+    res->set(http::field::server, "buildd-gateway");
+    res->set(http::field::content_type, response.content_type);
+    res->set("X-Request-Id", request_id_);
+    for (auto& [name, value] : response.headers) res->insert(name, value);
+    res->body() = std::move(response.body);
+    res->keep_alive(keep_alive_ && !closing_ && !state_->stopping);
+    res->prepare_payload();
+    LogRequest(response.status);
+    stream_.expires_after(kWriteTimeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        if (!ec && self->linger_) return self->Linger();
+                        if (ec || !res->keep_alive()) return self->Close();
+                        self->ReadRequest();
+                      });
+  }
+
+  void LogRequest(unsigned status) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+    Log()->info("http method={} path={} status={} ms={} request_id={}", method_, path_, status, ms,
+                request_id_);
+  }
+
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLingerTime);
+    drain_buffer_.resize(16 * 1024);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(asio::buffer(drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kLingerBytes) return self->Close();
+                              self->Drain();
+                            });
+  }
+
+  void Close() {
+    if (handed_off_) return;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  // On the strand, when the server stops.
+  void OnServerStopping() {
+    if (handed_off_) return;
+    closing_ = true;
+    // Idle between requests: stop waiting. A request in flight finishes
+    // and its response says Connection: close.
+    if (idle_) stream_.cancel();
+  }
+
+  // Declared first so that it is released last: once the tracker sees no
+  // token, nothing of this session (its socket included) is left to touch
+  // the io context.
+  std::shared_ptr<ConnectionTracker::Token> token_;
+  std::shared_ptr<ServerState> state_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::vector<char> drain_buffer_;
+  size_t drained_ = 0;
+
+  Clock::time_point started_ = Clock::now();
+  std::string request_id_;
+  std::string method_;
+  std::string path_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool idle_ = false;
+  bool closing_ = false;
+  bool linger_ = false;
+  bool handed_off_ = false;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{asio::make_strand(io)};
+  std::shared_ptr<ServerState> state = std::make_shared<ServerState>();
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  absl::Mutex stop_mu;
+  bool stopped ABSL_GUARDED_BY(stop_mu) = false;
+
+  void Accept() {
+    acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) {
+        Log()->warn("http accept failed: {}", ec.message());
+      } else {
+        std::make_shared<HttpSession>(std::move(socket), state)->Start();
+      }
+      Accept();
+    });
+  }
+
+  void Run() {
+    while (true) {
+      try {
+        io.run();
+        return;
+      } catch (const std::exception& e) {
+        Log()->error("http io thread: {}", e.what());
+      }
+    }
+  }
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    HttpServerOptions options, std::shared_ptr<const Router> router) {
+  std::unique_ptr<HttpServer> server(new HttpServer);
+  server->impl_ = std::make_unique<Impl>();
+  Impl& impl = *server->impl_;
+  const std::string address = options.listen;
+  impl.state->options = std::move(options);
+  impl.state->router = std::move(router);
+
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad listen address: ", address));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) host = "0.0.0.0";
+
+  beast::error_code ec;
+  tcp::resolver resolver(impl.io);
+  auto endpoints = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
+  if (ec || endpoints.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve listen host ", host));
+  }
+  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  impl.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl.acceptor.bind(endpoint, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", ec.message()));
+  }
+  server->host_ = host;
+  server->port_ = impl.acceptor.local_endpoint(ec).port();
+
+  impl.work.emplace(impl.io.get_executor());
+  impl.Accept();
+  const int threads = std::max(1, impl.state->options.threads);
+  for (int i = 0; i < threads; ++i) impl.threads.emplace_back([&impl] { impl.Run(); });
+  return server;
+}
+
+void HttpServer::Stop(absl::Duration grace) {
+  if (!impl_) return;
+  {
+    absl::MutexLock lock(&impl_->stop_mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+  }
+  Impl& impl = *impl_;
+  impl.state->stopping = true;
+  asio::post(impl.acceptor.get_executor(), [&impl] {
+    beast::error_code ignored;
+    impl.acceptor.close(ignored);
+  });
+  impl.state->tracker->CloseAll();
+  if (!impl.state->tracker->WaitUntilIdle(grace)) {
+    Log()->warn("http: {} connection(s) still open after {}; stopping anyway",
+                impl.state->tracker->open(), absl::FormatDuration(grace));
+  }
+  impl.work.reset();
+  impl.io.stop();
+  for (std::thread& thread : impl.threads) thread.join();
+  impl.threads.clear();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+}  // namespace buildd::gateway

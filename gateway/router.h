@@ -1,0 +1,69 @@
+#ifndef BUILDD_GATEWAY_ROUTER_H_
+#define BUILDD_GATEWAY_ROUTER_H_
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "gateway/connection_tracker.h"
+#include "gateway/http_message.h"
+
+namespace buildd::gateway {
+
+// Completes an ordinary request. Call exactly once, from any thread.
+using Reply = std::function<void(HttpResponse)>;
+using UnaryHandler = std::function<void(const HttpRequest& request, Reply reply)>;
+
+// Takes over a connection for a streaming response (SSE). The handler owns
+// `stream` from then on and keeps `token` until it no longer touches it.
+using StreamHandler = std::function<void(HttpRequest request, boost::beast::tcp_stream stream,
+                                         std::shared_ptr<ConnectionTracker::Token> token)>;
+
+enum class Auth { kRequired, kNone };
+
+struct Route {
+  boost::beast::http::verb method;
+  // Segments separated by '/'; ":name" captures one segment.
+  std::string pattern;
+  Auth auth = Auth::kRequired;
+  // Exactly one of these is set.
+  UnaryHandler unary;
+  StreamHandler stream;
+};
+
+// Maps method and path to a handler. Routes are tried in the order they were
+// added; the first whose pattern matches wins. Not thread-safe while routes
+// are added; Find is thread-safe afterwards.
+class Router {
+ public:
+  void Add(Route route);
+  void Get(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Post(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Delete(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void GetStream(std::string pattern, StreamHandler handler, Auth auth = Auth::kRequired);
+
+  struct Match {
+    const Route* route = nullptr;  // Null: 404 when `allowed` is empty, else 405.
+    std::map<std::string, std::string> params;
+    std::vector<boost::beast::http::verb> allowed;  // Methods the path accepts.
+  };
+  // `path` is the request target without its query; a trailing '/' is
+  // ignored. A percent-escape that does not decode makes the path unknown.
+  Match Find(boost::beast::http::verb method, absl::string_view path) const;
+
+ private:
+  struct Entry {
+    Route route;
+    std::vector<std::string> segments;
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace buildd::gateway
+
+#endif  // BUILDD_GATEWAY_ROUTER_H_

@@ -1,0 +1,343 @@
+#include "gateway/sse.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <deque>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "gateway/http_errors.h"
+#include "gateway/json_codec.h"
+
+namespace buildd::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+absl::StatusOr<pb::SubscribeRequest> SubscribeRequestFromHttp(const HttpRequest& request) {
+  pb::SubscribeRequest subscribe;
+  QueryParams filters;
+  std::string last_event_id;
+  for (const auto& [name, value] : request.query) {
+    if (name == "lastEventId" || name == "last_event_id") {
+      last_event_id = value;
+    } else {
+      filters.emplace_back(name, value);
+    }
+  }
+  BUILDD_RETURN_IF_ERROR(QueryToMessage(filters, &subscribe));
+  // A reconnecting EventSource sends the id it saw last in the header, while
+  // the URL still carries the original ?lastEventId=: the header wins.
+  std::string source = "lastEventId";
+  const std::string header = request.Header("Last-Event-ID");
+  if (!header.empty()) {
+    last_event_id = header;
+    source = "the Last-Event-ID header";
+  }
+  if (!last_event_id.empty()) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(last_event_id, &id) || id < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid value ", JsonQuote(last_event_id),
+                                                     " for ", source, " (expected an event id)"));
+    }
+    subscribe.set_after_id(id);
+  }
+  return subscribe;
+}
+
+std::string FormatSseEvent(const pb::Event& event) {
+  std::string type;
+  for (char c : event.type()) {
+    if (c != '\n' && c != '\r') type.push_back(c);
+  }
+  if (type.empty()) type = "message";
+  // The JSON printer escapes line breaks inside strings: one line of data.
+  return absl::StrCat("id: ", event.id(), "\nevent: ", type, "\ndata: ", ToJson(event), "\n\n");
+}
+
+namespace {
+
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+
+// One GET /api/events connection. Runs on the connection's strand; the
+// subscription's callbacks are posted onto it. Lives until both the client
+// side is closed and the Subscribe call is done (the observer holds it), so
+// that nothing is posted to a server that already stopped.
+class SseSession : public std::enable_shared_from_this<SseSession> {
+ public:
+  SseSession(HttpRequest request, beast::tcp_stream stream,
+             std::shared_ptr<ConnectionTracker::Token> token, std::shared_ptr<BrokerClient> broker,
+             SseOptions options)
+      : token_(std::move(token)),
+        request_(std::move(request)),
+        stream_(std::move(stream)),
+        broker_(std::move(broker)),
+        options_(options),
+        commit_timer_(stream_.get_executor()),
+        heartbeat_timer_(stream_.get_executor()),
+        chunked_(request_.version >= 11) {}
+
+  void Start() {
+    absl::StatusOr<pb::SubscribeRequest> subscribe = SubscribeRequestFromHttp(request_);
+    if (!subscribe.ok()) return Fail(ErrorResponse(subscribe.status()));
+
+    std::weak_ptr<SseSession> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    token_->SetCloser([weak, executor] {
+      asio::post(executor, [weak] {
+        if (auto self = weak.lock()) self->OnServerStopping();
+      });
+    });
+
+    // The observer holds only the session, never an executor: it is
+    // destroyed on a gRPC thread, possibly after the server stopped.
+    auto self = shared_from_this();
+    EventObserver observer;
+    observer.on_started = [self] { self->Post([self] { self->Commit(); }); };
+    observer.on_event = [self](pb::Event event) {
+      self->Post([self, event = std::move(event)] { self->OnEvent(event); });
+    };
+    observer.on_done = [self](absl::Status status) {
+      self->Post([self, status = std::move(status)] { self->OnUpstreamDone(status); });
+    };
+    subscription_ = broker_->Subscribe(CallMeta{request_.api_key, request_.request_id}, *subscribe,
+                                       std::move(observer));
+
+    commit_timer_.expires_after(absl::ToChronoMilliseconds(options_.commit_delay));
+    commit_timer_.async_wait([self](beast::error_code ec) {
+      if (!ec) self->Commit();
+    });
+    ReadFromClient();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class Phase {
+    kPending,    // Nothing written yet: an upstream error can still be a 4xx.
+    kStreaming,  // 200 and `retry:` went out.
+    kClosing,    // The client is gone or the response is complete.
+  };
+
+  template <typename F>
+  void Post(F&& f) {
+    asio::post(stream_.get_executor(), std::forward<F>(f));
+  }
+
+  // Sends the response head and `retry:`; from here on errors end the stream.
+  void Commit() {
+    if (phase_ != Phase::kPending) return;
+    phase_ = Phase::kStreaming;
+    commit_timer_.cancel();
+    http::response<http::empty_body> head{http::status::ok, request_.version};
+    head.set(http::field::server, "buildd-gateway");
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    head.set(http::field::connection, "keep-alive");
+    head.set("X-Request-Id", request_.request_id);
+    // Tells nginx-like proxies not to buffer the stream.
+    head.set("X-Accel-Buffering", "no");
+    if (chunked_) head.set(http::field::transfer_encoding, "chunked");
+    std::ostringstream out;
+    out << head.base();
+    Enqueue(out.str());
+    Enqueue(Chunk(absl::StrCat("retry: ", options_.retry_ms, "\n\n")));
+    ArmHeartbeat();
+  }
+
+  void OnEvent(const pb::Event& event) {
+    if (phase_ == Phase::kClosing) return;
+    Commit();
+    ++events_;
+    Enqueue(Chunk(FormatSseEvent(event)));
+    // The next event is asked for once this one left (see OnWritten).
+    want_next_ = true;
+  }
+
+  void OnUpstreamDone(const absl::Status& status) {
+    subscription_.reset();
+    upstream_done_ = true;
+    upstream_status_ = status;
+    commit_timer_.cancel();
+    switch (phase_) {
+      case Phase::kClosing:
+        return MaybeClose();
+      case Phase::kPending:
+        if (!status.ok()) {
+          if (stopping_) {
+            return Fail(ErrorResponse(absl::UnavailableError("the gateway is shutting down")));
+          }
+          return Fail(ErrorResponse(status));
+        }
+        Commit();
+        return EndStream();
+      case Phase::kStreaming:
+        return EndStream();
+    }
+  }
+
+  // Ends a committed stream after what is queued.
+  void EndStream() {
+    if (!upstream_status_.ok()) {
+      Enqueue(Chunk(absl::StrCat(": stream ended: ", CodeName(upstream_status_.code()), "\n\n")));
+    }
+    if (chunked_) Enqueue("0\r\n\r\n");
+    phase_ = Phase::kClosing;
+    finishing_ = true;
+    MaybeClose();
+  }
+
+  // Answers with an ordinary error response, then closes.
+  void Fail(HttpResponse response) {
+    status_ = response.status;
+    http::response<http::string_body> res{static_cast<http::status>(response.status),
+                                          request_.version};
+    res.set(http::field::server, "buildd-gateway");
+    res.set(http::field::content_type, response.content_type);
+    res.set("X-Request-Id", request_.request_id);
+    for (auto& [name, value] : response.headers) res.insert(name, value);
+    res.body() = std::move(response.body);
+    res.keep_alive(false);
+    res.prepare_payload();
+    std::ostringstream out;
+    out << res;
+    phase_ = Phase::kClosing;
+    finishing_ = true;
+    Enqueue(out.str());
+  }
+
+  std::string Chunk(std::string payload) const {
+    if (!chunked_) return payload;
+    return absl::StrCat(absl::Hex(payload.size()), "\r\n", payload, "\r\n");
+  }
+
+  void Enqueue(std::string data) {
+    if (closed_) return;
+    last_activity_ = Clock::now();
+    outbox_.push_back(std::move(data));
+    if (!writing_) WriteNext();
+  }
+
+  void WriteNext() {
+    writing_ = true;
+    // Applies to the write only: the client read is already pending.
+    stream_.expires_after(kWriteTimeout);
+    asio::async_write(stream_, asio::buffer(outbox_.front()),
+                      beast::bind_front_handler(&SseSession::OnWritten, shared_from_this()));
+  }
+
+  void OnWritten(beast::error_code ec, std::size_t) {
+    writing_ = false;
+    if (ec) return OnClientGone();
+    outbox_.pop_front();
+    if (!outbox_.empty()) return WriteNext();
+    if (finishing_) return MaybeClose();
+    if (want_next_ && subscription_) {
+      want_next_ = false;
+      subscription_->Next();
+    }
+  }
+
+  // Reads (and drops) whatever the client sends, to notice when it leaves.
+  void ReadFromClient() {
+    stream_.expires_never();
+    stream_.async_read_some(asio::buffer(read_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return self->OnClientGone();
+                              self->ReadFromClient();
+                            });
+  }
+
+  void OnClientGone() {
+    if (closed_) return;
+    phase_ = Phase::kClosing;
+    if (subscription_) subscription_->Cancel();
+    Close();
+  }
+
+  void OnServerStopping() {
+    stopping_ = true;
+    if (subscription_) subscription_->Cancel();
+  }
+
+  void ArmHeartbeat() {
+    const auto interval = absl::ToChronoMilliseconds(options_.heartbeat);
+    heartbeat_timer_.expires_at(last_activity_ + interval);
+    heartbeat_timer_.async_wait([self = shared_from_this(), interval](beast::error_code ec) {
+      if (ec || self->closed_ || self->finishing_) return;
+      if (Clock::now() - self->last_activity_ >= interval) {
+        if (self->writing_) {
+          // A write is stuck; its own timeout deals with that.
+          self->last_activity_ = Clock::now();
+        } else {
+          self->Enqueue(self->Chunk(": heartbeat\n\n"));
+        }
+      }
+      self->ArmHeartbeat();
+    });
+  }
+
+  void MaybeClose() {
+    if (!writing_ && outbox_.empty()) Close();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    commit_timer_.cancel();
+    heartbeat_timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+    Log()->info("http method=GET path={} status={} ms={} request_id={} events={}{}", request_.path,
+                status_, ms, request_.request_id, events_,
+                upstream_done_ ? "" : " client_gone=true");
+  }
+
+  // Declared first so that it is released last (see HttpSession).
+  std::shared_ptr<ConnectionTracker::Token> token_;
+  HttpRequest request_;
+  beast::tcp_stream stream_;
+  std::shared_ptr<BrokerClient> broker_;
+  SseOptions options_;
+  std::shared_ptr<EventSubscription> subscription_;
+  asio::steady_timer commit_timer_;
+  asio::steady_timer heartbeat_timer_;
+  const bool chunked_;
+
+  std::deque<std::string> outbox_;
+  char read_buffer_[512];
+  Phase phase_ = Phase::kPending;
+  bool writing_ = false;
+  bool want_next_ = false;
+  bool finishing_ = false;
+  bool closed_ = false;
+  bool stopping_ = false;
+  bool upstream_done_ = false;
+  absl::Status upstream_status_;
+  unsigned status_ = 200;
+  int64_t events_ = 0;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point last_activity_ = Clock::now();
+};
+
+}  // namespace
+
+StreamHandler EventStreamHandler(std::shared_ptr<BrokerClient> broker, SseOptions options) {
+  return [broker = std::move(broker), options](HttpRequest request, beast::tcp_stream stream,
+                                               std::shared_ptr<ConnectionTracker::Token> token) {
+    std::make_shared<SseSession>(std::move(request), std::move(stream), std::move(token), broker,
+                                 options)
+        ->Start();
+  };
+}
+
+}  // namespace buildd::gateway

@@ -1,0 +1,75 @@
+#include "gateway/router.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace buildd::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+Router MakeRouter() {
+  Router router;
+  auto nothing = [](const HttpRequest&, Reply) {};
+  router.Get("/api/tasks", nothing);
+  router.Post("/api/tasks", nothing);
+  router.Get("/api/tasks/:id", nothing);
+  router.Post("/api/tasks/:id/cancel", nothing);
+  router.Delete("/api/accounts/:id/keys/:keyId", nothing);
+  router.Get("/", nothing, Auth::kNone);
+  return router;
+}
+
+TEST(RouterTest, MatchesLiteralPaths) {
+  Router router = MakeRouter();
+  Router::Match match = router.Find(http::verb::get, "/api/tasks");
+  ASSERT_NE(match.route, nullptr);
+  EXPECT_EQ(match.route->pattern, "/api/tasks");
+  EXPECT_TRUE(match.params.empty());
+  EXPECT_EQ(router.Find(http::verb::post, "/api/tasks").route->method, http::verb::post);
+}
+
+TEST(RouterTest, CapturesAndDecodesPathParameters) {
+  Router router = MakeRouter();
+  Router::Match match = router.Find(http::verb::delete_, "/api/accounts/a%2Fb/keys/k1");
+  ASSERT_NE(match.route, nullptr);
+  EXPECT_THAT(match.params, ElementsAre(Pair("id", "a/b"), Pair("keyId", "k1")));
+}
+
+TEST(RouterTest, IgnoresOneTrailingSlash) {
+  Router router = MakeRouter();
+  EXPECT_NE(router.Find(http::verb::get, "/api/tasks/").route, nullptr);
+  EXPECT_NE(router.Find(http::verb::get, "/").route, nullptr);
+}
+
+TEST(RouterTest, UnknownPathHasNoRouteAndNoAllowedMethods) {
+  Router router = MakeRouter();
+  Router::Match match = router.Find(http::verb::get, "/api/tasks/t1/cancel/now");
+  EXPECT_EQ(match.route, nullptr);
+  EXPECT_TRUE(match.allowed.empty());
+  EXPECT_EQ(router.Find(http::verb::get, "/api//cancel").route, nullptr);
+}
+
+TEST(RouterTest, KnownPathWithWrongMethodListsAllowedMethods) {
+  Router router = MakeRouter();
+  Router::Match match = router.Find(http::verb::put, "/api/tasks");
+  EXPECT_EQ(match.route, nullptr);
+  EXPECT_THAT(match.allowed, ElementsAre(http::verb::get, http::verb::post));
+  match = router.Find(http::verb::get, "/api/tasks/t1/cancel");
+  EXPECT_THAT(match.allowed, ElementsAre(http::verb::post));
+}
+
+TEST(RouterTest, EmptyParameterDoesNotMatch) {
+  Router router = MakeRouter();
+  EXPECT_EQ(router.Find(http::verb::post, "/api/tasks//cancel").route, nullptr);
+}
+
+TEST(RouterTest, BadEscapeInParameterDoesNotMatch) {
+  Router router = MakeRouter();
+  EXPECT_EQ(router.Find(http::verb::get, "/api/tasks/%zz").route, nullptr);
+}
+
+}  // namespace
+}  // namespace buildd::gateway
