@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/db.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/matchers.h"
 #include "tests/testing/mesh.h"
@@ -237,8 +238,15 @@ TEST_F(MeshTest, RestFlowRunsACommandTaskAndStreamsItsEventsResumably) {
   EXPECT_EQ(texts[1], "stdout:line-2");
   EXPECT_THAT(texts, ::testing::Contains("stderr:to-stderr"));
   EXPECT_THAT(texts, ::testing::Contains("stdout:line-3"));
-  // The command ran in the task's own directory.
-  EXPECT_THAT(texts.back(), HasSubstr(task_id));
+  // The command ran in the task's own directory (pwd, its last stdout line;
+  // stderr comes through its own pipe and may interleave anywhere).
+  std::vector<std::string> stdout_lines;
+  for (const auto& t : texts) {
+    if (absl::StartsWith(t, "stdout:")) stdout_lines.push_back(t);
+  }
+  ASSERT_EQ(stdout_lines.size(), 4u);
+  EXPECT_EQ(stdout_lines[2], "stdout:line-3");
+  EXPECT_THAT(stdout_lines[3], HasSubstr(task_id));
   Struct completed = Json(events.back().data);
   EXPECT_EQ(Num(completed, "exitCode"), 0);
 
