@@ -6,6 +6,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/logging.h"
 #include "common/metrics.h"
 
 namespace buildd {
@@ -92,6 +94,14 @@ AdminHttpServer::~AdminHttpServer() {
     impl_->io.stop();
     if (impl_->thread.joinable()) impl_->thread.join();
   }
+}
+
+absl::StatusOr<std::unique_ptr<AdminHttpServer>> MaybeStartMetrics(const std::string& address,
+                                                                   std::function<bool()> healthy) {
+  if (address.empty()) return nullptr;
+  auto server = AdminHttpServer::Start(ListenAddress(address, "127.0.0.1"), std::move(healthy));
+  if (server.ok()) Log()->info("metrics on http port {}", (*server)->port());
+  return server;
 }
 
 }  // namespace buildd

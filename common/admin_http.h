@@ -27,6 +27,11 @@ class AdminHttpServer {
   int port_ = 0;
 };
 
+// Starts the server when `address` is not empty (a service's
+// --metrics_listen flag) and logs its port; nullptr when empty.
+absl::StatusOr<std::unique_ptr<AdminHttpServer>> MaybeStartMetrics(const std::string& address,
+                                                                   std::function<bool()> healthy);
+
 }  // namespace buildd
 
 #endif  // BUILDD_COMMON_ADMIN_HTTP_H_

@@ -13,6 +13,9 @@ std::string RandomBase64Url(size_t n);
 // A random (version 4) UUID string.
 std::string NewUuid();
 
+// True for the 8-4-4-4-12 hex form of a UUID.
+bool IsUuid(const std::string& s);
+
 // Now, as RFC 3339 UTC with milliseconds.
 std::string NowRfc3339();
 

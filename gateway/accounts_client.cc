@@ -6,16 +6,6 @@
 namespace buildd::gateway {
 namespace {
 
-// Forwards one AccountService method through the callback API.
-#define BUILDD_ACCOUNTS_UNARY(Method, Request, Response)                                        \
-  void Method(const CallMeta& meta, const Request& request, Callback<Response> done) override { \
-    internal::CallUnary<Response>(meta, options_.unary_deadline, request, std::move(done),      \
-                                  [this](auto* context, auto* req, auto* resp, auto callback) { \
-                                    stub_->async()->Method(context, req, resp,                  \
-                                                           std::move(callback));                \
-                                  });                                                           \
-  }
-
 class GrpcAccountsClient final : public AccountsClient {
  public:
   GrpcAccountsClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
@@ -23,13 +13,13 @@ class GrpcAccountsClient final : public AccountsClient {
         health_(grpc::health::v1::Health::NewStub(channel)),
         options_(options) {}
 
-  BUILDD_ACCOUNTS_UNARY(CreateAccount, pb::CreateAccountRequest, pb::CreateAccountResponse)
-  BUILDD_ACCOUNTS_UNARY(ListAccounts, pb::ListAccountsRequest, pb::ListAccountsResponse)
-  BUILDD_ACCOUNTS_UNARY(GetAccount, pb::GetAccountRequest, pb::Account)
-  BUILDD_ACCOUNTS_UNARY(RotateKey, pb::RotateKeyRequest, pb::RotateKeyResponse)
-  BUILDD_ACCOUNTS_UNARY(RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
-  BUILDD_ACCOUNTS_UNARY(GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)
-  BUILDD_ACCOUNTS_UNARY(Authenticate, pb::AuthenticateRequest, pb::Principal)
+  BUILDD_FORWARD_UNARY(CreateAccount, pb::CreateAccountRequest, pb::CreateAccountResponse)
+  BUILDD_FORWARD_UNARY(ListAccounts, pb::ListAccountsRequest, pb::ListAccountsResponse)
+  BUILDD_FORWARD_UNARY(GetAccount, pb::GetAccountRequest, pb::Account)
+  BUILDD_FORWARD_UNARY(RotateKey, pb::RotateKeyRequest, pb::RotateKeyResponse)
+  BUILDD_FORWARD_UNARY(RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
+  BUILDD_FORWARD_UNARY(GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)
+  BUILDD_FORWARD_UNARY(Authenticate, pb::AuthenticateRequest, pb::Principal)
 
   void CheckHealth(Callback<std::string> done) override {
     internal::CheckHealth(health_.get(), options_.health_deadline, std::move(done));
@@ -41,7 +31,6 @@ class GrpcAccountsClient final : public AccountsClient {
   ClientOptions options_;
 };
 
-#undef BUILDD_ACCOUNTS_UNARY
 
 }  // namespace
 

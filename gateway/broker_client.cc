@@ -110,15 +110,6 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-#define BUILDD_BROKER_UNARY(Method, Request, Response)                                          \
-  void Method(const CallMeta& meta, const Request& request, Callback<Response> done) override { \
-    internal::CallUnary<Response>(meta, options_.unary_deadline, request, std::move(done),      \
-                                  [this](auto* context, auto* req, auto* resp, auto callback) { \
-                                    stub_->async()->Method(context, req, resp,                  \
-                                                           std::move(callback));                \
-                                  });                                                           \
-  }
-
 class GrpcBrokerClient final : public BrokerClient {
  public:
   GrpcBrokerClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
@@ -126,16 +117,16 @@ class GrpcBrokerClient final : public BrokerClient {
         health_(grpc::health::v1::Health::NewStub(channel)),
         options_(options) {}
 
-  BUILDD_BROKER_UNARY(CreateWorkspace, pb::CreateWorkspaceRequest, pb::Workspace)
-  BUILDD_BROKER_UNARY(ListWorkspaces, pb::ListWorkspacesRequest, pb::ListWorkspacesResponse)
-  BUILDD_BROKER_UNARY(GetWorkspace, pb::GetWorkspaceRequest, pb::Workspace)
-  BUILDD_BROKER_UNARY(CreateTask, pb::CreateTaskRequest, pb::Task)
-  BUILDD_BROKER_UNARY(ListTasks, pb::ListTasksRequest, pb::ListTasksResponse)
-  BUILDD_BROKER_UNARY(GetTask, pb::GetTaskRequest, pb::GetTaskResponse)
-  BUILDD_BROKER_UNARY(CancelTask, pb::CancelTaskRequest, pb::Task)
-  BUILDD_BROKER_UNARY(ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
-  BUILDD_BROKER_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
-  BUILDD_BROKER_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(CreateWorkspace, pb::CreateWorkspaceRequest, pb::Workspace)
+  BUILDD_FORWARD_UNARY(ListWorkspaces, pb::ListWorkspacesRequest, pb::ListWorkspacesResponse)
+  BUILDD_FORWARD_UNARY(GetWorkspace, pb::GetWorkspaceRequest, pb::Workspace)
+  BUILDD_FORWARD_UNARY(CreateTask, pb::CreateTaskRequest, pb::Task)
+  BUILDD_FORWARD_UNARY(ListTasks, pb::ListTasksRequest, pb::ListTasksResponse)
+  BUILDD_FORWARD_UNARY(GetTask, pb::GetTaskRequest, pb::GetTaskResponse)
+  BUILDD_FORWARD_UNARY(CancelTask, pb::CancelTaskRequest, pb::Task)
+  BUILDD_FORWARD_UNARY(ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
+  BUILDD_FORWARD_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
 
   std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
                                                const pb::SubscribeRequest& request,
@@ -155,7 +146,6 @@ class GrpcBrokerClient final : public BrokerClient {
   ClientOptions options_;
 };
 
-#undef BUILDD_BROKER_UNARY
 
 }  // namespace
 

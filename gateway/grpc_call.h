@@ -68,4 +68,15 @@ inline void CheckHealth(grpc::health::v1::Health::Stub* stub, absl::Duration dea
 
 }  // namespace buildd::gateway::internal
 
+// Inside a client class with `stub_` and `options_`: overrides `Method` to
+// forward it through the stub's callback API with the unary deadline.
+#define BUILDD_FORWARD_UNARY(Method, Request, Response)                                         \
+  void Method(const CallMeta& meta, const Request& request, Callback<Response> done) override { \
+    internal::CallUnary<Response>(meta, options_.unary_deadline, request, std::move(done),      \
+                                  [this](auto* context, auto* req, auto* resp, auto callback) { \
+                                    stub_->async()->Method(context, req, resp,                  \
+                                                           std::move(callback));                \
+                                  });                                                           \
+  }
+
 #endif  // BUILDD_GATEWAY_GRPC_CALL_H_

@@ -14,19 +14,6 @@
 namespace buildd::accounts {
 namespace {
 
-bool IsUuid(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 absl::Status CheckId(const std::string& id, const char* field) {
   if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
   return absl::OkStatus();
@@ -131,6 +118,9 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
                                                          const pb::CreateAccountRequest* req,
                                                          pb::CreateAccountResponse* resp) {
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    if (!pb::Account::Type_IsValid(req->type()) || !pb::Account::AuthType_IsValid(req->auth_type())) {
+      return absl::InvalidArgumentError("type must be user, service or action and authType oauth or api");
+    }
     if (req->type() == pb::Account::type_unspecified) {
       return absl::InvalidArgumentError("type is required: user, service or action");
     }

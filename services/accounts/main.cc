@@ -4,6 +4,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/admin_http.h"
 #include "common/config.h"
 #include "common/db.h"
 #include "common/grpc_server.h"
@@ -20,6 +21,7 @@ ABSL_FLAG(std::string, key_pepper, "", "server secret mixed into API key hashes 
 ABSL_FLAG(std::string, admin_key, "", "bootstrap admin API key (buildd_service_…)");
 ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
 
 int main(int argc, char** argv) {
   using namespace buildd;
@@ -30,7 +32,8 @@ int main(int argc, char** argv) {
                      {"master_key", "BUILDD_MASTER_KEY"},
                      {"key_pepper", "BUILDD_KEY_PEPPER"},
                      {"admin_key", "BUILDD_ADMIN_KEY"},
-                     {"log_level", "BUILDD_LOG_LEVEL"}},
+                     {"log_level", "BUILDD_LOG_LEVEL"},
+                     {"metrics_listen", "BUILDD_ACCOUNTS_METRICS_LISTEN"}},
                     "buildd-accounts: accounts, API keys and grants over gRPC");
   InitLogging("accounts", absl::GetFlag(FLAGS_log_level));
 
@@ -81,6 +84,11 @@ int main(int argc, char** argv) {
   auto server = StartGrpcServer(address, {&service, &health}, &port);
   if (!server.ok()) {
     Log()->critical("{}", server.status().message());
+    return 1;
+  }
+  auto metrics = MaybeStartMetrics(absl::GetFlag(FLAGS_metrics_listen), [&db] { return DatabaseReachable(db); });
+  if (!metrics.ok()) {
+    Log()->critical("{}", metrics.status().message());
     return 1;
   }
   Log()->info("accounts listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));

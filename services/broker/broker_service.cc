@@ -15,19 +15,6 @@
 namespace buildd::broker {
 namespace {
 
-bool IsUuid(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 absl::Status CheckId(const std::string& id, const char* field) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
   if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
@@ -50,6 +37,10 @@ absl::Status CheckVisible(const Principal& p, const std::string& workspace_id,
 
 absl::Status ValidateNewTask(pb::Task& task) {
   BUILDD_RETURN_IF_ERROR(CheckId(task.workspace_id(), "workspaceId"));
+  // JSON and gRPC clients may send enum numbers the proto does not name.
+  if (!pb::Task::RunnerPreference_IsValid(task.runner_preference())) {
+    return absl::InvalidArgumentError("runnerPreference must be any, user, service or action");
+  }
   if (task.provider().empty()) task.set_provider(task.command().empty() ? "claude" : "command");
   if (task.provider() != "command" && task.provider() != "claude" && task.provider() != "codex") {
     return absl::InvalidArgumentError(
@@ -263,7 +254,8 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
                                                            pb::Worker* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
-    if (req->action() == pb::ControlWorkerRequest::action_unspecified) {
+    if (req->action() == pb::ControlWorkerRequest::action_unspecified ||
+        !pb::ControlWorkerRequest::Action_IsValid(req->action())) {
       return absl::InvalidArgumentError("action is required: pause, resume, cancel or input");
     }
     BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));

@@ -114,15 +114,10 @@ int main(int argc, char** argv) {
     Log()->critical("{}", server.status().message());
     return 1;
   }
-  std::unique_ptr<AdminHttpServer> metrics;
-  if (const std::string m = absl::GetFlag(FLAGS_metrics_listen); !m.empty()) {
-    auto started = AdminHttpServer::Start(ListenAddress(m, "127.0.0.1"), [&db] { return DatabaseReachable(db); });
-    if (!started.ok()) {
-      Log()->critical("{}", started.status().message());
-      return 1;
-    }
-    metrics = *std::move(started);
-    Log()->info("broker metrics on port {}", metrics->port());
+  auto metrics = MaybeStartMetrics(absl::GetFlag(FLAGS_metrics_listen), [&db] { return DatabaseReachable(db); });
+  if (!metrics.ok()) {
+    Log()->critical("{}", metrics.status().message());
+    return 1;
   }
   Metrics::Global().Gauge("buildd_broker_pending_tasks", "Tasks waiting for a runner (this replica's view).",
                           [&dispatcher] { return static_cast<double>(dispatcher.pending_hint()); });

@@ -386,6 +386,11 @@ TEST_F(MeshTest, BadInputGetsTheRightStatusAndNamesTheField) {
                                       R"(","provider":"command","command":"true","runnerPreference":"sometimes"})"));
   EXPECT_EQ(pref.status, 400);
   EXPECT_THAT(Str(Obj(Json(pref.body), "error"), "message"), HasSubstr("runnerPreference"));
+  HttpResult numeric = Call("POST", "/api/tasks", s.api_key,
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                         R"(","provider":"command","command":"true","runnerPreference":7})"));
+  EXPECT_EQ(numeric.status, 400);
+  EXPECT_THAT(Str(Obj(Json(numeric.body), "error"), "message"), HasSubstr("runnerPreference"));
   HttpResult unknown = Call("POST", "/api/tasks", s.api_key,
                             absl::StrCat(R"({"workspaceId":")", s.workspace_id,
                                          R"(","provider":"command","command":"true","colour":"red"})"));
