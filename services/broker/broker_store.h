@@ -90,8 +90,10 @@ class BatchedWrites {
   // Appends `other`'s writes after this one's.
   void MergeFrom(BatchedWrites& other);
   bool empty() const { return tasks_.empty() && workers_.empty() && changes_.empty(); }
-  // Writes everything and forgets it. Throws soci errors.
-  void Flush(soci::session& sql);
+  // Writes everything, and `events` (may be null) with ids drawn from the
+  // event counter, in one statement; sets the events' ids and forgets the
+  // writes. Returns the last event id. Throws soci errors.
+  int64_t Flush(soci::session& sql, std::vector<::buildd::v1::Event>* events = nullptr);
 
  private:
   std::vector<TaskRecord> tasks_;

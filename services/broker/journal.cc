@@ -79,44 +79,24 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
   results.reserve(items.size());
   std::vector<pb::Event> events;
   BatchedWrites batch;
+  bool begun = false;
   try {
-    sql.begin();
     for (Item& item : items) {
-      txs.emplace_back(sql, batch);
+      txs.emplace_back(sql, batch, begun);
       results.push_back(item.op(txs.back()));
       if (results.back().ok()) {
         for (pb::Event& e : txs.back().events_) events.push_back(std::move(e));
         batch.MergeFrom(txs.back().writes_);
       }
     }
-    batch.Flush(sql);
-    if (!events.empty()) {
-      long long last = 0;
-      const long long n = static_cast<long long>(events.size());
-      sql << "UPDATE event_counter SET last_id = last_id + :n RETURNING last_id", soci::use(n),
-          soci::into(last);
-      long long id = last - n + 1;
-      std::string batch = "[";
-      google::protobuf::util::JsonPrintOptions options;
-      for (size_t i = 0; i < events.size(); ++i) {
-        events[i].set_id(id++);
-        std::string json;
-        google::protobuf::util::MessageToJsonString(events[i], &json, options);
-        absl::StrAppend(&batch, i == 0 ? "" : ",", json);
-      }
-      batch += "]";
-      sql << "INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
-             " SELECT (e->>'id')::bigint, NULLIF(e->>'taskId', '')::uuid,"
-             " NULLIF(e->>'workerId', '')::uuid, NULLIF(e->>'workspaceId', '')::uuid,"
-             " e->>'type', e FROM jsonb_array_elements(:batch::jsonb) AS e",
-          soci::use(batch);
-    }
-    sql.commit();
+    // Without an explicit transaction this one statement commits by itself.
+    batch.Flush(sql, &events);
+    if (begun) sql.commit();
   } catch (const std::exception& e) {
     absl::Status error = StatusFromDbError(e, "journal");
     Log()->error("journal batch of {} rolled back: {}", items.size(), e.what());
     try {
-      sql.rollback();
+      if (begun) sql.rollback();
     } catch (const std::exception&) {
     }
     if (error.code() == absl::StatusCode::kUnavailable) {

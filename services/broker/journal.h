@@ -23,12 +23,18 @@ namespace pb = ::buildd::v1;
 // What an operation may do inside the journal's transaction.
 class JournalTx {
  public:
-  JournalTx(soci::session& session, BatchedWrites& batch) : session_(session), batch_(batch) {}
+  JournalTx(soci::session& session, BatchedWrites& batch, bool& begun)
+      : session_(session), batch_(batch), begun_(begun) {}
 
-  // The transaction's session, for reads and rare writes. The batch's
-  // buffered writes of earlier operations are flushed first, so they are
-  // visible.
+  // The transaction's session, for reads and rare writes: opens the
+  // transaction (a batch of buffered writes alone needs none: it is one
+  // statement) and flushes the buffered writes of earlier operations, so
+  // they are visible.
   soci::session& sql() {
+    if (!begun_) {
+      session_.begin();
+      begun_ = true;
+    }
     batch_.Flush(session_);
     return session_;
   }
@@ -46,6 +52,7 @@ class JournalTx {
   friend class Journal;
   soci::session& session_;
   BatchedWrites& batch_;
+  bool& begun_;
   BatchedWrites writes_;
   std::vector<pb::Event> events_;
   std::vector<std::function<void()>> on_commit_;

@@ -398,85 +398,104 @@ void BatchedWrites::MergeFrom(BatchedWrites& other) {
   other.changes_.clear();
 }
 
-void BatchedWrites::Flush(soci::session& sql) {
-  if (!tasks_.empty()) {
-    google::protobuf::ListValue rows;
-    for (const TaskRecord& t : tasks_) {
-      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
-      f["id"] = Text(t.id);
-      f["ws"] = Text(t.workspace_id);
-      f["pref"] = Text(t.runner_preference);
-      f["labels"] = Text(LabelsToJson(t.required_labels));
-      f["provider"] = Text(t.provider);
-      f["prio"] = Number(t.priority);
-      f["state"] = Text(t.state);
-      f["att"] = Number(t.attempts);
-      f["maxatt"] = Number(t.max_attempts);
-      f["epoch"] = Number(static_cast<double>(t.epoch));
-      f["worker"] = Text(t.worker_id);
-      f["spec"] = Text(t.spec_json);
-      f["by"] = Text(t.created_by);
-    }
-    const std::string json = ToJson(rows);
-    sql << "INSERT INTO tasks (id, workspace_id, runner_preference, required_labels, provider,"
-           " priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
-           " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', (e->>'labels')::jsonb,"
-           " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
-           " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
-           " (e->>'spec')::jsonb, NULLIF(e->>'by', '')::uuid"
-           " FROM jsonb_array_elements(:j::jsonb) AS e",
-        soci::use(json);
-    tasks_.clear();
+int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event>* events) {
+  const long long n = events == nullptr ? 0 : static_cast<long long>(events->size());
+  if (empty() && n == 0) return 0;
+  google::protobuf::ListValue task_rows, worker_rows, change_rows;
+  for (const TaskRecord& t : tasks_) {
+    auto& f = *task_rows.add_values()->mutable_struct_value()->mutable_fields();
+    f["id"] = Text(t.id);
+    f["ws"] = Text(t.workspace_id);
+    f["pref"] = Text(t.runner_preference);
+    f["labels"] = Text(LabelsToJson(t.required_labels));
+    f["provider"] = Text(t.provider);
+    f["prio"] = Number(t.priority);
+    f["state"] = Text(t.state);
+    f["att"] = Number(t.attempts);
+    f["maxatt"] = Number(t.max_attempts);
+    f["epoch"] = Number(static_cast<double>(t.epoch));
+    f["worker"] = Text(t.worker_id);
+    f["spec"] = Text(t.spec_json);
+    f["by"] = Text(t.created_by);
   }
-  if (!workers_.empty()) {
-    google::protobuf::ListValue rows;
-    for (const WorkerRecord& w : workers_) {
-      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
-      f["id"] = Text(w.id);
-      f["task"] = Text(w.task_id);
-      f["ws"] = Text(w.workspace_id);
-      f["acc"] = Text(w.account_id);
-      f["runner"] = Text(w.runner_id);
-      f["rname"] = Text(w.runner_name);
-      f["state"] = Text(w.state);
-      f["epoch"] = Number(static_cast<double>(w.epoch));
-    }
-    const std::string json = ToJson(rows);
-    sql << "INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id, runner_name,"
-           " state, epoch)"
-           " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
-           " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
-           " (e->>'epoch')::bigint FROM jsonb_array_elements(:j::jsonb) AS e",
-        soci::use(json);
-    workers_.clear();
+  for (const WorkerRecord& w : workers_) {
+    auto& f = *worker_rows.add_values()->mutable_struct_value()->mutable_fields();
+    f["id"] = Text(w.id);
+    f["task"] = Text(w.task_id);
+    f["ws"] = Text(w.workspace_id);
+    f["acc"] = Text(w.account_id);
+    f["runner"] = Text(w.runner_id);
+    f["rname"] = Text(w.runner_name);
+    f["state"] = Text(w.state);
+    f["epoch"] = Number(static_cast<double>(w.epoch));
   }
-  if (!changes_.empty()) {
-    google::protobuf::ListValue rows;
-    for (const WorkerChange& c : changes_) {
-      auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
-      f["id"] = Text(c.worker_id);
-      f["epoch"] = Number(static_cast<double>(c.epoch));
-      if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
-      if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
-      if (c.exit_code) f["code"] = Number(*c.exit_code);
-      if (c.error) f["err"] = Text(*c.error);
-      f["seq"] = Number(static_cast<double>(c.seq));
-    }
-    const std::string json = ToJson(rows);
-    sql << "WITH v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
-           " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
-           " (e->>'seq')::bigint AS seq FROM jsonb_array_elements(:j::jsonb) AS e),"
-           " w AS (UPDATE workers w SET state = COALESCE(v.ws, w.state),"
-           " exit_code = COALESCE(v.code, w.exit_code), error = COALESCE(v.err, w.error),"
-           " last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
-           " FROM v WHERE w.id = v.id AND w.epoch = v.epoch"
-           " RETURNING w.task_id, v.epoch, v.ts, v.code, v.err)"
-           " UPDATE tasks t SET state = w.ts, exit_code = COALESCE(w.code, t.exit_code),"
-           " error = COALESCE(w.err, t.error), updated_at = now()"
-           " FROM w WHERE t.id = w.task_id AND t.epoch = w.epoch AND w.ts IS NOT NULL",
-        soci::use(json);
-    changes_.clear();
+  for (const WorkerChange& c : changes_) {
+    auto& f = *change_rows.add_values()->mutable_struct_value()->mutable_fields();
+    f["id"] = Text(c.worker_id);
+    f["epoch"] = Number(static_cast<double>(c.epoch));
+    if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
+    if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
+    if (c.exit_code) f["code"] = Number(*c.exit_code);
+    if (c.error) f["err"] = Text(*c.error);
+    f["seq"] = Number(static_cast<double>(c.seq));
   }
+  std::string events_json = "[";
+  if (events != nullptr) {
+    google::protobuf::util::JsonPrintOptions options;
+    for (size_t i = 0; i < events->size(); ++i) {
+      std::string json;
+      google::protobuf::util::MessageToJsonString((*events)[i], &json, options);
+      absl::StrAppend(&events_json, i == 0 ? "" : ",", json);
+    }
+  }
+  events_json += "]";
+  const std::string tasks_json = ToJson(task_rows), workers_json = ToJson(worker_rows),
+                    changes_json = ToJson(change_rows);
+  // One statement, one round trip: data-modifying CTEs all run, against one
+  // snapshot (an operation never changes a row inserted in the same batch:
+  // a worker's changes come from its runner, after the commit that pushed
+  // it). The event ids come from the counter row, locked until COMMIT.
+  long long last = 0;
+  sql << "WITH ctr AS (UPDATE event_counter SET last_id = last_id + :n RETURNING last_id),"
+         " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
+         " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
+         " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', (e->>'labels')::jsonb,"
+         " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
+         " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
+         " (e->>'spec')::jsonb, NULLIF(e->>'by', '')::uuid"
+         " FROM jsonb_array_elements(:tasks::jsonb) AS e),"
+         " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
+         " runner_name, state, epoch)"
+         " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
+         " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
+         " (e->>'epoch')::bigint FROM jsonb_array_elements(:workers::jsonb) AS e),"
+         " v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
+         " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
+         " (e->>'seq')::bigint AS seq FROM jsonb_array_elements(:changes::jsonb) AS e),"
+         " cw AS (UPDATE workers w SET state = COALESCE(v.ws, w.state),"
+         " exit_code = COALESCE(v.code, w.exit_code), error = COALESCE(v.err, w.error),"
+         " last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
+         " FROM v WHERE w.id = v.id AND w.epoch = v.epoch"
+         " RETURNING w.task_id, v.epoch, v.ts, v.code, v.err),"
+         " ct AS (UPDATE tasks t SET state = cw.ts, exit_code = COALESCE(cw.code, t.exit_code),"
+         " error = COALESCE(cw.err, t.error), updated_at = now()"
+         " FROM cw WHERE t.id = cw.task_id AND t.epoch = cw.epoch AND cw.ts IS NOT NULL),"
+         " ev AS (INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
+         " SELECT ctr.last_id - :n2 + x.i, NULLIF(x.e->>'taskId', '')::uuid,"
+         " NULLIF(x.e->>'workerId', '')::uuid, NULLIF(x.e->>'workspaceId', '')::uuid,"
+         " x.e->>'type', jsonb_set(x.e, '{id}', to_jsonb((ctr.last_id - :n3 + x.i)::text))"
+         " FROM ctr, jsonb_array_elements(:events::jsonb) WITH ORDINALITY AS x(e, i))"
+         " SELECT last_id FROM ctr",
+      soci::use(n), soci::use(tasks_json), soci::use(workers_json), soci::use(changes_json),
+      soci::use(n), soci::use(n), soci::use(events_json), soci::into(last);
+  if (events != nullptr) {
+    long long id = last - n + 1;
+    for (auto& e : *events) e.set_id(id++);
+  }
+  tasks_.clear();
+  workers_.clear();
+  changes_.clear();
+  return last;
 }
 
 }  // namespace buildd::broker
