@@ -381,15 +381,20 @@ absl::StatusOr<CommandResult> RunCommand(const std::string& command,
                                          std::chrono::milliseconds timeout) {
   SpawnOptions options;
   options.command = command;
+  return RunCommand(options, timeout);
+}
+
+absl::StatusOr<CommandResult> RunCommand(const SpawnOptions& options,
+                                         std::chrono::milliseconds timeout) {
   auto spawned = ProcessGroup::Spawn(options);
   if (!spawned.ok()) return spawned.status();
   std::unique_ptr<ProcessGroup> group = std::move(spawned).value();
 
   CommandResult result;
   const auto on_line = [&](OutputStream stream, std::string line) {
-    if (stream != OutputStream::kStdout) return;
-    if (!result.stdout_text.empty()) result.stdout_text.push_back('\n');
-    result.stdout_text.append(line);
+    std::string& text = stream == OutputStream::kStdout ? result.stdout_text : result.stderr_text;
+    if (!text.empty()) text.push_back('\n');
+    text.append(line);
   };
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!(group->output_closed() && group->PollExit().has_value())) {

@@ -143,12 +143,16 @@ class ProcessGroup {
 struct CommandResult {
   ExitStatus status;
   std::string stdout_text;  // lines joined with '\n'
+  std::string stderr_text;  // likewise
   bool timed_out = false;
 };
 
 // Runs `command` with /bin/sh to completion and captures its stdout; after
 // `timeout` the group is killed and `timed_out` set.
 absl::StatusOr<CommandResult> RunCommand(const std::string& command,
+                                         std::chrono::milliseconds timeout);
+// The same with a working directory and environment.
+absl::StatusOr<CommandResult> RunCommand(const SpawnOptions& options,
                                          std::chrono::milliseconds timeout);
 
 }  // namespace buildd::runner
