@@ -64,6 +64,12 @@ bool IsUuid(const std::string& s) {
   return true;
 }
 
+absl::Status CheckUuid(const std::string& id, const char* field) {
+  if (id.empty()) return absl::InvalidArgumentError(std::string(field) + " is required");
+  if (!IsUuid(id)) return absl::InvalidArgumentError(std::string(field) + " must be a UUID");
+  return absl::OkStatus();
+}
+
 std::string NowRfc3339() {
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::system_clock::to_time_t(now);

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace buildd {
 
 // `n` random bytes from libsodium, as lower-case hex / URL-safe base64
@@ -15,6 +17,10 @@ std::string NewUuid();
 
 // True for the 8-4-4-4-12 hex form of a UUID.
 bool IsUuid(const std::string& s);
+
+// InvalidArgument naming `field` (as clients spell it) unless `id` is a
+// UUID: "<field> is required" or "<field> must be a UUID".
+absl::Status CheckUuid(const std::string& id, const char* field);
 
 // Now, as RFC 3339 UTC with milliseconds.
 std::string NowRfc3339();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/db.h"
 #include "common/logging.h"
 
@@ -40,6 +41,20 @@ absl::StatusOr<std::unique_ptr<soci::connection_pool>> ConnectWithRetry(const st
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(1000));
   }
+}
+
+absl::StatusOr<std::unique_ptr<soci::connection_pool>> OpenServiceDatabase(
+    const std::string& url, size_t pool_size, const std::string& service,
+    const std::vector<Migration>& migrations) {
+  if (url.empty()) {
+    return absl::InvalidArgumentError("--database_url (or BUILDD_DATABASE_URL) is required");
+  }
+  auto pool = ConnectWithRetry(url, pool_size, 30000);
+  if (!pool.ok()) return pool.status();
+  if (absl::Status st = ApplyMigrations(**pool, service, migrations); !st.ok()) {
+    return absl::Status(st.code(), absl::StrCat("migrations failed: ", st.message()));
+  }
+  return pool;
 }
 
 }  // namespace buildd

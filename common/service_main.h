@@ -7,6 +7,7 @@
 #include <soci/soci.h>
 
 #include "absl/status/statusor.h"
+#include "common/db.h"
 
 namespace buildd {
 
@@ -20,6 +21,13 @@ int WaitForTermination();
 // yet (services may start before PostgreSQL accepts connections).
 absl::StatusOr<std::unique_ptr<soci::connection_pool>> ConnectWithRetry(const std::string& url,
                                                                         size_t size, int wait_ms);
+
+// A service's start-up with its database: requires `url` (naming the flag
+// and variable when it is empty), connects with retry for up to 30 s and
+// applies the service's migrations. The error says which step failed.
+absl::StatusOr<std::unique_ptr<soci::connection_pool>> OpenServiceDatabase(
+    const std::string& url, size_t pool_size, const std::string& service,
+    const std::vector<Migration>& migrations);
 
 }  // namespace buildd
 

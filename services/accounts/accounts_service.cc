@@ -12,15 +12,6 @@
 #include "common/write_queue.h"
 
 namespace buildd::accounts {
-namespace {
-
-absl::Status CheckId(const std::string& id, const char* field) {
-  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 void ToProto(const AccountRecord& a, pb::Account* out) {
   out->set_id(a.id);
   pb::Account::Type type = pb::Account::type_unspecified;
@@ -186,7 +177,7 @@ grpc::ServerUnaryReactor* AccountsService::GetAccount(grpc::CallbackServerContex
                                                       const pb::GetAccountRequest* req,
                                                       pb::Account* resp) {
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->id()));
     ToProto(account, resp);
     return absl::OkStatus();
@@ -197,7 +188,7 @@ grpc::ServerUnaryReactor* AccountsService::RotateKey(grpc::CallbackServerContext
                                                      const pb::RotateKeyRequest* req,
                                                      pb::RotateKeyResponse* resp) {
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
     BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->account_id()));
     const std::string key = KeyHasher::NewKey(account.type);
     const std::string key_id = NewUuid();
@@ -214,8 +205,8 @@ grpc::ServerUnaryReactor* AccountsService::RevokeKey(grpc::CallbackServerContext
                                                      const pb::RevokeKeyRequest* req,
                                                      pb::RevokeKeyResponse* resp) {
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
-    if (!req->key_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->key_id(), "keyId"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
+    if (!req->key_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->key_id(), "keyId"));
     BUILDD_ASSIGN_OR_RETURN(int revoked, store_.RevokeKeys(req->account_id(), req->key_id()));
     resp->set_revoked(revoked);
     Publish(req->account_id(), "key_revoked");
@@ -228,9 +219,8 @@ grpc::ServerUnaryReactor* AccountsService::GrantWorkspace(grpc::CallbackServerCo
                                                           const pb::GrantWorkspaceRequest* req,
                                                           pb::Grant* resp) {
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->account_id(), "accountId"));
-    if (req->workspace_id().empty()) return absl::InvalidArgumentError("workspaceId is required");
-    BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
     GrantRecord grant{req->account_id(), req->workspace_id(), req->can_claim(), req->can_create()};
     BUILDD_ASSIGN_OR_RETURN(GrantRecord saved, store_.UpsertGrant(grant));
     resp->set_account_id(saved.account_id);

@@ -37,11 +37,6 @@ int main(int argc, char** argv) {
                     "buildd-accounts: accounts, API keys and grants over gRPC");
   InitLogging("accounts", absl::GetFlag(FLAGS_log_level));
 
-  const std::string url = absl::GetFlag(FLAGS_database_url);
-  if (url.empty()) {
-    std::fprintf(stderr, "--database_url (or BUILDD_DATABASE_URL) is required\n");
-    return 2;
-  }
   const std::string pepper = absl::GetFlag(FLAGS_key_pepper);
   if (pepper.size() < 16) {
     std::fprintf(stderr, "--key_pepper (or BUILDD_KEY_PEPPER) must be at least 16 characters\n");
@@ -53,14 +48,12 @@ int main(int argc, char** argv) {
                  std::string(box.status().message()).c_str());
     return 2;
   }
-  auto pool = ConnectWithRetry(url, absl::GetFlag(FLAGS_db_pool_size), 30000);
+  auto pool = OpenServiceDatabase(absl::GetFlag(FLAGS_database_url),
+                                  absl::GetFlag(FLAGS_db_pool_size), "accounts",
+                                  accounts::AccountsMigrations());
   if (!pool.ok()) {
     Log()->critical("{}", pool.status().message());
-    return 1;
-  }
-  if (auto st = ApplyMigrations(**pool, "accounts", accounts::AccountsMigrations()); !st.ok()) {
-    Log()->critical("migrations failed: {}", st.message());
-    return 1;
+    return pool.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   accounts::PgAccountStore store(**pool);
   accounts::KeyHasher hasher(pepper);

@@ -15,12 +15,6 @@
 namespace buildd::broker {
 namespace {
 
-absl::Status CheckId(const std::string& id, const char* field) {
-  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
-  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat(field, " must be a UUID"));
-  return absl::OkStatus();
-}
-
 std::optional<std::set<std::string>> Visible(const Principal& p) {
   if (p.is_admin) return std::nullopt;
   return p.visible;
@@ -36,7 +30,7 @@ absl::Status CheckVisible(const Principal& p, const std::string& workspace_id,
 }  // namespace
 
 absl::Status ValidateNewTask(pb::Task& task) {
-  BUILDD_RETURN_IF_ERROR(CheckId(task.workspace_id(), "workspaceId"));
+  BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
   // JSON and gRPC clients may send enum numbers the proto does not name.
   if (!pb::Task::RunnerPreference_IsValid(task.runner_preference())) {
     return absl::InvalidArgumentError("runnerPreference must be any, user, service or action");
@@ -124,7 +118,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorkspace(grpc::CallbackServerCo
                                                           const pb::GetWorkspaceRequest* req,
                                                           pb::Workspace* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, req->id(), absl::StrCat("workspace ", req->id())));
     BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord w, store_.GetWorkspace(req->id()));
     *resp = WorkspaceToProto(w);
@@ -170,10 +164,14 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
     record.max_attempts = task.max_attempts();
     record.created_by = principal->account_id;
     google::protobuf::util::MessageToJsonString(task, &record.spec_json);
-    dispatcher_.CreateTask(std::move(record), [reactor, resp](absl::StatusOr<TaskRecord> saved) {
+    // The reply is the client's task with the broker's fields on top (no
+    // second trip through JSON).
+    dispatcher_.CreateTask(std::move(record), [reactor, resp, task = std::move(task)](
+                                                  absl::StatusOr<TaskRecord> saved) mutable {
       if (saved.ok()) {
         saved->created_at = saved->updated_at = NowRfc3339();
-        *resp = TaskToProto(*saved);
+        ApplyTaskState(*saved, &task);
+        *resp = std::move(task);
       }
       reactor->Finish(ToGrpcStatus(saved.status()));
     });
@@ -185,7 +183,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerConte
                                                        const pb::ListTasksRequest* req,
                                                        pb::ListTasksResponse* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
     const std::string state =
         req->state() == pb::Task::state_unspecified ? "" : pb::Task::State_Name(req->state());
     const int limit = req->limit() <= 0 ? 100 : std::min(req->limit(), 1000);
@@ -199,7 +197,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext
                                                      const pb::GetTaskRequest* req,
                                                      pb::GetTaskResponse* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
     *resp->mutable_task() = TaskToProto(t);
@@ -213,7 +211,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CancelTask(grpc::CallbackServerCont
                                                         const pb::CancelTaskRequest* req,
                                                         pb::Task* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
     if (!p.CanCreate(t.workspace_id)) {
@@ -229,8 +227,8 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkers(grpc::CallbackServerCon
                                                          const pb::ListWorkersRequest* req,
                                                          pb::ListWorkersResponse* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    if (!req->task_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->task_id(), "taskId"));
-    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckId(req->workspace_id(), "workspaceId"));
+    if (!req->task_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->task_id(), "taskId"));
+    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
     BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(req->task_id(), req->workspace_id(), Visible(p)));
     for (const auto& w : workers) *resp->add_workers() = WorkerToProto(w);
     return absl::OkStatus();
@@ -241,7 +239,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorker(grpc::CallbackServerConte
                                                        const pb::GetWorkerRequest* req,
                                                        pb::Worker* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
     *resp = WorkerToProto(w);
@@ -253,7 +251,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
                                                            const pb::ControlWorkerRequest* req,
                                                            pb::Worker* resp) {
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
-    BUILDD_RETURN_IF_ERROR(CheckId(req->id(), "id"));
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     if (req->action() == pb::ControlWorkerRequest::action_unspecified ||
         !pb::ControlWorkerRequest::Action_IsValid(req->action())) {
       return absl::InvalidArgumentError("action is required: pause, resume, cancel or input");
@@ -415,7 +413,7 @@ grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
     for (const auto& [id, field] : {std::pair{req.workspace_id(), "workspaceId"},
                                     std::pair{req.task_id(), "taskId"},
                                     std::pair{req.worker_id(), "workerId"}}) {
-      if (status.ok() && !id.empty()) status = CheckId(id, field);
+      if (status.ok() && !id.empty()) status = CheckUuid(id, field);
     }
     if (status.ok() && req.after_id() < 0) {
       status = absl::InvalidArgumentError("lastEventId must not be negative");

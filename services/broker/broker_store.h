@@ -137,8 +137,6 @@ class PgBrokerStore {
 
   // Writes, inside a journal transaction. They throw soci errors.
   static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);
-  static void InsertTask(soci::session& sql, const TaskRecord& t);
-  static void InsertWorker(soci::session& sql, const WorkerRecord& w);
   static void UpdateTask(soci::session& sql, const TaskRecord& t);
   static void UpdateWorker(soci::session& sql, const WorkerRecord& w);
   static std::optional<TaskRecord> LockTask(soci::session& sql, const std::string& id);
@@ -147,8 +145,6 @@ class PgBrokerStore {
   // Locks up to `n` pending tasks `runner` may take, best first, skipping
   // rows other replicas hold.
   static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);
-  // Non-terminal workers held by runner `runner_id`.
-  static std::vector<WorkerRecord> ActiveWorkersOf(soci::session& sql, const std::string& runner_id);
 
  private:
   soci::connection_pool& pool_;

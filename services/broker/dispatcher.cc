@@ -31,6 +31,12 @@ pb::Task TaskToProto(const TaskRecord& t) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   (void)google::protobuf::util::JsonStringToMessage(t.spec_json, &task, options);
+  ApplyTaskState(t, &task);
+  return task;
+}
+
+void ApplyTaskState(const TaskRecord& t, pb::Task* out) {
+  pb::Task& task = *out;
   task.set_id(t.id);
   task.set_workspace_id(t.workspace_id);
   pb::Task::RunnerPreference pref = pb::Task::any;
@@ -51,7 +57,6 @@ pb::Task TaskToProto(const TaskRecord& t) {
   task.set_created_by(t.created_by);
   task.set_created_at(t.created_at);
   task.set_updated_at(t.updated_at);
-  return task;
 }
 
 pb::Worker WorkerToProto(const WorkerRecord& w) {
@@ -527,13 +532,13 @@ void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject
     e.set_text(reject.reason());
     tx.Append(std::move(e));
     const std::string worker_id = reject.worker_id();
-    const std::string task_id = a.task_id;
-    tx.OnCommit([this, runner_id, worker_id, task_id] {
+    // The task goes to other runners first; the one that refused it claims
+    // again only when one of its own slots frees.
+    tx.OnCommit([this, runner_id, worker_id] {
       scheduler_.Release(runner_id);
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
-        rejected_by_[task_id].insert(runner_id);
       }
       ++pending_;
       for (const RunnerSlot& runner : scheduler_.Runners()) {

@@ -120,12 +120,13 @@ class Dispatcher {
   std::map<std::string, std::chrono::steady_clock::time_point> last_seen_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Attached> attached_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::set<std::string>> rejected_by_ ABSL_GUARDED_BY(mu_);
 };
 
 // The Task proto of a record: the client's fields from spec_json with the
 // broker's state on top.
 pb::Task TaskToProto(const TaskRecord& t);
+// Sets the broker-owned fields (id, state, attempts, worker…) of `out`.
+void ApplyTaskState(const TaskRecord& t, pb::Task* out);
 pb::Worker WorkerToProto(const WorkerRecord& w);
 pb::Workspace WorkspaceToProto(const WorkspaceRecord& w);
 

@@ -48,18 +48,11 @@ int main(int argc, char** argv) {
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
   const std::string url = absl::GetFlag(FLAGS_database_url);
-  if (url.empty()) {
-    std::fprintf(stderr, "--database_url (or BUILDD_DATABASE_URL) is required\n");
-    return 2;
-  }
-  auto pool = ConnectWithRetry(url, absl::GetFlag(FLAGS_db_pool_size), 30000);
+  auto pool = OpenServiceDatabase(url, absl::GetFlag(FLAGS_db_pool_size), "broker",
+                                  BrokerMigrations());
   if (!pool.ok()) {
     Log()->critical("{}", pool.status().message());
-    return 1;
-  }
-  if (auto st = ApplyMigrations(**pool, "broker", BrokerMigrations()); !st.ok()) {
-    Log()->critical("migrations failed: {}", st.message());
-    return 1;
+    return pool.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   PgBrokerStore store(**pool);
   EventHub hub;

@@ -252,28 +252,6 @@ void PgBrokerStore::InsertWorkspace(soci::session& sql, const WorkspaceRecord& w
       soci::use(w.created_by);
 }
 
-void PgBrokerStore::InsertTask(soci::session& sql, const TaskRecord& t) {
-  const std::string labels = LabelsToJson(t.required_labels);
-  const long long epoch = t.epoch;
-  sql << "INSERT INTO tasks (id, workspace_id, runner_preference, required_labels, provider,"
-         " priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
-         " VALUES (:id, :ws, :pref, :labels::jsonb, :provider, :prio, :state, :att, :maxatt,"
-         " :epoch, NULLIF(:worker, '')::uuid, :spec::jsonb, NULLIF(:by, '')::uuid)",
-      soci::use(t.id), soci::use(t.workspace_id), soci::use(t.runner_preference),
-      soci::use(labels), soci::use(t.provider), soci::use(t.priority), soci::use(t.state),
-      soci::use(t.attempts), soci::use(t.max_attempts), soci::use(epoch),
-      soci::use(t.worker_id), soci::use(t.spec_json), soci::use(t.created_by);
-}
-
-void PgBrokerStore::InsertWorker(soci::session& sql, const WorkerRecord& w) {
-  const long long epoch = w.epoch;
-  sql << "INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id, runner_name,"
-         " state, epoch) VALUES (:id, :task, :ws, NULLIF(:acc, '')::uuid, :runner, :rname,"
-         " :state, :epoch)",
-      soci::use(w.id), soci::use(w.task_id), soci::use(w.workspace_id), soci::use(w.account_id),
-      soci::use(w.runner_id), soci::use(w.runner_name), soci::use(w.state), soci::use(epoch);
-}
-
 void PgBrokerStore::UpdateTask(soci::session& sql, const TaskRecord& t) {
   const long long epoch = t.epoch;
   sql << "UPDATE tasks SET state = :state, attempts = :att, epoch = :epoch,"
@@ -338,19 +316,6 @@ std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const Ru
        soci::use(all), soci::use(workspaces), soci::use(only), soci::use(only),
        soci::use(runner.account_type), soci::use(labels), soci::use(providers), soci::use(n));
   for (const soci::row& r : rows) out.push_back(TaskFromRow(r));
-  return out;
-}
-
-std::vector<WorkerRecord> PgBrokerStore::ActiveWorkersOf(soci::session& sql,
-                                                         const std::string& runner_id) {
-  std::vector<WorkerRecord> out;
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(),
-                                   " FROM workers w WHERE w.runner_id = :r AND w.state IN"
-                                   " ('idle', 'starting', 'running', 'waiting_input', 'paused')"
-                                   " FOR UPDATE"),
-       soci::use(runner_id));
-  for (const soci::row& r : rows) out.push_back(WorkerFromRow(r));
   return out;
 }
 
