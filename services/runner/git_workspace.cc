@@ -1,20 +1,39 @@
 #include "services/runner/git_workspace.h"
 
+#include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <system_error>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status.h"
 #include "services/runner/process_group.h"
 
 namespace buildd::runner {
 namespace {
 
+namespace fs = std::filesystem;
+
 using Vars = std::vector<std::pair<std::string, std::string>>;
 
 constexpr auto kGitTimeout = std::chrono::minutes(10);
+
+// Makes "$AUTHOR" ("Name <email>") both author and committer, so no global
+// git identity is needed.
+constexpr char kAsAuthor[] =
+    "name=${AUTHOR%% <*}; email=${AUTHOR##*<}; email=${email%>}\n"
+    "export GIT_AUTHOR_NAME=\"$name\" GIT_AUTHOR_EMAIL=\"$email\" "
+    "GIT_COMMITTER_NAME=\"$name\" GIT_COMMITTER_EMAIL=\"$email\"\n";
 
 // Runs a shell script whose task-supplied values come only from `vars`
 // (quoted "$NAME" expansions are never re-parsed by the shell).
@@ -29,13 +48,18 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   options.env.emplace_back("LC_ALL", "C");
   auto result = RunCommand(options, kGitTimeout);
   if (!result.ok()) return result.status();
-  if (result->timed_out) return absl::DeadlineExceededError(absl::StrCat("git timed out: ", script));
+  if (result->timed_out)
+    return absl::DeadlineExceededError(absl::StrCat("git timed out: ", script));
   if (!result->status.success()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "git failed (", result->status.Describe(), "): ",
-        result->stderr_text.empty() ? result->stdout_text : result->stderr_text));
+        "git failed (", result->status.Describe(),
+        "): ", result->stderr_text.empty() ? result->stdout_text : result->stderr_text));
   }
   return result->stdout_text;
+}
+
+std::string Trimmed(const std::string& text) {
+  return std::string(absl::StripAsciiWhitespace(text));
 }
 
 std::string UrlHash(const std::string& url) {
@@ -47,7 +71,62 @@ std::string UrlHash(const std::string& url) {
   return hex;
 }
 
+// A worktree name is one path component, so it cannot leave worktrees/.
+bool IsPlainName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// Sets the directory's mtime, the worktree's last use, to now.
+void Touch(const std::string& path) { utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
+
+// Removes the worktree at `path` and its metadata in the repository's cache
+// (`cache_dir`, or the one the worktree names when empty). A directory that
+// git does not know as a worktree is deleted all the same.
+absl::Status RemoveWorktreeDir(const std::string& path, const std::string& cache_dir) {
+  // The ceiling keeps git from taking a repository above worktrees/ (the
+  // runner's root may sit inside some checkout) for this one's.
+  return Git("if [ -z \"$CACHE\" ]; then\n"
+             "  CACHE=$(GIT_CEILING_DIRECTORIES=\"$(dirname \"$TREE\")\" git -C \"$TREE\" "
+             "rev-parse --path-format=absolute --git-common-dir 2>/dev/null) || CACHE=\n"
+             "fi\n"
+             "if [ -n \"$CACHE\" ]; then\n"
+             "  git --git-dir=\"$CACHE\" worktree remove --force \"$TREE\" 2>/dev/null || true\n"
+             "fi\n"
+             "rm -rf \"$TREE\"\n"
+             "if [ -n \"$CACHE\" ]; then git --git-dir=\"$CACHE\" worktree prune; fi\n",
+             {{"TREE", path}, {"CACHE", cache_dir}})
+      .status();
+}
+
+// Fills `result`'s diff stat and patch with the changes from `from` to HEAD.
+absl::Status DiffFrom(const std::string& tree_path, const std::string& from, size_t max_patch_bytes,
+                      CommitResult* result) {
+  const Vars vars = {{"FROM", from}};
+  BUILDD_ASSIGN_OR_RETURN(result->diff_stat,
+                          Git("git diff --stat \"$FROM\" HEAD", vars, tree_path));
+  BUILDD_ASSIGN_OR_RETURN(result->patch, Git("git diff \"$FROM\" HEAD", vars, tree_path));
+  if (result->patch.size() > max_patch_bytes) {
+    result->patch.resize(max_patch_bytes);
+    result->patch_truncated = true;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+double UsedDiskFraction(const std::string& path) {
+  struct statvfs vfs;
+  if (statvfs(path.c_str(), &vfs) != 0 || vfs.f_blocks == 0) return 0;
+  return 1.0 - static_cast<double>(vfs.f_bavail) / static_cast<double>(vfs.f_blocks);
+}
+
+GitWorkspace::GitWorkspace(std::string root, GitWorkspaceOptions options)
+    : root_(std::move(root)), options_(std::move(options)) {}
 
 absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
                                                const std::string& base_branch,
@@ -55,55 +134,139 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
                                                const std::string& name, const Progress& progress) {
   if (repo_url.empty()) return absl::InvalidArgumentError("the workspace has no repoUrl");
   if (work_branch.empty()) return absl::InvalidArgumentError("the task has no work branch");
-  Worktree tree;
-  tree.cache_dir = absl::StrCat(root_, "/cache/", UrlHash(repo_url), ".git");
-  tree.path = absl::StrCat(root_, "/worktrees/", name);
-  tree.branch = work_branch;
-  Vars vars = {{"CACHE", tree.cache_dir}, {"URL", repo_url}, {"TREE", tree.path},
-               {"WORK", work_branch}, {"BASE", base_branch}};
+  if (!IsPlainName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid worktree name \"", name, "\""));
+  }
+  // Claimed before anything else, so no clean-up removes it from under us.
+  if (!TryClaim(name)) {
+    return absl::FailedPreconditionError(absl::StrCat("worktree ", name, " is in use"));
+  }
+  auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress);
+  if (!tree.ok()) Unclaim(name);
+  return tree;
+}
 
-  struct stat st;
-  const bool cached = stat(tree.cache_dir.c_str(), &st) == 0;
+absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
+                                                   const std::string& base_branch,
+                                                   const std::string& work_branch,
+                                                   const std::string& name,
+                                                   const Progress& progress) {
+  CleanUp(progress);
+  Worktree tree;
+  tree.name = name;
+  tree.cache_dir = absl::StrCat(root_, "/cache/", UrlHash(repo_url), ".git");
+  tree.path = absl::StrCat(WorktreesDir(), "/", name);
+  tree.branch = work_branch;
+  Vars vars = {{"CACHE", tree.cache_dir},
+               {"URL", repo_url},
+               {"TREE", tree.path},
+               {"WORK", work_branch},
+               {"BASE", base_branch}};
+
+  const bool cached = Exists(tree.cache_dir);
   if (progress) progress(cached ? "fetch" : "clone", repo_url);
-  auto fetched = Git(
-      "set -e\n"
-      "if [ ! -d \"$CACHE\" ]; then\n"
-      "  mkdir -p \"$CACHE\"\n"
-      "  git init -q --bare \"$CACHE\"\n"
-      "  git --git-dir=\"$CACHE\" remote add origin \"$URL\"\n"
-      "fi\n"
-      "git --git-dir=\"$CACHE\" fetch -q --prune origin '+refs/heads/*:refs/remotes/origin/*'\n",
-      vars);
-  if (!fetched.ok()) return fetched.status();
+  BUILDD_RETURN_IF_ERROR(Git("set -e\n"
+                             "if [ ! -d \"$CACHE\" ]; then\n"
+                             "  mkdir -p \"$CACHE\"\n"
+                             "  git init -q --bare \"$CACHE\"\n"
+                             "  git --git-dir=\"$CACHE\" remote add origin \"$URL\"\n"
+                             "fi\n"
+                             "git --git-dir=\"$CACHE\" fetch -q --prune origin "
+                             "'+refs/heads/*:refs/remotes/origin/*'\n",
+                             vars)
+                             .status());
 
   // The base: the given branch, else the remote's default (HEAD).
-  std::string base = base_branch;
-  if (base.empty()) {
-    auto head = Git("git ls-remote --symref \"$URL\" HEAD | sed -n 's#^ref: refs/heads/\\(.*\\)\tHEAD#\\1#p'",
-                    vars);
-    if (!head.ok()) return head.status();
-    base = std::string(absl::StripAsciiWhitespace(*head));
+  if (base_branch.empty()) {
+    BUILDD_ASSIGN_OR_RETURN(std::string head,
+                            Git("git ls-remote --symref \"$URL\" HEAD | "
+                                "sed -n 's#^ref: refs/heads/\\(.*\\)\tHEAD#\\1#p'",
+                                vars));
+    std::string base = Trimmed(head);
     if (base.empty()) base = "main";
     for (auto& [key, value] : vars) {
       if (key == "BASE") value = base;
     }
   }
-  // Continue the remote's work branch when it exists, else branch off base.
-  auto added = Git(
-      "set -e\n"
-      "mkdir -p \"$(dirname \"$TREE\")\"\n"
-      "if git --git-dir=\"$CACHE\" rev-parse -q --verify \"refs/remotes/origin/$WORK\" >/dev/null; then\n"
-      "  start=\"refs/remotes/origin/$WORK\"\n"
-      "else\n"
-      "  start=\"refs/remotes/origin/$BASE\"\n"
-      "fi\n"
-      "git --git-dir=\"$CACHE\" worktree add -q -B \"$WORK\" \"$TREE\" \"$start\"\n"
-      "git -C \"$TREE\" rev-parse HEAD\n",
-      vars);
-  if (!added.ok()) return added.status();
-  tree.base_sha = std::string(absl::StripAsciiWhitespace(*added));
+
+  // git checks a branch out in one worktree at a time, and a retried task
+  // gets a fresh checkout.
+  BUILDD_RETURN_IF_ERROR(FreeBranch(tree.cache_dir, work_branch, name, progress));
+  if (Exists(tree.path)) {
+    BUILDD_RETURN_IF_ERROR(RemoveWorktreeDir(tree.path, ""));
+    if (progress) progress("cleanup", absl::StrCat("removed the earlier worktree ", name));
+  }
+
+  // Start from the local branch when it has commits the remote's lacks
+  // (never pushed), else from the remote's branch, else from the base. A
+  // local branch that is behind the remote's is just an older push.
+  BUILDD_ASSIGN_OR_RETURN(
+      std::string head,
+      Git("set -e\n"
+          "mkdir -p \"$(dirname \"$TREE\")\"\n"
+          "here=\"refs/heads/$WORK\"; there=\"refs/remotes/origin/$WORK\"\n"
+          "has() { git --git-dir=\"$CACHE\" rev-parse -q --verify \"$1\" >/dev/null; }\n"
+          "if has \"$here\"; then\n"
+          "  start=$here\n"
+          "  if has \"$there\" && "
+          "git --git-dir=\"$CACHE\" merge-base --is-ancestor \"$here\" \"$there\"; then\n"
+          "    start=$there\n"
+          "  fi\n"
+          "elif has \"$there\"; then\n"
+          "  start=$there\n"
+          "else\n"
+          "  start=\"refs/remotes/origin/$BASE\"\n"
+          "fi\n"
+          "git --git-dir=\"$CACHE\" worktree add -q -B \"$WORK\" \"$TREE\" \"$start\"\n"
+          "git -C \"$TREE\" rev-parse HEAD\n",
+          vars));
+  tree.base_sha = Trimmed(head);
+  Touch(tree.path);
   if (progress) progress("branch", absl::StrCat(work_branch, " at ", tree.base_sha.substr(0, 12)));
   return tree;
+}
+
+absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::string& work_branch,
+                                      const std::string& name, const Progress& progress) {
+  // Pruning first forgets worktrees whose directories are gone.
+  BUILDD_ASSIGN_OR_RETURN(std::string list,
+                          Git("set -e\n"
+                              "git --git-dir=\"$CACHE\" worktree prune\n"
+                              "git --git-dir=\"$CACHE\" worktree list --porcelain\n",
+                              {{"CACHE", cache_dir}}));
+  const std::string ref = absl::StrCat("branch refs/heads/", work_branch);
+  std::string path, holder;
+  for (absl::string_view line : absl::StrSplit(list, '\n')) {
+    if (absl::ConsumePrefix(&line, "worktree ")) {
+      path = std::string(line);
+    } else if (line == ref) {
+      holder = path;
+    }
+  }
+  if (holder.empty()) return absl::OkStatus();
+
+  std::error_code error;
+  const fs::path held(holder);
+  if (!fs::equivalent(held.parent_path(), WorktreesDir(), error)) {
+    return absl::FailedPreconditionError(absl::StrCat("branch ", work_branch, " is checked out at ",
+                                                      holder, ", outside this runner's worktrees"));
+  }
+  const std::string holder_name = held.filename();
+  // Prepare has claimed `name` already.
+  const bool own = holder_name == name;
+  if (!own && !TryClaim(holder_name)) {
+    return absl::FailedPreconditionError(absl::StrCat("branch ", work_branch,
+                                                      " is checked out by worktree ", holder_name,
+                                                      ", which is still in use"));
+  }
+  absl::Status removed = RemoveWorktreeDir(holder, cache_dir);
+  if (!own) Unclaim(holder_name);
+  BUILDD_RETURN_IF_ERROR(removed);
+  if (progress) {
+    progress("cleanup",
+             absl::StrCat("removed worktree ", holder_name, ", which held ", work_branch));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
@@ -111,35 +274,77 @@ absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
                                                      const std::string& author,
                                                      size_t max_patch_bytes,
                                                      const Progress& progress) {
-  Vars vars = {{"MESSAGE", message}, {"AUTHOR", author}, {"BASE_SHA", tree.base_sha}};
-  auto status = Git("git add -A && git status --porcelain", vars, tree.path);
-  if (!status.ok()) return status.status();
+  Vars vars = {{"MESSAGE", message}, {"AUTHOR", author}};
+  BUILDD_ASSIGN_OR_RETURN(std::string status,
+                          Git("git add -A && git status --porcelain", vars, tree.path));
   CommitResult result;
-  if (!absl::StripAsciiWhitespace(*status).empty()) {
+  if (!Trimmed(status).empty()) {
     if (progress) progress("commit", message);
-    // Committer = author, so no global git identity is needed.
-    auto sha = Git(
-        "set -e\n"
-        "name=${AUTHOR%% <*}; email=${AUTHOR##*<}; email=${email%>}\n"
-        "GIT_AUTHOR_NAME=\"$name\" GIT_AUTHOR_EMAIL=\"$email\" "
-        "GIT_COMMITTER_NAME=\"$name\" GIT_COMMITTER_EMAIL=\"$email\" "
-        "git commit -q --no-verify -m \"$MESSAGE\"\n"
-        "git rev-parse HEAD\n",
-        vars, tree.path);
-    if (!sha.ok()) return sha.status();
+    BUILDD_ASSIGN_OR_RETURN(std::string sha,
+                            Git(absl::StrCat("set -e\n", kAsAuthor,
+                                             "git commit -q --no-verify -m \"$MESSAGE\"\n"
+                                             "git rev-parse HEAD\n"),
+                                vars, tree.path));
     result.changed = true;
-    result.sha = std::string(absl::StripAsciiWhitespace(*sha));
+    result.sha = Trimmed(sha);
   }
-  auto stat = Git("git diff --stat \"$BASE_SHA\" HEAD", vars, tree.path);
-  if (!stat.ok()) return stat.status();
-  result.diff_stat = *stat;
-  auto patch = Git("git diff \"$BASE_SHA\" HEAD", vars, tree.path);
-  if (!patch.ok()) return patch.status();
-  result.patch = *patch;
-  if (result.patch.size() > max_patch_bytes) {
-    result.patch.resize(max_patch_bytes);
-    result.patch_truncated = true;
+  BUILDD_RETURN_IF_ERROR(DiffFrom(tree.path, tree.base_sha, max_patch_bytes, &result));
+  return result;
+}
+
+absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const std::string& commit,
+                                                  const std::string& author, size_t max_patch_bytes,
+                                                  const Progress& progress) {
+  if (commit.empty()) return absl::InvalidArgumentError("no commit to revert");
+  Vars vars = {{"COMMIT", commit}, {"AUTHOR", author}};
+  // A full sha from here on: `commit` may be any revision, even one that
+  // looks like an option.
+  BUILDD_ASSIGN_OR_RETURN(
+      std::string resolved,
+      Git("git rev-parse -q --verify --end-of-options \"$COMMIT^{commit}\" || true", vars,
+          tree.path));
+  const std::string sha = Trimmed(resolved);
+  if (sha.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown commit \"", commit, "\""));
   }
+  vars.emplace_back("SHA", sha);
+  if (!Git("git merge-base --is-ancestor \"$SHA\" HEAD", vars, tree.path).ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("commit ", commit, " is not on branch ", tree.branch));
+  }
+  BUILDD_ASSIGN_OR_RETURN(std::string dirty, Git("git status --porcelain", vars, tree.path));
+  if (!Trimmed(dirty).empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot revert ", commit, ": the worktree of ", tree.branch, " has uncommitted changes"));
+  }
+
+  if (progress) progress("revert", absl::StrCat(commit, " on ", tree.branch));
+  auto reverted =
+      Git(absl::StrCat("set -e\n", kAsAuthor, "git revert --no-edit \"$SHA\"\n"), vars, tree.path);
+  if (!reverted.ok()) {
+    // A conflicted revert stays in progress; abort it so the worktree is as
+    // it was.
+    auto conflicts =
+        Git("conflicts=$(git diff --name-only --diff-filter=U)\n"
+            "if git rev-parse -q --verify REVERT_HEAD >/dev/null; then git revert --abort; fi\n"
+            "printf '%s' \"$conflicts\"\n",
+            vars, tree.path);
+    if (conflicts.ok() && !Trimmed(*conflicts).empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("reverting ", commit, " conflicts with later changes on ", tree.branch,
+                       " (in ", absl::StrJoin(absl::StrSplit(Trimmed(*conflicts), '\n'), ", "),
+                       "); the revert was aborted"));
+    }
+    return absl::Status(reverted.status().code(),
+                        absl::StrCat("cannot revert ", commit, " on ", tree.branch, ": ",
+                                     reverted.status().message()));
+  }
+
+  CommitResult result;
+  result.changed = true;
+  BUILDD_ASSIGN_OR_RETURN(std::string head, Git("git rev-parse HEAD", vars, tree.path));
+  result.sha = Trimmed(head);
+  BUILDD_RETURN_IF_ERROR(DiffFrom(tree.path, result.sha + "^", max_patch_bytes, &result));
   return result;
 }
 
@@ -150,9 +355,74 @@ absl::Status GitWorkspace::Push(const Worktree& tree, const Progress& progress) 
 }
 
 absl::Status GitWorkspace::Remove(const Worktree& tree) {
-  return Git("git --git-dir=\"$CACHE\" worktree remove --force \"$TREE\"",
-             {{"CACHE", tree.cache_dir}, {"TREE", tree.path}})
-      .status();
+  absl::Status removed = RemoveWorktreeDir(tree.path, tree.cache_dir);
+  Unclaim(tree.name);
+  return removed;
 }
+
+void GitWorkspace::MarkInUse(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  in_use_.insert(name);
+}
+
+void GitWorkspace::Release(const std::string& name) {
+  Unclaim(name);
+  if (IsPlainName(name)) Touch(absl::StrCat(WorktreesDir(), "/", name));
+}
+
+std::vector<std::string> GitWorkspace::CleanUp(const Progress& progress) {
+  absl::MutexLock cleaning(&cleanup_mu_);
+  std::vector<std::string> removed;
+  auto disk_usage = [this] {
+    return options_.disk_usage ? options_.disk_usage() : UsedDiskFraction(root_);
+  };
+  double usage = disk_usage();
+  if (usage < options_.high_watermark) return removed;
+
+  // Least recently used first: by mtime, then by name for a stable order.
+  std::vector<std::tuple<time_t, long, std::string>> idle;
+  std::error_code error;
+  for (fs::directory_iterator it(WorktreesDir(), error), end; !error && it != end;
+       it.increment(error)) {
+    struct stat st;
+    if (stat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    idle.emplace_back(st.st_mtim.tv_sec, st.st_mtim.tv_nsec, it->path().filename());
+  }
+  std::sort(idle.begin(), idle.end());
+
+  for (const auto& [sec, nsec, name] : idle) {
+    if (usage < options_.low_watermark) break;
+    // Claimed while it is removed. A Prepare of the same name meanwhile
+    // fails as in use.
+    if (!TryClaim(name)) continue;
+    absl::Status status = RemoveWorktreeDir(absl::StrCat(WorktreesDir(), "/", name), "");
+    Unclaim(name);
+    if (!status.ok()) {
+      if (progress) {
+        progress("cleanup", absl::StrCat("cannot remove worktree ", name, ": ", status.message()));
+      }
+      continue;
+    }
+    removed.push_back(name);
+    if (progress) {
+      progress("cleanup", absl::StrCat("removed idle worktree ", name, " (disk ",
+                                       static_cast<int>(usage * 100), "% used)"));
+    }
+    usage = disk_usage();
+  }
+  return removed;
+}
+
+bool GitWorkspace::TryClaim(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return in_use_.insert(name).second;
+}
+
+void GitWorkspace::Unclaim(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  in_use_.erase(name);
+}
+
+std::string GitWorkspace::WorktreesDir() const { return absl::StrCat(root_, "/worktrees"); }
 
 }  // namespace buildd::runner

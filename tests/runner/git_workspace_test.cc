@@ -1,25 +1,36 @@
 #include "services/runner/git_workspace.h"
 
-#include <sys/stat.h>
-
-#include <fstream>
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "services/runner/process_group.h"
+#include "tests/testing/matchers.h"
 
 namespace buildd::runner {
 namespace {
 
+using ::buildd::testing::IsOk;
+using ::buildd::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+constexpr char kAuthor[] = "buildd bot <bot@buildd.dev>";
 
 std::string Sh(const std::string& script) {
   auto r = RunCommand(script, std::chrono::seconds(60));
   EXPECT_TRUE(r.ok() && r->status.success()) << script << "\n" << (r.ok() ? r->stderr_text : "");
-  return r.ok() ? r->stdout_text : "";
+  return r.ok() ? std::string(absl::StripTrailingAsciiWhitespace(r->stdout_text)) : "";
 }
 
 bool Exists(const std::string& path) {
@@ -27,8 +38,13 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
-void Write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
+void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 class GitWorkspaceTest : public ::testing::Test {
@@ -39,17 +55,47 @@ class GitWorkspaceTest : public ::testing::Test {
     remote_ = dir_ + "/remote.git";
     // A bare "remote" with one commit on main, reached by file://.
     Sh(absl::StrCat("set -e; git init -q --bare -b main ", remote_, "; git clone -q ", remote_, " ",
-                    dir_, "/seed 2>/dev/null; cd ", dir_, "/seed; echo one > README.md; git add .;"
-                    " git -c user.name=t -c user.email=t@t commit -q -m init; git push -q origin HEAD:main"));
+                    dir_, "/seed 2>/dev/null; cd ", dir_,
+                    "/seed; echo one > README.md; git add .;"
+                    " git -c user.name=t -c user.email=t@t commit -q -m init;"
+                    " git push -q origin HEAD:main"));
     url_ = "file://" + remote_;
   }
   void TearDown() override { Sh("rm -rf " + dir_); }
 
+  // A runner's workspace under dir_/<root> on a disk that is as full as
+  // disk_base_ plus a tenth for each of its worktrees.
+  GitWorkspace Workspace(const std::string& root = "runner") {
+    GitWorkspaceOptions options;
+    const std::string worktrees = absl::StrCat(dir_, "/", root, "/worktrees");
+    options.disk_usage = [this, worktrees] {
+      std::error_code error;
+      int count = 0;
+      for (std::filesystem::directory_iterator it(worktrees, error), end; !error && it != end;
+           it.increment(error)) {
+        ++count;
+      }
+      return disk_base_ + 0.1 * count;
+    };
+    return GitWorkspace(absl::StrCat(dir_, "/", root), std::move(options));
+  }
+
+  // The worktrees the cache of `tree`'s repository knows.
+  std::string CacheWorktrees(const Worktree& tree) {
+    return Sh("git --git-dir=" + tree.cache_dir + " worktree list --porcelain");
+  }
+
+  // Sets the last use of worktree `name` of the default runner.
+  void SetLastUse(const std::string& name, const std::string& date) {
+    Sh(absl::StrCat("touch -d '", date, "' ", dir_, "/runner/worktrees/", name));
+  }
+
   std::string dir_, remote_, url_;
+  double disk_base_ = 0;
 };
 
 TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   std::vector<std::string> stages;
   auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
   auto a = ws.Prepare(url_, "main", "buildd/aaaa", "task-a", progress);
@@ -58,7 +104,8 @@ TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache)
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(a->cache_dir, b->cache_dir);
   EXPECT_NE(a->path, b->path);
-  EXPECT_THAT(stages, ::testing::ElementsAre("clone", "branch", "fetch", "branch"));
+  EXPECT_EQ(a->name, "task-a");
+  EXPECT_THAT(stages, ElementsAre("clone", "branch", "fetch", "branch"));
   EXPECT_TRUE(Exists(a->path + "/README.md"));
   Write(a->path + "/a.txt", "from a\n");
   Write(b->path + "/b.txt", "from b\n");
@@ -67,12 +114,12 @@ TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache)
 }
 
 TEST_F(GitWorkspaceTest, CommitsEverythingAndPushesTheBranchToTheRemote) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/1234", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   Write(tree->path + "/hello.txt", "hi\n");
   Write(tree->path + "/README.md", "two\n");
-  auto commit = ws.CommitAll(*tree, "Say hello", "buildd bot <bot@buildd.dev>", 1 << 20, nullptr);
+  auto commit = ws.CommitAll(*tree, "Say hello", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(commit.ok()) << commit.status();
   EXPECT_TRUE(commit->changed);
   EXPECT_EQ(commit->sha.size(), 40u);
@@ -86,7 +133,7 @@ TEST_F(GitWorkspaceTest, CommitsEverythingAndPushesTheBranchToTheRemote) {
 }
 
 TEST_F(GitWorkspaceTest, NothingChangedMeansNoCommit) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/none", "t2", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   auto commit = ws.CommitAll(*tree, "nothing", "b <b@b>", 1000, nullptr);
@@ -95,24 +142,288 @@ TEST_F(GitWorkspaceTest, NothingChangedMeansNoCommit) {
   EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), tree->base_sha);
 }
 
-TEST_F(GitWorkspaceTest, AnExistingRemoteWorkBranchIsContinued) {
-  GitWorkspace ws(dir_ + "/runner");
+TEST_F(GitWorkspaceTest, APushedWorkBranchIsContinuedOnAnotherRunner) {
+  GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/cont", "t3", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   Write(first->path + "/step1.txt", "1\n");
   auto c1 = ws.CommitAll(*first, "step 1", "b <b@b>", 1000, nullptr);
   ASSERT_TRUE(c1.ok());
   ASSERT_TRUE(ws.Push(*first, nullptr).ok());
-  ASSERT_TRUE(ws.Remove(*first).ok());
-  GitWorkspace other(dir_ + "/other-runner");
+  ASSERT_THAT(ws.Remove(*first), IsOk());
+  EXPECT_FALSE(Exists(first->path));
+  EXPECT_THAT(CacheWorktrees(*first), Not(HasSubstr("t3")));
+
+  GitWorkspace other = Workspace("other-runner");
   auto second = other.Prepare(url_, "main", "buildd/cont", "t4", nullptr);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, c1->sha);
   EXPECT_TRUE(Exists(second->path + "/step1.txt"));
 }
 
+TEST_F(GitWorkspaceTest, AnUnpushedLocalBranchIsContinued) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/local", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Write(first->path + "/local.txt", "not pushed\n");
+  auto c1 = ws.CommitAll(*first, "local work", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(c1.ok());
+  ASSERT_THAT(ws.Remove(*first), IsOk());
+
+  auto second = ws.Prepare(url_, "main", "buildd/local", "t2", nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->base_sha, c1->sha);
+  EXPECT_EQ(Read(second->path + "/local.txt"), "not pushed\n");
+  EXPECT_EQ(Sh("git --git-dir=" + remote_ + " branch --list buildd/local"), "");
+}
+
+TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
+  GitWorkspace here = Workspace();
+  auto first = here.Prepare(url_, "main", "buildd/shared", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Write(first->path + "/one.txt", "1\n");
+  ASSERT_TRUE(here.CommitAll(*first, "one", kAuthor, 1000, nullptr).ok());
+  ASSERT_THAT(here.Push(*first, nullptr), IsOk());
+  ASSERT_THAT(here.Remove(*first), IsOk());
+
+  // Another runner moves the branch on.
+  GitWorkspace there = Workspace("other-runner");
+  auto elsewhere = there.Prepare(url_, "main", "buildd/shared", "t2", nullptr);
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  Write(elsewhere->path + "/two.txt", "2\n");
+  auto c2 = there.CommitAll(*elsewhere, "two", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(c2.ok());
+  ASSERT_THAT(there.Push(*elsewhere, nullptr), IsOk());
+
+  auto again = here.Prepare(url_, "main", "buildd/shared", "t3", nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->base_sha, c2->sha);
+  EXPECT_TRUE(Exists(again->path + "/two.txt"));
+}
+
+TEST_F(GitWorkspaceTest, UnpushedLocalCommitsWinOverTheRemoteBranch) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/ahead", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Write(first->path + "/pushed.txt", "1\n");
+  ASSERT_TRUE(ws.CommitAll(*first, "pushed", kAuthor, 1000, nullptr).ok());
+  ASSERT_THAT(ws.Push(*first, nullptr), IsOk());
+  Write(first->path + "/unpushed.txt", "2\n");
+  auto unpushed = ws.CommitAll(*first, "unpushed", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(unpushed.ok());
+  ASSERT_THAT(ws.Remove(*first), IsOk());
+
+  auto second = ws.Prepare(url_, "main", "buildd/ahead", "t2", nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->base_sha, unpushed->sha);
+  EXPECT_TRUE(Exists(second->path + "/unpushed.txt"));
+}
+
+TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/held", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Write(first->path + "/first.txt", "1\n");
+  auto c1 = ws.CommitAll(*first, "first", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(c1.ok());
+  ws.Release("t1");
+
+  std::vector<std::string> stages;
+  auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
+  auto second = ws.Prepare(url_, "main", "buildd/held", "t2", progress);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->base_sha, c1->sha);
+  EXPECT_TRUE(Exists(second->path + "/first.txt"));
+  EXPECT_FALSE(Exists(first->path));
+  EXPECT_THAT(CacheWorktrees(*second), Not(HasSubstr(first->path)));
+  EXPECT_THAT(stages, Contains("cleanup"));
+}
+
+TEST_F(GitWorkspaceTest, ABranchHeldByAWorktreeInUseIsRefused) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/busy", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  auto second = ws.Prepare(url_, "main", "buildd/busy", "t2", nullptr);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("buildd/busy"));
+  EXPECT_TRUE(Exists(first->path + "/README.md"));
+  EXPECT_FALSE(Exists(dir_ + "/runner/worktrees/t2"));
+
+  // Once the first task is over its branch can move on.
+  ws.Release("t1");
+  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/busy", "t2", nullptr), IsOk());
+}
+
+TEST_F(GitWorkspaceTest, ARetriedTaskGetsAFreshWorktree) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Write(first->path + "/leftover.txt", "half done\n");
+  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(Exists(first->path + "/leftover.txt"));
+  ws.Release("t1");
+
+  auto retried = ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_FALSE(Exists(retried->path + "/leftover.txt"));
+  EXPECT_TRUE(Exists(retried->path + "/README.md"));
+  ws.Release("t1");
+
+  // Also when the retry works on another branch.
+  auto moved = ws.Prepare(url_, "main", "buildd/retry-2", "t1", nullptr);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(Sh("git -C " + moved->path + " rev-parse --abbrev-ref HEAD"), "buildd/retry-2");
+}
+
+TEST_F(GitWorkspaceTest, RevertUndoesACommitWithANewCommitOnTheBranch) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/revert", "t1", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  Write(tree->path + "/README.md", "two\n");
+  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(bad.ok());
+  Write(tree->path + "/later.txt", "later\n");
+  auto later = ws.CommitAll(*tree, "Later work", kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(later.ok());
+
+  std::vector<std::string> stages;
+  auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
+  auto revert = ws.Revert(*tree, bad->sha, "reverter <r@buildd.dev>", 1 << 20, progress);
+  ASSERT_TRUE(revert.ok()) << revert.status();
+  EXPECT_TRUE(revert->changed);
+  EXPECT_EQ(revert->sha.size(), 40u);
+  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), revert->sha);
+  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD^"), later->sha);
+  EXPECT_EQ(Read(tree->path + "/README.md"), "one\n");
+  EXPECT_TRUE(Exists(tree->path + "/later.txt"));
+  EXPECT_THAT(revert->diff_stat, AllOf(HasSubstr("README.md"), Not(HasSubstr("later.txt"))));
+  EXPECT_THAT(revert->patch, AllOf(HasSubstr("-two"), HasSubstr("+one")));
+  EXPECT_THAT(stages, ElementsAre("revert"));
+  EXPECT_EQ(Sh("git -C " + tree->path + " log -1 --format='%an <%ae>|%cn|%s'"),
+            "reverter <r@buildd.dev>|reverter|Revert \"Break the readme\"");
+
+  ASSERT_THAT(ws.Push(*tree, nullptr), IsOk());
+  EXPECT_EQ(Sh("git --git-dir=" + remote_ + " rev-parse buildd/revert"), revert->sha);
+  EXPECT_EQ(Sh("git --git-dir=" + remote_ + " show buildd/revert:README.md"), "one");
+}
+
+TEST_F(GitWorkspaceTest, RevertOfAnUnknownCommitIsInvalidArgument) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/unknown", "t1", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  const std::string missing = "0123456789abcdef0123456789abcdef01234567";
+  auto revert = ws.Revert(*tree, missing, kAuthor, 1000, nullptr);
+  EXPECT_THAT(revert, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(revert.status().message()), HasSubstr(missing));
+  EXPECT_THAT(ws.Revert(*tree, "--help", kAuthor, 1000, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ws.Revert(*tree, "", kAuthor, 1000, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), tree->base_sha);
+}
+
+TEST_F(GitWorkspaceTest, RevertOfACommitOnAnotherBranchIsRefused) {
+  GitWorkspace ws = Workspace();
+  auto other = ws.Prepare(url_, "main", "buildd/other", "t1", nullptr);
+  ASSERT_TRUE(other.ok()) << other.status();
+  Write(other->path + "/other.txt", "x\n");
+  auto elsewhere = ws.CommitAll(*other, "elsewhere", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(elsewhere.ok());
+  auto tree = ws.Prepare(url_, "main", "buildd/mine", "t2", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+
+  auto revert = ws.Revert(*tree, elsewhere->sha, kAuthor, 1000, nullptr);
+  EXPECT_THAT(revert, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(revert.status().message()),
+              AllOf(HasSubstr(elsewhere->sha), HasSubstr("not on branch buildd/mine")));
+}
+
+TEST_F(GitWorkspaceTest, AConflictingRevertIsAbortedAndLeavesTheTreeClean) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/conflict", "t1", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  Write(tree->path + "/README.md", "two\n");
+  auto first = ws.CommitAll(*tree, "two", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(first.ok());
+  Write(tree->path + "/README.md", "three\n");
+  auto second = ws.CommitAll(*tree, "three", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(second.ok());
+
+  auto revert = ws.Revert(*tree, first->sha, kAuthor, 1000, nullptr);
+  EXPECT_THAT(revert, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(revert.status().message()),
+              AllOf(HasSubstr(first->sha), HasSubstr("conflicts"), HasSubstr("README.md")));
+  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), second->sha);
+  EXPECT_EQ(Sh("git -C " + tree->path + " status --porcelain"), "");
+  EXPECT_EQ(Read(tree->path + "/README.md"), "three\n");
+}
+
+TEST_F(GitWorkspaceTest, CleanUpRemovesIdleWorktreesOldestFirstDownToTheLowWatermark) {
+  GitWorkspace ws = Workspace();
+  for (const char* name : {"w1", "w2", "w3", "w4", "w5"}) {
+    ASSERT_THAT(ws.Prepare(url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
+  }
+  // w1 is the oldest but still in use.
+  for (const char* name : {"w2", "w3", "w4", "w5"}) ws.Release(name);
+  SetLastUse("w1", "2020-01-01");
+  SetLastUse("w4", "2020-01-02");
+  SetLastUse("w2", "2020-01-03");
+  SetLastUse("w5", "2020-01-04");
+  SetLastUse("w3", "2020-01-05");
+
+  // 5 worktrees: 95% used, down to 65% after three removals.
+  disk_base_ = 0.45;
+  std::vector<std::string> stages;
+  auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
+  EXPECT_THAT(ws.CleanUp(progress), ElementsAre("w4", "w2", "w5"));
+  EXPECT_THAT(stages, ElementsAre("cleanup", "cleanup", "cleanup"));
+  EXPECT_TRUE(Exists(dir_ + "/runner/worktrees/w1"));
+  EXPECT_TRUE(Exists(dir_ + "/runner/worktrees/w3"));
+  EXPECT_FALSE(Exists(dir_ + "/runner/worktrees/w2"));
+  const std::string known =
+      Sh("git --git-dir=$(ls -d " + dir_ + "/runner/cache/*.git) worktree list --porcelain");
+  EXPECT_THAT(known, AllOf(HasSubstr("/w1"), HasSubstr("/w3"), Not(HasSubstr("/w2")),
+                           Not(HasSubstr("/w4")), Not(HasSubstr("/w5"))));
+
+  // 75%: between the watermarks, nothing more goes.
+  disk_base_ = 0.55;
+  EXPECT_THAT(ws.CleanUp(), IsEmpty());
+  // Full again: only the idle one can go.
+  disk_base_ = 0.9;
+  EXPECT_THAT(ws.CleanUp(), ElementsAre("w3"));
+  EXPECT_TRUE(Exists(dir_ + "/runner/worktrees/w1/README.md"));
+}
+
+TEST_F(GitWorkspaceTest, PrepareMakesRoomAndReleaseCountsAsTheLastUse) {
+  GitWorkspace ws = Workspace();
+  for (const char* name : {"w1", "w2", "w3"}) {
+    ASSERT_THAT(ws.Prepare(url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
+    ws.Release(name);
+  }
+  SetLastUse("w1", "2020-01-01");
+  SetLastUse("w2", "2020-01-02");
+  SetLastUse("w3", "2020-01-03");
+  // w1 is used again (say, inspected by a task) and released today.
+  ws.MarkInUse("w1");
+  ws.Release("w1");
+
+  // 3 worktrees: 85% used, down to 65% after two removals.
+  disk_base_ = 0.55;
+  std::vector<std::string> messages;
+  auto progress = [&](const std::string& stage, const std::string& message) {
+    if (stage == "cleanup") messages.push_back(message);
+  };
+  auto tree = ws.Prepare(url_, "main", "buildd/w4", "w4", progress);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_THAT(messages, ElementsAre(HasSubstr("w2"), HasSubstr("w3")));
+  EXPECT_TRUE(Exists(dir_ + "/runner/worktrees/w1"));
+  EXPECT_TRUE(Exists(tree->path + "/README.md"));
+}
+
 TEST_F(GitWorkspaceTest, PatchIsCutAtTheLimit) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/big", "t5", nullptr);
   ASSERT_TRUE(tree.ok());
   Write(tree->path + "/big.txt", std::string(5000, 'x') + "\n");
@@ -123,7 +434,7 @@ TEST_F(GitWorkspaceTest, PatchIsCutAtTheLimit) {
 }
 
 TEST_F(GitWorkspaceTest, HostileNamesReachGitAsDataNotShell) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   const std::string marker = dir_ + "/pwned";
   auto tree = ws.Prepare(url_, "main", "x\"; touch " + marker + "; echo \"", "t6", nullptr);
   EXPECT_FALSE(tree.ok());  // not a valid branch name
@@ -131,13 +442,25 @@ TEST_F(GitWorkspaceTest, HostileNamesReachGitAsDataNotShell) {
   auto bad_url = ws.Prepare("$(touch " + marker + ")", "main", "buildd/u", "t7", nullptr);
   EXPECT_FALSE(bad_url.ok());
   EXPECT_FALSE(Exists(marker));
+  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/up", "../escape", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(Exists(dir_ + "/runner/escape"));
 }
 
 TEST_F(GitWorkspaceTest, UnreachableRepositoryIsAClearError) {
-  GitWorkspace ws(dir_ + "/runner");
+  GitWorkspace ws = Workspace();
   auto tree = ws.Prepare("file://" + dir_ + "/missing.git", "main", "buildd/m", "t8", nullptr);
   ASSERT_FALSE(tree.ok());
   EXPECT_THAT(std::string(tree.status().message()), HasSubstr("git failed"));
+  // The failed task's name is free again.
+  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/m", "t8", nullptr), IsOk());
+}
+
+TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
+  const double used = UsedDiskFraction("/tmp");
+  EXPECT_GE(used, 0.0);
+  EXPECT_LE(used, 1.0);
+  EXPECT_EQ(UsedDiskFraction("/nonexistent/buildd"), 0.0);
 }
 
 }  // namespace
