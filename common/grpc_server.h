@@ -17,6 +17,10 @@ namespace buildd {
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
     const std::string& address, const std::vector<grpc::Service*>& services, int* port);
 
+// The largest message a server or stream client accepts: an Assign or a
+// Finished can carry an agent's session snapshot.
+inline constexpr int kMaxMessageBytes = 64 << 20;
+
 // Channel arguments for clients of long-lived streams (keepalive pings).
 grpc::ChannelArguments StreamChannelArguments();
 

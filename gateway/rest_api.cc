@@ -7,6 +7,7 @@
 #include "gateway/dashboard.h"
 #include "gateway/http_errors.h"
 #include "gateway/json_codec.h"
+#include "common/status.h"
 
 namespace buildd::gateway {
 namespace {
@@ -77,6 +78,41 @@ absl::StatusOr<std::string> InputText(absl::string_view body) {
   if (!text.empty()) return text;
   if (approve) return std::string("approve");
   return absl::InvalidArgumentError(R"(field text is required (or "approve": true))");
+}
+
+// POST /revert: {"workspaceId", "branch", "commit", "push"} → a task of
+// kind revert (push defaults to true).
+absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
+  google::protobuf::Struct input;
+  BUILDD_RETURN_IF_ERROR(ParseJsonBody(body, &input));
+  pb::Task task;
+  task.set_kind("revert");
+  task.set_push(true);
+  for (const auto& [name, value] : input.fields()) {
+    const bool is_string = value.kind_case() == google::protobuf::Value::kStringValue;
+    if (name == "workspaceId" || name == "branch" || name == "commit" || name == "title") {
+      if (!is_string) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid value for field ", name, " (expected a string)"));
+      }
+      if (name == "workspaceId") task.set_workspace_id(value.string_value());
+      if (name == "branch") task.set_work_branch(value.string_value());
+      if (name == "commit") task.set_revert_commit(value.string_value());
+      if (name == "title") task.set_title(value.string_value());
+    } else if (name == "push") {
+      if (value.kind_case() != google::protobuf::Value::kBoolValue) {
+        return absl::InvalidArgumentError("invalid value for field push (expected true or false)");
+      }
+      task.set_push(value.bool_value());
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown field ", JsonQuote(name),
+                       " in the revert body (expected workspaceId, branch, commit, push, title)"));
+    }
+  }
+  if (task.work_branch().empty()) return absl::InvalidArgumentError("field branch is required");
+  if (task.revert_commit().empty()) return absl::InvalidArgumentError("field commit is required");
+  return task;
 }
 
 void AddAccountRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) {
@@ -194,6 +230,13 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                                         RespondJson<pb::Worker>(std::move(reply)));
                 });
   }
+  router.Post("/revert", [broker](const HttpRequest& request, Reply reply) {
+    absl::StatusOr<pb::Task> task = RevertTask(request.body);
+    if (!task.ok()) return reply(ErrorResponse(task.status()));
+    pb::CreateTaskRequest create;
+    *create.mutable_task() = *std::move(task);
+    broker->CreateTask(MetaOf(request), create, RespondJson<pb::Task>(std::move(reply), 202));
+  });
   router.Post("/api/workers/:id/input", [broker](const HttpRequest& request, Reply reply) {
     absl::StatusOr<std::string> text = InputText(request.body);
     if (!text.ok()) return reply(ErrorResponse(text.status()));

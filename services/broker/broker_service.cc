@@ -3,6 +3,10 @@
 #include <boost/asio/post.hpp>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
@@ -27,10 +31,68 @@ absl::Status CheckVisible(const Principal& p, const std::string& workspace_id,
   return absl::OkStatus();
 }
 
+// Git's rules for a branch name (git check-ref-format), a little stricter:
+// it becomes a path and a command argument on runners.
+absl::Status CheckBranchName(const std::string& name, const char* field) {
+  const auto bad = [&](const char* why) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " \"", name, "\" is not a valid branch name: ", why));
+  };
+  if (name.empty()) return absl::OkStatus();
+  if (name.size() > 200) return bad("longer than 200 characters");
+  for (char c : name) {
+    const bool ok = absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' ||
+                    c == '_' || c == '.' || c == '+';
+    if (!ok) return bad("only letters, digits and / - _ . + are allowed");
+  }
+  if (name.front() == '-' || name.front() == '/' || name.front() == '.') {
+    return bad("it must not start with - / or .");
+  }
+  if (name.back() == '/' || name.back() == '.' || absl::EndsWith(name, ".lock")) {
+    return bad("it must not end with / . or .lock");
+  }
+  if (absl::StrContains(name, "..") || absl::StrContains(name, "//") ||
+      absl::StrContains(name, "/.")) {
+    return bad("it must not contain .. // or /.");
+  }
+  return absl::OkStatus();
+}
+
+bool IsCommitSha(const std::string& sha) {
+  if (sha.size() < 7 || sha.size() > 64) return false;
+  return std::all_of(sha.begin(), sha.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+  });
+}
+
 }  // namespace
 
 absl::Status ValidateNewTask(pb::Task& task) {
   BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
+  if (!task.kind().empty() && task.kind() != "revert") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kind must be empty or revert, not \"", task.kind(), "\""));
+  }
+  BUILDD_RETURN_IF_ERROR(CheckBranchName(task.base_branch(), "baseBranch"));
+  BUILDD_RETURN_IF_ERROR(CheckBranchName(task.work_branch(), "workBranch"));
+  if (!task.resume_from().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(task.resume_from(), "resumeFrom"));
+  if (task.kind() == "revert") {
+    if (!IsCommitSha(task.revert_commit())) {
+      return absl::InvalidArgumentError(
+          "revertCommit must be a commit sha (7 to 64 lower-case hex digits)");
+    }
+    if (task.work_branch().empty()) {
+      return absl::InvalidArgumentError("workBranch is required: the branch to revert on");
+    }
+    // Every runner can revert: git is all it takes.
+    if (task.provider().empty()) task.set_provider("command");
+    if (task.provider() != "command") {
+      return absl::InvalidArgumentError("provider must be empty or command for kind revert");
+    }
+    if (task.title().empty()) task.set_title(absl::StrCat("Revert ", task.revert_commit()));
+    task.set_auto_commit(true);
+  } else if (!task.revert_commit().empty()) {
+    return absl::InvalidArgumentError("revertCommit is only for kind revert");
+  }
   // JSON and gRPC clients may send enum numbers the proto does not name.
   if (!pb::Task::RunnerPreference_IsValid(task.runner_preference())) {
     return absl::InvalidArgumentError("runnerPreference must be any, user, service or action");
@@ -40,7 +102,7 @@ absl::Status ValidateNewTask(pb::Task& task) {
     return absl::InvalidArgumentError(
         absl::StrCat("provider must be command, claude or codex, not \"", task.provider(), "\""));
   }
-  if (task.provider() == "command" && task.command().empty()) {
+  if (task.provider() == "command" && task.command().empty() && task.kind() != "revert") {
     return absl::InvalidArgumentError("command is required when provider is command");
   }
   if (task.provider() != "command" && task.prompt().empty()) {
@@ -126,6 +188,35 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorkspace(grpc::CallbackServerCo
   });
 }
 
+absl::Status BrokerServiceImpl::ResolveResumeFrom(const Principal& p, pb::Task& task) {
+  const std::string from = task.resume_from();
+  if (from.empty()) return absl::OkStatus();
+  BUILDD_RETURN_IF_ERROR(CheckUuid(from, "resumeFrom"));
+  absl::StatusOr<TaskRecord> earlier = store_.GetTask(from);
+  if (absl::IsNotFound(earlier.status()) || (earlier.ok() && !p.CanSee(earlier->workspace_id))) {
+    return absl::InvalidArgumentError(absl::StrCat("resumeFrom: task ", from, " not found"));
+  }
+  BUILDD_RETURN_IF_ERROR(earlier.status());
+  if (earlier->workspace_id != task.workspace_id()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resumeFrom: task ", from, " belongs to another workspace"));
+  }
+  const pb::Task spec = TaskToProto(*earlier);
+  if (task.provider().empty()) task.set_provider(spec.provider());
+  if (task.provider() != spec.provider()) {
+    return absl::InvalidArgumentError(absl::StrCat("resumeFrom: task ", from, " ran provider ",
+                                                   spec.provider(), ", not ", task.provider()));
+  }
+  if (task.work_branch().empty()) task.set_work_branch(spec.work_branch());
+  if (task.base_branch().empty()) task.set_base_branch(spec.base_branch());
+  BUILDD_ASSIGN_OR_RETURN(auto session, store_.GetSession(from));
+  if (!session.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("resumeFrom: task ", from, " left no agent session to resume (yet)"));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerContext* ctx,
                                                         const pb::CreateTaskRequest* req,
                                                         pb::Task* resp) {
@@ -137,6 +228,10 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
       return;
     }
     pb::Task task = req->task();
+    if (absl::Status st = ResolveResumeFrom(*principal, task); !st.ok()) {
+      reactor->Finish(ToGrpcStatus(st));
+      return;
+    }
     if (absl::Status st = ValidateNewTask(task); !st.ok()) {
       reactor->Finish(ToGrpcStatus(st));
       return;
@@ -156,6 +251,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
     }
     TaskRecord record;
     record.id = NewUuid();
+    if (task.work_branch().empty()) task.set_work_branch(absl::StrCat("buildd/", record.id.substr(0, 8)));
     record.workspace_id = task.workspace_id();
     record.runner_preference = pb::Task::RunnerPreference_Name(task.runner_preference());
     record.required_labels.assign(task.required_labels().begin(), task.required_labels().end());

@@ -53,6 +53,10 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   // Authenticates on the pool, runs fn(principal) there and finishes.
   template <typename Fn>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx, Fn fn);
+  // For a task with resume_from: checks the earlier task (visible, same
+  // workspace and provider, a stored session) and takes its provider and
+  // branches where the new task names none.
+  absl::Status ResolveResumeFrom(const Principal& p, pb::Task& task);
 
   Authenticator& auth_;
   PgBrokerStore& store_;

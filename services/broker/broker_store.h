@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "buildd/v1/common.pb.h"
+#include "buildd/v1/runner.pb.h"
 #include "common/db.h"
 #include "services/broker/scheduler.h"
 
@@ -45,6 +46,8 @@ struct TaskRecord {
   std::string created_by;
   std::string created_at;
   std::string updated_at;
+  // Artifacts in the protobuf JSON mapping; empty until an attempt finished.
+  std::string artifacts_json;
 
   TaskRoute Route() const {
     return TaskRoute{id, workspace_id, runner_preference, required_labels, provider};
@@ -134,6 +137,9 @@ class PgBrokerStore {
                                                               const EventFilter& filter,
                                                               int limit);
   absl::StatusOr<int64_t> LastEventId();
+  // The stored session of a task, without its data.
+  absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> GetSession(
+      const std::string& task_id);
 
   // Writes, inside a journal transaction. They throw soci errors.
   static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);
@@ -142,6 +148,13 @@ class PgBrokerStore {
   static std::optional<TaskRecord> LockTask(soci::session& sql, const std::string& id);
   static std::optional<WorkerRecord> LockWorker(soci::session& sql, const std::string& id);
   static std::optional<WorkspaceRecord> FindWorkspace(soci::session& sql, const std::string& id);
+  static void SetArtifacts(soci::session& sql, const std::string& task_id,
+                           const std::string& artifacts_json);
+  // Stores (or replaces) the session a task ended with.
+  static void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot);
+  static std::optional<::buildd::v1::SessionSnapshot> FindSession(soci::session& sql,
+                                                                 const std::string& task_id,
+                                                                 bool with_data);
   // Locks up to `n` pending tasks `runner` may take, best first, skipping
   // rows other replicas hold.
   static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);

@@ -57,6 +57,13 @@ void ApplyTaskState(const TaskRecord& t, pb::Task* out) {
   task.set_created_by(t.created_by);
   task.set_created_at(t.created_at);
   task.set_updated_at(t.updated_at);
+  task.clear_artifacts();
+  if (!t.artifacts_json.empty()) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    (void)google::protobuf::util::JsonStringToMessage(t.artifacts_json, task.mutable_artifacts(),
+                                                      options);
+  }
 }
 
 pb::Worker WorkerToProto(const WorkerRecord& w) {
@@ -211,6 +218,13 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   assign->set_epoch(worker.epoch);
   auto ws = WorkspaceIn(tx, task.workspace_id);
   if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
+  if (const std::string& from = assign->task().resume_from(); !from.empty()) {
+    // Checked when the task was created; a snapshot gone since then leaves
+    // the runner to report that it has nothing to resume.
+    if (auto session = PgBrokerStore::FindSession(tx.sql(), from, /*with_data=*/true)) {
+      *assign->mutable_resume_session() = std::move(*session);
+    }
+  }
   tx.OnCommit([this, runner_id, message = std::move(message)]() mutable {
     Send(runner_id, std::move(message));
   });
@@ -289,6 +303,10 @@ absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Acti
     if (it->second.runner_id.empty()) {
       return absl::UnavailableError(absl::StrCat("the runner of worker ", worker_id,
                                                  " is disconnected; try again"));
+    }
+    if (action == pb::Control::input && it->second.state != "waiting_input") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker ", worker_id, " is not waiting for input (it is ", it->second.state, ")"));
     }
     runner_id = it->second.runner_id;
     epoch = it->second.epoch;
@@ -672,6 +690,17 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     e.set_status(worker_state);
     e.set_exit_code(finished.exit_code());
     e.set_text(finished.error_message());
+    if (finished.has_artifacts()) {
+      std::string json;
+      (void)google::protobuf::util::MessageToJsonString(finished.artifacts(), &json);
+      PgBrokerStore::SetArtifacts(tx.sql(), a.task_id, json);
+      (void)google::protobuf::util::JsonStringToMessage(json, e.mutable_data());
+    }
+    if (finished.has_session() && !finished.session().session_id().empty()) {
+      pb::SessionSnapshot session = finished.session();
+      session.set_task_id(a.task_id);
+      PgBrokerStore::SaveSession(tx.sql(), session);
+    }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();
     tx.OnCommit([this, runner_id, worker_id, ack] {

@@ -3,8 +3,10 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 
 namespace buildd {
 const std::vector<Migration>& BrokerMigrationList();
@@ -25,7 +27,7 @@ std::string TaskColumns() {
       " t.provider, t.priority, t.state, t.attempts, t.max_attempts, t.epoch,"
       " COALESCE(t.worker_id::text, ''), t.exit_code, t.error, t.spec::text,"
       " COALESCE(t.created_by::text, ''), ",
-      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"));
+      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"), ", COALESCE(t.artifacts::text, '')");
 }
 
 TaskRecord TaskFromRow(const soci::row& r) {
@@ -47,6 +49,7 @@ TaskRecord TaskFromRow(const soci::row& r) {
   t.created_by = r.get<std::string>(14);
   t.created_at = r.get<std::string>(15);
   t.updated_at = r.get<std::string>(16);
+  t.artifacts_json = r.get<std::string>(17);
   return t;
 }
 
@@ -292,6 +295,54 @@ std::optional<WorkspaceRecord> PgBrokerStore::FindWorkspace(soci::session& sql,
        soci::use(id));
   for (const soci::row& r : rows) return WorkspaceFromRow(r);
   return std::nullopt;
+}
+
+void PgBrokerStore::SetArtifacts(soci::session& sql, const std::string& task_id,
+                                 const std::string& artifacts_json) {
+  sql << "UPDATE tasks SET artifacts = :a::jsonb WHERE id = :id", soci::use(artifacts_json),
+      soci::use(task_id);
+}
+
+void PgBrokerStore::SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& s) {
+  // bytea travels as base64 text: SOCI binds strings as text.
+  const std::string data = absl::Base64Escape(s.data());
+  sql << "INSERT INTO session_snapshots (task_id, provider, session_id, data)"
+         " VALUES (:t, :p, :s, decode(:d, 'base64')) ON CONFLICT (task_id) DO UPDATE SET"
+         " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
+         " created_at = now()",
+      soci::use(s.task_id()), soci::use(s.provider()), soci::use(s.session_id()), soci::use(data);
+}
+
+std::optional<::buildd::v1::SessionSnapshot> PgBrokerStore::FindSession(soci::session& sql,
+                                                                       const std::string& task_id,
+                                                                       bool with_data) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT provider, session_id, ",
+                                   with_data ? "encode(data, 'base64')" : "''",
+                                   " FROM session_snapshots WHERE task_id = :t"),
+       soci::use(task_id));
+  for (const soci::row& r : rows) {
+    ::buildd::v1::SessionSnapshot s;
+    s.set_task_id(task_id);
+    s.set_provider(r.get<std::string>(0));
+    s.set_session_id(r.get<std::string>(1));
+    std::string data;
+    // PostgreSQL's base64 output breaks lines every 76 characters.
+    if (!absl::Base64Unescape(absl::StrReplaceAll(r.get<std::string>(2), {{"\n", ""}}), &data)) {
+      return std::nullopt;
+    }
+    s.set_data(std::move(data));
+    return s;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetSession(
+    const std::string& task_id) {
+  return WithSession(pool_, "get session",
+                     [&](soci::session& sql) -> absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> {
+                       return FindSession(sql, task_id, /*with_data=*/false);
+                     });
 }
 
 std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const RunnerSlot& runner,

@@ -109,7 +109,13 @@ std::vector<pb::Event> ClaudeStreamParser::Parse(const std::string& line) {
         pb::Event e = NewEvent("tool_use", Str(block, "name"));
         PutString(e, "name", Str(block, "name"));
         PutString(e, "id", Str(block, "id"));
-        if (const Value* input = Field(block, "input")) Put(e, "input", *input);
+        if (const Value* input = Field(block, "input")) {
+          Put(e, "input", *input);
+          // Plan mode ends by offering the plan through this tool.
+          if (Str(block, "name") == "ExitPlanMode" && input->has_struct_value()) {
+            summary_.plan = Str(input->struct_value(), "plan");
+          }
+        }
         out.push_back(std::move(e));
       } else if (kind == "tool_result") {
         pb::Event e = NewEvent("tool_result", ContentText(Field(block, "content")));

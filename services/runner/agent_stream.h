@@ -19,6 +19,8 @@ struct AgentSummary {
   bool finished = false;  // a final result line was seen
   bool is_error = false;
   std::string result_text;
+  // The plan a planning pass offered (Claude: ExitPlanMode's input.plan).
+  std::string plan;
 };
 
 // Turns the machine output of a coding-agent CLI, one line at a time, into

@@ -67,7 +67,8 @@ std::string FindOnPath(const std::string& program) {
   return "";
 }
 
-std::vector<Capability> DetectCapabilities(const std::string& runner_version) {
+std::vector<Capability> DetectCapabilities(const std::string& runner_version,
+                                           ProviderSettings* providers) {
   std::vector<Capability> capabilities;
   utsname uts;
   if (uname(&uts) == 0) {
@@ -84,14 +85,21 @@ std::vector<Capability> DetectCapabilities(const std::string& runner_version) {
     capabilities.push_back({tool, version});
   }
   capabilities.push_back({kCommandProvider, runner_version});
-  for (const char* provider : {"claude", "codex"}) {
-    const std::string path = FindOnPath(provider);
+  for (std::string* configured : {&providers->claude_path, &providers->codex_path}) {
+    const std::string provider = configured == &providers->claude_path ? "claude" : "codex";
+    const std::string path = configured->empty() ? FindOnPath(provider) : *configured;
     if (path.empty()) continue;
     const std::string version = ToolVersion(path);
     if (version.empty()) {
-      Log()->debug("{} found at {} but `--version` failed; not reported", provider, path);
+      if (configured->empty()) {
+        Log()->debug("{} found at {} but `--version` failed; not reported", provider, path);
+      } else {
+        Log()->warn("{} at {} does not answer `--version`; not offered", provider, path);
+      }
+      configured->clear();
       continue;
     }
+    *configured = path;
     capabilities.push_back({provider, version});
   }
   return capabilities;

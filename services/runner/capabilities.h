@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "services/runner/agent_provider.h"
+
 namespace buildd::runner {
 
 // One thing this runner has, as reported in Hello.capabilities.
@@ -16,11 +18,14 @@ struct Capability {
 inline constexpr char kCommandProvider[] = "command";
 
 // Detects, once at start: "os" (uname: "Linux 6.1.0-18-amd64 x86_64"), the
-// tools "git", "node", "docker" and the providers "claude", "codex" when
-// found on PATH (with their `--version`), and always the provider "command"
-// (version = `runner_version`). Runs child processes; takes up to a few
-// seconds when a tool hangs.
-std::vector<Capability> DetectCapabilities(const std::string& runner_version);
+// tools "git", "node", "docker" and the providers "claude", "codex" — at
+// the paths `providers` names, else found on PATH — when they answer
+// `--version`, and always the provider "command" (version =
+// `runner_version`). Sets the providers' paths to what was found ("" when
+// not offered). Runs child processes; takes up to a few seconds when a tool
+// hangs.
+std::vector<Capability> DetectCapabilities(const std::string& runner_version,
+                                           ProviderSettings* providers);
 
 // The version number in a tool's `--version` output: "git version 2.39.2" →
 // "2.39.2", "v18.13.0" → "18.13.0", "Docker version 20.10.24+dfsg1, build x"

@@ -38,6 +38,17 @@ ABSL_FLAG(int, cancel_grace_ms, 10000, "Time between SIGTERM and SIGKILL when ca
 ABSL_FLAG(int, drain_timeout_ms, 60000,
           "On SIGTERM/SIGINT or Drain: how long running tasks may take before being canceled.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(std::string, claude, "", "The Claude Code CLI (default: `claude` on PATH).");
+ABSL_FLAG(std::string, codex, "", "The Codex CLI (default: `codex` on PATH).");
+ABSL_FLAG(std::string, claude_config_dir, "",
+          "Claude Code's configuration and session directory (default: $CLAUDE_CONFIG_DIR, "
+          "else ~/.claude).");
+ABSL_FLAG(std::string, codex_home, "", "Codex's home (default: $CODEX_HOME, else ~/.codex).");
+ABSL_FLAG(std::string, commit_author, "buildd <buildd@localhost>",
+          "The author of the commits tasks make, \"Name <email>\".");
+ABSL_FLAG(double, disk_high_watermark, 0.85,
+          "Used fraction of the work directory's disk above which old worktrees are removed.");
+ABSL_FLAG(double, disk_low_watermark, 0.70, "Remove old worktrees until the disk is below this.");
 
 namespace {
 
@@ -88,6 +99,9 @@ int main(int argc, char** argv) {
                              {"labels", "BUILDD_RUNNER_LABELS"},
                              {"listen", "BUILDD_RUNNER_LISTEN"},
                              {"work_dir", "BUILDD_WORK_DIR"},
+                             {"claude", "BUILDD_CLAUDE"},
+                             {"codex", "BUILDD_CODEX"},
+                             {"commit_author", "BUILDD_COMMIT_AUTHOR"},
                              {"log_level", "BUILDD_LOG_LEVEL"}},
                             "buildd-runner --api_key=KEY [--server=host:port] [flags]\n"
                             "Runs the tasks the buildd broker pushes to it.");
@@ -122,7 +136,29 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(agent_options.work_dir + "/tasks", ec);
   if (ec) return Fail("cannot create " + agent_options.work_dir + "/tasks: " + ec.message());
 
-  agent_options.capabilities = runner::DetectCapabilities(BUILDD_VERSION);
+  const double high_watermark = absl::GetFlag(FLAGS_disk_high_watermark);
+  const double low_watermark = absl::GetFlag(FLAGS_disk_low_watermark);
+  if (!(low_watermark >= 0 && low_watermark <= high_watermark && high_watermark <= 1)) {
+    return Fail("the disk watermarks must satisfy 0 <= --disk_low_watermark <= "
+                "--disk_high_watermark <= 1");
+  }
+  const std::string commit_author = absl::GetFlag(FLAGS_commit_author);
+  if (!runner::IsCommitAuthor(commit_author)) {
+    return Fail("--commit_author must look like \"Name <email>\"");
+  }
+  runner::GitWorkspaceOptions git_options;
+  git_options.high_watermark = high_watermark;
+  git_options.low_watermark = low_watermark;
+  runner::GitWorkspace git(agent_options.work_dir + "/git", git_options);
+  agent_options.git = &git;
+  agent_options.commit_author = commit_author;
+  runner::ProviderSettings providers;
+  providers.claude_path = absl::GetFlag(FLAGS_claude);
+  providers.codex_path = absl::GetFlag(FLAGS_codex);
+  providers.claude_config_dir = absl::GetFlag(FLAGS_claude_config_dir);
+  providers.codex_home = absl::GetFlag(FLAGS_codex_home);
+  agent_options.capabilities = runner::DetectCapabilities(BUILDD_VERSION, &providers);
+  agent_options.providers = runner::ResolveProviderSettings(providers);
   std::vector<std::string> described;
   for (const auto& capability : agent_options.capabilities) {
     described.push_back(capability.name + " " + capability.version);

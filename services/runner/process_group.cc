@@ -260,6 +260,8 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
   group->pid_ = pid;
   group->stdout_fd_ = out_pipe[0];
   group->stderr_fd_ = err_pipe[0];
+  group->stdout_lines_ = LineSplitter(options.max_line_bytes);
+  group->stderr_lines_ = LineSplitter(options.max_line_bytes);
   fcntl(group->stdout_fd_, F_SETFL, O_NONBLOCK);
   fcntl(group->stderr_fd_, F_SETFL, O_NONBLOCK);
 #ifdef SYS_pidfd_open

@@ -72,6 +72,8 @@ struct SpawnOptions {
   std::vector<std::pair<std::string, std::string>> env;
   // Removed from the inherited environment (e.g. the runner's own secrets).
   std::vector<std::string> unset_env;
+  // Longer output lines come out in chunks of this size.
+  size_t max_line_bytes = LineSplitter::kMaxLineBytes;
 };
 
 // A shell command running as the leader of its own process group, with

@@ -124,11 +124,13 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
     return;
   }
   if (draining_) return Reject(assign, "draining");
-  if (task.provider() != kCommandProvider) {
-    return Reject(assign, task.provider().empty()
-                              ? "the task names no provider"
-                              : absl::StrCat("provider ", task.provider(),
-                                             " is not available on this runner"));
+  if (task.provider().empty()) return Reject(assign, "the task names no provider");
+  const bool has_provider =
+      std::any_of(options_.capabilities.begin(), options_.capabilities.end(),
+                  [&](const Capability& c) { return c.name == task.provider(); });
+  if (task.provider() != kCommandProvider && !has_provider) {
+    return Reject(assign,
+                  absl::StrCat("provider ", task.provider(), " is not available on this runner"));
   }
   std::string workspace_id = task.workspace_id();
   if (workspace_id.empty()) workspace_id = assign.workspace().id();
@@ -163,7 +165,9 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
     return Reject(assign, absl::StrCat("runner at capacity: ", running, " of ", options_.max_tasks,
                                        " tasks running"));
   }
-  if (task.command().empty()) return Reject(assign, "the task has no command");
+  if (task.provider() == kCommandProvider && task.kind().empty() && task.command().empty()) {
+    return Reject(assign, "the task has no command");
+  }
 
   pb::RunnerMessage accept;
   accept.mutable_accept()->set_worker_id(worker_id);
@@ -175,7 +179,23 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   spec.worker_id = worker_id;
   spec.task_id = task.id();
   spec.workspace_id = workspace_id;
+  spec.title = task.title();
+  spec.provider = task.provider();
+  spec.kind = task.kind();
+  spec.revert_commit = task.revert_commit();
   spec.command = task.command();
+  spec.prompt = task.prompt();
+  spec.provider_options = task.provider_options();
+  spec.plan_first = task.plan_first();
+  spec.resume_session = assign.resume_session();
+  spec.repo_url = assign.workspace().repo_url();
+  spec.base_branch = task.base_branch().empty() ? assign.workspace().default_branch() : task.base_branch();
+  spec.work_branch = task.work_branch();
+  spec.auto_commit = task.auto_commit();
+  spec.push = task.push();
+  spec.git = options_.git;
+  spec.providers = options_.providers;
+  spec.commit_author = options_.commit_author;
   spec.timeout_seconds = task.timeout_seconds();
   // Sorted, so the child's environment does not depend on map order.
   std::map<std::string, std::string> env(assign.credentials().env().begin(),
@@ -229,8 +249,7 @@ void RunnerAgent::HandleControl(const pb::Control& control) {
       worker.executor->Cancel();
       break;
     case pb::Control::input:
-      Log()->info("worker={} input ignored: command tasks read no input ({} bytes)",
-                  control.worker_id(), control.text().size());
+      worker.executor->Input(control.text());
       break;
     default:
       break;
@@ -281,6 +300,8 @@ void RunnerAgent::OnTaskEvent(const std::string& worker_id, uint64_t generation,
   out.set_status(std::move(event.status));
   out.set_stream(std::move(event.stream));
   out.set_text(std::move(event.text));
+  out.set_exit_code(event.exit_code);
+  if (event.data.fields_size() > 0) *out.mutable_data() = std::move(event.data);
   out.set_runner_name(options_.name);
   pb::RunnerMessage message;
   *message.mutable_event() = outbox_.Append(worker_id, std::move(out));
@@ -307,6 +328,8 @@ void RunnerAgent::OnTaskFinished(const std::string& worker_id, uint64_t generati
   }
   finished.set_exit_code(result.exit_code);
   finished.set_error_message(std::move(result.error_message));
+  if (result.artifacts.has_value()) *finished.mutable_artifacts() = std::move(*result.artifacts);
+  if (result.session.has_value()) *finished.mutable_session() = std::move(*result.session);
   pb::RunnerMessage message;
   *message.mutable_finished() = outbox_.Finish(worker_id, std::move(finished));
   if (sink_ != nullptr) {

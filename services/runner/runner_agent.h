@@ -41,6 +41,10 @@ struct AgentOptions {
   // Tasks run in <work_dir>/tasks/<task id>.
   std::string work_dir;
   std::chrono::milliseconds cancel_grace{10000};
+  // Worktrees of tasks with a repository; null: such tasks fail.
+  GitWorkspace* git = nullptr;
+  ProviderSettings providers;
+  std::string commit_author = "buildd <buildd@localhost>";
 };
 
 // The runner's side of the protocol, without the transport: holds the

@@ -41,6 +41,14 @@ std::string DefaultWorkDir() {
   return std::string(home) + "/.buildd/runner";
 }
 
+bool IsCommitAuthor(const std::string& author) {
+  const size_t open = author.find(" <");
+  if (open == 0 || open == std::string::npos || author.back() != '>') return false;
+  const std::string email = author.substr(open + 2, author.size() - open - 3);
+  if (email.empty() || email.find_first_of("<> \n") != std::string::npos) return false;
+  return author.substr(0, open).find_first_of("<>\n") == std::string::npos;
+}
+
 std::string HostName() {
   char name[256] = {};
   if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "runner";

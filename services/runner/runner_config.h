@@ -17,6 +17,9 @@ std::vector<std::string> SplitLabels(const std::string& value);
 // $HOME/.buildd/runner, or /tmp/buildd-runner when HOME is unset.
 std::string DefaultWorkDir();
 
+// True for a git author of the form "Name <email>".
+bool IsCommitAuthor(const std::string& author);
+
 // This machine's host name, or "runner" when it has none.
 std::string HostName();
 

@@ -1,6 +1,7 @@
 #include "services/runner/task_executor.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "services/runner/process_group.h"
 
@@ -24,6 +27,50 @@ using std::chrono::milliseconds;
 // child still holding the pipes) before the rest of the group is killed.
 constexpr milliseconds kLeftoverOutputWait(2000);
 
+// The last lines of a stream, for an error message.
+class Tail {
+ public:
+  void Add(const std::string& line) {
+    if (line.empty()) return;
+    lines_.push_back(line.substr(0, 500));
+    if (lines_.size() > 5) lines_.erase(lines_.begin());
+  }
+  std::string Text() const { return absl::StrJoin(lines_, " | "); }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+TaskEvent FromEvent(const pb::Event& e) {
+  TaskEvent event;
+  event.type = e.type();
+  event.status = e.status();
+  event.stream = e.stream();
+  event.text = e.text();
+  event.exit_code = e.exit_code();
+  event.data = e.data();
+  return event;
+}
+
+void PutString(TaskEvent& e, const std::string& key, const std::string& value) {
+  (*e.data.mutable_fields())[key].set_string_value(value);
+}
+
+// What a human's answer to a plan means to the agent.
+std::string AnswerPrompt(const std::string& input, bool to_plan) {
+  const std::string word = absl::AsciiStrToLower(absl::StripAsciiWhitespace(input));
+  if (to_plan && (word.empty() || word == "approve" || word == "approved" || word == "yes" ||
+                  word == "ok" || word == "lgtm")) {
+    return "The plan is approved. Implement it now.";
+  }
+  return input;
+}
+
+bool EndsWithQuestion(const std::string& text) {
+  const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
+  return !trimmed.empty() && trimmed.back() == '?';
+}
+
 TaskEvent MakeEvent(std::string type, std::string status, std::string stream, std::string text) {
   TaskEvent event;
   event.type = std::move(type);
@@ -34,6 +81,8 @@ TaskEvent MakeEvent(std::string type, std::string status, std::string stream, st
 }
 
 TaskEvent StatusEvent(std::string status) { return MakeEvent("status", std::move(status), "", ""); }
+
+constexpr Clock::time_point kNever = Clock::time_point::max();
 
 milliseconds Until(Clock::time_point when, Clock::time_point now) {
   if (when == Clock::time_point::max()) return milliseconds::max();
@@ -75,13 +124,14 @@ void TaskExecutor::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
-void TaskExecutor::Pause() { Post(Action::kPause); }
-void TaskExecutor::Resume() { Post(Action::kResume); }
-void TaskExecutor::Cancel() { Post(Action::kCancel); }
+void TaskExecutor::Pause() { Post({ActionKind::kPause, ""}); }
+void TaskExecutor::Resume() { Post({ActionKind::kResume, ""}); }
+void TaskExecutor::Cancel() { Post({ActionKind::kCancel, ""}); }
+void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
 
 void TaskExecutor::Kill() {
   killed_.store(true);
-  Post(Action::kKill);
+  Post({ActionKind::kKill, ""});
 }
 
 bool TaskExecutor::done() const {
@@ -96,7 +146,7 @@ void TaskExecutor::Join() {
 void TaskExecutor::Post(Action action) {
   {
     absl::MutexLock lock(&mu_);
-    actions_.push_back(action);
+    actions_.push_back(std::move(action));
   }
   if (wake_write_ >= 0) {
     const char byte = 1;
@@ -122,170 +172,404 @@ void TaskExecutor::Emit(TaskEvent event) {
   if (callbacks_.on_event) callbacks_.on_event(std::move(event));
 }
 
-void TaskExecutor::Run() {
-  const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
-  const auto finish = [&](TaskResult result) {
-    if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
-    absl::MutexLock lock(&mu_);
-    done_ = true;
-  };
-  const auto fail_to_start = [&](const std::string& message) {
-    Log()->warn("{} cannot start: {}", log_ids, message);
-    Emit(MakeEvent("error", "", "", message));
-    TaskResult result;
-    result.outcome = TaskOutcome::kError;
-    result.exit_code = -1;
-    result.error_message = message;
-    finish(std::move(result));
-  };
+void TaskExecutor::Terminate(ProcessGroup* group, Stop why, bool* paused) {
+  stop_ = why;
+  if (group == nullptr) return;
+  group->Signal(SIGTERM).IgnoreError();
+  // A stopped process only sees SIGTERM once continued.
+  if (*paused) group->Signal(SIGCONT).IgnoreError();
+  *paused = false;
+  kill_at_ = Clock::now() + cancel_grace_;
+}
 
-  const std::string dir =
-      absl::StrCat(spec_.tasks_dir, "/",
-                   SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id));
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    fail_to_start(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-    return;
+void TaskExecutor::ApplyActions(ProcessGroup* group, bool exited, bool* paused) {
+  for (Action& action : TakeActions()) {
+    if (action.kind == ActionKind::kKill) {
+      stop_ = Stop::kKill;
+      if (group != nullptr) group->Signal(SIGKILL).IgnoreError();
+      continue;
+    }
+    if (action.kind == ActionKind::kInput) {
+      inputs_.push_back(std::move(action.text));
+      continue;
+    }
+    if (stop_ != Stop::kNone) continue;
+    switch (action.kind) {
+      case ActionKind::kPause:
+        if (group != nullptr && !exited && !*paused && group->Signal(SIGSTOP).ok()) {
+          *paused = true;
+          Emit(StatusEvent("paused"));
+        }
+        break;
+      case ActionKind::kResume:
+        if (group != nullptr && !exited && *paused && group->Signal(SIGCONT).ok()) {
+          *paused = false;
+          Emit(StatusEvent("running"));
+        }
+        break;
+      case ActionKind::kCancel:
+        Log()->info("worker={} canceling: SIGTERM, SIGKILL in {} ms", spec_.worker_id,
+                    cancel_grace_.count());
+        Terminate(exited ? nullptr : group, Stop::kCancel, paused);
+        break;
+      default:
+        break;
+    }
   }
+}
 
-  SpawnOptions options;
-  options.command = spec_.command;
-  options.working_dir = dir;
-  options.env = {{"BUILDD_TASK_ID", spec_.task_id},
-                 {"BUILDD_WORKER_ID", spec_.worker_id},
-                 {"BUILDD_WORKSPACE_ID", spec_.workspace_id}};
-  options.env.insert(options.env.end(), spec_.env.begin(), spec_.env.end());
-  options.unset_env = {kApiKeyEnv};
-  auto spawned = ProcessGroup::Spawn(options);
+TaskExecutor::ProcessEnd TaskExecutor::RunProcess(const SpawnOptions& options,
+                                                  const LineFn& on_line) {
+  ProcessEnd end;
+  SpawnOptions spawn = options;
+  spawn.env.insert(spawn.env.begin(), {{"BUILDD_TASK_ID", spec_.task_id},
+                                       {"BUILDD_WORKER_ID", spec_.worker_id},
+                                       {"BUILDD_WORKSPACE_ID", spec_.workspace_id}});
+  spawn.env.insert(spawn.env.end(), spec_.env.begin(), spec_.env.end());
+  spawn.unset_env.push_back(kApiKeyEnv);
+  auto spawned = ProcessGroup::Spawn(spawn);
   if (!spawned.ok()) {
-    fail_to_start(std::string(spawned.status().message()));
-    return;
+    end.start_error = std::string(spawned.status().message());
+    return end;
   }
+  end.started = true;
   std::unique_ptr<ProcessGroup> group = std::move(spawned).value();
-  Log()->info("{} started pid={} dir={}", log_ids, group->pid(), dir);
-  Emit(MakeEvent("started", "", "", spec_.command));
-
-  const auto on_line = [&](OutputStream stream, std::string line) {
-    Emit(MakeEvent("output", "", OutputStreamName(stream), std::move(line)));
+  Log()->info("worker={} task={} pid={} dir={}", spec_.worker_id, spec_.task_id, group->pid(),
+              spawn.working_dir);
+  const ProcessGroup::LineFn lines = [&](OutputStream stream, std::string line) {
+    on_line(stream == OutputStream::kStderr, std::move(line));
   };
 
-  enum class Stop { kNone, kCancel, kTimeout, kKill };
-  Stop stop = Stop::kNone;
   bool paused = false;
-  const Clock::time_point started_at = Clock::now();
-  constexpr Clock::time_point kNever = Clock::time_point::max();
-  const Clock::time_point timeout_at =
-      spec_.timeout_seconds > 0 ? started_at + std::chrono::seconds(spec_.timeout_seconds) : kNever;
-  Clock::time_point kill_at = kNever;       // SIGKILL escalation after SIGTERM
+  kill_at_ = kNever;
   Clock::time_point leftovers_at = kNever;  // give up on output after the exit
   std::optional<ExitStatus> exit;
-
-  const auto terminate = [&](Stop why) {
-    stop = why;
-    group->Signal(SIGTERM).IgnoreError();
-    // A stopped process only sees SIGTERM once continued.
-    if (paused) group->Signal(SIGCONT).IgnoreError();
-    paused = false;
-    kill_at = Clock::now() + cancel_grace_;
-  };
+  // Stopped before it started (canceled while preparing): end it now.
+  if (stop_ != Stop::kNone) Terminate(group.get(), stop_, &paused);
 
   while (true) {
-    for (Action action : TakeActions()) {
-      if (action == Action::kKill) {
-        stop = Stop::kKill;
-        group->Signal(SIGKILL).IgnoreError();
-        continue;
-      }
-      if (exit.has_value() || stop != Stop::kNone) continue;
-      switch (action) {
-        case Action::kPause:
-          if (!paused && group->Signal(SIGSTOP).ok()) {
-            paused = true;
-            Emit(StatusEvent("paused"));
-          }
-          break;
-        case Action::kResume:
-          if (paused && group->Signal(SIGCONT).ok()) {
-            paused = false;
-            Emit(StatusEvent("running"));
-          }
-          break;
-        case Action::kCancel:
-          Log()->info("{} canceling: SIGTERM, SIGKILL in {} ms", log_ids, cancel_grace_.count());
-          terminate(Stop::kCancel);
-          break;
-        case Action::kKill:
-          break;
-      }
-    }
-
+    ApplyActions(group.get(), exit.has_value(), &paused);
+    if (stop_ == Stop::kKill) group->Signal(SIGKILL).IgnoreError();
     Clock::time_point now = Clock::now();
     if (!exit.has_value()) {
-      if (stop == Stop::kNone && now >= timeout_at) {
-        Log()->info("{} timed out after {} s", log_ids, spec_.timeout_seconds);
-        terminate(Stop::kTimeout);
+      if (stop_ == Stop::kNone && now >= deadline_) {
+        Log()->info("worker={} timed out after {} s", spec_.worker_id, spec_.timeout_seconds);
+        Terminate(group.get(), Stop::kTimeout, &paused);
       }
-      if (now >= kill_at) {
-        Log()->info("{} still alive after the grace period: SIGKILL", log_ids);
+      if (now >= kill_at_) {
+        Log()->info("worker={} still alive after the grace period: SIGKILL", spec_.worker_id);
         group->Signal(SIGKILL).IgnoreError();
-        kill_at = kNever;
+        kill_at_ = kNever;
       }
       exit = group->PollExit();
       if (exit.has_value()) {
         // Once the task is being stopped, nothing of it may linger.
-        leftovers_at = stop == Stop::kNone ? now + kLeftoverOutputWait : now;
+        leftovers_at = stop_ == Stop::kNone ? now + kLeftoverOutputWait : now;
       }
     }
     if (exit.has_value()) {
       if (group->output_closed()) break;
       if (now >= leftovers_at) {
         group->Signal(SIGKILL).IgnoreError();
-        group->CloseOutput(on_line);
+        group->CloseOutput(lines);
         break;
       }
     }
-
     milliseconds wait(1000);
-    if (!exit.has_value() && stop == Stop::kNone) wait = std::min(wait, Until(timeout_at, now));
-    if (!exit.has_value()) wait = std::min(wait, Until(kill_at, now));
+    if (!exit.has_value() && stop_ == Stop::kNone) wait = std::min(wait, Until(deadline_, now));
+    if (!exit.has_value()) wait = std::min(wait, Until(kill_at_, now));
     wait = std::min(wait, Until(leftovers_at, now));
-    group->Pump(wait, wake_read_, on_line);
+    group->Pump(wait, wake_read_, lines);
   }
-
-  group->FlushLines(on_line);
+  group->FlushLines(lines);
   // Background processes that closed their output would outlive the task.
   group->Signal(SIGKILL).IgnoreError();
   group->Reap();
+  end.exit_code = exit->exit_code;
+  end.success = exit->success();
+  end.describe = exit->Describe();
+  return end;
+}
+
+std::optional<std::string> TaskExecutor::WaitForInput() {
+  bool paused = false;
+  while (true) {
+    ApplyActions(nullptr, /*exited=*/true, &paused);
+    if (stop_ != Stop::kNone) return std::nullopt;
+    if (!inputs_.empty()) {
+      std::string input = std::move(inputs_.front());
+      inputs_.erase(inputs_.begin());
+      return input;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline_) {
+      stop_ = Stop::kTimeout;
+      return std::nullopt;
+    }
+    pollfd wake{wake_read_, POLLIN, 0};
+    const milliseconds wait = std::min(milliseconds(60000), Until(deadline_, now));
+    poll(&wake, 1, static_cast<int>(wait.count()));
+  }
+}
+
+void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Artifacts* artifacts) {
+  const std::string& provider = spec_.provider;
+  result->outcome = TaskOutcome::kError;
+  result->exit_code = -1;
+  absl::StatusOr<ProviderOptions> options = ParseProviderOptions(spec_.provider_options);
+  if (!options.ok()) {
+    result->error_message = std::string(options.status().message());
+    return;
+  }
+  std::string session_id;
+  if (!spec_.resume_session.session_id().empty()) {
+    session_id = spec_.resume_session.session_id();
+    if (!spec_.resume_session.data().empty()) {
+      absl::Status restored = RestoreSessionSnapshot(provider, spec_.providers, session_id,
+                                                     spec_.resume_session.data(), dir);
+      if (!restored.ok()) {
+        result->error_message =
+            absl::StrCat("cannot restore session ", session_id, ": ", restored.message());
+        return;
+      }
+    }
+    TaskEvent e = MakeEvent("session", "", "", session_id);
+    PutString(e, "resumedFrom", spec_.resume_session.task_id());
+    Emit(std::move(e));
+  }
+
+  AgentRun run;
+  run.prompt = spec_.prompt;
+  run.session_id = session_id;
+  run.plan = spec_.plan_first;
+  double cost = 0;
+  while (true) {
+    std::unique_ptr<AgentStreamParser> parser = MakeStreamParser(provider);
+    Tail stderr_tail;
+    const ProcessEnd end = RunProcess(
+        AgentCommand(provider, spec_.providers, *options, run, dir),
+        [&](bool is_stderr, std::string line) {
+          if (is_stderr) {
+            stderr_tail.Add(line);
+            Emit(MakeEvent("output", "", "stderr", std::move(line)));
+            return;
+          }
+          for (const pb::Event& e : parser->Parse(line)) Emit(FromEvent(e));
+        });
+    const AgentSummary& summary = parser->summary();
+    if (!summary.session_id.empty()) session_id = summary.session_id;
+    if (summary.total_cost_usd.has_value()) cost += *summary.total_cost_usd;
+    artifacts->set_session_id(session_id);
+    artifacts->set_cost_usd(cost);
+    result->exit_code = end.exit_code;
+    if (!end.started) {
+      result->error_message = absl::StrCat("cannot start ", provider, ": ", end.start_error);
+      return;
+    }
+    if (stop_ != Stop::kNone) return;
+    if (summary.is_error) {
+      result->error_message = absl::StrCat(provider, " reported an error: ",
+                                           summary.result_text.empty() ? end.describe
+                                                                       : summary.result_text);
+      return;
+    }
+    if (!end.success || !summary.finished) {
+      const std::string tail = stderr_tail.Text();
+      result->error_message =
+          absl::StrCat(provider, " ", end.success ? "ended without a result" : "failed", " (",
+                       end.describe, ")", tail.empty() ? "" : ": ", tail);
+      return;
+    }
+
+    // Plan first: post the plan and wait; a plan-first task also waits on a
+    // question that ends a turn.
+    const bool planning = run.plan;
+    if (planning) {
+      const std::string plan = summary.plan.empty() ? summary.result_text : summary.plan;
+      artifacts->set_plan(plan);
+      TaskEvent e = MakeEvent("plan", "", "", plan);
+      PutString(e, "sessionId", session_id);
+      Emit(std::move(e));
+    } else if (spec_.plan_first && EndsWithQuestion(summary.result_text)) {
+      Emit(MakeEvent("question", "", "", summary.result_text));
+    } else {
+      result->outcome = TaskOutcome::kCompleted;
+      result->exit_code = 0;
+      break;
+    }
+    if (session_id.empty()) {
+      result->error_message = absl::StrCat(provider, " reported no session id to continue");
+      return;
+    }
+    Emit(StatusEvent("waiting_input"));
+    std::optional<std::string> input = WaitForInput();
+    if (!input.has_value()) return;
+    Emit(MakeEvent("input", "", "", *input));
+    Emit(StatusEvent("running"));
+    run.prompt = AnswerPrompt(*input, planning);
+    run.session_id = session_id;
+    run.plan = false;
+  }
+
+  if (!session_id.empty()) {
+    absl::StatusOr<std::string> transcript =
+        ReadSessionSnapshot(provider, spec_.providers, session_id);
+    if (!transcript.ok()) {
+      Log()->warn("worker={} no session transcript to keep: {}", spec_.worker_id,
+                  transcript.status().message());
+    } else if (transcript->size() > spec_.max_snapshot_bytes) {
+      Log()->warn("worker={} session transcript of {} bytes is over the {} byte limit: not kept",
+                  spec_.worker_id, transcript->size(), spec_.max_snapshot_bytes);
+    } else {
+      pb::SessionSnapshot snapshot;
+      snapshot.set_task_id(spec_.task_id);
+      snapshot.set_provider(provider);
+      snapshot.set_session_id(session_id);
+      snapshot.set_data(std::move(*transcript));
+      result->session = std::move(snapshot);
+    }
+  }
+}
+
+void TaskExecutor::Run() {
+  const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
+  if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+  std::optional<Worktree> tree;
+  const auto finish = [&](TaskResult result) {
+    if (tree.has_value()) spec_.git->Release(tree->name);
+    if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  };
+  const auto fail = [&](const std::string& message, TaskResult result) {
+    Log()->warn("{} failed: {}", log_ids, message);
+    Emit(MakeEvent("error", "", "", message));
+    result.outcome = TaskOutcome::kError;
+    result.error_message = message;
+    finish(std::move(result));
+  };
+  const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
+  const bool revert = spec_.kind == "revert";
+  Emit(MakeEvent("started", "", "",
+                 agent    ? absl::StrCat(spec_.provider, ": ", spec_.title.empty() ? spec_.prompt : spec_.title)
+                 : revert ? absl::StrCat("revert ", spec_.revert_commit, " on ", spec_.work_branch)
+                          : spec_.command));
+
+  // The directory: a worktree of the repository, or a plain one.
+  const GitWorkspace::Progress progress = [&](const std::string& stage, const std::string& message) {
+    TaskEvent e = MakeEvent("git", "", "", message);
+    PutString(e, "stage", stage);
+    Emit(std::move(e));
+  };
+  std::string dir;
+  pb::Artifacts artifacts;
+  TaskResult none;
+  none.exit_code = -1;
+  if (!spec_.repo_url.empty()) {
+    if (spec_.git == nullptr) return fail("this runner keeps no git worktrees", none);
+    absl::StatusOr<Worktree> prepared =
+        spec_.git->Prepare(spec_.repo_url, spec_.base_branch, spec_.work_branch,
+                           SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id),
+                           progress);
+    if (!prepared.ok()) return fail(std::string(prepared.status().message()), none);
+    tree = *prepared;
+    dir = tree->path;
+    artifacts.set_branch(tree->branch);
+    artifacts.set_base_sha(tree->base_sha);
+  } else if (revert) {
+    return fail("a revert needs a workspace with a repository (repoUrl)", none);
+  } else {
+    dir = absl::StrCat(spec_.tasks_dir, "/",
+                       SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id));
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail(absl::StrCat("cannot create ", dir, ": ", ec.message()), none);
+  }
+  {
+    bool paused = false;
+    ApplyActions(nullptr, /*exited=*/true, &paused);  // canceled while preparing?
+  }
 
   TaskResult result;
-  result.exit_code = exit->exit_code;
-  switch (stop) {
+  result.outcome = TaskOutcome::kCompleted;
+  std::optional<CommitResult> commit;
+  if (revert) {
+    if (stop_ == Stop::kNone) {
+      absl::StatusOr<CommitResult> reverted = spec_.git->Revert(
+          *tree, spec_.revert_commit, spec_.commit_author, spec_.max_patch_bytes, progress);
+      if (!reverted.ok()) return fail(std::string(reverted.status().message()), none);
+      commit = *reverted;
+    }
+  } else if (agent) {
+    RunAgent(dir, &result, &artifacts);
+  } else {
+    SpawnOptions options;
+    options.command = spec_.command;
+    options.working_dir = dir;
+    const ProcessEnd end = RunProcess(options, [&](bool is_stderr, std::string line) {
+      Emit(MakeEvent("output", "", is_stderr ? "stderr" : "stdout", std::move(line)));
+    });
+    if (!end.started) return fail(end.start_error, none);
+    result.exit_code = end.exit_code;
+    if (!end.success) {
+      result.outcome = TaskOutcome::kError;
+      result.error_message = end.describe;
+    }
+  }
+
+  switch (stop_) {
     case Stop::kKill:
       Log()->info("{} killed", log_ids);
-      finish(result);  // suppressed by killed_
+      finish(std::move(result));  // suppressed by killed_
       return;
     case Stop::kCancel:
       Emit(StatusEvent("canceled"));
       result.outcome = TaskOutcome::kCanceled;
-      result.error_message = absl::StrCat("canceled (", exit->Describe(), ")");
-      break;
+      result.error_message = "canceled";
+      if (tree.has_value()) result.artifacts = artifacts;
+      Log()->info("{} canceled; its directory {} is kept", log_ids, dir);
+      finish(std::move(result));
+      return;
     case Stop::kTimeout:
-      result.outcome = TaskOutcome::kError;
-      result.error_message = absl::StrCat("timed out after ", spec_.timeout_seconds, " s");
-      Emit(MakeEvent("error", "", "", result.error_message));
-      break;
+      return fail(absl::StrCat("timed out after ", spec_.timeout_seconds, " s"), std::move(result));
     case Stop::kNone:
-      if (exit->success()) {
-        result.outcome = TaskOutcome::kCompleted;
-      } else {
-        result.outcome = TaskOutcome::kError;
-        result.error_message = exit->Describe();
-      }
       break;
   }
-  Log()->info("{} finished: {}", log_ids,
-              result.error_message.empty() ? exit->Describe() : result.error_message);
+  if (result.outcome != TaskOutcome::kCompleted) {
+    if (agent || tree.has_value()) result.artifacts = artifacts;
+    // A command's exit code speaks for itself; an agent's failure gets an
+    // "error" event with the reason.
+    if (agent) return fail(result.error_message, std::move(result));
+    Log()->info("{} finished: {}", log_ids, result.error_message);
+    finish(std::move(result));
+    return;
+  }
+
+  // Finish: commit and push what the task changed.
+  if (tree.has_value() && !revert && spec_.auto_commit) {
+    const std::string subject = spec_.title.empty() ? spec_.prompt.substr(0, 72) : spec_.title;
+    absl::StatusOr<CommitResult> committed = spec_.git->CommitAll(
+        *tree, absl::StrCat(subject.empty() ? "buildd task" : subject, "\n\nbuildd-task: ", spec_.task_id),
+        spec_.commit_author, spec_.max_patch_bytes, progress);
+    if (!committed.ok()) return fail(std::string(committed.status().message()), std::move(result));
+    commit = *committed;
+  }
+  if (commit.has_value()) {
+    artifacts.set_commit_sha(commit->sha);
+    artifacts.set_diff_stat(commit->diff_stat);
+    artifacts.set_patch(commit->patch);
+    artifacts.set_patch_truncated(commit->patch_truncated);
+  }
+  if (tree.has_value() && spec_.push && commit.has_value() && commit->changed) {
+    absl::Status pushed = spec_.git->Push(*tree, progress);
+    if (!pushed.ok()) return fail(std::string(pushed.message()), std::move(result));
+    artifacts.set_pushed(true);
+  }
+  if (tree.has_value() || agent) {
+    if (agent) artifacts.set_provider(spec_.provider);
+    result.artifacts = artifacts;
+  }
+  Log()->info("{} completed", log_ids);
   finish(std::move(result));
 }
 

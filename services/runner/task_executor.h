@@ -5,22 +5,49 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/struct.pb.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "buildd/v1/common.pb.h"
+#include "buildd/v1/runner.pb.h"
+#include "services/runner/agent_provider.h"
+#include "services/runner/git_workspace.h"
 
 namespace buildd::runner {
 
-// One `command` task as the executor needs it.
+// One task as the executor needs it.
 struct TaskSpec {
   std::string worker_id;
   std::string task_id;
   std::string workspace_id;
+  std::string title;
+  // "command", "claude" or "codex".
+  std::string provider = "command";
+  // "" runs the provider; "revert" reverts `revert_commit` on the work branch.
+  std::string kind;
+  std::string revert_commit;
+  // The shell command of the command provider; the agents' prompt.
   std::string command;
+  std::string prompt;
+  google::protobuf::Struct provider_options;
+  // Agents: a planning pass first, then wait for approval or an answer.
+  bool plan_first = false;
+  // Non-empty session_id: continue that session (resume_from); the data,
+  // when present, is written where the provider looks for it first.
+  pb::SessionSnapshot resume_session;
+  // The repository; empty: the task runs in <tasks_dir>/<task id>.
+  std::string repo_url;
+  std::string base_branch;
+  std::string work_branch;
+  bool auto_commit = false;
+  bool push = false;
   // > 0: the task is stopped like a cancel once it ran this long.
   int timeout_seconds = 0;
   // Added to the child's environment after BUILDD_TASK_ID,
@@ -28,14 +55,26 @@ struct TaskSpec {
   std::vector<std::pair<std::string, std::string>> env;
   // The task runs in <tasks_dir>/<task id> (created when missing).
   std::string tasks_dir;
+  // Runner-wide: worktrees (required when repo_url is set), the agent CLIs,
+  // the commit author ("Name <email>") and the patch size cap.
+  GitWorkspace* git = nullptr;
+  ProviderSettings providers;
+  std::string commit_author = "buildd <buildd@localhost>";
+  size_t max_patch_bytes = 256 * 1024;
+  size_t max_snapshot_bytes = 32 << 20;
 };
 
 // What the executor reports; the caller numbers and wraps them.
 struct TaskEvent {
-  std::string type;    // "started", "output", "status", "error"
-  std::string status;  // for "status": "paused", "running", "canceled"
+  // "started", "output", "status", "error", "git", "plan", "question",
+  // "input", and the agents' "session", "assistant_message", "tool_use",
+  // "tool_result", "result".
+  std::string type;
+  std::string status;  // for "status": "paused", "running", "waiting_input", "canceled"
   std::string stream;  // for "output": "stdout" or "stderr"
   std::string text;
+  int exit_code = 0;
+  google::protobuf::Struct data;
 };
 
 enum class TaskOutcome { kCompleted, kError, kCanceled };
@@ -45,6 +84,10 @@ struct TaskResult {
   // The exit code, or 128 + signal when a signal ended the process.
   int exit_code = 0;
   std::string error_message;
+  // What the task left (tasks with a repository or an agent).
+  std::optional<pb::Artifacts> artifacts;
+  // The agent session to continue later (resume_from), when one was stored.
+  std::optional<pb::SessionSnapshot> session;
 };
 
 // The callbacks run on the executor's own thread, one at a time, in the
@@ -59,9 +102,17 @@ struct TaskCallbacks {
 // Environment variables the runner keeps from tasks.
 inline constexpr char kApiKeyEnv[] = "BUILDD_API_KEY";
 
-// Runs one `command` task on its own thread: creates its directory, spawns
-// `/bin/sh -c <command>` in a new process group, turns its output into
-// "output" events, applies controls and the timeout, and reports the result.
+// Runs one task on its own thread:
+//  1. "started"; the directory: with a repository a worktree on the work
+//     branch ("git" events of each stage), else <tasks_dir>/<task id>.
+//  2. the provider in a new process group: `command` as `/bin/sh -c`, its
+//     lines "output" events; `claude`/`codex` with their machine output
+//     parsed into typed events. Plan-first agents run a planning pass, post
+//     a "plan" event, go "waiting_input" and continue the same session with
+//     the answer given to Input(); so does a question that ends a turn of a
+//     plan-first task. A "revert" task reverts its commit instead.
+//  3. on success with a repository: commit (autoCommit) and push (push);
+//     the result carries the artifacts and the agent's session transcript.
 //
 // Events: "started" (text = command) once spawned; "output" per line;
 // "status" paused/running on Pause()/Resume(); on Cancel(): SIGTERM to the
@@ -87,6 +138,8 @@ class TaskExecutor {
   void Pause();
   void Resume();
   void Cancel();
+  // The human's answer to a task waiting for input; ignored otherwise.
+  void Input(std::string text);
   // SIGKILL to the group right away and no further callbacks, except one
   // that may already be under way: owners must tolerate a late callback.
   void Kill();
@@ -99,15 +152,42 @@ class TaskExecutor {
   const TaskSpec& spec() const { return spec_; }
 
  private:
-  enum class Action { kPause, kResume, kCancel, kKill };
+  enum class ActionKind { kPause, kResume, kCancel, kKill, kInput };
+  struct Action {
+    ActionKind kind;
+    std::string text;
+  };
+  enum class Stop { kNone, kCancel, kTimeout, kKill };
+  struct ProcessEnd {
+    bool started = false;  // false: the spawn failed (start_error says why)
+    std::string start_error;
+    int exit_code = 0;
+    bool success = false;
+    std::string describe;  // "exit code 3", "killed by signal 9"
+  };
+  using LineFn = std::function<void(bool is_stderr, std::string line)>;
 
   void Post(Action action);
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
+  // Runs one process to its end under the controls and the deadline.
+  ProcessEnd RunProcess(const SpawnOptions& options, const LineFn& on_line);
+  // Waits for Input(); nullopt when the task is stopped meanwhile.
+  std::optional<std::string> WaitForInput();
+  // Applies pause/resume/cancel/kill; inputs are kept for WaitForInput().
+  void ApplyActions(ProcessGroup* group, bool exited, bool* paused);
+  void Terminate(ProcessGroup* group, Stop why, bool* paused);
+  // The provider step of an agent task; fills `result` (outcome, error,
+  // session) and `artifacts` (session id, cost, plan).
+  void RunAgent(const std::string& dir, TaskResult* result, pb::Artifacts* artifacts);
 
   const TaskSpec spec_;
   const std::chrono::milliseconds cancel_grace_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point kill_at_ = std::chrono::steady_clock::time_point::max();
+  Stop stop_ = Stop::kNone;
+  std::vector<std::string> inputs_;  // answers not consumed yet
   const TaskCallbacks callbacks_;
   int wake_read_ = -1;
   int wake_write_ = -1;

@@ -38,7 +38,8 @@ TEST(CapabilitiesTest, ParseVersionFindsTheVersionWord) {
 }
 
 TEST(CapabilitiesTest, AlwaysReportsOsAndCommandProvider) {
-  const std::vector<Capability> capabilities = DetectCapabilities("9.9.9");
+  ProviderSettings providers;
+  const std::vector<Capability> capabilities = DetectCapabilities("9.9.9", &providers);
   bool os = false, command = false;
   for (const Capability& capability : capabilities) {
     if (capability.name == "os") os = !capability.version.empty();

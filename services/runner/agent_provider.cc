@@ -1,0 +1,273 @@
+#include "services/runner/agent_provider.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+
+namespace buildd::runner {
+namespace {
+
+namespace fs = std::filesystem;
+using google::protobuf::Struct;
+using google::protobuf::Value;
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+std::string HomeDir() { return EnvOr("HOME", "/root"); }
+
+absl::Status BadOption(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("providerOptions.", field, " ", what));
+}
+
+absl::StatusOr<std::string> StringOption(const Value& v, const std::string& field) {
+  if (!v.has_string_value()) return BadOption(field, "must be a string");
+  return v.string_value();
+}
+
+// "Bash Edit", "Bash,Edit" or ["Bash", "Edit"] → "Bash Edit".
+absl::StatusOr<std::string> ToolsOption(const Value& v, const std::string& field) {
+  std::vector<std::string> tools;
+  if (v.has_string_value()) {
+    for (absl::string_view t : absl::StrSplit(v.string_value(), absl::ByAnyChar(" ,"), absl::SkipEmpty())) {
+      tools.emplace_back(t);
+    }
+  } else if (v.has_list_value()) {
+    for (const Value& t : v.list_value().values()) {
+      if (!t.has_string_value() || t.string_value().empty()) {
+        return BadOption(field, "must hold tool names (strings)");
+      }
+      tools.push_back(t.string_value());
+    }
+  } else {
+    return BadOption(field, "must be a string or a list of strings");
+  }
+  return absl::StrJoin(tools, " ");
+}
+
+// A session id names a file: letters, digits, '-' and '_' only.
+absl::Status CheckSessionId(const std::string& id) {
+  if (id.empty() || id.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat("bad session id \"", id, "\""));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      return absl::InvalidArgumentError(absl::StrCat("bad session id \"", id, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+absl::Status WriteFile(const fs::path& path, const std::string& data) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", path.parent_path().string(), ": ", ec.message()));
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << data;
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp.string(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// The first file under `root` whose name ends with `suffix`.
+std::optional<fs::path> FindFile(const fs::path& root, const std::string& suffix) {
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
+  if (ec) return std::nullopt;
+  for (const fs::directory_entry& entry : it) {
+    if (entry.is_regular_file(ec) && absl::EndsWith(entry.path().filename().string(), suffix)) {
+      return entry.path();
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ProviderSettings ResolveProviderSettings(ProviderSettings settings) {
+  if (settings.claude_config_dir.empty()) {
+    settings.claude_config_dir = EnvOr("CLAUDE_CONFIG_DIR", HomeDir() + "/.claude");
+  }
+  if (settings.codex_home.empty()) settings.codex_home = EnvOr("CODEX_HOME", HomeDir() + "/.codex");
+  return settings;
+}
+
+absl::StatusOr<ProviderOptions> ParseProviderOptions(const Struct& options) {
+  ProviderOptions out;
+  for (const auto& [key, value] : options.fields()) {
+    if (key == "model") {
+      BUILDD_ASSIGN_OR_RETURN(out.model, StringOption(value, key));
+    } else if (key == "permissionMode") {
+      BUILDD_ASSIGN_OR_RETURN(out.permission_mode, StringOption(value, key));
+      static const char* const kModes[] = {"acceptEdits", "bypassPermissions", "default", "plan",
+                                           "dontAsk", "auto"};
+      if (std::find(std::begin(kModes), std::end(kModes), out.permission_mode) == std::end(kModes)) {
+        return BadOption(key, absl::StrCat("must be one of acceptEdits, bypassPermissions, default, "
+                                           "dontAsk, auto or plan, not \"",
+                                           out.permission_mode, "\""));
+      }
+    } else if (key == "allowedTools") {
+      BUILDD_ASSIGN_OR_RETURN(out.allowed_tools, ToolsOption(value, key));
+    } else if (key == "disallowedTools") {
+      BUILDD_ASSIGN_OR_RETURN(out.disallowed_tools, ToolsOption(value, key));
+    } else if (key == "maxTurns") {
+      if (!value.has_number_value() || value.number_value() < 1 || value.number_value() > 10000 ||
+          value.number_value() != static_cast<int>(value.number_value())) {
+        return BadOption(key, "must be a whole number from 1 to 10000");
+      }
+      out.max_turns = static_cast<int>(value.number_value());
+    } else if (key == "appendSystemPrompt") {
+      BUILDD_ASSIGN_OR_RETURN(out.append_system_prompt, StringOption(value, key));
+    } else if (key == "sandbox") {
+      BUILDD_ASSIGN_OR_RETURN(out.sandbox, StringOption(value, key));
+      if (out.sandbox != "read-only" && out.sandbox != "workspace-write" &&
+          out.sandbox != "danger-full-access") {
+        return BadOption(key, "must be read-only, workspace-write or danger-full-access");
+      }
+    } else {
+      return BadOption(key, "is not a known option (model, permissionMode, allowedTools, "
+                            "disallowedTools, maxTurns, appendSystemPrompt, sandbox)");
+    }
+  }
+  for (char c : out.model) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_' &&
+        c != ':' && c != '[' && c != ']' && c != '/' && c != '@') {
+      return BadOption("model", absl::StrCat("\"", out.model, "\" is not a model name"));
+    }
+  }
+  return out;
+}
+
+SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& settings,
+                          const ProviderOptions& options, const AgentRun& run,
+                          const std::string& dir) {
+  SpawnOptions spawn;
+  spawn.working_dir = dir;
+  // Agent lines (a tool result with a whole file) can be long.
+  spawn.max_line_bytes = 16 << 20;
+  auto& env = spawn.env;
+  env.emplace_back("BUILDD_AGENT_PROMPT", run.prompt);
+  std::string command;
+  if (provider == "codex") {
+    env.emplace_back("BUILDD_AGENT_BIN", settings.codex_path.empty() ? "codex" : settings.codex_path);
+    env.emplace_back("BUILDD_AGENT_SANDBOX",
+                     absl::StrCat("sandbox_mode=\"", run.plan ? "read-only" : options.sandbox, "\""));
+    command = R"(exec "$BUILDD_AGENT_BIN" exec --json --skip-git-repo-check -c "$BUILDD_AGENT_SANDBOX")";
+    if (!options.model.empty()) {
+      env.emplace_back("BUILDD_AGENT_MODEL", options.model);
+      command += R"( -m "$BUILDD_AGENT_MODEL")";
+    }
+    if (!run.session_id.empty()) {
+      env.emplace_back("BUILDD_AGENT_SESSION", run.session_id);
+      command += R"( resume "$BUILDD_AGENT_SESSION")";
+    }
+  } else {
+    env.emplace_back("BUILDD_AGENT_BIN", settings.claude_path.empty() ? "claude" : settings.claude_path);
+    env.emplace_back("BUILDD_AGENT_MODE", run.plan ? "plan" : options.permission_mode);
+    env.emplace_back("CLAUDE_CONFIG_DIR", settings.claude_config_dir);
+    command =
+        R"(exec "$BUILDD_AGENT_BIN" -p --output-format stream-json --verbose)"
+        R"( --permission-mode "$BUILDD_AGENT_MODE")";
+    if (!options.model.empty()) {
+      env.emplace_back("BUILDD_AGENT_MODEL", options.model);
+      command += R"( --model "$BUILDD_AGENT_MODEL")";
+    }
+    if (!options.allowed_tools.empty()) {
+      env.emplace_back("BUILDD_AGENT_ALLOWED", options.allowed_tools);
+      command += R"( --allowedTools "$BUILDD_AGENT_ALLOWED")";
+    }
+    if (!options.disallowed_tools.empty()) {
+      env.emplace_back("BUILDD_AGENT_DISALLOWED", options.disallowed_tools);
+      command += R"( --disallowedTools "$BUILDD_AGENT_DISALLOWED")";
+    }
+    if (options.max_turns > 0) {
+      env.emplace_back("BUILDD_AGENT_MAX_TURNS", std::to_string(options.max_turns));
+      command += R"( --max-turns "$BUILDD_AGENT_MAX_TURNS")";
+    }
+    if (!options.append_system_prompt.empty()) {
+      env.emplace_back("BUILDD_AGENT_SYSTEM", options.append_system_prompt);
+      command += R"( --append-system-prompt "$BUILDD_AGENT_SYSTEM")";
+    }
+    if (!run.session_id.empty()) {
+      env.emplace_back("BUILDD_AGENT_SESSION", run.session_id);
+      command += R"( --resume "$BUILDD_AGENT_SESSION")";
+    }
+  }
+  // "--": a prompt that starts with '-' is still the prompt.
+  command += R"( -- "$BUILDD_AGENT_PROMPT")";
+  spawn.command = std::move(command);
+  return spawn;
+}
+
+std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider) {
+  if (provider == "codex") return std::make_unique<CodexStreamParser>();
+  return std::make_unique<ClaudeStreamParser>();
+}
+
+std::string ClaudeProjectDirName(const std::string& cwd) {
+  std::string out = cwd;
+  for (char& c : out) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c))) c = '-';
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
+                                                const ProviderSettings& settings,
+                                                const std::string& session_id) {
+  BUILDD_RETURN_IF_ERROR(CheckSessionId(session_id));
+  const fs::path root = provider == "codex" ? fs::path(settings.codex_home) / "sessions"
+                                            : fs::path(settings.claude_config_dir) / "projects";
+  std::optional<fs::path> file = FindFile(root, absl::StrCat(session_id, ".jsonl"));
+  if (!file) {
+    return absl::NotFoundError(
+        absl::StrCat("no transcript of session ", session_id, " under ", root.string()));
+  }
+  return ReadFile(*file);
+}
+
+absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderSettings& settings,
+                                    const std::string& session_id, const std::string& data,
+                                    const std::string& dir) {
+  BUILDD_RETURN_IF_ERROR(CheckSessionId(session_id));
+  fs::path target;
+  if (provider == "codex") {
+    const fs::path root = fs::path(settings.codex_home) / "sessions";
+    if (FindFile(root, absl::StrCat(session_id, ".jsonl"))) return absl::OkStatus();
+    target = root / "restored" / absl::StrCat("rollout-", session_id, ".jsonl");
+  } else {
+    target = fs::path(settings.claude_config_dir) / "projects" / ClaudeProjectDirName(dir) /
+             absl::StrCat(session_id, ".jsonl");
+    std::error_code ec;
+    if (fs::exists(target, ec)) return absl::OkStatus();
+  }
+  return WriteFile(target, data);
+}
+
+}  // namespace buildd::runner

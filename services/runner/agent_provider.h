@@ -1,0 +1,92 @@
+#ifndef BUILDD_SERVICES_RUNNER_AGENT_PROVIDER_H_
+#define BUILDD_SERVICES_RUNNER_AGENT_PROVIDER_H_
+
+#include <memory>
+#include <string>
+
+#include <google/protobuf/struct.pb.h>
+
+#include "absl/status/statusor.h"
+#include "services/runner/agent_stream.h"
+#include "services/runner/process_group.h"
+
+namespace buildd::runner {
+
+// Where this runner finds the coding-agent CLIs and keeps their state.
+struct ProviderSettings {
+  // The executables; "claude" / "codex" (looked up on PATH) when empty.
+  std::string claude_path;
+  std::string codex_path;
+  // Claude Code's configuration directory (sessions live under
+  // projects/<cwd>/<id>.jsonl): $CLAUDE_CONFIG_DIR, else ~/.claude.
+  std::string claude_config_dir;
+  // Codex's home (sessions under sessions/…/rollout-…-<id>.jsonl):
+  // $CODEX_HOME, else ~/.codex.
+  std::string codex_home;
+};
+
+// Fills the empty directories of `settings` from the environment.
+ProviderSettings ResolveProviderSettings(ProviderSettings settings);
+
+// What a task may choose about its agent, from Task.provider_options:
+//   model, permissionMode, allowedTools, disallowedTools, maxTurns,
+//   appendSystemPrompt (Claude Code); model, sandbox (Codex).
+// Tool lists are a string ("Bash Edit") or a list of strings.
+struct ProviderOptions {
+  std::string model;
+  // Claude Code. acceptEdits with an allowlist works as root too, where the
+  // CLI refuses bypassPermissions.
+  std::string permission_mode = "acceptEdits";
+  std::string allowed_tools = "Bash Edit MultiEdit Write Read Glob Grep LS NotebookEdit TodoWrite";
+  std::string disallowed_tools;
+  int max_turns = 0;
+  std::string append_system_prompt;
+  // Codex: read-only, workspace-write or danger-full-access.
+  std::string sandbox = "workspace-write";
+};
+
+// Reads Task.provider_options; InvalidArgument names the field
+// ("providerOptions.maxTurns must be a positive number").
+absl::StatusOr<ProviderOptions> ParseProviderOptions(const google::protobuf::Struct& options);
+
+// One invocation of an agent CLI.
+struct AgentRun {
+  std::string prompt;
+  // Non-empty: continue this session.
+  std::string session_id;
+  // A planning pass: the agent may read but not change anything.
+  bool plan = false;
+};
+
+// The command that runs `provider` ("claude" or "codex") in `dir`. Values
+// reach the shell only through the environment, never as shell text:
+//   claude -p --output-format stream-json --verbose --permission-mode M
+//          [--model …] [--allowedTools …] [--resume ID] -- PROMPT
+//   codex exec --json --skip-git-repo-check -c sandbox_mode="…" [-m …]
+//          [resume ID] -- PROMPT
+SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& settings,
+                          const ProviderOptions& options, const AgentRun& run,
+                          const std::string& dir);
+
+// The parser of `provider`'s machine output.
+std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider);
+
+// Claude Code's directory name for a project at `cwd`: every character
+// other than a letter or digit becomes '-' ("/tmp/a.b" → "-tmp-a-b").
+std::string ClaudeProjectDirName(const std::string& cwd);
+
+// The stored transcript of session `session_id`, read from the provider's
+// state directory. NotFound when it has none.
+absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
+                                                const ProviderSettings& settings,
+                                                const std::string& session_id);
+
+// Writes a transcript taken on another runner where `provider` looks for it
+// when resuming `session_id` in `dir`. An existing local copy is kept.
+absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderSettings& settings,
+                                    const std::string& session_id, const std::string& data,
+                                    const std::string& dir);
+
+}  // namespace buildd::runner
+
+#endif  // BUILDD_SERVICES_RUNNER_AGENT_PROVIDER_H_
