@@ -41,3 +41,10 @@ ensure_packages() {
     package_installed "$pkg" || die "package $pkg is still not installed"
   done
 }
+
+# Node.js and npm, for tools the tests install from the npm registry. A node
+# installed otherwise (e.g. NodeSource's, which bundles npm) is used as is.
+ensure_npm() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  ensure_packages nodejs npm
+}
