@@ -128,6 +128,13 @@ double UsedDiskFraction(const std::string& path) {
 GitWorkspace::GitWorkspace(std::string root, GitWorkspaceOptions options)
     : root_(std::move(root)), options_(std::move(options)) {}
 
+absl::Mutex& GitWorkspace::RepoLock(const std::string& cache_dir) {
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<absl::Mutex>& repo = repo_locks_[cache_dir];
+  if (repo == nullptr) repo = std::make_unique<absl::Mutex>();
+  return *repo;
+}
+
 absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
                                                const std::string& base_branch,
                                                const std::string& work_branch,
@@ -162,11 +169,15 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
                {"TREE", tree.path},
                {"WORK", work_branch},
                {"BASE", base_branch}};
+  // Tasks of one repository share its cache: one fetch and worktree change
+  // at a time.
+  absl::MutexLock repo_lock(&RepoLock(tree.cache_dir));
 
   const bool cached = Exists(tree.cache_dir);
   if (progress) progress(cached ? "fetch" : "clone", repo_url);
   BUILDD_RETURN_IF_ERROR(Git("set -e\n"
-                             "if [ ! -d \"$CACHE\" ]; then\n"
+                             "if ! git --git-dir=\"$CACHE\" rev-parse --git-dir >/dev/null 2>&1; then\n"
+                             "  rm -rf \"$CACHE\"\n"
                              "  mkdir -p \"$CACHE\"\n"
                              "  git init -q --bare \"$CACHE\"\n"
                              "  git --git-dir=\"$CACHE\" remote add origin \"$URL\"\n"

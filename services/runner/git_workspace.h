@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -142,9 +144,13 @@ class GitWorkspace {
 
   // Held across a whole CleanUp, so that two of them do not both remove
   // worktrees for the same shortage.
+  absl::Mutex& RepoLock(const std::string& cache_dir);
+
   absl::Mutex cleanup_mu_;
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> in_use_ ABSL_GUARDED_BY(mu_);
+  // One per repository cache; never removed (a handful per runner).
+  std::map<std::string, std::unique_ptr<absl::Mutex>> repo_locks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace buildd::runner

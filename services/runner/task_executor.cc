@@ -539,7 +539,10 @@ void TaskExecutor::Run() {
     if (agent || tree.has_value()) result.artifacts = artifacts;
     // A command's exit code speaks for itself; an agent's failure gets an
     // "error" event with the reason.
-    if (agent) return fail(result.error_message, std::move(result));
+    if (agent) {
+      const std::string message = result.error_message;
+      return fail(message, std::move(result));
+    }
     Log()->info("{} finished: {}", log_ids, result.error_message);
     finish(std::move(result));
     return;

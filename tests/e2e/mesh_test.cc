@@ -22,9 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/db.h"
+#include "tests/e2e/mesh_fixture.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/matchers.h"
-#include "tests/testing/mesh.h"
 
 namespace buildd {
 namespace {
@@ -38,135 +38,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 using Struct = google::protobuf::Struct;
-
-Struct Json(const std::string& text) {
-  Struct s;
-  auto status = google::protobuf::util::JsonStringToMessage(text, &s);
-  EXPECT_TRUE(status.ok()) << "not JSON: " << text;
-  return s;
-}
-
-std::string Str(const Struct& s, const std::string& key) {
-  auto it = s.fields().find(key);
-  return it == s.fields().end() ? "" : it->second.string_value();
-}
-
-double Num(const Struct& s, const std::string& key) {
-  auto it = s.fields().find(key);
-  return it == s.fields().end() ? -1 : it->second.number_value();
-}
-
-const Struct& Obj(const Struct& s, const std::string& key) {
-  static const Struct empty;
-  auto it = s.fields().find(key);
-  return it == s.fields().end() ? empty : it->second.struct_value();
-}
-
-class MeshTest : public ::testing::Test {
- protected:
-  explicit MeshTest(Mesh::Options options = Mesh::Options{}) : mesh_(options) {}
-
-  HttpResult Call(const std::string& method, const std::string& path, const std::string& key,
-                  const std::string& body = "") {
-    testing::Headers headers = {{"Content-Type", "application/json"}};
-    if (!key.empty()) headers.push_back({"Authorization", "Bearer " + key});
-    return testing::Request(method, mesh_.gateway_url(), path, headers, body);
-  }
-
-  // A service account with canClaim/canCreate on a new workspace.
-  struct Setup {
-    std::string account_id, api_key, workspace_id;
-  };
-  Setup CreateAccountAndWorkspace(const std::string& type, bool claim, bool create,
-                                  const std::string& extra = "") {
-    Setup s;
-    HttpResult acc = Call("POST", "/api/accounts", mesh_.admin_key(),
-                          absl::StrCat(R"({"type":")", type, R"(","name":"runner )", type,
-                                       R"(","maxConcurrentWorkers":8)", extra, "}"));
-    EXPECT_EQ(acc.status, 201) << acc.body;
-    Struct a = Json(acc.body);
-    s.account_id = Str(a, "id");
-    s.api_key = Str(a, "apiKey");
-    HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(), R"({"name":"demo"})");
-    EXPECT_EQ(ws.status, 201) << ws.body;
-    s.workspace_id = Str(Json(ws.body), "id");
-    HttpResult grant = Call("POST", absl::StrCat("/api/accounts/", s.account_id, "/workspaces"),
-                            mesh_.admin_key(),
-                            absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","canClaim":)",
-                                         claim ? "true" : "false", R"(,"canCreate":)",
-                                         create ? "true" : "false", "}"));
-    EXPECT_EQ(grant.status, 200) << grant.body;
-    return s;
-  }
-
-  std::string CreateTask(const std::string& key, const std::string& workspace_id,
-                         const std::string& command, const std::string& extra = "") {
-    HttpResult r = Call("POST", "/api/tasks", key,
-                        absl::StrCat(R"({"workspaceId":")", workspace_id,
-                                     R"(","title":"t","provider":"command","command":)",
-                                     JsonString(command), extra, "}"));
-    EXPECT_EQ(r.status, 201) << r.body;
-    return Str(Json(r.body), "id");
-  }
-
-  static std::string JsonString(const std::string& s) {
-    google::protobuf::Value v;
-    v.set_string_value(s);
-    std::string out;
-    google::protobuf::util::MessageToJsonString(v, &out);
-    return out;
-  }
-
-  // Waits until GET /api/tasks/:id reports `state`.
-  Struct WaitForTaskState(const std::string& task_id, const std::string& state,
-                          int timeout_ms = 20000) {
-    Struct last;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < deadline) {
-      HttpResult r = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
-      if (r.status == 200) {
-        last = Json(r.body);
-        if (Str(Obj(last, "task"), "state") == state) return last;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ADD_FAILURE() << "task " << task_id << " never reached " << state;
-    return last;
-  }
-
-  // Reads events (skipping heartbeats) until one of `task_id` has a type in
-  // `until`; returns every event of the task read.
-  std::vector<SseItem> ReadTaskEvents(SseStream& stream, const std::string& task_id,
-                                      const std::set<std::string>& until, size_t max = 1000) {
-    std::vector<SseItem> out;
-    while (out.size() < max) {
-      auto item = stream.NextEvent(absl::Seconds(20));
-      if (!item.ok()) {
-        ADD_FAILURE() << "stream ended: " << item.status();
-        break;
-      }
-      Struct e = Json(item->data);
-      if (Str(e, "taskId") != task_id) continue;
-      out.push_back(*item);
-      if (until.count(item->event) > 0) break;
-    }
-    return out;
-  }
-
-  int64_t Metric(const std::string& name) {
-    HttpResult r = testing::Request("GET", absl::StrCat("127.0.0.1:", mesh_.broker_metrics_port()),
-                                    "/metrics");
-    for (absl::string_view line : absl::StrSplit(r.body, '\n')) {
-      if (absl::StartsWith(line, name + " ")) {
-        double v = 0;
-        if (absl::SimpleAtod(line.substr(name.size() + 1), &v)) return static_cast<int64_t>(v);
-      }
-    }
-    return -1;
-  }
-
-  Mesh mesh_;
-};
 
 // Established TCP connections of process `pid` to local port `port`.
 int ConnectionsTo(pid_t pid, int port) {

@@ -244,9 +244,10 @@ TEST_F(TaskExecutorTest, UnusableTaskDirectoryReportsErrorEvent) {
   ASSERT_TRUE(recorder_.WaitForResult());
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kError);
   const auto events = recorder_.events();
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].type, "error");
-  EXPECT_THAT(events[0].text, HasSubstr("cannot create"));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, "started");
+  EXPECT_EQ(events[1].type, "error");
+  EXPECT_THAT(events[1].text, HasSubstr("cannot create"));
 }
 
 TEST_F(TaskExecutorTest, BackgroundChildHoldingOutputDoesNotKeepTaskOpen) {

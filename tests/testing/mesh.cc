@@ -66,14 +66,16 @@ void Mesh::RestartBroker() {
 }
 
 Process& Mesh::StartRunner(const std::string& api_key, const std::string& name,
-                           const std::vector<std::string>& extra_args) {
+                           const std::vector<std::string>& extra_args,
+                           const std::map<std::string, std::string>& env) {
   std::vector<std::string> args = {absl::StrCat("--server=", broker_addr()),
                                    absl::StrCat("--name=", name),
                                    absl::StrCat("--listen=127.0.0.1:", FreePort()),
                                    absl::StrCat("--work_dir=", dir_, "/", name)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  runners_.push_back(Process::Start(BuiltBinary("services/runner/buildd-runner"), args,
-                                    {{"BUILDD_API_KEY", api_key}},
+  std::map<std::string, std::string> runner_env = env;
+  runner_env["BUILDD_API_KEY"] = api_key;
+  runners_.push_back(Process::Start(BuiltBinary("services/runner/buildd-runner"), args, runner_env,
                                     absl::StrCat(dir_, "/runner-", name, ".log")));
   Process& runner = *runners_.back();
   EXPECT_TRUE(broker_->WaitForLog(absl::StrCat("name=", name, " account="), 30000))

@@ -36,9 +36,11 @@ class Mesh {
   Process& broker() { return *broker_; }
   Process& gateway() { return *gateway_; }
 
-  // Starts a runner with `api_key`; waits until the broker logged it.
+  // Starts a runner with `api_key` (and `env` on top of the test's
+  // environment); waits until the broker logged it.
   Process& StartRunner(const std::string& api_key, const std::string& name,
-                       const std::vector<std::string>& extra_args = {});
+                       const std::vector<std::string>& extra_args = {},
+                       const std::map<std::string, std::string>& env = {});
   // Restarts the broker on the same port (its runners reconnect).
   void RestartBroker();
 

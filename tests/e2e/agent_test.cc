@@ -1,0 +1,518 @@
+// Coding agents end to end: the real binaries, the real Claude Code CLI
+// (installed by ./buildd test) talking to a scripted Messages API on
+// loopback, real git with a bare repository reached by file://, driven
+// through the gateway's REST API and SSE stream.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "services/runner/process_group.h"
+#include "tests/e2e/mesh_fixture.h"
+#include "tests/testing/fake_anthropic.h"
+#include "tests/testing/matchers.h"
+
+namespace buildd {
+namespace {
+
+namespace fs = std::filesystem;
+using ::buildd::testing::FakeAnthropic;
+using ::buildd::testing::FakeBlock;
+using ::buildd::testing::FakeTurn;
+using ::buildd::testing::IsOk;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAuthor[] = "Buildd Test <bot@buildd.test>";
+
+// Runs a shell command of the test's own (no outside values) in `dir`;
+// returns its trimmed stdout.
+std::string Sh(const std::string& command, const std::string& dir = "") {
+  runner::SpawnOptions options;
+  options.command = command;
+  options.working_dir = dir;
+  auto result = runner::RunCommand(options, std::chrono::seconds(30));
+  EXPECT_TRUE(result.ok()) << command;
+  if (!result.ok()) return "";
+  EXPECT_TRUE(result->status.success()) << command << ": " << result->stderr_text;
+  return std::string(absl::StripAsciiWhitespace(result->stdout_text));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Every process whose working directory is `dir`: pid → "<state> <pgid>
+// <name>" (state 'T': stopped).
+std::map<pid_t, std::string> ProcessesIn(const std::string& dir) {
+  std::map<pid_t, std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const fs::path cwd = fs::read_symlink(entry.path() / "cwd", ec);
+    if (ec || cwd.string() != dir) continue;
+    const std::string stat = ReadFile(entry.path().string() + "/stat");
+    const size_t open = stat.find('(');
+    const size_t paren = stat.rfind(')');
+    if (open == std::string::npos || paren == std::string::npos || paren + 2 >= stat.size()) {
+      continue;
+    }
+    // After the name: state, ppid, pgrp.
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
+    if (fields.size() < 3) continue;
+    out[std::stoi(name)] =
+        absl::StrCat(fields[0], " ", fields[2], " ", stat.substr(open + 1, paren - open - 1));
+  }
+  return out;
+}
+
+// Waits until every process in `dir` is stopped (or, with stopped=false,
+// none is); returns what it saw last.
+std::map<pid_t, std::string> WaitForProcessesIn(const std::string& dir, bool stopped) {
+  std::map<pid_t, std::string> seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = ProcessesIn(dir);
+    bool all = !seen.empty();
+    for (const auto& [pid, state] : seen) all &= (state[0] == 'T') == stopped;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return seen;
+}
+
+class AgentTest : public MeshTest {
+ protected:
+  void SetUp() override {
+    // The repository the workspace points at: a bare one with a first
+    // commit on main, reached by file://.
+    origin_ = mesh_.dir() + "/origin.git";
+    const std::string seed = mesh_.dir() + "/seed";
+    Sh(absl::StrCat("git init -q --bare -b main ", origin_));
+    Sh(absl::StrCat("git init -q -b main ", seed, " && cd ", seed,
+                    " && echo '# demo' > README.md && git add README.md"
+                    " && git -c user.name=Seed -c user.email=seed@x commit -q -m first"
+                    " && git push -q ",
+                    origin_, " main"));
+    account_ = CreateAccountAndWorkspace("service", true, true);
+    HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(),
+                         absl::StrCat(R"({"name":"repo","repoUrl":"file://)", origin_,
+                                      R"(","defaultBranch":"main"})"));
+    ASSERT_EQ(ws.status, 201) << ws.body;
+    workspace_id_ = Str(Json(ws.body), "id");
+    HttpResult grant =
+        Call("POST", absl::StrCat("/api/accounts/", account_.account_id, "/workspaces"),
+             mesh_.admin_key(),
+             absl::StrCat(R"({"workspaceId":")", workspace_id_,
+                          R"(","canClaim":true,"canCreate":true})"));
+    ASSERT_EQ(grant.status, 200) << grant.body;
+    auto live = SseStream::Open(mesh_.gateway_url(), "/api/events?workspaceId=" + workspace_id_,
+                                {{"Authorization", "Bearer " + mesh_.admin_key()}});
+    ASSERT_THAT(live, IsOk());
+    events_ = *std::move(live);
+  }
+
+  // A runner with the real claude CLI (and no codex), its own Claude
+  // configuration directory, talking to the fake API.
+  testing::Process& StartClaudeRunner(const std::string& name,
+                                      std::vector<std::string> extra = {},
+                                      const std::string& claude = "") {
+    std::vector<std::string> args = {
+        absl::StrCat("--claude=", claude.empty() ? testing::TestClaudeCli() : claude),
+        "--codex=/nonexistent/codex", absl::StrCat("--claude_config_dir=", ClaudeDir(name)),
+        absl::StrCat("--commit_author=", kAuthor), "--cancel_grace_ms=2000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::map<std::string, std::string> env;
+    for (const auto& [key, value] : fake_.ClaudeEnv()) env[key] = value;
+    return mesh_.StartRunner(account_.api_key, name, args, env);
+  }
+
+  std::string ClaudeDir(const std::string& runner) const {
+    return absl::StrCat(mesh_.dir(), "/claude-", runner);
+  }
+  std::string WorktreeOf(const std::string& runner, const std::string& task_id) const {
+    return absl::StrCat(mesh_.dir(), "/", runner, "/git/worktrees/", task_id);
+  }
+
+  // POST /api/tasks with the fields in `fields` (JSON members, no braces).
+  Struct CreateAgentTask(const std::string& fields, int want_status = 201) {
+    HttpResult r = Call("POST", "/api/tasks", account_.api_key,
+                        absl::StrCat(R"({"workspaceId":")", workspace_id_, R"(",)", fields, "}"));
+    EXPECT_EQ(r.status, want_status) << r.body;
+    return Json(r.body);
+  }
+
+  Struct WaitForWorkerState(const std::string& worker_id, const std::string& state,
+                            int timeout_ms = 30000) {
+    Struct last;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      HttpResult r = Call("GET", "/api/workers/" + worker_id, mesh_.admin_key());
+      if (r.status == 200) {
+        last = Json(r.body);
+        if (Str(last, "state") == state) return last;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "worker " << worker_id << " never reached " << state << "; last "
+                  << Str(last, "state");
+    return last;
+  }
+
+  std::string WorkerOf(const std::string& task_id) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      HttpResult r = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
+      const std::string worker = Str(Obj(Json(r.body), "task"), "workerId");
+      if (!worker.empty()) return worker;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "task " << task_id << " got no worker";
+    return "";
+  }
+
+  std::vector<FakeAnthropic::Request> RequestsWithKey(const std::string& key) {
+    std::vector<FakeAnthropic::Request> out;
+    for (const auto& r : fake_.requests()) {
+      if (r.key == key && r.path == "/v1/messages") out.push_back(r);
+    }
+    return out;
+  }
+
+  std::string Origin(const std::string& git_args) {
+    return Sh(absl::StrCat("git --git-dir=", origin_, " ", git_args));
+  }
+
+  FakeAnthropic fake_;
+  std::string origin_;
+  Setup account_;
+  std::string workspace_id_;
+  std::unique_ptr<SseStream> events_;
+};
+
+std::vector<std::string> Types(const std::vector<SseItem>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.event);
+  return out;
+}
+
+const SseItem* FirstOf(const std::vector<SseItem>& events, const std::string& type) {
+  for (const auto& e : events) {
+    if (e.event == type) return &e;
+  }
+  return nullptr;
+}
+
+TEST_F(AgentTest, ClaudeEditsTheRepositoryCommitsAndPushesItsBranch) {
+  fake_.Script("KEY-EDIT",
+               {FakeTurn::Reply({FakeBlock::Text("I will write the file."),
+                                 FakeBlock::ToolUse("Write", R"({"file_path":"hello.txt",)"
+                                                             R"("content":"hello from claude\n"})")}),
+                FakeTurn::Reply({FakeBlock::Text("Wrote hello.txt.")})});
+  StartClaudeRunner("laptop");
+  Struct created = CreateAgentTask(
+      R"("provider":"claude","prompt":"KEY-EDIT write hello.txt","autoCommit":true,"push":true,)"
+      R"("providerOptions":{"allowedTools":["Write","Read"]})");
+  const std::string task_id = Str(created, "id");
+  const std::string branch = "buildd/" + task_id.substr(0, 8);
+  EXPECT_EQ(Str(created, "workBranch"), branch) << "the default work branch";
+
+  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  const std::vector<std::string> types = Types(events);
+  ASSERT_FALSE(types.empty());
+  ASSERT_EQ(types.back(), "completed") << ::testing::PrintToString(types);
+  for (const char* type : {"started", "git", "session", "assistant_message", "tool_use",
+                           "tool_result", "result"}) {
+    EXPECT_THAT(types, Contains(type)) << ::testing::PrintToString(types);
+  }
+  std::set<std::string> stages;
+  for (const auto& e : events) {
+    if (e.event == "git") stages.insert(Str(Obj(Json(e.data), "data"), "stage"));
+  }
+  EXPECT_THAT(stages, Contains("clone"));
+  EXPECT_THAT(stages, Contains("branch"));
+  EXPECT_THAT(stages, Contains("commit"));
+  EXPECT_THAT(stages, Contains("push"));
+  const Struct tool_use = Json(FirstOf(events, "tool_use")->data);
+  EXPECT_EQ(Str(Obj(tool_use, "data"), "name"), "Write");
+  const Struct result = Json(FirstOf(events, "result")->data);
+  EXPECT_GT(Num(Obj(result, "data"), "costUsd"), 0);
+
+  // The artifacts, in the REST API and the completed event alike.
+  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
+  const Struct artifacts = Obj(task, "artifacts");
+  const std::string sha = Str(artifacts, "commitSha");
+  ASSERT_EQ(sha.size(), 40u) << ::testing::PrintToString(task);
+  EXPECT_EQ(Str(artifacts, "branch"), branch);
+  EXPECT_THAT(Str(artifacts, "diffStat"), HasSubstr("hello.txt"));
+  EXPECT_THAT(Str(artifacts, "patch"), HasSubstr("+hello from claude"));
+  EXPECT_TRUE(Obj(task, "artifacts").fields().at("pushed").bool_value());
+  EXPECT_EQ(Str(artifacts, "provider"), "claude");
+  EXPECT_GT(Num(artifacts, "costUsd"), 0);
+  const std::string session_id = Str(artifacts, "sessionId");
+  EXPECT_FALSE(session_id.empty());
+  EXPECT_EQ(Str(Obj(Json(events.back().data), "data"), "commitSha"), sha);
+  EXPECT_EQ(Str(Json(FirstOf(events, "session")->data), "text"), session_id);
+
+  // The bare remote has the branch, the file and the configured author.
+  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha);
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha, ":hello.txt")), "hello from claude");
+  EXPECT_EQ(Origin(absl::StrCat("log -1 --format='%an <%ae>' ", sha)), kAuthor);
+  EXPECT_EQ(Origin("rev-parse refs/heads/main"), Origin(absl::StrCat("rev-parse ", sha, "^")));
+
+  // The model saw one conversation of two turns, under the session id.
+  const auto requests = RequestsWithKey("KEY-EDIT");
+  ASSERT_EQ(requests.size(), 2u);
+  for (const auto& r : requests) EXPECT_EQ(r.session_id, session_id);
+
+  // POST /revert undoes the commit on the branch and pushes the revert.
+  HttpResult revert = Call("POST", "/revert", account_.api_key,
+                           absl::StrCat(R"({"workspaceId":")", workspace_id_, R"(","branch":")",
+                                        branch, R"(","commit":")", sha, R"("})"));
+  ASSERT_EQ(revert.status, 202) << revert.body;
+  const std::string revert_id = Str(Json(revert.body), "id");
+  const Struct reverted = Obj(WaitForTaskState(revert_id, "completed"), "task");
+  const std::string revert_sha = Str(Obj(reverted, "artifacts"), "commitSha");
+  ASSERT_EQ(revert_sha.size(), 40u) << ::testing::PrintToString(reverted);
+  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), revert_sha);
+  EXPECT_EQ(Origin(absl::StrCat("rev-parse ", revert_sha, "^")), sha);
+  EXPECT_EQ(Origin(absl::StrCat("ls-tree --name-only ", revert_sha)), "README.md");
+}
+
+TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
+  fake_.Script("KEY-PLAN",
+               {FakeTurn::Reply({FakeBlock::Text("Plan: 1. create plan.txt with the word done.")}),
+                FakeTurn::Reply({FakeBlock::ToolUse(
+                    "Write", R"({"file_path":"plan.txt","content":"done\n"})")}),
+                FakeTurn::Reply({FakeBlock::Text("Implemented the plan.")})});
+  StartClaudeRunner("laptop");
+  const std::string task_id = Str(CreateAgentTask(
+      R"("provider":"claude","prompt":"KEY-PLAN make plan.txt","planFirst":true,)"
+      R"("autoCommit":true)"), "id");
+
+  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"plan", "error"});
+  ASSERT_EQ(events.back().event, "plan") << ::testing::PrintToString(Types(events));
+  EXPECT_EQ(Str(Json(events.back().data), "text"), "Plan: 1. create plan.txt with the word done.");
+  const std::string worker_id = WorkerOf(task_id);
+  WaitForWorkerState(worker_id, "waiting_input");
+  WaitForTaskState(task_id, "waiting_input");
+  EXPECT_FALSE(fs::exists(WorktreeOf("laptop", task_id) + "/plan.txt"))
+      << "the planning pass changes nothing";
+
+  HttpResult bad = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
+                        R"({"answer":"yes"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("answer"));
+  HttpResult input = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
+                          R"({"approve":true})");
+  ASSERT_EQ(input.status, 200) << input.body;
+
+  std::vector<SseItem> rest = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  ASSERT_EQ(rest.back().event, "completed") << ::testing::PrintToString(Types(rest));
+  EXPECT_THAT(Types(rest), Contains("input"));
+  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
+  EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. create plan.txt with the word done.");
+  EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("plan.txt"));
+  EXPECT_EQ(ReadFile(WorktreeOf("laptop", task_id) + "/plan.txt"), "done\n");
+
+  // One session throughout: the coding turns carry the planning turn.
+  const auto requests = RequestsWithKey("KEY-PLAN");
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].assistant_messages, 0);
+  EXPECT_EQ(requests[1].assistant_messages, 1);
+  EXPECT_THAT(requests[1].body, HasSubstr("Plan: 1. create plan.txt"));
+  EXPECT_THAT(requests[1].body, HasSubstr("The plan is approved"));
+  for (const auto& r : requests) EXPECT_EQ(r.session_id, requests[0].session_id);
+  EXPECT_EQ(Str(Obj(task, "artifacts"), "sessionId"), requests[0].session_id);
+
+  // Input for a worker that waits for nothing is refused.
+  HttpResult late = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
+                         R"({"text":"more"})");
+  EXPECT_NE(late.status, 200);
+}
+
+TEST_F(AgentTest, TwoTasksOfOneRepositoryRunAtOnceAndArePausedResumedAndCanceled) {
+  fake_.Script("KEY-A", {FakeTurn::Reply({FakeBlock::ToolUse(
+                                             "Write", R"({"file_path":"a.txt","content":"A\n"})")})
+                             .HeldAt("gate-a")});
+  fake_.Script("KEY-B", {FakeTurn::Reply({FakeBlock::ToolUse(
+                                             "Write", R"({"file_path":"b.txt","content":"B\n"})")})
+                             .HeldAt("gate-b")});
+  StartClaudeRunner("laptop", {"--max_tasks=2"});
+  const std::string a = Str(CreateAgentTask(R"("provider":"claude","prompt":"KEY-A",)"
+                                            R"("autoCommit":true)"), "id");
+  const std::string b = Str(CreateAgentTask(R"("provider":"claude","prompt":"KEY-B")"), "id");
+  // Both agents are mid-conversation at the same time.
+  ASSERT_TRUE(fake_.WaitForGate("gate-a", absl::Seconds(30)));
+  ASSERT_TRUE(fake_.WaitForGate("gate-b", absl::Seconds(30)));
+  const std::string tree_a = WorktreeOf("laptop", a);
+  const std::string tree_b = WorktreeOf("laptop", b);
+  EXPECT_EQ(Sh("git rev-parse --abbrev-ref HEAD", tree_a), "buildd/" + a.substr(0, 8));
+  EXPECT_EQ(Sh("git rev-parse --abbrev-ref HEAD", tree_b), "buildd/" + b.substr(0, 8));
+  ASSERT_FALSE(ProcessesIn(tree_a).empty());
+  ASSERT_FALSE(ProcessesIn(tree_b).empty());
+
+  // Pause A: its process group stops, the worker says so.
+  const std::string worker_a = WorkerOf(a);
+  ASSERT_EQ(Call("POST", "/api/workers/" + worker_a + "/pause", account_.api_key).status, 200);
+  WaitForWorkerState(worker_a, "paused");
+  for (const auto& [pid, state] : WaitForProcessesIn(tree_a, true)) {
+    EXPECT_EQ(state[0], 'T') << "pid " << pid << ": " << state;
+  }
+  for (const auto& [pid, state] : ProcessesIn(tree_b)) {
+    EXPECT_NE(state[0], 'T') << "pid " << pid << ": " << state;
+  }
+  fake_.Release("gate-a");
+  ASSERT_EQ(Call("POST", "/api/workers/" + worker_a + "/resume", account_.api_key).status, 200);
+  std::vector<std::string> statuses;
+  for (const auto& e : ReadTaskEvents(*events_, a, {"completed", "error"})) {
+    if (e.event == "status") statuses.push_back(Str(Json(e.data), "status"));
+  }
+  EXPECT_THAT(statuses, ::testing::ElementsAre("paused", "running"));
+  const Struct done_a = Obj(WaitForTaskState(a, "completed"), "task");
+  EXPECT_THAT(Str(Obj(done_a, "artifacts"), "diffStat"), HasSubstr("a.txt"));
+  EXPECT_FALSE(fs::exists(tree_a + "/b.txt")) << "worktrees are separate";
+
+  // Cancel B while its agent waits for the model: it ends, its worktree stays.
+  const std::string worker_b = WorkerOf(b);
+  ASSERT_EQ(Call("POST", "/api/tasks/" + b + "/cancel", account_.api_key).status, 200);
+  WaitForTaskState(b, "canceled");
+  WaitForWorkerState(worker_b, "canceled");
+  EXPECT_TRUE(ProcessesIn(tree_b).empty());
+  EXPECT_TRUE(fs::exists(tree_b + "/README.md")) << "kept for inspection";
+  fake_.Release("gate-b");
+}
+
+TEST_F(AgentTest, BrokenProvidersEndInErrorWithTheReasonAndMissingOnesStayPending) {
+  // A provider that prints garbage and crashes, or ends without a result.
+  const std::string fake_cli = mesh_.dir() + "/broken-claude";
+  {
+    std::ofstream out(fake_cli);
+    out << "#!/bin/sh\n"
+           "[ \"$1\" = --version ] && { echo '0.0.1 (Claude Code)'; exit 0; }\n"
+           "for a; do last=$a; done\n"
+           "echo 'this is not json'\n"
+           "case $last in\n"
+           "  *crash*) echo 'segfault in the agent' >&2; exit 3 ;;\n"
+           "  *) echo '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-1\"}'; exit 0 ;;\n"
+           "esac\n";
+  }
+  fs::permissions(fake_cli, fs::perms::owner_all);
+  StartClaudeRunner("broken", {}, fake_cli);
+
+  const std::string crash = Str(CreateAgentTask(R"("provider":"claude","prompt":"crash")"), "id");
+  std::vector<SseItem> events = ReadTaskEvents(*events_, crash, {"completed", "error"});
+  ASSERT_EQ(events.back().event, "error");
+  EXPECT_THAT(Str(Json(events.back().data), "text"), HasSubstr("exit code 3"));
+  EXPECT_THAT(Str(Json(events.back().data), "text"), HasSubstr("segfault in the agent"));
+  bool garbage_shown = false;
+  for (const auto& e : events) {
+    garbage_shown |= e.event == "output" && Str(Json(e.data), "text") == "this is not json";
+  }
+  EXPECT_TRUE(garbage_shown);
+  EXPECT_EQ(Str(Obj(WaitForTaskState(crash, "failed"), "task"), "error"),
+            Str(Json(events.back().data), "text"));
+
+  const std::string silent = Str(CreateAgentTask(R"("provider":"claude","prompt":"quiet")"), "id");
+  const Struct failed = Obj(WaitForTaskState(silent, "failed"), "task");
+  EXPECT_THAT(Str(failed, "error"), HasSubstr("ended without a result"));
+
+  // Bad provider options fail the task with the field named.
+  const std::string bad_options = Str(
+      CreateAgentTask(R"("provider":"claude","prompt":"x","providerOptions":{"maxTurns":"many"})"),
+      "id");
+  EXPECT_THAT(Str(Obj(WaitForTaskState(bad_options, "failed"), "task"), "error"),
+              HasSubstr("providerOptions.maxTurns"));
+
+  // No runner has codex: its task is never pushed, while later work runs.
+  const std::string codex = Str(CreateAgentTask(R"("provider":"codex","prompt":"x")"), "id");
+  const std::string after = Str(CreateAgentTask(R"("provider":"command","command":"true")"), "id");
+  WaitForTaskState(after, "completed");
+  const Struct pending = Json(Call("GET", "/api/tasks/" + codex, mesh_.admin_key()).body);
+  EXPECT_EQ(Str(Obj(pending, "task"), "state"), "pending");
+  EXPECT_EQ(Num(Obj(pending, "task"), "attempts"), 0) << "never attempted";
+  EXPECT_EQ(Str(Obj(pending, "task"), "workerId"), "");
+  HttpResult drop = Call("POST", "/api/tasks/" + codex + "/cancel", account_.api_key);
+  EXPECT_EQ(drop.status, 200) << drop.body;
+
+  // A real CLI whose API refuses the request reports it; the task fails.
+  fake_.Script("KEY-REFUSED", {FakeTurn::Error(400, "scripted refusal")});
+  StartClaudeRunner("real", {"--labels=real"});
+  const std::string refused = Str(
+      CreateAgentTask(R"("provider":"claude","prompt":"KEY-REFUSED","requiredLabels":["real"])"),
+      "id");
+  const Struct refused_task = Obj(WaitForTaskState(refused, "failed", 60000), "task");
+  EXPECT_THAT(Str(refused_task, "error"), HasSubstr("scripted refusal"));
+}
+
+TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {
+  fake_.Script("KEY-RESUME",
+               {FakeTurn::Reply({FakeBlock::ToolUse(
+                    "Write", R"({"file_path":"one.txt","content":"one\n"})")}),
+                FakeTurn::Reply({FakeBlock::Text("First part done.")}),
+                FakeTurn::Reply({FakeBlock::ToolUse(
+                    "Write", R"({"file_path":"two.txt","content":"two\n"})")}),
+                FakeTurn::Reply({FakeBlock::Text("Second part done.")})});
+  testing::Process& first = StartClaudeRunner("first");
+  const std::string one = Str(CreateAgentTask(R"("provider":"claude","prompt":"KEY-RESUME part one",)"
+                                              R"("autoCommit":true,"push":true)"), "id");
+  const Struct done_one = Obj(WaitForTaskState(one, "completed"), "task");
+  const std::string session_id = Str(Obj(done_one, "artifacts"), "sessionId");
+  const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
+  ASSERT_FALSE(session_id.empty());
+  ASSERT_EQ(first.Stop(SIGTERM, 20000), 0) << first.Log();
+
+  // A second runner with an empty Claude directory takes the continuation.
+  StartClaudeRunner("second");
+  HttpResult unknown = Call("POST", "/api/tasks", account_.api_key,
+                            absl::StrCat(R"({"workspaceId":")", workspace_id_,
+                                         R"(","prompt":"x","resumeFrom":"00000000-0000-4000-8000-000000000000"})"));
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_THAT(unknown.body, HasSubstr("resumeFrom"));
+  const Struct created = CreateAgentTask(absl::StrCat(
+      R"("prompt":"now part two","resumeFrom":")", one, R"(","autoCommit":true,"push":true)"));
+  EXPECT_EQ(Str(created, "provider"), "claude") << "taken from the earlier task";
+  EXPECT_EQ(Str(created, "workBranch"), Str(done_one, "workBranch"));
+  const std::string two = Str(created, "id");
+  const Struct done_two = Obj(WaitForTaskState(two, "completed"), "task");
+
+  EXPECT_EQ(Str(Obj(done_two, "artifacts"), "sessionId"), session_id);
+  const auto requests = RequestsWithKey("KEY-RESUME");
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[2].assistant_messages, 2) << "the history came along";
+  EXPECT_EQ(requests[2].session_id, session_id);
+  EXPECT_THAT(requests[2].body, HasSubstr("now part two"));
+  // The transcript was restored into the second runner's directory.
+  bool restored = false;
+  for (const auto& entry : fs::recursive_directory_iterator(ClaudeDir("second") + "/projects")) {
+    restored |= entry.path().filename() == session_id + ".jsonl";
+  }
+  EXPECT_TRUE(restored);
+  // Same branch, continued: the second commit sits on the first.
+  const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
+  const std::string branch = Str(done_one, "workBranch");
+  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha_two);
+  EXPECT_EQ(Origin(absl::StrCat("rev-parse ", sha_two, "^")), sha_one);
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":one.txt")), "one");
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":two.txt")), "two");
+}
+
+}  // namespace
+}  // namespace buildd
