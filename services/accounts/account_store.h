@@ -65,6 +65,9 @@ class AccountStore {
   // The principal of an active (unrevoked) key with this hash.
   virtual absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) = 0;
 
+  // The account's sealed provider credentials; "" when it has none.
+  virtual absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) = 0;
+
   // Makes sure an admin account holds a key with this hash (bootstrap).
   virtual absl::Status EnsureAdminKey(const std::string& key_hash) = 0;
 };

@@ -244,6 +244,29 @@ grpc::ServerUnaryReactor* AccountsService::Authenticate(grpc::CallbackServerCont
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
+    grpc::CallbackServerContext* ctx, const pb::RunnerCredentialsRequest* req,
+    pb::RunnerCredentialsResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, req, resp] {
+    absl::Status status = [&]() -> absl::Status {
+      BUILDD_ASSIGN_OR_RETURN(PrincipalRecord principal, Resolve(req->api_key()));
+      BUILDD_ASSIGN_OR_RETURN(std::string sealed,
+                              store_.SealedCredentials(principal.account.id));
+      if (sealed.empty()) return absl::OkStatus();
+      BUILDD_ASSIGN_OR_RETURN(std::string plain, box_.Open(sealed, principal.account.id));
+      pb::Credentials creds;
+      if (!creds.ParseFromString(plain)) {
+        return absl::DataLossError("stored credentials do not parse");
+      }
+      resp->mutable_env()->insert(creds.env().begin(), creds.env().end());
+      return absl::OkStatus();
+    }();
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
 grpc::ServerWriteReactor<pb::AccountChange>* AccountsService::WatchChanges(
     grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* req) {
   auto* watcher = new Watcher(this);

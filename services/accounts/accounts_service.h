@@ -45,6 +45,9 @@ class AccountsService final : public pb::AccountService::CallbackService {
                                          pb::Principal* resp) override;
   grpc::ServerWriteReactor<pb::AccountChange>* WatchChanges(
       grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* req) override;
+  grpc::ServerUnaryReactor* RunnerCredentials(grpc::CallbackServerContext* ctx,
+                                              const pb::RunnerCredentialsRequest* req,
+                                              pb::RunnerCredentialsResponse* resp) override;
 
  private:
   class Watcher;

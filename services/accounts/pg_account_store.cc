@@ -1,7 +1,10 @@
 #include "services/accounts/pg_account_store.h"
 
+#include <algorithm>
+
 #include <sodium.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/db.h"
 #include "common/ids.h"
@@ -145,6 +148,26 @@ absl::StatusOr<GrantRecord> PgAccountStore::UpsertGrant(const GrantRecord& grant
         soci::use(grant.account_id), soci::use(grant.workspace_id), soci::use(claim),
         soci::use(create);
     return grant;
+  });
+}
+
+absl::StatusOr<std::string> PgAccountStore::SealedCredentials(const std::string& account_id) {
+  return WithSession(pool_, "read credentials", [&](soci::session& sql) -> absl::StatusOr<std::string> {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT COALESCE(encode(credentials, 'base64'), '') FROM accounts"
+                        " WHERE id = :id",
+         soci::use(account_id));
+    for (const soci::row& row : rows) {
+      // PostgreSQL's base64 breaks lines every 76 characters.
+      std::string text = row.get<std::string>(0);
+      text.erase(std::remove(text.begin(), text.end(), '\n'), text.end());
+      std::string sealed;
+      if (!absl::Base64Unescape(text, &sealed)) {
+        return absl::DataLossError("stored credentials are not valid base64");
+      }
+      return sealed;
+    }
+    return absl::NotFoundError(absl::StrCat("account ", account_id, " not found"));
   });
 }
 

@@ -25,6 +25,7 @@ class PgAccountStore final : public AccountStore {
                                  const std::string& key_id) override;
   absl::StatusOr<GrantRecord> UpsertGrant(const GrantRecord& grant) override;
   absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) override;
+  absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) override;
   absl::Status EnsureAdminKey(const std::string& key_hash) override;
 
  private:

@@ -38,6 +38,18 @@ AccountsClient::~AccountsClient() {
   if (watch_thread_.joinable()) watch_thread_.join();
 }
 
+absl::StatusOr<std::map<std::string, std::string>> AccountsClient::RunnerCredentials(
+    const std::string& api_key) {
+  grpc::ClientContext context;
+  SetDeadlineMs(context, 5000);
+  pb::RunnerCredentialsRequest request;
+  request.set_api_key(api_key);
+  pb::RunnerCredentialsResponse reply;
+  grpc::Status status = impl_->stub->RunnerCredentials(&context, request, &reply);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return std::map<std::string, std::string>(reply.env().begin(), reply.env().end());
+}
+
 absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_key) {
   if (api_key.empty()) {
     return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");
@@ -67,6 +79,7 @@ absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_ke
   p.type = pb::Account::Type_Name(reply.type());
   p.is_admin = reply.is_admin();
   p.max_concurrent_workers = reply.max_concurrent_workers();
+  p.max_cost_per_day = reply.max_cost_per_day();
   for (const pb::Grant& g : reply.grants()) {
     if (g.can_claim()) p.can_claim.insert(g.workspace_id());
     if (g.can_create()) p.can_create.insert(g.workspace_id());

@@ -21,6 +21,7 @@ struct Principal {
   std::string type;  // user | service | action
   bool is_admin = false;
   int max_concurrent_workers = 0;
+  double max_cost_per_day = 0;
   std::set<std::string> can_claim;
   std::set<std::string> can_create;
   // Workspaces with any grant (what the account may read).
@@ -35,6 +36,8 @@ class Authenticator {
  public:
   virtual ~Authenticator() = default;
   virtual absl::StatusOr<Principal> Authenticate(const std::string& api_key) = 0;
+  virtual absl::StatusOr<std::map<std::string, std::string>> RunnerCredentials(
+      const std::string& api_key) = 0;
 };
 
 // Authenticator backed by the accounts service. Answers are cached until the
@@ -49,6 +52,10 @@ class AccountsClient final : public Authenticator {
   ~AccountsClient() override;
 
   absl::StatusOr<Principal> Authenticate(const std::string& api_key) override;
+  // The provider credentials of the key's account, as environment (not
+  // cached: asked once per runner stream).
+  absl::StatusOr<std::map<std::string, std::string>> RunnerCredentials(
+      const std::string& api_key) override;
 
  private:
   void WatchLoop();

@@ -150,6 +150,9 @@ class PgBrokerStore {
   static std::optional<WorkspaceRecord> FindWorkspace(soci::session& sql, const std::string& id);
   static void SetArtifacts(soci::session& sql, const std::string& task_id,
                            const std::string& artifacts_json);
+  // Adds to what the account spent today (UTC); returns the day's total.
+  static double AddCost(soci::session& sql, const std::string& account_id, double cost_usd);
+  static double CostToday(soci::session& sql, const std::string& account_id);
   // Stores (or replaces) the session a task ended with.
   static void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot);
   static std::optional<::buildd::v1::SessionSnapshot> FindSession(soci::session& sql,

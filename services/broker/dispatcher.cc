@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/ids.h"
 #include "common/logging.h"
 
@@ -216,6 +217,13 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   task.updated_at = NowRfc3339();
   *assign->mutable_task() = TaskToProto(task);
   assign->set_epoch(worker.epoch);
+  {
+    absl::MutexLock lock(&mu_);
+    auto creds = credentials_.find(runner.runner_id);
+    if (creds != credentials_.end()) {
+      assign->mutable_credentials()->mutable_env()->insert(creds->second.begin(), creds->second.end());
+    }
+  }
   auto ws = WorkspaceIn(tx, task.workspace_id);
   if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
   if (const std::string& from = assign->task().resume_from(); !from.empty()) {
@@ -321,19 +329,26 @@ absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Acti
   return absl::OkStatus();
 }
 
-void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello) {
+void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello,
+                         std::map<std::string, std::string> credentials) {
   const std::string runner_id = slot.runner_id;
   {
     absl::MutexLock lock(&mu_);
     links_[runner_id] = link;
+    credentials_[runner_id] = std::move(credentials);
     last_seen_[runner_id] = std::chrono::steady_clock::now();
   }
   slot.active = 0;
+  const std::string account_id = slot.account_id;
+  const double max_cost = slot.account_max_cost_per_day;
   scheduler_.AddRunner(slot);
   std::vector<pb::ResumeWorker> resume(hello.resume().begin(), hello.resume().end());
   auto stale = std::make_shared<std::vector<std::string>>();
   journal_.Submit(
-      [this, runner_id, resume, stale](JournalTx& tx) -> absl::Status {
+      [this, runner_id, resume, stale, account_id, max_cost](JournalTx& tx) -> absl::Status {
+        if (max_cost > 0 && PgBrokerStore::CostToday(tx.sql(), account_id) >= max_cost) {
+          scheduler_.SetSpent(account_id, TodayUtc());
+        }
         for (const pb::ResumeWorker& r : resume) {
           bool ok = false;
           {
@@ -390,6 +405,7 @@ void Dispatcher::Disconnect(const std::string& runner_id) {
     absl::MutexLock lock(&mu_);
     links_.erase(runner_id);
     last_seen_.erase(runner_id);
+    credentials_.erase(runner_id);
     for (auto& [worker_id, a] : attached_) {
       if (a.runner_id == runner_id) {
         a.runner_id.clear();
@@ -696,6 +712,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
       PgBrokerStore::SetArtifacts(tx.sql(), a.task_id, json);
       (void)google::protobuf::util::JsonStringToMessage(json, e.mutable_data());
     }
+    if (finished.artifacts().cost_usd() > 0) ChargeInTx(tx, runner_id, a, finished.artifacts().cost_usd());
     if (finished.has_session() && !finished.session().session_id().empty()) {
       pb::SessionSnapshot session = finished.session();
       session.set_task_id(a.task_id);
@@ -713,6 +730,27 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
       ClaimFor(runner_id);
     });
     return absl::OkStatus();
+  });
+}
+
+void Dispatcher::ChargeInTx(JournalTx& tx, const std::string& runner_id, const Attached& a,
+                            double cost_usd) {
+  std::optional<RunnerSlot> runner = scheduler_.Get(runner_id);
+  if (!runner || runner->account_id.empty()) return;
+  const double total = PgBrokerStore::AddCost(tx.sql(), runner->account_id, cost_usd);
+  const double limit = runner->account_max_cost_per_day;
+  if (limit <= 0 || total < limit) return;
+  const std::string text =
+      absl::StrFormat("account %s spent $%.4f of its $%.4f a day: its runners take no agent tasks "
+                      "until the day (UTC) is over",
+                      runner->account_id, total, limit);
+  // Told with the task that reached the limit.
+  pb::Event e = NewEvent("budget", a.task_id, "", a.workspace_id);
+  e.set_text(text);
+  tx.Append(std::move(e));
+  tx.OnCommit([this, account_id = runner->account_id, text] {
+    Log()->info("{}", text);
+    scheduler_.SetSpent(account_id, TodayUtc());
   });
 }
 
@@ -755,6 +793,12 @@ void Dispatcher::ArmHeartbeatCheck() {
       }
     }
     for (auto& link : silent) link->Close(absl::DeadlineExceededError("missed heartbeats"));
+    // A new day lifts the accounts' spent budgets.
+    if (const std::string today = TodayUtc(); today != budget_day_) {
+      const bool first = budget_day_.empty();
+      budget_day_ = today;
+      if (!first) ClaimForAll();
+    }
     ArmHeartbeatCheck();
   });
 }

@@ -69,7 +69,10 @@ class Dispatcher {
 
   // A runner said Hello. Registers it, re-attaches the work it resumes, then
   // sends Welcome and claims pending tasks for it.
-  void Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello);
+  // `credentials`: the runner's account's provider credentials, handed to
+  // its tasks as environment.
+  void Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, const pb::Hello& hello,
+               std::map<std::string, std::string> credentials = {});
   void Disconnect(const std::string& runner_id);
   void OnMessage(const std::string& runner_id, const pb::RunnerMessage& message);
   // The account's grants or keys changed ("" for every account).
@@ -100,6 +103,10 @@ class Dispatcher {
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
   void OnFinished(const std::string& runner_id, const pb::Finished& finished);
   void ExpireWorkers(std::vector<std::string> worker_ids);
+  // Inside a journal op: adds what a finished worker cost to its runner's
+  // account; at maxCostPerDay the account's runners stop taking agent tasks
+  // for the rest of the UTC day (a "budget" event says so).
+  void ChargeInTx(JournalTx& tx, const std::string& runner_id, const Attached& a, double cost_usd);
   void ArmLeaseTimer(std::vector<std::string> worker_ids);
   void ArmHeartbeatCheck();
   void Send(const std::string& runner_id, pb::BrokerMessage message);
@@ -113,11 +120,13 @@ class Dispatcher {
   boost::asio::io_context& timers_;
   DispatcherOptions options_;
   boost::asio::steady_timer heartbeat_timer_;
+  std::string budget_day_;  // touched by the heartbeat timer only
   std::atomic<int64_t> pending_{0};
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<RunnerLink>> links_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::chrono::steady_clock::time_point> last_seen_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, std::string>> credentials_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Attached> attached_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
 };

@@ -303,6 +303,25 @@ void PgBrokerStore::SetArtifacts(soci::session& sql, const std::string& task_id,
       soci::use(task_id);
 }
 
+double PgBrokerStore::AddCost(soci::session& sql, const std::string& account_id, double cost_usd) {
+  double total = 0;
+  sql << "INSERT INTO account_costs (account_id, day, cost_usd)"
+         " VALUES (:a, (now() AT TIME ZONE 'UTC')::date, :c)"
+         " ON CONFLICT (account_id, day) DO UPDATE SET cost_usd = account_costs.cost_usd + EXCLUDED.cost_usd"
+         " RETURNING cost_usd",
+      soci::use(account_id), soci::use(cost_usd), soci::into(total);
+  return total;
+}
+
+double PgBrokerStore::CostToday(soci::session& sql, const std::string& account_id) {
+  double total = 0;
+  soci::indicator ind = soci::i_ok;
+  sql << "SELECT cost_usd FROM account_costs WHERE account_id = :a"
+         " AND day = (now() AT TIME ZONE 'UTC')::date",
+      soci::use(account_id), soci::into(total, ind);
+  return sql.got_data() && ind == soci::i_ok ? total : 0;
+}
+
 void PgBrokerStore::SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& s) {
   // bytea travels as base64 text: SOCI binds strings as text.
   const std::string data = absl::Base64Escape(s.data());
@@ -353,7 +372,7 @@ std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const Ru
   const std::string workspaces = IdsJson(runner.claim_workspaces);
   const std::string only = runner.only_workspace;
   const std::string labels = LabelsToJson(std::vector<std::string>(runner.labels.begin(), runner.labels.end()));
-  const std::string providers = IdsJson(runner.providers);
+  const std::string providers = IdsJson(runner.AvailableProviders());
   soci::rowset<soci::row> rows =
       (sql.prepare << absl::StrCat(
            "SELECT ", TaskColumns(),

@@ -101,6 +101,11 @@ class RunnerStream final : public StreamBase {
  private:
   void Register(const pb::Hello& hello) {
     absl::StatusOr<Principal> p = service_->auth_.Authenticate(key_);
+    absl::StatusOr<std::map<std::string, std::string>> credentials;
+    if (p.ok()) {
+      credentials = service_->auth_.RunnerCredentials(key_);
+      if (!credentials.ok()) p = credentials.status();
+    }
     if (p.ok()) {
       RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
       name_ = slot.name;
@@ -112,7 +117,7 @@ class RunnerStream final : public StreamBase {
       Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
                   slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
       StartRead(&in_);
-      service_->dispatcher_.Connect(std::move(slot), link_, hello);
+      service_->dispatcher_.Connect(std::move(slot), link_, hello, *std::move(credentials));
     }
     // Leave set-up last: from here on a cancel may finish and free us.
     bool cancelled;
@@ -171,6 +176,7 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   if (hello.capabilities_size() == 0) slot.providers.insert("command");
   slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
   slot.account_max_workers = p.is_admin ? 0 : p.max_concurrent_workers;
+  slot.account_max_cost_per_day = p.max_cost_per_day;
   return slot;
 }
 

@@ -1,8 +1,22 @@
 #include "services/broker/scheduler.h"
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 #include <limits>
 
 namespace buildd::broker {
+
+std::string TodayUtc() {
+  return absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone());
+}
+
+std::set<std::string> RunnerSlot::AvailableProviders() const {
+  if (spent_day.empty() || spent_day != TodayUtc()) return providers;
+  std::set<std::string> free;
+  if (providers.count("command") > 0) free.insert("command");
+  return free;
+}
 
 bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
   if (!runner.only_workspace.empty() && runner.only_workspace != task.workspace_id) return false;
@@ -13,7 +27,17 @@ bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
   for (const std::string& label : task.required_labels) {
     if (runner.labels.count(label) == 0) return false;
   }
-  return runner.providers.count(task.provider) > 0;
+  if (runner.providers.count(task.provider) == 0) return false;
+  // Agents cost money; a command does not.
+  return task.provider == "command" || runner.spent_day.empty() ||
+         runner.spent_day != TodayUtc();
+}
+
+void Scheduler::SetSpent(const std::string& account_id, const std::string& day) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, runner] : runners_) {
+    if (runner.account_id == account_id) runner.spent_day = day;
+  }
 }
 
 void Scheduler::AddRunner(RunnerSlot runner) {

@@ -38,7 +38,17 @@ struct RunnerSlot {
   int max_tasks = 1;
   int active = 0;
   int account_max_workers = 0;  // 0: no account limit
+  double account_max_cost_per_day = 0;  // 0: no limit
+  // The UTC day ("2026-11-22") on which the account reached that limit: no
+  // agent tasks for it until the day is over.
+  std::string spent_day;
+
+  // The providers the runner may take now (only `command` once spent).
+  std::set<std::string> AvailableProviders() const;
 };
+
+// Today's UTC date, "YYYY-MM-DD".
+std::string TodayUtc();
 
 // True when `runner` may take `task`: canClaim grant (or admin), account
 // type against runnerPreference, required labels ⊆ runner labels, provider
@@ -56,6 +66,9 @@ class Scheduler {
   void UpdateAccess(const std::string& account_id, bool is_admin,
                     const std::set<std::string>& claim_workspaces, int account_max_workers);
 
+  // Marks every runner of `account_id` as having spent its daily budget on
+  // `day` ("" lifts it).
+  void SetSpent(const std::string& account_id, const std::string& day);
   // Chooses a runner for `task` and takes one of its slots; nullopt when no
   // connected runner is eligible and free. `exclude`: runners that already
   // refused this task.

@@ -52,6 +52,23 @@ TEST(SchedulerTest, SkipsRunnerWithoutTheProvider) {
   EXPECT_FALSE(Eligible(Runner("r", "service"), t));
 }
 
+TEST(SchedulerTest, AnAccountThatSpentItsBudgetTodayTakesOnlyCommands) {
+  Scheduler scheduler;
+  RunnerSlot r = Runner("r", "service");
+  r.providers = {"command", "claude"};
+  scheduler.AddRunner(r);
+  TaskRoute agent = Task();
+  agent.provider = "claude";
+  scheduler.SetSpent("acc-r", TodayUtc());
+  EXPECT_FALSE(scheduler.Reserve(agent).has_value());
+  EXPECT_TRUE(scheduler.Reserve(Task()).has_value()) << "commands cost nothing";
+  EXPECT_EQ(scheduler.Get("r")->AvailableProviders(), std::set<std::string>{"command"});
+  // A budget spent on an earlier day no longer counts.
+  scheduler.SetSpent("acc-r", "2000-01-01");
+  EXPECT_TRUE(scheduler.Reserve(agent).has_value());
+  EXPECT_EQ(scheduler.Get("r")->AvailableProviders(), r.providers);
+}
+
 TEST(SchedulerTest, WorkspaceFilterOfTheRunnerApplies) {
   RunnerSlot r = Runner("r", "service");
   r.claim_workspaces = {"ws1", "ws2"};

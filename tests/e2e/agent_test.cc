@@ -39,6 +39,9 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kAuthor[] = "Buildd Test <bot@buildd.test>";
+// The account's provider key: sealed by accounts, handed to its runners'
+// agents only.
+constexpr char kAccountApiKey[] = "sk-ant-api03-account-secret-e2e";
 
 // Runs a shell command of the test's own (no outside values) in `dir`;
 // returns its trimmed stdout.
@@ -111,7 +114,8 @@ class AgentTest : public MeshTest {
                     " && git -c user.name=Seed -c user.email=seed@x commit -q -m first"
                     " && git push -q ",
                     origin_, " main"));
-    account_ = CreateAccountAndWorkspace("service", true, true);
+    account_ = CreateAccountAndWorkspace(
+        "service", true, true, absl::StrCat(R"(,"anthropicApiKey":")", kAccountApiKey, R"(")"));
     HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(),
                          absl::StrCat(R"({"name":"repo","repoUrl":"file://)", origin_,
                                       R"(","defaultBranch":"main"})"));
@@ -133,7 +137,8 @@ class AgentTest : public MeshTest {
   // configuration directory, talking to the fake API.
   testing::Process& StartClaudeRunner(const std::string& name,
                                       std::vector<std::string> extra = {},
-                                      const std::string& claude = "") {
+                                      const std::string& claude = "",
+                                      const std::string& api_key = "") {
     std::vector<std::string> args = {
         absl::StrCat("--claude=", claude.empty() ? testing::TestClaudeCli() : claude),
         "--codex=/nonexistent/codex", absl::StrCat("--claude_config_dir=", ClaudeDir(name)),
@@ -141,7 +146,9 @@ class AgentTest : public MeshTest {
     args.insert(args.end(), extra.begin(), extra.end());
     std::map<std::string, std::string> env;
     for (const auto& [key, value] : fake_.ClaudeEnv()) env[key] = value;
-    return mesh_.StartRunner(account_.api_key, name, args, env);
+    // The key comes from the runner's account, by way of the broker.
+    env.erase("ANTHROPIC_API_KEY");
+    return mesh_.StartRunner(api_key.empty() ? account_.api_key : api_key, name, args, env);
   }
 
   std::string ClaudeDir(const std::string& runner) const {
@@ -226,7 +233,7 @@ TEST_F(AgentTest, ClaudeEditsTheRepositoryCommitsAndPushesItsBranch) {
                                  FakeBlock::ToolUse("Write", R"({"file_path":"hello.txt",)"
                                                              R"("content":"hello from claude\n"})")}),
                 FakeTurn::Reply({FakeBlock::Text("Wrote hello.txt.")})});
-  StartClaudeRunner("laptop");
+  testing::Process& runner = StartClaudeRunner("laptop");
   Struct created = CreateAgentTask(
       R"("provider":"claude","prompt":"KEY-EDIT write hello.txt","autoCommit":true,"push":true,)"
       R"("providerOptions":{"allowedTools":["Write","Read"]})");
@@ -280,7 +287,15 @@ TEST_F(AgentTest, ClaudeEditsTheRepositoryCommitsAndPushesItsBranch) {
   // The model saw one conversation of two turns, under the session id.
   const auto requests = RequestsWithKey("KEY-EDIT");
   ASSERT_EQ(requests.size(), 2u);
-  for (const auto& r : requests) EXPECT_EQ(r.session_id, session_id);
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.session_id, session_id);
+    EXPECT_EQ(r.api_key, kAccountApiKey) << "the account's sealed key reached the agent";
+  }
+  for (const std::string& log : {runner.Log(), mesh_.broker().Log(), mesh_.accounts().Log(),
+                                 mesh_.gateway().Log()}) {
+    EXPECT_THAT(log, Not(HasSubstr(kAccountApiKey)));
+  }
+  for (const auto& e : events) EXPECT_THAT(e.data, Not(HasSubstr(kAccountApiKey)));
 
   // POST /revert undoes the commit on the branch and pushes the revert.
   HttpResult revert = Call("POST", "/revert", account_.api_key,
@@ -460,6 +475,38 @@ TEST_F(AgentTest, BrokenProvidersEndInErrorWithTheReasonAndMissingOnesStayPendin
       "id");
   const Struct refused_task = Obj(WaitForTaskState(refused, "failed", 60000), "task");
   EXPECT_THAT(Str(refused_task, "error"), HasSubstr("scripted refusal"));
+}
+
+TEST_F(AgentTest, AnAccountOverItsDailyBudgetTakesNoMoreAgentTasks) {
+  HttpResult acc = Call("POST", "/api/accounts", mesh_.admin_key(),
+                        absl::StrCat(R"({"type":"service","name":"frugal","maxCostPerDay":0.0001,)",
+                                     R"("anthropicApiKey":")", kAccountApiKey, R"("})"));
+  ASSERT_EQ(acc.status, 201) << acc.body;
+  const Struct frugal = Json(acc.body);
+  ASSERT_EQ(Call("POST", absl::StrCat("/api/accounts/", Str(frugal, "id"), "/workspaces"),
+                 mesh_.admin_key(),
+                 absl::StrCat(R"({"workspaceId":")", workspace_id_, R"(","canClaim":true})"))
+                .status,
+            200);
+  fake_.Script("KEY-COST", {FakeTurn::Reply({FakeBlock::Text("Cheap answer.")})});
+  StartClaudeRunner("frugal", {}, "", Str(frugal, "apiKey"));
+
+  const std::string first = Str(CreateAgentTask(R"("provider":"claude","prompt":"KEY-COST 1")"), "id");
+  std::vector<SseItem> events = ReadTaskEvents(*events_, first, {"completed", "error"});
+  ASSERT_EQ(events.back().event, "completed");
+  const double cost = Num(Obj(Json(events.back().data), "data"), "costUsd");
+  EXPECT_GT(cost, 0.0001) << "the fake's usage prices one answer above the limit";
+  // The limit is reached: a budget event, then agent tasks wait.
+  const SseItem* budget = FirstOf(events, "budget");
+  ASSERT_NE(budget, nullptr) << ::testing::PrintToString(Types(events));
+  EXPECT_THAT(Str(Json(budget->data), "text"), HasSubstr(Str(frugal, "id")));
+  const std::string second = Str(CreateAgentTask(R"("provider":"claude","prompt":"KEY-COST 2")"), "id");
+  const std::string command = Str(CreateAgentTask(R"("provider":"command","command":"true")"), "id");
+  WaitForTaskState(command, "completed");
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + second, mesh_.admin_key()).body), "task"),
+                "state"),
+            "pending");
+  EXPECT_EQ(RequestsWithKey("KEY-COST").size(), 1u);
 }
 
 TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {

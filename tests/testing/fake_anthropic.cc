@@ -377,6 +377,9 @@ void FakeAnthropic::Serve(Connection* connection) {
     const absl::string_view target(message.target().data(), message.target().size());
     request.path = std::string(target.substr(0, target.find('?')));
     request.body = message.body();
+    if (auto it = message.find("X-Api-Key"); it != message.end()) {
+      request.api_key = std::string(it->value());
+    }
     if (auto it = message.find("X-Claude-Code-Session-Id"); it != message.end()) {
       request.session_id = std::string(it->value());
     }

@@ -77,6 +77,8 @@ class FakeAnthropic {
     int assistant_messages = 0;
     // The X-Claude-Code-Session-Id header.
     std::string session_id;
+    // The x-api-key header: the key the CLI was given.
+    std::string api_key;
   };
 
   // Starts listening. Aborts the test binary when no socket can be bound.
