@@ -316,7 +316,8 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
                {FakeTurn::Reply({FakeBlock::Text("Plan: 1. create plan.txt with the word done.")}),
                 FakeTurn::Reply({FakeBlock::ToolUse(
                     "Write", R"({"file_path":"plan.txt","content":"done\n"})")}),
-                FakeTurn::Reply({FakeBlock::Text("Implemented the plan.")})});
+                FakeTurn::Reply({FakeBlock::Text("Implemented. Shall I add a README entry too?")}),
+                FakeTurn::Reply({FakeBlock::Text("Understood, leaving the README alone.")})});
   StartClaudeRunner("laptop");
   const std::string task_id = Str(CreateAgentTask(
       R"("provider":"claude","prompt":"KEY-PLAN make plan.txt","planFirst":true,)"
@@ -339,9 +340,17 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
                           R"({"approve":true})");
   ASSERT_EQ(input.status, 200) << input.body;
 
-  std::vector<SseItem> rest = ReadTaskEvents(*events_, task_id, {"completed", "error"});
-  ASSERT_EQ(rest.back().event, "completed") << ::testing::PrintToString(Types(rest));
+  // The coding turn ends with a question: answered the same way.
+  std::vector<SseItem> rest = ReadTaskEvents(*events_, task_id, {"question", "completed", "error"});
+  ASSERT_EQ(rest.back().event, "question") << ::testing::PrintToString(Types(rest));
+  EXPECT_EQ(Str(Json(rest.back().data), "text"), "Implemented. Shall I add a README entry too?");
   EXPECT_THAT(Types(rest), Contains("input"));
+  WaitForWorkerState(worker_id, "waiting_input");
+  HttpResult answer = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
+                           R"({"text":"No, that is all."})");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  rest = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  ASSERT_EQ(rest.back().event, "completed") << ::testing::PrintToString(Types(rest));
   const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
   EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. create plan.txt with the word done.");
   EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("plan.txt"));
@@ -349,7 +358,8 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
 
   // One session throughout: the coding turns carry the planning turn.
   const auto requests = RequestsWithKey("KEY-PLAN");
-  ASSERT_EQ(requests.size(), 3u);
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_THAT(requests[3].body, HasSubstr("No, that is all."));
   EXPECT_EQ(requests[0].assistant_messages, 0);
   EXPECT_EQ(requests[1].assistant_messages, 1);
   EXPECT_THAT(requests[1].body, HasSubstr("Plan: 1. create plan.txt"));
@@ -360,7 +370,7 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
   // Input for a worker that waits for nothing is refused.
   HttpResult late = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
                          R"({"text":"more"})");
-  EXPECT_NE(late.status, 200);
+  EXPECT_EQ(late.status, 409) << late.body;
 }
 
 TEST_F(AgentTest, TwoTasksOfOneRepositoryRunAtOnceAndArePausedResumedAndCanceled) {
@@ -475,6 +485,33 @@ TEST_F(AgentTest, BrokenProvidersEndInErrorWithTheReasonAndMissingOnesStayPendin
       "id");
   const Struct refused_task = Obj(WaitForTaskState(refused, "failed", 60000), "task");
   EXPECT_THAT(Str(refused_task, "error"), HasSubstr("scripted refusal"));
+}
+
+TEST_F(AgentTest, OldWorktreesAreRemovedWhenTheDiskIsFullButNeverOneInUse) {
+  // Watermarks of 0: the disk always counts as full, so each new task first
+  // removes every idle worktree.
+  StartClaudeRunner("tidy", {"--disk_high_watermark=0", "--disk_low_watermark=0"});
+  const std::string first = Str(CreateAgentTask(
+      R"("provider":"command","command":"echo one > one.txt","autoCommit":true)"), "id");
+  const Struct done = Obj(WaitForTaskState(first, "completed"), "task");
+  EXPECT_THAT(Str(Obj(done, "artifacts"), "diffStat"), HasSubstr("one.txt"));
+  EXPECT_TRUE(fs::exists(WorktreeOf("tidy", first) + "/one.txt")) << "kept after the task";
+
+  const std::string second =
+      Str(CreateAgentTask(R"("provider":"command","command":"ls ../; pwd")"), "id");
+  std::vector<SseItem> events = ReadTaskEvents(*events_, second, {"completed", "error"});
+  ASSERT_EQ(events.back().event, "completed");
+  bool cleaned = false;
+  std::vector<std::string> output;
+  for (const auto& e : events) {
+    const Struct body = Json(e.data);
+    cleaned |= e.event == "git" && Str(Obj(body, "data"), "stage") == "cleanup";
+    if (e.event == "output") output.push_back(Str(body, "text"));
+  }
+  EXPECT_TRUE(cleaned);
+  EXPECT_FALSE(fs::exists(WorktreeOf("tidy", first)));
+  // The running task saw its own worktree, and only it.
+  EXPECT_THAT(output, ::testing::ElementsAre(second, WorktreeOf("tidy", second)));
 }
 
 TEST_F(AgentTest, AnAccountOverItsDailyBudgetTakesNoMoreAgentTasks) {

@@ -26,6 +26,15 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   return s.code() == code;
 }
 
+// The status code and a matcher of its message.
+MATCHER_P2(StatusIs, code, message_matcher,
+           "has status code " + absl::StatusCodeToString(code) + " and a matching message") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.code() == code &&
+         ::testing::Matches(message_matcher)(std::string(s.message()));
+}
+
 }  // namespace buildd::testing
 
 #endif  // BUILDD_TESTS_TESTING_MATCHERS_H_
