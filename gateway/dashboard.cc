@@ -24,15 +24,16 @@ td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
 <form id="signin"><input id="key" type="password" size="48" placeholder="API key (buildd_...)" autocomplete="off">
 <button>Sign in</button> <span id="who"></span></form>
 <h2>Tasks <button id="reload" type="button">Reload</button></h2>
-<table><thead><tr><th>Title</th><th>State</th><th>Provider</th><th>Workspace</th><th>Updated</th><th>Id</th></tr></thead>
+<table><thead><tr><th>Title</th><th>State</th><th>Provider</th><th>Workspace</th><th>Updated</th><th>Id</th><th>Result</th></tr></thead>
 <tbody id="tasks"></tbody></table>
 <h2>Events <span id="live"></span></h2>
 <ul id="events"></ul>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const TYPES = ["message","assigned","started","status","output","log","completed","error",
-  "canceled","question","plan","artifact","cost","tool_use","tool_result","git"];
+const TYPES = ["created","assigned","rejected","requeued","started","status","output","git",
+  "session","assistant_message","tool_use","tool_result","result","plan","question","input",
+  "budget","completed","error","failed","canceled"];
 let source = null, reloadTimer = null;
 function key() { return sessionStorage.getItem("buildd_key") || ""; }
 function show(el, text, bad) { el.textContent = text; el.className = bad ? "err" : ""; }
@@ -66,9 +67,35 @@ async function loadTasks() {
         cell.textContent = v || "";
         row.append(cell);
       }
+      row.append(resultCell(t));
       tbody.append(row);
     }
   } catch (e) { show($("who"), e.message, true); }
+}
+// What a task left, or, while it waits for input, a box to answer it.
+function resultCell(t) {
+  const cell = document.createElement("td");
+  const a = t.artifacts || {};
+  if (t.state === "waiting_input" && t.workerId) {
+    const form = document.createElement("form");
+    const text = document.createElement("input");
+    text.placeholder = "answer (empty: approve)";
+    const send = document.createElement("button");
+    send.textContent = "Send";
+    form.append(text, " ", send);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = text.value.trim() ? {text: text.value} : {approve: true};
+      api("/api/workers/" + t.workerId + "/input", {method: "POST",
+          headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})
+        .then(loadTasks).catch((err) => show($("who"), err.message, true));
+    });
+    cell.append(form);
+  } else {
+    cell.textContent = [a.commitSha ? a.branch + " @ " + a.commitSha.slice(0, 10) : "",
+      a.costUsd ? "$" + a.costUsd.toFixed(4) : "", t.error || ""].filter(Boolean).join("  ");
+  }
+  return cell;
 }
 function addEvent(type, e) {
   let text = "";
