@@ -174,50 +174,31 @@ SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& s
   auto& env = spawn.env;
   env.emplace_back("BUILDD_AGENT_PROMPT", run.prompt);
   std::string command;
+  // `flag "$VAR"` with VAR=value in the environment, when there is a value.
+  const auto add = [&](const char* flag, const char* var, const std::string& value) {
+    if (value.empty()) return;
+    env.emplace_back(var, value);
+    absl::StrAppend(&command, " ", flag, " \"$", var, "\"");
+  };
   if (provider == "codex") {
     env.emplace_back("BUILDD_AGENT_BIN", settings.codex_path.empty() ? "codex" : settings.codex_path);
-    env.emplace_back("BUILDD_AGENT_SANDBOX",
-                     absl::StrCat("sandbox_mode=\"", run.plan ? "read-only" : options.sandbox, "\""));
-    command = R"(exec "$BUILDD_AGENT_BIN" exec --json --skip-git-repo-check -c "$BUILDD_AGENT_SANDBOX")";
-    if (!options.model.empty()) {
-      env.emplace_back("BUILDD_AGENT_MODEL", options.model);
-      command += R"( -m "$BUILDD_AGENT_MODEL")";
-    }
-    if (!run.session_id.empty()) {
-      env.emplace_back("BUILDD_AGENT_SESSION", run.session_id);
-      command += R"( resume "$BUILDD_AGENT_SESSION")";
-    }
+    command = R"(exec "$BUILDD_AGENT_BIN" exec --json --skip-git-repo-check)";
+    add("-c", "BUILDD_AGENT_SANDBOX",
+        absl::StrCat("sandbox_mode=\"", run.plan ? "read-only" : options.sandbox, "\""));
+    add("-m", "BUILDD_AGENT_MODEL", options.model);
+    add("resume", "BUILDD_AGENT_SESSION", run.session_id);
   } else {
     env.emplace_back("BUILDD_AGENT_BIN", settings.claude_path.empty() ? "claude" : settings.claude_path);
-    env.emplace_back("BUILDD_AGENT_MODE", run.plan ? "plan" : options.permission_mode);
     env.emplace_back("CLAUDE_CONFIG_DIR", settings.claude_config_dir);
-    command =
-        R"(exec "$BUILDD_AGENT_BIN" -p --output-format stream-json --verbose)"
-        R"( --permission-mode "$BUILDD_AGENT_MODE")";
-    if (!options.model.empty()) {
-      env.emplace_back("BUILDD_AGENT_MODEL", options.model);
-      command += R"( --model "$BUILDD_AGENT_MODEL")";
-    }
-    if (!options.allowed_tools.empty()) {
-      env.emplace_back("BUILDD_AGENT_ALLOWED", options.allowed_tools);
-      command += R"( --allowedTools "$BUILDD_AGENT_ALLOWED")";
-    }
-    if (!options.disallowed_tools.empty()) {
-      env.emplace_back("BUILDD_AGENT_DISALLOWED", options.disallowed_tools);
-      command += R"( --disallowedTools "$BUILDD_AGENT_DISALLOWED")";
-    }
-    if (options.max_turns > 0) {
-      env.emplace_back("BUILDD_AGENT_MAX_TURNS", std::to_string(options.max_turns));
-      command += R"( --max-turns "$BUILDD_AGENT_MAX_TURNS")";
-    }
-    if (!options.append_system_prompt.empty()) {
-      env.emplace_back("BUILDD_AGENT_SYSTEM", options.append_system_prompt);
-      command += R"( --append-system-prompt "$BUILDD_AGENT_SYSTEM")";
-    }
-    if (!run.session_id.empty()) {
-      env.emplace_back("BUILDD_AGENT_SESSION", run.session_id);
-      command += R"( --resume "$BUILDD_AGENT_SESSION")";
-    }
+    command = R"(exec "$BUILDD_AGENT_BIN" -p --output-format stream-json --verbose)";
+    add("--permission-mode", "BUILDD_AGENT_MODE", run.plan ? "plan" : options.permission_mode);
+    add("--model", "BUILDD_AGENT_MODEL", options.model);
+    add("--allowedTools", "BUILDD_AGENT_ALLOWED", options.allowed_tools);
+    add("--disallowedTools", "BUILDD_AGENT_DISALLOWED", options.disallowed_tools);
+    add("--max-turns", "BUILDD_AGENT_MAX_TURNS",
+        options.max_turns > 0 ? std::to_string(options.max_turns) : "");
+    add("--append-system-prompt", "BUILDD_AGENT_SYSTEM", options.append_system_prompt);
+    add("--resume", "BUILDD_AGENT_SESSION", run.session_id);
   }
   // "--": a prompt that starts with '-' is still the prompt.
   command += R"( -- "$BUILDD_AGENT_PROMPT")";

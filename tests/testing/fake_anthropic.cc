@@ -28,34 +28,12 @@ namespace {
 // Requests carry the whole conversation, tool schemas and system prompt.
 constexpr uint64_t kBodyLimit = 64 << 20;
 
+// `s` as a JSON string literal, quotes included.
 std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  google::protobuf::Value value;
+  value.set_string_value(std::string(s));
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(value, &out);
   return out;
 }
 
