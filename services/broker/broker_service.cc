@@ -108,6 +108,14 @@ absl::Status ValidateNewTask(pb::Task& task) {
   if (task.provider() != "command" && task.prompt().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("prompt is required when provider is ", task.provider()));
   }
+  // Both reach the agent or shell as one argument, which the kernel caps.
+  constexpr size_t kMaxArgument = 100 * 1024;
+  if (task.prompt().size() > kMaxArgument) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt is longer than ", kMaxArgument, " bytes"));
+  }
+  if (task.command().size() > kMaxArgument) {
+    return absl::InvalidArgumentError(absl::StrCat("command is longer than ", kMaxArgument, " bytes"));
+  }
   if (task.max_attempts() < 0) return absl::InvalidArgumentError("maxAttempts must not be negative");
   if (task.max_attempts() == 0) task.set_max_attempts(3);
   if (task.timeout_seconds() < 0) return absl::InvalidArgumentError("timeoutSeconds must not be negative");
@@ -242,6 +250,20 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
           task.workspace_id(), " (needs canCreate)"))));
       return;
     }
+    if (task.kind() == "revert") {
+      absl::StatusOr<WorkspaceRecord> ws = store_.GetWorkspace(task.workspace_id());
+      absl::Status st = ws.status();
+      if (ws.ok() && ws->repo_url.empty()) {
+        st = absl::InvalidArgumentError(absl::StrCat(
+            "workspace ", task.workspace_id(), " has no repoUrl: there is nothing to revert in"));
+      }
+      if (!st.ok()) {
+        reactor->Finish(ToGrpcStatus(st));
+        return;
+      }
+    }
+    // Also the broker's: the artifacts of earlier runs.
+    task.clear_artifacts();
     // Keep only what the client describes; the broker owns the rest.
     for (void (pb::Task::*clear)() : {&pb::Task::clear_id, &pb::Task::clear_state, &pb::Task::clear_attempts,
                         &pb::Task::clear_worker_id, &pb::Task::clear_created_by,
@@ -284,7 +306,13 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerConte
         req->state() == pb::Task::state_unspecified ? "" : pb::Task::State_Name(req->state());
     const int limit = req->limit() <= 0 ? 100 : std::min(req->limit(), 1000);
     BUILDD_ASSIGN_OR_RETURN(auto tasks, store_.ListTasks(req->workspace_id(), state, limit, Visible(p)));
-    for (const auto& t : tasks) *resp->add_tasks() = TaskToProto(t);
+    for (const auto& t : tasks) {
+      pb::Task* task = resp->add_tasks();
+      *task = TaskToProto(t);
+      // Patches are for GET /api/tasks/:id; a list of them would be huge.
+      task->mutable_artifacts()->clear_patch();
+      if (task->artifacts().ByteSizeLong() == 0) task->clear_artifacts();
+    }
     return absl::OkStatus();
   });
 }
@@ -351,6 +379,9 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
     if (req->action() == pb::ControlWorkerRequest::action_unspecified ||
         !pb::ControlWorkerRequest::Action_IsValid(req->action())) {
       return absl::InvalidArgumentError("action is required: pause, resume, cancel or input");
+    }
+    if (req->text().size() > 100 * 1024) {
+      return absl::InvalidArgumentError("text is longer than 102400 bytes");
     }
     BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));

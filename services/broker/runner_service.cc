@@ -101,10 +101,17 @@ class RunnerStream final : public StreamBase {
  private:
   void Register(const pb::Hello& hello) {
     absl::StatusOr<Principal> p = service_->auth_.Authenticate(key_);
-    absl::StatusOr<std::map<std::string, std::string>> credentials;
+    std::map<std::string, std::string> credentials;
     if (p.ok()) {
-      credentials = service_->auth_.RunnerCredentials(key_);
-      if (!credentials.ok()) p = credentials.status();
+      absl::StatusOr<std::map<std::string, std::string>> fetched =
+          service_->auth_.RunnerCredentials(key_);
+      if (fetched.ok()) {
+        credentials = *std::move(fetched);
+      } else {
+        // The runner still runs commands, and agents with its own login.
+        Log()->warn("runner={} account={}: its provider credentials are unavailable: {}",
+                    runner_id_, p->account_id, fetched.status().message());
+      }
     }
     if (p.ok()) {
       RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
@@ -117,7 +124,7 @@ class RunnerStream final : public StreamBase {
       Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
                   slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
       StartRead(&in_);
-      service_->dispatcher_.Connect(std::move(slot), link_, hello, *std::move(credentials));
+      service_->dispatcher_.Connect(std::move(slot), link_, hello, std::move(credentials));
     }
     // Leave set-up last: from here on a cancel may finish and free us.
     bool cancelled;

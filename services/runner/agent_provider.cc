@@ -221,11 +221,18 @@ std::string ClaudeProjectDirName(const std::string& cwd) {
 
 absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
                                                 const ProviderSettings& settings,
-                                                const std::string& session_id) {
+                                                const std::string& session_id,
+                                                const std::string& dir) {
   BUILDD_RETURN_IF_ERROR(CheckSessionId(session_id));
-  const fs::path root = provider == "codex" ? fs::path(settings.codex_home) / "sessions"
-                                            : fs::path(settings.claude_config_dir) / "projects";
-  std::optional<fs::path> file = FindFile(root, absl::StrCat(session_id, ".jsonl"));
+  if (provider != "codex") {
+    // Only the project of this directory: a copy restored elsewhere for an
+    // earlier task may be older.
+    return ReadFile(fs::path(settings.claude_config_dir) / "projects" / ClaudeProjectDirName(dir) /
+                    absl::StrCat(session_id, ".jsonl"));
+  }
+  // rollout-<time>-<id>.jsonl, in dated folders.
+  const fs::path root = fs::path(settings.codex_home) / "sessions";
+  std::optional<fs::path> file = FindFile(root, absl::StrCat("-", session_id, ".jsonl"));
   if (!file) {
     return absl::NotFoundError(
         absl::StrCat("no transcript of session ", session_id, " under ", root.string()));
@@ -240,7 +247,7 @@ absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderS
   fs::path target;
   if (provider == "codex") {
     const fs::path root = fs::path(settings.codex_home) / "sessions";
-    if (FindFile(root, absl::StrCat(session_id, ".jsonl"))) return absl::OkStatus();
+    if (FindFile(root, absl::StrCat("-", session_id, ".jsonl"))) return absl::OkStatus();
     target = root / "restored" / absl::StrCat("rollout-", session_id, ".jsonl");
   } else {
     target = fs::path(settings.claude_config_dir) / "projects" / ClaudeProjectDirName(dir) /

@@ -75,11 +75,14 @@ std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider)
 // other than a letter or digit becomes '-' ("/tmp/a.b" → "-tmp-a-b").
 std::string ClaudeProjectDirName(const std::string& cwd);
 
-// The stored transcript of session `session_id`, read from the provider's
-// state directory. NotFound when it has none.
+// The stored transcript of session `session_id` run in `dir`, read from
+// the provider's state directory (Claude Code: exactly
+// projects/<ClaudeProjectDirName(dir)>/<id>.jsonl, where it writes).
+// NotFound when it has none.
 absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
                                                 const ProviderSettings& settings,
-                                                const std::string& session_id);
+                                                const std::string& session_id,
+                                                const std::string& dir);
 
 // Writes a transcript taken on another runner where `provider` looks for it
 // when resuming `session_id` in `dir`. An existing local copy is kept.

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -35,6 +36,20 @@ constexpr char kAsAuthor[] =
     "export GIT_AUTHOR_NAME=\"$name\" GIT_AUTHOR_EMAIL=\"$email\" "
     "GIT_COMMITTER_NAME=\"$name\" GIT_COMMITTER_EMAIL=\"$email\"\n";
 
+}  // namespace
+
+std::string RedactUrl(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const size_t host = scheme + 3;
+  const size_t at = url.find('@', host);
+  const size_t path = url.find('/', host);
+  if (at == std::string::npos || (path != std::string::npos && at > path)) return url;
+  return absl::StrCat(url.substr(0, host), "***@", url.substr(at + 1));
+}
+
+namespace {
+
 // Runs a shell script whose task-supplied values come only from `vars`
 // (quoted "$NAME" expansions are never re-parsed by the shell).
 absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
@@ -46,14 +61,20 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   // Never prompt for credentials: fail instead.
   options.env.emplace_back("GIT_TERMINAL_PROMPT", "0");
   options.env.emplace_back("LC_ALL", "C");
+  // A patch may hold very long lines; they must come back whole.
+  options.max_line_bytes = 64 << 20;
   auto result = RunCommand(options, kGitTimeout);
   if (!result.ok()) return result.status();
   if (result->timed_out)
     return absl::DeadlineExceededError(absl::StrCat("git timed out: ", script));
   if (!result->status.success()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "git failed (", result->status.Describe(),
-        "): ", result->stderr_text.empty() ? result->stdout_text : result->stderr_text));
+    std::string message = result->stderr_text.empty() ? result->stdout_text : result->stderr_text;
+    // Credentials in a repository URL never reach an error message.
+    for (const auto& [key, value] : vars) {
+      if (key == "URL") message = absl::StrReplaceAll(message, {{value, RedactUrl(value)}});
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("git failed (", result->status.Describe(), "): ", message));
   }
   return result->stdout_text;
 }
@@ -109,9 +130,16 @@ absl::Status DiffFrom(const std::string& tree_path, const std::string& from, siz
   const Vars vars = {{"FROM", from}};
   BUILDD_ASSIGN_OR_RETURN(result->diff_stat,
                           Git("git diff --stat \"$FROM\" HEAD", vars, tree_path));
-  BUILDD_ASSIGN_OR_RETURN(result->patch, Git("git diff \"$FROM\" HEAD", vars, tree_path));
+  // One byte over the cap tells that the patch was cut.
+  Vars capped = vars;
+  capped.emplace_back("MAX", std::to_string(max_patch_bytes + 1));
+  BUILDD_ASSIGN_OR_RETURN(result->patch,
+                          Git("git diff \"$FROM\" HEAD | head -c \"$MAX\"", capped, tree_path));
   if (result->patch.size() > max_patch_bytes) {
-    result->patch.resize(max_patch_bytes);
+    // Never half a character: the patch travels in protobuf strings.
+    size_t cut = max_patch_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(result->patch[cut]) & 0xC0) == 0x80) --cut;
+    result->patch.resize(cut);
     result->patch_truncated = true;
   }
   return absl::OkStatus();
@@ -174,7 +202,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
   absl::MutexLock repo_lock(&RepoLock(tree.cache_dir));
 
   const bool cached = Exists(tree.cache_dir);
-  if (progress) progress(cached ? "fetch" : "clone", repo_url);
+  if (progress) progress(cached ? "fetch" : "clone", RedactUrl(repo_url));
   BUILDD_RETURN_IF_ERROR(Git("set -e\n"
                              "if ! git --git-dir=\"$CACHE\" rev-parse --git-dir >/dev/null 2>&1; then\n"
                              "  rm -rf \"$CACHE\"\n"

@@ -62,6 +62,10 @@ double UsedDiskFraction(const std::string& path);
 //
 // Thread-safe for different repositories and for the in-use bookkeeping;
 // git calls on one repository are serialised only by git's own locks.
+// `url` without the user and password of its authority
+// ("https://me:token@host/x" → "https://***@host/x"), for messages.
+std::string RedactUrl(const std::string& url);
+
 class GitWorkspace {
  public:
   // (stage, message): "cleanup", "fetch", "clone", "branch", "commit",

@@ -116,6 +116,14 @@ void RunnerAgent::Reject(const pb::Assign& assign, const std::string& reason) {
   SendLocked(std::move(message));
 }
 
+bool CredentialFor(const std::string& provider, const std::string& variable) {
+  if (provider == "claude") {
+    return variable == "ANTHROPIC_API_KEY" || variable == "CLAUDE_CODE_OAUTH_TOKEN";
+  }
+  if (provider == "codex") return variable == "OPENAI_API_KEY";
+  return false;
+}
+
 void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   const std::string& worker_id = assign.worker().id();
   const pb::Task& task = assign.task();
@@ -198,9 +206,11 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   spec.commit_author = options_.commit_author;
   spec.timeout_seconds = task.timeout_seconds();
   // Sorted, so the child's environment does not depend on map order.
-  std::map<std::string, std::string> env(assign.credentials().env().begin(),
-                                         assign.credentials().env().end());
-  spec.env.assign(env.begin(), env.end());
+  // The account's provider keys go to its agents only, each to its own.
+  for (const auto& [key, value] : assign.credentials().env()) {
+    if (CredentialFor(task.provider(), key)) spec.env.emplace_back(key, value);
+  }
+  std::sort(spec.env.begin(), spec.env.end());
   spec.tasks_dir = absl::StrCat(options_.work_dir, "/tasks");
 
   Worker& worker = workers_[worker_id];
@@ -299,7 +309,7 @@ void RunnerAgent::OnTaskEvent(const std::string& worker_id, uint64_t generation,
   out.set_created_at(NowRfc3339());
   out.set_status(std::move(event.status));
   out.set_stream(std::move(event.stream));
-  out.set_text(std::move(event.text));
+  out.set_text(SanitizeUtf8(event.text));
   out.set_exit_code(event.exit_code);
   if (event.data.fields_size() > 0) *out.mutable_data() = std::move(event.data);
   out.set_runner_name(options_.name);
@@ -327,7 +337,7 @@ void RunnerAgent::OnTaskFinished(const std::string& worker_id, uint64_t generati
       break;
   }
   finished.set_exit_code(result.exit_code);
-  finished.set_error_message(std::move(result.error_message));
+  finished.set_error_message(SanitizeUtf8(result.error_message));
   if (result.artifacts.has_value()) *finished.mutable_artifacts() = std::move(*result.artifacts);
   if (result.session.has_value()) *finished.mutable_session() = std::move(*result.session);
   pb::RunnerMessage message;

@@ -21,6 +21,12 @@ namespace buildd::runner {
 
 namespace pb = ::buildd::v1;
 
+// True when the credential `variable` (from the runner's account) belongs
+// in the environment of `provider`'s process: ANTHROPIC_API_KEY and
+// CLAUDE_CODE_OAUTH_TOKEN for claude, OPENAI_API_KEY for codex, none for a
+// command.
+bool CredentialFor(const std::string& provider, const std::string& variable);
+
 // Where the agent's outgoing messages go: the stream of the current
 // session. Send() queues and returns at once; it may be called with the
 // agent's lock held, so it must not call back into the agent.

@@ -32,7 +32,7 @@ class Tail {
  public:
   void Add(const std::string& line) {
     if (line.empty()) return;
-    lines_.push_back(line.substr(0, 500));
+    lines_.push_back(SanitizeUtf8(line.substr(0, 500)));
     if (lines_.size() > 5) lines_.erase(lines_.begin());
   }
   std::string Text() const { return absl::StrJoin(lines_, " | "); }
@@ -297,8 +297,12 @@ std::optional<std::string> TaskExecutor::WaitForInput() {
     ApplyActions(nullptr, /*exited=*/true, &paused);
     if (stop_ != Stop::kNone) return std::nullopt;
     if (!inputs_.empty()) {
+      // One answer per wait: a second one sent meanwhile answered nothing.
       std::string input = std::move(inputs_.front());
-      inputs_.erase(inputs_.begin());
+      if (inputs_.size() > 1) {
+        Log()->info("worker={} dropping {} extra answers", spec_.worker_id, inputs_.size() - 1);
+      }
+      inputs_.clear();
       return input;
     }
     const Clock::time_point now = Clock::now();
@@ -411,9 +415,15 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     run.plan = false;
   }
 
+}
+
+void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& artifacts,
+                               TaskResult* result) {
+  const std::string& provider = spec_.provider;
+  const std::string& session_id = artifacts.session_id();
   if (!session_id.empty()) {
     absl::StatusOr<std::string> transcript =
-        ReadSessionSnapshot(provider, spec_.providers, session_id);
+        ReadSessionSnapshot(provider, spec_.providers, session_id, dir);
     if (!transcript.ok()) {
       Log()->warn("worker={} no session transcript to keep: {}", spec_.worker_id,
                   transcript.status().message());
@@ -492,16 +502,26 @@ void TaskExecutor::Run() {
 
   TaskResult result;
   result.outcome = TaskOutcome::kCompleted;
+  // From here on every ending reports what the task left.
+  const auto end_with_error = [&](const std::string& message) {
+    if (agent || tree.has_value()) result.artifacts = artifacts;
+    const std::string copy = message;  // may live in `result`
+    fail(copy, std::move(result));
+  };
   std::optional<CommitResult> commit;
   if (revert) {
     if (stop_ == Stop::kNone) {
       absl::StatusOr<CommitResult> reverted = spec_.git->Revert(
           *tree, spec_.revert_commit, spec_.commit_author, spec_.max_patch_bytes, progress);
-      if (!reverted.ok()) return fail(std::string(reverted.status().message()), none);
+      if (!reverted.ok()) return end_with_error(std::string(reverted.status().message()));
       commit = *reverted;
     }
   } else if (agent) {
     RunAgent(dir, &result, &artifacts);
+    artifacts.set_provider(spec_.provider);
+    // Kept whatever the ending, so that a failed or canceled conversation
+    // can be continued too.
+    KeepSession(dir, artifacts, &result);
   } else {
     SpawnOptions options;
     options.command = spec_.command;
@@ -509,7 +529,7 @@ void TaskExecutor::Run() {
     const ProcessEnd end = RunProcess(options, [&](bool is_stderr, std::string line) {
       Emit(MakeEvent("output", "", is_stderr ? "stderr" : "stdout", std::move(line)));
     });
-    if (!end.started) return fail(end.start_error, none);
+    if (!end.started) return end_with_error(end.start_error);
     result.exit_code = end.exit_code;
     if (!end.success) {
       result.outcome = TaskOutcome::kError;
@@ -526,23 +546,20 @@ void TaskExecutor::Run() {
       Emit(StatusEvent("canceled"));
       result.outcome = TaskOutcome::kCanceled;
       result.error_message = "canceled";
-      if (tree.has_value()) result.artifacts = artifacts;
+      if (agent || tree.has_value()) result.artifacts = artifacts;
       Log()->info("{} canceled; its directory {} is kept", log_ids, dir);
       finish(std::move(result));
       return;
     case Stop::kTimeout:
-      return fail(absl::StrCat("timed out after ", spec_.timeout_seconds, " s"), std::move(result));
+      return end_with_error(absl::StrCat("timed out after ", spec_.timeout_seconds, " s"));
     case Stop::kNone:
       break;
   }
   if (result.outcome != TaskOutcome::kCompleted) {
-    if (agent || tree.has_value()) result.artifacts = artifacts;
-    // A command's exit code speaks for itself; an agent's failure gets an
-    // "error" event with the reason.
-    if (agent) {
-      const std::string message = result.error_message;
-      return fail(message, std::move(result));
-    }
+    // An agent's failure gets an "error" event with the reason; a
+    // command's exit code speaks for itself.
+    if (agent) return end_with_error(result.error_message);
+    if (tree.has_value()) result.artifacts = artifacts;
     Log()->info("{} finished: {}", log_ids, result.error_message);
     finish(std::move(result));
     return;
@@ -550,11 +567,12 @@ void TaskExecutor::Run() {
 
   // Finish: commit and push what the task changed.
   if (tree.has_value() && !revert && spec_.auto_commit) {
-    const std::string subject = spec_.title.empty() ? spec_.prompt.substr(0, 72) : spec_.title;
+    const std::string subject =
+        SanitizeUtf8(spec_.title.empty() ? spec_.prompt.substr(0, 72) : spec_.title);
     absl::StatusOr<CommitResult> committed = spec_.git->CommitAll(
         *tree, absl::StrCat(subject.empty() ? "buildd task" : subject, "\n\nbuildd-task: ", spec_.task_id),
         spec_.commit_author, spec_.max_patch_bytes, progress);
-    if (!committed.ok()) return fail(std::string(committed.status().message()), std::move(result));
+    if (!committed.ok()) return end_with_error(std::string(committed.status().message()));
     commit = *committed;
   }
   if (commit.has_value()) {
@@ -565,13 +583,10 @@ void TaskExecutor::Run() {
   }
   if (tree.has_value() && spec_.push && commit.has_value() && commit->changed) {
     absl::Status pushed = spec_.git->Push(*tree, progress);
-    if (!pushed.ok()) return fail(std::string(pushed.message()), std::move(result));
+    if (!pushed.ok()) return end_with_error(std::string(pushed.message()));
     artifacts.set_pushed(true);
   }
-  if (tree.has_value() || agent) {
-    if (agent) artifacts.set_provider(spec_.provider);
-    result.artifacts = artifacts;
-  }
+  if (tree.has_value() || agent) result.artifacts = artifacts;
   Log()->info("{} completed", log_ids);
   finish(std::move(result));
 }

@@ -181,6 +181,8 @@ class TaskExecutor {
   // The provider step of an agent task; fills `result` (outcome, error,
   // session) and `artifacts` (session id, cost, plan).
   void RunAgent(const std::string& dir, TaskResult* result, pb::Artifacts* artifacts);
+  // Puts the transcript of artifacts.session_id into result->session.
+  void KeepSession(const std::string& dir, const pb::Artifacts& artifacts, TaskResult* result);
 
   const TaskSpec spec_;
   const std::chrono::milliseconds cancel_grace_;

@@ -492,7 +492,12 @@ TEST_F(AgentTest, OldWorktreesAreRemovedWhenTheDiskIsFullButNeverOneInUse) {
   // removes every idle worktree.
   StartClaudeRunner("tidy", {"--disk_high_watermark=0", "--disk_low_watermark=0"});
   const std::string first = Str(CreateAgentTask(
-      R"("provider":"command","command":"echo one > one.txt","autoCommit":true)"), "id");
+      R"("provider":"command","command":"echo one > one.txt; env","autoCommit":true)"), "id");
+  std::vector<SseItem> first_events = ReadTaskEvents(*events_, first, {"completed", "error"});
+  ASSERT_EQ(first_events.back().event, "completed");
+  for (const auto& e : first_events) {
+    EXPECT_THAT(e.data, Not(HasSubstr(kAccountApiKey))) << "provider keys are for agents only";
+  }
   const Struct done = Obj(WaitForTaskState(first, "completed"), "task");
   EXPECT_THAT(Str(Obj(done, "artifacts"), "diffStat"), HasSubstr("one.txt"));
   EXPECT_TRUE(fs::exists(WorktreeOf("tidy", first) + "/one.txt")) << "kept after the task";

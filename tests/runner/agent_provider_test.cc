@@ -145,7 +145,7 @@ TEST_F(SnapshotTest, ATranscriptTakenOnOneRunnerIsFoundWhereTheOtherLooks) {
   const std::string id = "5b4f0c8e-1d2a-4f3b-9c1d-2e3f4a5b6c7d";
   fs::create_directories(root_ / "a/projects/-x");
   std::ofstream(root_ / "a/projects/-x" / (id + ".jsonl")) << "{\"type\":\"user\"}\n";
-  auto transcript = ReadSessionSnapshot("claude", settings_, id);
+  auto transcript = ReadSessionSnapshot("claude", settings_, id, "/x");
   ASSERT_TRUE(transcript.ok()) << transcript.status();
   EXPECT_EQ(*transcript, "{\"type\":\"user\"}\n");
 
@@ -155,7 +155,10 @@ TEST_F(SnapshotTest, ATranscriptTakenOnOneRunnerIsFoundWhereTheOtherLooks) {
   std::ifstream in(root_ / "b/projects/-work-tree-2" / (id + ".jsonl"));
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), *transcript);
 
-  EXPECT_THAT(ReadSessionSnapshot("claude", other, "missing-id"),
+  EXPECT_THAT(ReadSessionSnapshot("claude", other, "missing-id", "/work/tree-2"),
+              StatusIs(absl::StatusCode::kNotFound));
+  // Where the session ran decides which copy is its transcript.
+  EXPECT_THAT(ReadSessionSnapshot("claude", settings_, id, "/elsewhere"),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(RestoreSessionSnapshot("claude", other, "../../etc/passwd", "x", "/w"),
               StatusIs(absl::StatusCode::kInvalidArgument));

@@ -463,5 +463,41 @@ TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
   EXPECT_EQ(UsedDiskFraction("/nonexistent/buildd"), 0.0);
 }
 
+TEST(RedactUrlTest, CredentialsInTheAuthorityAreHidden) {
+  EXPECT_EQ(RedactUrl("https://me:ghp_secret@github.com/a/b.git"), "https://***@github.com/a/b.git");
+  EXPECT_EQ(RedactUrl("https://token@host/x"), "https://***@host/x");
+  EXPECT_EQ(RedactUrl("ssh://git@host/x"), "ssh://***@host/x");
+  EXPECT_EQ(RedactUrl("https://host/a@b"), "https://host/a@b");
+  EXPECT_EQ(RedactUrl("file:///srv/repo.git"), "file:///srv/repo.git");
+  EXPECT_EQ(RedactUrl("/srv/repo.git"), "/srv/repo.git");
+}
+
+TEST_F(GitWorkspaceTest, PatchesKeepLongLinesWholeAndAreCutOnACharacterBoundary) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/long", "t-long", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  const std::string line(200 * 1024, 'x');
+  Write(tree->path + "/minified.js", line + "\n");
+  auto whole = ws.CommitAll(*tree, "long line", kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_FALSE(whole->patch_truncated);
+  EXPECT_NE(whole->patch.find("+" + line), std::string::npos) << "one line, not chunks";
+
+  // "é" is two bytes; a cap in the middle of one must not split it.
+  Write(tree->path + "/accents.txt", std::string(4000, 'a') + "\n" + [] {
+    std::string s;
+    for (int i = 0; i < 2000; ++i) s += "\xc3\xa9";
+    return s;
+  }() + "\n");
+  auto cut = ws.CommitAll(*tree, "accents", kAuthor, 4301, nullptr);
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_TRUE(cut->patch_truncated);
+  EXPECT_LE(cut->patch.size(), 4301u);
+  EXPECT_GE(cut->patch.size(), 4300u);
+  EXPECT_EQ(SanitizeUtf8(cut->patch), cut->patch) << "valid UTF-8";
+  EXPECT_EQ(cut->patch.find("\xef\xbf\xbd"), std::string::npos) << "no replacement character";
+}
+
+
 }  // namespace
 }  // namespace buildd::runner
