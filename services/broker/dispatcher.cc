@@ -312,6 +312,13 @@ absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Acti
       return absl::UnavailableError(absl::StrCat("the runner of worker ", worker_id,
                                                  " is disconnected; try again"));
     }
+    const std::string& state = it->second.state;
+    if ((action == pb::Control::pause && state != "running") ||
+        (action == pb::Control::resume && state != "paused")) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker ", worker_id, " is ", state, ": only a running worker pauses and "
+                       "only a paused one resumes"));
+    }
     if (action == pb::Control::input && it->second.state != "waiting_input") {
       return absl::FailedPreconditionError(absl::StrCat(
           "worker ", worker_id, " is not waiting for input (it is ", it->second.state, ")"));
