@@ -32,8 +32,8 @@ td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
 "use strict";
 const $ = (id) => document.getElementById(id);
 const TYPES = ["created","assigned","rejected","requeued","started","status","output","git",
-  "session","assistant_message","tool_use","tool_result","result","plan","question","input",
-  "budget","completed","error","failed","canceled"];
+  "session","assistant_message","tool_use","tool_result","result","warning","plan","question",
+  "input","budget","completed","error","failed","canceled"];
 let source = null, reloadTimer = null;
 function key() { return sessionStorage.getItem("buildd_key") || ""; }
 function show(el, text, bad) { el.textContent = text; el.className = bad ? "err" : ""; }

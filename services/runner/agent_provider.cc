@@ -9,11 +9,15 @@
 #include <algorithm>
 #include <optional>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status.h"
 
 namespace buildd::runner {
@@ -108,6 +112,24 @@ std::optional<fs::path> FindFile(const fs::path& root, const std::string& suffix
   return std::nullopt;
 }
 
+// When a Codex session began, from the first line of its transcript
+// ({"timestamp":"2026-11-22T01:59:36.417Z","type":"session_meta",...}); now
+// when that line does not say.
+absl::Time CodexSessionStart(const std::string& transcript) {
+  Struct first;
+  const std::string line = transcript.substr(0, transcript.find('\n'));
+  if (google::protobuf::util::JsonStringToMessage(line, &first).ok()) {
+    auto it = first.fields().find("timestamp");
+    absl::Time start;
+    std::string error;
+    if (it != first.fields().end() &&
+        absl::ParseTime(absl::RFC3339_full, it->second.string_value(), &start, &error)) {
+      return start;
+    }
+  }
+  return absl::Now();
+}
+
 }  // namespace
 
 ProviderSettings ResolveProviderSettings(ProviderSettings settings) {
@@ -182,6 +204,8 @@ SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& s
   };
   if (provider == "codex") {
     env.emplace_back("BUILDD_AGENT_BIN", settings.codex_path.empty() ? "codex" : settings.codex_path);
+    // Where ReadSessionSnapshot looks for the transcript afterwards.
+    if (!settings.codex_home.empty()) env.emplace_back("CODEX_HOME", settings.codex_home);
     command = R"(exec "$BUILDD_AGENT_BIN" exec --json --skip-git-repo-check)";
     add("-c", "BUILDD_AGENT_SANDBOX",
         absl::StrCat("sandbox_mode=\"", run.plan ? "read-only" : options.sandbox, "\""));
@@ -204,6 +228,15 @@ SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& s
   command += R"( -- "$BUILDD_AGENT_PROMPT")";
   spawn.command = std::move(command);
   return spawn;
+}
+
+absl::Status EnsureStateDir(const std::string& provider, const ProviderSettings& settings) {
+  const std::string& dir = provider == "codex" ? settings.codex_home : settings.claude_config_dir;
+  if (dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  return absl::OkStatus();
 }
 
 std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider) {
@@ -248,7 +281,14 @@ absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderS
   if (provider == "codex") {
     const fs::path root = fs::path(settings.codex_home) / "sessions";
     if (FindFile(root, absl::StrCat("-", session_id, ".jsonl"))) return absl::OkStatus();
-    target = root / "restored" / absl::StrCat("rollout-", session_id, ".jsonl");
+    // Codex resumes only from a file named like its own,
+    // rollout-<YYYY-MM-DDTHH-MM-SS>-<id>.jsonl; the directory may be any
+    // under sessions/, so the day's one, as Codex would have chosen.
+    const absl::Time start = CodexSessionStart(data);
+    const absl::TimeZone utc = absl::UTCTimeZone();
+    target = root / absl::FormatTime("%Y/%m/%d", start, utc) /
+             absl::StrCat("rollout-", absl::FormatTime("%Y-%m-%dT%H-%M-%S", start, utc), "-",
+                          session_id, ".jsonl");
   } else {
     target = fs::path(settings.claude_config_dir) / "projects" / ClaudeProjectDirName(dir) /
              absl::StrCat(session_id, ".jsonl");

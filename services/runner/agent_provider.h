@@ -64,9 +64,15 @@ struct AgentRun {
 //          [--model …] [--allowedTools …] [--resume ID] -- PROMPT
 //   codex exec --json --skip-git-repo-check -c sandbox_mode="…" [-m …]
 //          [resume ID] -- PROMPT
+// with CLAUDE_CONFIG_DIR or CODEX_HOME set to the settings' directory.
 SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& settings,
                           const ProviderOptions& options, const AgentRun& run,
                           const std::string& dir);
+
+// Creates the state directory of `provider` (settings.claude_config_dir or
+// codex_home; nothing when empty) when it is missing: Codex refuses to
+// start with a CODEX_HOME that does not exist.
+absl::Status EnsureStateDir(const std::string& provider, const ProviderSettings& settings);
 
 // The parser of `provider`'s machine output.
 std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider);
@@ -85,7 +91,10 @@ absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
                                                 const std::string& dir);
 
 // Writes a transcript taken on another runner where `provider` looks for it
-// when resuming `session_id` in `dir`. An existing local copy is kept.
+// when resuming `session_id` in `dir`: Claude Code's
+// projects/<ClaudeProjectDirName(dir)>/<id>.jsonl, or Codex's
+// sessions/YYYY/MM/DD/rollout-YYYY-MM-DDTHH-MM-SS-<id>.jsonl (the time the
+// session began). An existing local copy is kept.
 absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderSettings& settings,
                                     const std::string& session_id, const std::string& data,
                                     const std::string& dir);

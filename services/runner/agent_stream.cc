@@ -190,14 +190,16 @@ std::vector<pb::Event> CodexStreamParser::Parse(const std::string& line) {
         Put(e, "input", input);
       }
       const std::string status = Str(*item, "status");
-      if (completed && status == "failed") {
+      if (completed && (status == "failed" || status == "declined")) {
         Value t;
         t.set_bool_value(true);
         Put(e, "isError", t);
       }
       out.push_back(std::move(e));
     } else if (kind == "error" && completed) {
-      out.push_back(NewEvent("error", Str(*item, "message")));
+      // Advice about a run that goes on ("Model metadata for `m` not
+      // found...", configuration and deprecation notices).
+      out.push_back(NewEvent("warning", Str(*item, "message")));
     }
     // reasoning and todo_list items are the agent's own notes.
   } else if (type == "turn.completed") {
@@ -213,7 +215,9 @@ std::vector<pb::Event> CodexStreamParser::Parse(const std::string& line) {
     e.set_exit_code(1);
     out.push_back(std::move(e));
   } else if (type == "error") {
-    out.push_back(NewEvent("error", Str(msg, "message")));
+    // Not the end: "Reconnecting... 1/5 (...)" while the CLI retries; when
+    // it gives up, turn.failed follows with the reason.
+    out.push_back(NewEvent("warning", Str(msg, "message")));
   }
   return out;
 }

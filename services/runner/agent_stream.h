@@ -31,7 +31,8 @@ struct AgentSummary {
 //   tool_result     data.toolUseId, text, data.isError
 //   result          text, exit_code (1 on error), data.costUsd, data.usage,
 //                   data.numTurns, data.durationMs
-//   error           text
+//   warning         text: the agent's notice about a run that goes on (a
+//                   task's "error" event is the runner's alone: it ends it)
 // A line that is not JSON becomes an `output` event on stdout, so garbage is
 // shown, never dropped, and never stops the parse. Not thread-safe.
 class AgentStreamParser {
@@ -52,10 +53,13 @@ class ClaudeStreamParser final : public AgentStreamParser {
   std::vector<pb::Event> Parse(const std::string& line) override;
 };
 
-// `codex exec --json`: thread.started (thread_id), turn.started,
-// item.started / item.updated / item.completed (agent_message, reasoning,
-// command_execution, file_change, mcp_tool_call, web_search, todo_list,
-// error), turn.completed (usage), turn.failed and error.
+// `codex exec --json` (codex-rs/exec/src/exec_events.rs): thread.started
+// (thread_id), turn.started, item.started / item.updated / item.completed
+// (agent_message, reasoning, command_execution, file_change, mcp_tool_call,
+// web_search, todo_list, error), turn.completed (usage), turn.failed, and
+// error. Error items and error lines are warnings: the CLI goes on after
+// them (retrying, or with fallback settings), and a turn that fails ends
+// with turn.failed.
 class CodexStreamParser final : public AgentStreamParser {
  public:
   std::vector<pb::Event> Parse(const std::string& line) override;

@@ -325,6 +325,10 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     result->error_message = std::string(options.status().message());
     return;
   }
+  if (absl::Status made = EnsureStateDir(provider, spec_.providers); !made.ok()) {
+    result->error_message = std::string(made.message());
+    return;
+  }
   std::string session_id;
   if (!spec_.resume_session.session_id().empty()) {
     session_id = spec_.resume_session.session_id();

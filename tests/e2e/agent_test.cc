@@ -1,7 +1,7 @@
-// Coding agents end to end: the real binaries, the real Claude Code CLI
-// (installed by ./buildd test) talking to a scripted Messages API on
-// loopback, real git with a bare repository reached by file://, driven
-// through the gateway's REST API and SSE stream.
+// Coding agents end to end: the real binaries, the real Claude Code and
+// Codex CLIs (installed by ./buildd test) talking to a scripted Messages API
+// and Responses API on loopback, real git with a bare repository reached by
+// file://, driven through the gateway's REST API and SSE stream.
 #include <dirent.h>
 #include <unistd.h>
 
@@ -24,14 +24,18 @@
 #include "services/runner/process_group.h"
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/testing/fake_anthropic.h"
+#include "tests/testing/fake_openai.h"
 #include "tests/testing/matchers.h"
 
 namespace buildd {
 namespace {
 
 namespace fs = std::filesystem;
+using ::buildd::testing::CodexAddFile;
+using ::buildd::testing::CodexShell;
 using ::buildd::testing::FakeAnthropic;
 using ::buildd::testing::FakeBlock;
+using ::buildd::testing::FakeOpenAI;
 using ::buildd::testing::FakeTurn;
 using ::buildd::testing::IsOk;
 using ::testing::Contains;
@@ -42,6 +46,7 @@ constexpr char kAuthor[] = "Buildd Test <bot@buildd.test>";
 // The account's provider key: sealed by accounts, handed to its runners'
 // agents only.
 constexpr char kAccountApiKey[] = "sk-ant-api03-account-secret-e2e";
+constexpr char kAccountOpenAiKey[] = "sk-proj-account-secret-e2e";
 
 // Runs a shell command of the test's own (no outside values) in `dir`;
 // returns its trimmed stdout.
@@ -115,7 +120,9 @@ class AgentTest : public MeshTest {
                     " && git push -q ",
                     origin_, " main"));
     account_ = CreateAccountAndWorkspace(
-        "service", true, true, absl::StrCat(R"(,"anthropicApiKey":")", kAccountApiKey, R"(")"));
+        "service", true, true,
+        absl::StrCat(R"(,"anthropicApiKey":")", kAccountApiKey, R"(","openaiApiKey":")",
+                     kAccountOpenAiKey, R"(")"));
     HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(),
                          absl::StrCat(R"({"name":"repo","repoUrl":"file://)", origin_,
                                       R"(","defaultBranch":"main"})"));
@@ -151,8 +158,26 @@ class AgentTest : public MeshTest {
     return mesh_.StartRunner(api_key.empty() ? account_.api_key : api_key, name, args, env);
   }
 
+  // A runner with the real codex CLI (and no claude), its own CODEX_HOME
+  // configured for the fake Responses API.
+  testing::Process& StartCodexRunner(const std::string& name) {
+    EXPECT_THAT(openai_.WriteCodexConfig(CodexDir(name)), IsOk());
+    std::vector<std::string> args = {
+        absl::StrCat("--codex=", testing::TestCodexCli()), "--claude=/nonexistent/claude",
+        absl::StrCat("--codex_home=", CodexDir(name)), absl::StrCat("--commit_author=", kAuthor),
+        "--cancel_grace_ms=2000"};
+    std::map<std::string, std::string> env;
+    for (const auto& [key, value] : openai_.CodexEnv()) env[key] = value;
+    // The key comes from the runner's account, by way of the broker.
+    env.erase("OPENAI_API_KEY");
+    return mesh_.StartRunner(account_.api_key, name, args, env);
+  }
+
   std::string ClaudeDir(const std::string& runner) const {
     return absl::StrCat(mesh_.dir(), "/claude-", runner);
+  }
+  std::string CodexDir(const std::string& runner) const {
+    return absl::StrCat(mesh_.dir(), "/codex-", runner);
   }
   std::string WorktreeOf(const std::string& runner, const std::string& task_id) const {
     return absl::StrCat(mesh_.dir(), "/", runner, "/git/worktrees/", task_id);
@@ -202,12 +227,20 @@ class AgentTest : public MeshTest {
     }
     return out;
   }
+  std::vector<FakeOpenAI::Request> CodexRequestsWithKey(const std::string& key) {
+    std::vector<FakeOpenAI::Request> out;
+    for (const auto& r : openai_.requests()) {
+      if (r.key == key && r.path == "/v1/responses") out.push_back(r);
+    }
+    return out;
+  }
 
   std::string Origin(const std::string& git_args) {
     return Sh(absl::StrCat("git --git-dir=", origin_, " ", git_args));
   }
 
   FakeAnthropic fake_;
+  FakeOpenAI openai_;
   std::string origin_;
   Setup account_;
   std::string workspace_id_;
@@ -594,6 +627,118 @@ TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {
     restored |= entry.path().filename() == session_id + ".jsonl";
   }
   EXPECT_TRUE(restored);
+  // Same branch, continued: the second commit sits on the first.
+  const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
+  const std::string branch = Str(done_one, "workBranch");
+  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha_two);
+  EXPECT_EQ(Origin(absl::StrCat("rev-parse ", sha_two, "^")), sha_one);
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":one.txt")), "one");
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":two.txt")), "two");
+}
+
+TEST_F(AgentTest, CodexEditsTheRepositoryCommitsAndPushesItsBranch) {
+  openai_.Script("KEY-CODEX-EDIT",
+                 {FakeTurn::Reply({FakeBlock::Text("I will write the file."),
+                                   CodexAddFile("hello.txt", "hello from codex\n")}),
+                  FakeTurn::Reply({FakeBlock::Text("Wrote hello.txt.")})});
+  StartCodexRunner("laptop");
+  Struct created = CreateAgentTask(
+      R"("provider":"codex","prompt":"KEY-CODEX-EDIT write hello.txt","autoCommit":true,)"
+      R"("push":true)");
+  const std::string task_id = Str(created, "id");
+  const std::string branch = "buildd/" + task_id.substr(0, 8);
+
+  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  const std::vector<std::string> types = Types(events);
+  ASSERT_FALSE(types.empty());
+  ASSERT_EQ(types.back(), "completed") << ::testing::PrintToString(types);
+  for (const char* type : {"started", "git", "session", "assistant_message", "tool_use",
+                           "tool_result", "result"}) {
+    EXPECT_THAT(types, Contains(type)) << ::testing::PrintToString(types);
+  }
+  EXPECT_EQ(Str(Json(FirstOf(events, "assistant_message")->data), "text"),
+            "I will write the file.");
+  const Struct tool_use = Json(FirstOf(events, "tool_use")->data);
+  EXPECT_EQ(Str(Obj(tool_use, "data"), "name"), "file_change") << "apply_patch";
+  const Struct result = Json(FirstOf(events, "result")->data);
+  EXPECT_EQ(Str(result, "text"), "Wrote hello.txt.");
+
+  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
+  const Struct artifacts = Obj(task, "artifacts");
+  const std::string sha = Str(artifacts, "commitSha");
+  ASSERT_EQ(sha.size(), 40u) << ::testing::PrintToString(task);
+  EXPECT_EQ(Str(artifacts, "branch"), branch);
+  EXPECT_THAT(Str(artifacts, "diffStat"), HasSubstr("hello.txt"));
+  EXPECT_THAT(Str(artifacts, "patch"), HasSubstr("+hello from codex"));
+  EXPECT_TRUE(artifacts.fields().at("pushed").bool_value());
+  EXPECT_EQ(Str(artifacts, "provider"), "codex");
+  // The thread id names the session everywhere.
+  const std::string thread_id = Str(artifacts, "sessionId");
+  EXPECT_FALSE(thread_id.empty());
+  EXPECT_EQ(Str(Json(FirstOf(events, "session")->data), "text"), thread_id);
+  const auto requests = CodexRequestsWithKey("KEY-CODEX-EDIT");
+  ASSERT_EQ(requests.size(), 2u);
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.session_id, thread_id);
+    EXPECT_EQ(r.api_key, absl::StrCat("Bearer ", kAccountOpenAiKey))
+        << "the account's sealed key reached the agent";
+  }
+  EXPECT_EQ(requests[1].assistant_messages, 1);
+  for (const auto& e : events) EXPECT_THAT(e.data, Not(HasSubstr(kAccountOpenAiKey)));
+
+  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha);
+  EXPECT_EQ(Origin(absl::StrCat("show ", sha, ":hello.txt")), "hello from codex");
+  EXPECT_EQ(Origin(absl::StrCat("log -1 --format='%an <%ae>' ", sha)), kAuthor);
+  EXPECT_EQ(Origin("rev-parse refs/heads/main"), Origin(absl::StrCat("rev-parse ", sha, "^")));
+}
+
+TEST_F(AgentTest, CodexResumeFromContinuesTheThreadOnAnotherRunner) {
+  openai_.Script("KEY-CODEX-RESUME",
+                 {FakeTurn::Reply({CodexShell("printf 'one\\n' > one.txt")}),
+                  FakeTurn::Reply({FakeBlock::Text("First part done.")}),
+                  FakeTurn::Reply({CodexShell("printf 'two\\n' > two.txt")}),
+                  FakeTurn::Reply({FakeBlock::Text("Second part done.")})});
+  testing::Process& first = StartCodexRunner("first");
+  // A model the CLI has no metadata for: it warns, and the task goes on.
+  const std::string one = Str(
+      CreateAgentTask(R"("provider":"codex","prompt":"KEY-CODEX-RESUME part one",)"
+                      R"("autoCommit":true,"push":true,)"
+                      R"("providerOptions":{"model":"buildd-unknown-model"})"),
+      "id");
+  std::vector<SseItem> events = ReadTaskEvents(*events_, one, {"completed", "error"});
+  ASSERT_EQ(events.back().event, "completed") << ::testing::PrintToString(Types(events));
+  ASSERT_NE(FirstOf(events, "warning"), nullptr) << ::testing::PrintToString(Types(events));
+  EXPECT_THAT(Str(Json(FirstOf(events, "warning")->data), "text"),
+              HasSubstr("buildd-unknown-model"));
+  const Struct done_one = Obj(WaitForTaskState(one, "completed"), "task");
+  const std::string thread_id = Str(Obj(done_one, "artifacts"), "sessionId");
+  const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
+  ASSERT_FALSE(thread_id.empty());
+  ASSERT_EQ(first.Stop(SIGTERM, 20000), 0) << first.Log();
+
+  // A second runner with an empty CODEX_HOME takes the continuation.
+  StartCodexRunner("second");
+  const Struct created = CreateAgentTask(absl::StrCat(
+      R"("prompt":"now part two","resumeFrom":")", one, R"(","autoCommit":true,"push":true)"));
+  EXPECT_EQ(Str(created, "provider"), "codex") << "taken from the earlier task";
+  const std::string two = Str(created, "id");
+  const Struct done_two = Obj(WaitForTaskState(two, "completed"), "task");
+
+  EXPECT_EQ(Str(Obj(done_two, "artifacts"), "sessionId"), thread_id);
+  const auto requests = CodexRequestsWithKey("KEY-CODEX-RESUME");
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[2].assistant_messages, 2) << "the history came along";
+  EXPECT_EQ(requests[2].session_id, thread_id);
+  EXPECT_THAT(requests[2].body, HasSubstr("now part two"));
+  // The transcript was restored into the second runner's CODEX_HOME, under
+  // the name Codex gives its own.
+  std::vector<std::string> restored;
+  for (const auto& entry : fs::recursive_directory_iterator(CodexDir("second") + "/sessions")) {
+    const std::string name = entry.path().filename().string();
+    if (absl::EndsWith(name, thread_id + ".jsonl")) restored.push_back(name);
+  }
+  ASSERT_EQ(restored.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(restored[0], "rollout-20")) << restored[0];
   // Same branch, continued: the second commit sits on the first.
   const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
   const std::string branch = Str(done_one, "workBranch");

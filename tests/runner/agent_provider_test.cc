@@ -10,12 +10,15 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "tests/testing/matchers.h"
 
 namespace buildd::runner {
 namespace {
 
 namespace fs = std::filesystem;
+using ::buildd::testing::IsOk;
 using ::buildd::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -125,6 +128,12 @@ TEST(AgentCommandTest, CodexExecJsonAndResume) {
   run.session_id = "thread-1";
   args = ArgumentsOf(AgentCommand("codex", settings, *options, run, "/"));
   EXPECT_THAT(args, HasSubstr("resume\nthread-1\n--\nfix it\n"));
+
+  // The CLI keeps its sessions where the runner looks for them.
+  EXPECT_FALSE(EnvOf(AgentCommand("codex", settings, *options, run, "/")).contains("CODEX_HOME"));
+  settings.codex_home = "/var/lib/runner/codex";
+  EXPECT_EQ(EnvOf(AgentCommand("codex", settings, *options, run, "/"))["CODEX_HOME"],
+            "/var/lib/runner/codex");
 }
 
 class SnapshotTest : public ::testing::Test {
@@ -162,6 +171,50 @@ TEST_F(SnapshotTest, ATranscriptTakenOnOneRunnerIsFoundWhereTheOtherLooks) {
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(RestoreSessionSnapshot("claude", other, "../../etc/passwd", "x", "/w"),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(SnapshotTest, ACodexTranscriptIsRestoredUnderTheNameCodexGivesItsOwn) {
+  // Codex resumes only from sessions/…/rollout-<YYYY-MM-DDTHH-MM-SS>-<id>.jsonl.
+  const std::string id = "01a200fa-f466-7723-bd65-c4d913b01ef2";
+  const std::string transcript = absl::StrCat(
+      R"({"timestamp":"2026-11-22T01:59:36.417Z","type":"session_meta","payload":{"id":")", id,
+      "\"}}\n", R"({"timestamp":"2026-11-22T01:59:37.002Z","type":"response_item"})", "\n");
+  ProviderSettings other;
+  other.codex_home = (root_ / "codex").string();
+  ASSERT_THAT(RestoreSessionSnapshot("codex", other, id, transcript, "/w"), IsOk());
+  EXPECT_TRUE(fs::exists(root_ / "codex/sessions/2026/11/22" /
+                         absl::StrCat("rollout-2026-11-22T01-59-36-", id, ".jsonl")));
+  auto restored = ReadSessionSnapshot("codex", other, id, "/");
+  ASSERT_THAT(restored, IsOk());
+  EXPECT_EQ(*restored, transcript);
+  // A copy already there is kept.
+  ASSERT_THAT(RestoreSessionSnapshot("codex", other, id, "newer", "/w"), IsOk());
+  EXPECT_EQ(*ReadSessionSnapshot("codex", other, id, "/"), transcript);
+
+  // A transcript that does not say when it began is named after now.
+  const std::string undated = "01a200fa-0000-7000-8000-000000000002";
+  ASSERT_THAT(RestoreSessionSnapshot("codex", other, undated, "{}\n", "/w"), IsOk());
+  std::vector<std::string> names;
+  for (const auto& entry : fs::recursive_directory_iterator(root_ / "codex/sessions")) {
+    const std::string name = entry.path().filename().string();
+    if (absl::EndsWith(name, undated + ".jsonl")) names.push_back(name);
+  }
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(names[0].size(), std::string("rollout-2026-11-22T01-59-36-.jsonl").size() + undated.size());
+  EXPECT_TRUE(absl::StartsWith(names[0], "rollout-20")) << names[0];
+}
+
+TEST_F(SnapshotTest, TheStateDirIsMadeWhenMissing) {
+  // Codex refuses to start with a CODEX_HOME that does not exist.
+  ProviderSettings settings;
+  settings.codex_home = (root_ / "new/codex").string();
+  ASSERT_THAT(EnsureStateDir("codex", settings), IsOk());
+  EXPECT_TRUE(fs::is_directory(settings.codex_home));
+  ASSERT_THAT(EnsureStateDir("codex", settings), IsOk());
+  EXPECT_THAT(EnsureStateDir("codex", ProviderSettings{}), IsOk()) << "none configured";
+  std::ofstream(root_ / "file") << "x";
+  settings.codex_home = (root_ / "file/codex").string();
+  EXPECT_THAT(EnsureStateDir("codex", settings), StatusIs(absl::StatusCode::kInternal));
 }
 
 }  // namespace

@@ -90,45 +90,92 @@ TEST(ClaudeStreamParserTest, ToolResultBlocksAreJoined) {
   EXPECT_TRUE(Data(events[0], "isError").bool_value());
 }
 
-// Lines in the shape `codex exec --json` prints.
+// Lines as `codex exec --json` (codex-cli 0.169.0) printed them against
+// FakeOpenAI: a text, an apply_patch call (file_change), an exec_command call
+// (command_execution), the closing text and the turn's usage.
 const std::vector<std::string> kCodexRun = {
-    R"({"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"})",
+    R"({"type":"thread.started","thread_id":"01a20106-8906-7cc2-bdbe-cbc67ea6c41b"})",
     R"({"type":"turn.started"})",
-    R"({"type":"item.completed","item":{"id":"item_0","type":"reasoning","text":"**Checking the tree**"}})",
-    R"({"type":"item.started","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"","exit_code":null,"status":"in_progress"}})",
-    R"({"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"README.md\nsrc\n","exit_code":0,"status":"completed"}})",
-    R"({"type":"item.completed","item":{"id":"item_2","type":"file_change","changes":[{"path":"src/a.py","kind":"update"}],"status":"completed"}})",
-    R"({"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"Updated src/a.py."}})",
-    R"({"type":"turn.completed","usage":{"input_tokens":1200,"cached_input_tokens":200,"output_tokens":345}})",
+    R"({"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"I will add the file."}})",
+    R"({"type":"item.started","item":{"id":"item_1","type":"file_change","changes":[{"path":"/tmp/repo/patched.txt","kind":"add"}],"status":"in_progress"}})",
+    R"({"type":"item.completed","item":{"id":"item_1","type":"file_change","changes":[{"path":"/tmp/repo/patched.txt","kind":"add"}],"status":"completed"}})",
+    R"({"type":"item.started","item":{"id":"item_2","type":"command_execution","command":"/bin/bash -c ls","aggregated_output":"","exit_code":null,"status":"in_progress"}})",
+    R"({"type":"item.completed","item":{"id":"item_2","type":"command_execution","command":"/bin/bash -c ls","aggregated_output":"README.md\npatched.txt\n","exit_code":0,"status":"completed"}})",
+    R"({"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"Added patched.txt."}})",
+    R"({"type":"turn.completed","usage":{"input_tokens":29433,"cached_input_tokens":0,"cache_write_input_tokens":0,"output_tokens":30,"reasoning_output_tokens":0}})",
 };
 
 TEST(CodexStreamParserTest, TurnsARunIntoTheSameEventTypes) {
   CodexStreamParser parser;
   std::vector<pb::Event> events = Feed(parser, kCodexRun);
-  EXPECT_THAT(Types(events), ElementsAre("session", "tool_use", "tool_result", "tool_result",
-                                         "assistant_message", "result"));
-  EXPECT_EQ(events[0].text(), "0199a213-81c0-7800-8aa1-bbab2a035a53");
-  EXPECT_EQ(Data(events[1], "command").string_value(), "bash -lc ls");
-  EXPECT_EQ(events[2].text(), "README.md\nsrc\n");
-  EXPECT_EQ(events[2].exit_code(), 0);
+  EXPECT_THAT(Types(events), ElementsAre("session", "assistant_message", "tool_use", "tool_result",
+                                         "tool_use", "tool_result", "assistant_message", "result"));
+  EXPECT_EQ(events[0].text(), "01a20106-8906-7cc2-bdbe-cbc67ea6c41b");
+  EXPECT_EQ(events[1].text(), "I will add the file.");
+  EXPECT_EQ(Data(events[2], "name").string_value(), "file_change");
+  EXPECT_EQ(Data(events[2], "id").string_value(), "item_1");
+  EXPECT_EQ(Data(events[3], "toolUseId").string_value(), "item_1");
   EXPECT_EQ(Data(events[3], "changes").list_value().values_size(), 1);
-  EXPECT_EQ(events[4].text(), "Updated src/a.py.");
-  EXPECT_EQ(events[5].text(), "Updated src/a.py.");
-  EXPECT_EQ(Data(events[5], "usage").struct_value().fields().at("output_tokens").number_value(), 345);
-  EXPECT_EQ(parser.summary().session_id, "0199a213-81c0-7800-8aa1-bbab2a035a53");
+  EXPECT_EQ(Data(events[4], "name").string_value(), "shell");
+  EXPECT_EQ(Data(events[4], "command").string_value(), "/bin/bash -c ls");
+  EXPECT_EQ(events[5].text(), "README.md\npatched.txt\n");
+  EXPECT_EQ(events[5].exit_code(), 0);
+  EXPECT_EQ(events[6].text(), "Added patched.txt.");
+  EXPECT_EQ(events[7].text(), "Added patched.txt.");
+  EXPECT_EQ(Data(events[7], "usage").struct_value().fields().at("output_tokens").number_value(), 30);
+  EXPECT_EQ(parser.summary().session_id, "01a20106-8906-7cc2-bdbe-cbc67ea6c41b");
   EXPECT_TRUE(parser.summary().finished);
   EXPECT_FALSE(parser.summary().is_error);
 }
 
-TEST(CodexStreamParserTest, FailedTurnAndErrorsAreReported) {
+TEST(CodexStreamParserTest, NoticesAreWarningsNotErrors) {
+  // The CLI's advice about a run that goes on, as it printed it.
   CodexStreamParser parser;
-  auto events = Feed(parser, {R"({"type":"error","message":"stream disconnected; retrying"})",
-                              R"({"type":"turn.failed","error":{"message":"quota exceeded"}})"});
-  EXPECT_THAT(Types(events), ElementsAre("error", "result"));
-  EXPECT_EQ(events[0].text(), "stream disconnected; retrying");
-  EXPECT_EQ(events[1].text(), "quota exceeded");
-  EXPECT_EQ(events[1].exit_code(), 1);
+  auto events = Feed(
+      parser,
+      {R"({"type":"thread.started","thread_id":"01a200f9-ca43-7e63-927d-8bdbc62349c7"})",
+       R"({"type":"item.completed","item":{"id":"item_0","type":"error","message":"Model metadata for `gpt-fake` not found. Defaulting to fallback metadata; this can degrade performance and cause issues."}})",
+       R"({"type":"turn.started"})",
+       R"({"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"Hello."}})",
+       R"({"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"cache_write_input_tokens":0,"output_tokens":10,"reasoning_output_tokens":0}})"});
+  EXPECT_THAT(Types(events), ElementsAre("session", "warning", "assistant_message", "result"));
+  EXPECT_THAT(events[1].text(), ::testing::HasSubstr("Model metadata for `gpt-fake` not found"));
+  EXPECT_FALSE(parser.summary().is_error);
+}
+
+TEST(CodexStreamParserTest, RetriesAreWarningsAndAFailedTurnIsTheErrorResult) {
+  // As the CLI printed them when every answer broke off before
+  // response.completed.
+  CodexStreamParser parser;
+  auto events = Feed(
+      parser,
+      {R"({"type":"thread.started","thread_id":"01a200f9-ca43-7e63-927d-8bdbc62349c7"})",
+       R"({"type":"turn.started"})",
+       R"json({"type":"error","message":"Reconnecting... 1/5 (stream disconnected before completion: stream closed before response.completed)"})json",
+       R"({"type":"error","message":"stream disconnected before completion: stream closed before response.completed"})",
+       R"({"type":"turn.failed","error":{"message":"stream disconnected before completion: stream closed before response.completed"}})"});
+  EXPECT_THAT(Types(events), ElementsAre("session", "warning", "warning", "result"));
+  EXPECT_EQ(events[1].text(),
+            "Reconnecting... 1/5 (stream disconnected before completion: stream closed before "
+            "response.completed)");
+  EXPECT_EQ(events[3].text(),
+            "stream disconnected before completion: stream closed before response.completed");
+  EXPECT_EQ(events[3].exit_code(), 1);
+  EXPECT_TRUE(parser.summary().finished);
   EXPECT_TRUE(parser.summary().is_error);
+}
+
+TEST(CodexStreamParserTest, AFailedOrDeclinedCommandIsAnErrorResult) {
+  // The statuses of codex-rs/exec/src/exec_events.rs's CommandExecutionStatus.
+  CodexStreamParser parser;
+  auto events = Feed(
+      parser,
+      {R"({"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"/bin/bash -c false","aggregated_output":"","exit_code":1,"status":"failed"}})",
+       R"({"type":"item.completed","item":{"id":"item_2","type":"command_execution","command":"/bin/bash -c 'git push'","aggregated_output":"","exit_code":null,"status":"declined"}})"});
+  ASSERT_THAT(Types(events), ElementsAre("tool_result", "tool_result"));
+  EXPECT_EQ(events[0].exit_code(), 1);
+  EXPECT_TRUE(Data(events[0], "isError").bool_value());
+  EXPECT_TRUE(Data(events[1], "isError").bool_value());
 }
 
 }  // namespace
