@@ -57,6 +57,35 @@ absl::Status CheckBranchName(const std::string& name, const char* field) {
   return absl::OkStatus();
 }
 
+// A repository URL or path git will be given as-is on runners.
+absl::Status CheckRepoUrl(const std::string& url) {
+  if (url.empty()) return absl::OkStatus();
+  const auto bad = [](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("repoUrl ", why));
+  };
+  if (url.size() > 2000) return bad("is longer than 2000 characters");
+  if (url.front() == '-') return bad("must not start with '-'");
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("must not hold control characters");
+  }
+  // Credentials would be stored and shown with the workspace: runners
+  // authenticate with their own SSH keys or credential helpers instead.
+  const size_t scheme = url.find("://");
+  if (scheme != std::string::npos) {
+    const std::string authority = url.substr(scheme + 3, url.find('/', scheme + 3) - scheme - 3);
+    const size_t at = authority.rfind('@');
+    if (at != std::string::npos) {
+      const std::string userinfo = authority.substr(0, at);
+      const std::string kind = absl::AsciiStrToLower(url.substr(0, scheme));
+      if (userinfo.find(':') != std::string::npos || kind == "http" || kind == "https") {
+        return bad("must not embed credentials (user:password@ or token@): give the runners "
+                   "their own git credentials");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsCommitSha(const std::string& sha) {
   if (sha.size() < 7 || sha.size() > 64) return false;
   return std::all_of(sha.begin(), sha.end(), [](char c) {
@@ -158,6 +187,8 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServe
   return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
     if (!p.is_admin) return absl::PermissionDeniedError("creating a workspace needs an admin key");
     if (req->name().empty()) return absl::InvalidArgumentError("name is required");
+    BUILDD_RETURN_IF_ERROR(CheckRepoUrl(req->repo_url()));
+    BUILDD_RETURN_IF_ERROR(CheckBranchName(req->default_branch(), "defaultBranch"));
     WorkspaceRecord w;
     w.id = NewUuid();
     w.name = req->name();

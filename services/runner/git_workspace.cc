@@ -208,7 +208,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
                              "  rm -rf \"$CACHE\"\n"
                              "  mkdir -p \"$CACHE\"\n"
                              "  git init -q --bare \"$CACHE\"\n"
-                             "  git --git-dir=\"$CACHE\" remote add origin \"$URL\"\n"
+                             "  git --git-dir=\"$CACHE\" remote add origin -- \"$URL\"\n"
                              "fi\n"
                              "git --git-dir=\"$CACHE\" fetch -q --prune origin "
                              "'+refs/heads/*:refs/remotes/origin/*'\n",
@@ -218,7 +218,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
   // The base: the given branch, else the remote's default (HEAD).
   if (base_branch.empty()) {
     BUILDD_ASSIGN_OR_RETURN(std::string head,
-                            Git("git ls-remote --symref \"$URL\" HEAD | "
+                            Git("git ls-remote --symref -- \"$URL\" HEAD | "
                                 "sed -n 's#^ref: refs/heads/\\(.*\\)\tHEAD#\\1#p'",
                                 vars));
     std::string base = Trimmed(head);

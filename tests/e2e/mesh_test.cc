@@ -272,6 +272,34 @@ TEST_F(MeshTest, BadInputGetsTheRightStatusAndNamesTheField) {
                             absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","provider":"command"})"));
   EXPECT_EQ(missing.status, 400);
   EXPECT_THAT(Str(Obj(Json(missing.body), "error"), "message"), HasSubstr("command"));
+  // Fields of agent tasks and workspaces; each message names its field.
+  const std::string task_prefix = absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(",)");
+  for (const auto& [body, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("prompt":"x","workBranch":"../escape"})", "workBranch"},
+           {R"("prompt":"x","baseBranch":"-x"})", "baseBranch"},
+           {R"("prompt":"x","kind":"deploy"})", "kind"},
+           {R"("kind":"revert","workBranch":"b","revertCommit":"not-a-sha"})", "revertCommit"},
+           {R"("kind":"revert","revertCommit":"abcdef1"})", "workBranch"},
+           {R"("prompt":"x","resumeFrom":"yesterday"})", "resumeFrom"},
+           {absl::StrCat(R"("prompt":")", std::string(200 * 1024, 'p'), R"("})"), "prompt"}}) {
+    HttpResult r = Call("POST", "/api/tasks", s.api_key, task_prefix + body);
+    EXPECT_EQ(r.status, 400) << body.substr(0, 80);
+    EXPECT_THAT(Str(Obj(Json(r.body), "error"), "message"), HasSubstr(field)) << body.substr(0, 80);
+  }
+  // A revert needs a repository to revert in.
+  HttpResult no_repo = Call("POST", "/revert", s.api_key,
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                         R"(","branch":"b","commit":"abcdef1"})"));
+  EXPECT_EQ(no_repo.status, 400);
+  EXPECT_THAT(no_repo.body, HasSubstr("repoUrl"));
+  for (const std::string url : {"https://ghp_secret@github.com/a/b.git",
+                                "https://me:pw@example.com/x.git", "--upload-pack=touch /tmp/x"}) {
+    HttpResult r = Call("POST", "/api/workspaces", mesh_.admin_key(),
+                        absl::StrCat(R"({"name":"w","repoUrl":")", url, R"("})"));
+    EXPECT_EQ(r.status, 400) << url;
+    EXPECT_THAT(Str(Obj(Json(r.body), "error"), "message"), HasSubstr("repoUrl")) << url;
+    EXPECT_THAT(r.body, Not(HasSubstr("secret"))) << "the error does not echo it";
+  }
   // 2 MiB body.
   HttpResult big = Call("POST", "/api/tasks", s.api_key,
                         absl::StrCat(R"({"title":")", std::string(2 << 20, 'x'), R"("})"));
