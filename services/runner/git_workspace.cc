@@ -1,6 +1,7 @@
 #include "services/runner/git_workspace.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -50,6 +51,21 @@ std::string RedactUrl(const std::string& url) {
 
 namespace {
 
+// The interrupt pipe (read end) of the worktree whose operation this thread
+// runs; -1 outside one. Set by InterruptScope in the public methods.
+thread_local int current_interrupt_fd = -1;
+
+class InterruptScope {
+ public:
+  explicit InterruptScope(int fd) : saved_(current_interrupt_fd) { current_interrupt_fd = fd; }
+  ~InterruptScope() { current_interrupt_fd = saved_; }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 // Runs a shell script whose task-supplied values come only from `vars`
 // (quoted "$NAME" expansions are never re-parsed by the shell).
 absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
@@ -63,8 +79,9 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   options.env.emplace_back("LC_ALL", "C");
   // A patch may hold very long lines; they must come back whole.
   options.max_line_bytes = 64 << 20;
-  auto result = RunCommand(options, kGitTimeout);
+  auto result = RunCommand(options, kGitTimeout, current_interrupt_fd);
   if (!result.ok()) return result.status();
+  if (result->canceled) return absl::CancelledError("git was interrupted: the task was canceled");
   if (result->timed_out)
     return absl::DeadlineExceededError(absl::StrCat("git timed out: ", script));
   if (!result->status.success()) {
@@ -176,6 +193,7 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
   if (!TryClaim(name)) {
     return absl::FailedPreconditionError(absl::StrCat("worktree ", name, " is in use"));
   }
+  InterruptScope interruptible(InterruptFd(name));
   auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress);
   if (!tree.ok()) Unclaim(name);
   return tree;
@@ -313,6 +331,7 @@ absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
                                                      const std::string& author,
                                                      size_t max_patch_bytes,
                                                      const Progress& progress) {
+  InterruptScope interruptible(InterruptFd(tree.name));
   Vars vars = {{"MESSAGE", message}, {"AUTHOR", author}};
   BUILDD_ASSIGN_OR_RETURN(std::string status,
                           Git("git add -A && git status --porcelain", vars, tree.path));
@@ -335,6 +354,7 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
                                                   const std::string& author, size_t max_patch_bytes,
                                                   const Progress& progress) {
   if (commit.empty()) return absl::InvalidArgumentError("no commit to revert");
+  InterruptScope interruptible(InterruptFd(tree.name));
   Vars vars = {{"COMMIT", commit}, {"AUTHOR", author}};
   // A full sha from here on: `commit` may be any revision, even one that
   // looks like an option.
@@ -388,6 +408,7 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
 }
 
 absl::Status GitWorkspace::Push(const Worktree& tree, const Progress& progress) {
+  InterruptScope interruptible(InterruptFd(tree.name));
   if (progress) progress("push", tree.branch);
   return Git("git push -q origin \"HEAD:refs/heads/$WORK\"", {{"WORK", tree.branch}}, tree.path)
       .status();
@@ -460,6 +481,31 @@ bool GitWorkspace::TryClaim(const std::string& name) {
 void GitWorkspace::Unclaim(const std::string& name) {
   absl::MutexLock lock(&mu_);
   in_use_.erase(name);
+  auto pipe = interrupts_.find(name);
+  if (pipe != interrupts_.end()) {
+    close(pipe->second.first);
+    close(pipe->second.second);
+    interrupts_.erase(pipe);
+  }
+}
+
+int GitWorkspace::InterruptFd(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = interrupts_.find(name);
+  if (it != interrupts_.end()) return it->second.first;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  interrupts_[name] = {fds[0], fds[1]};
+  return fds[0];
+}
+
+void GitWorkspace::Interrupt(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = interrupts_.find(name);
+  if (it == interrupts_.end()) return;
+  const char byte = 1;
+  ssize_t ignored = write(it->second.second, &byte, 1);  // stays readable: level-triggered
+  (void)ignored;
 }
 
 std::string GitWorkspace::WorktreesDir() const { return absl::StrCat(root_, "/worktrees"); }

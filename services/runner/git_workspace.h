@@ -118,6 +118,12 @@ class GitWorkspace {
   // the cache) and releases its name.
   absl::Status Remove(const Worktree& tree);
 
+  // Stops the git command running for worktree `name` (in Prepare,
+  // CommitAll, Revert or Push) and every later one until the worktree is
+  // released: they fail with Cancelled. Thread-safe; nothing happens when
+  // no such operation has started.
+  void Interrupt(const std::string& name);
+
   // Marks the worktree `name` in use (Prepare does so itself), so that
   // neither CleanUp nor a Prepare of its branch removes it.
   void MarkInUse(const std::string& name);
@@ -134,6 +140,9 @@ class GitWorkspace {
   // Marks `name` in use unless it already is; true when it was marked.
   bool TryClaim(const std::string& name);
   void Unclaim(const std::string& name);
+  // The read end of `name`'s interrupt pipe, made on first use; closed by
+  // Unclaim.
+  int InterruptFd(const std::string& name);
   absl::StatusOr<Worktree> AddWorktree(const std::string& repo_url, const std::string& base_branch,
                                        const std::string& work_branch, const std::string& name,
                                        const Progress& progress);
@@ -153,6 +162,8 @@ class GitWorkspace {
   absl::Mutex cleanup_mu_;
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> in_use_ ABSL_GUARDED_BY(mu_);
+  // Interrupt pipes (read end, write end) of worktrees with an operation.
+  std::map<std::string, std::pair<int, int>> interrupts_ ABSL_GUARDED_BY(mu_);
   // One per repository cache; never removed (a handful per runner).
   std::map<std::string, std::unique_ptr<absl::Mutex>> repo_locks_ ABSL_GUARDED_BY(mu_);
 };

@@ -387,7 +387,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::string& command,
 }
 
 absl::StatusOr<CommandResult> RunCommand(const SpawnOptions& options,
-                                         std::chrono::milliseconds timeout) {
+                                         std::chrono::milliseconds timeout, int cancel_fd) {
   auto spawned = ProcessGroup::Spawn(options);
   if (!spawned.ok()) return spawned.status();
   std::unique_ptr<ProcessGroup> group = std::move(spawned).value();
@@ -408,7 +408,16 @@ absl::StatusOr<CommandResult> RunCommand(const SpawnOptions& options,
       group->CloseOutput(on_line);
       break;
     }
-    group->Pump(std::min(left, std::chrono::milliseconds(100)), -1, on_line);
+    if (cancel_fd >= 0) {
+      pollfd cancel{cancel_fd, POLLIN, 0};
+      if (poll(&cancel, 1, 0) > 0) {
+        result.canceled = true;
+        group->Signal(SIGKILL).IgnoreError();
+        group->CloseOutput(on_line);
+        break;
+      }
+    }
+    group->Pump(std::min(left, std::chrono::milliseconds(100)), cancel_fd, on_line);
   }
   group->FlushLines(on_line);
   while (!group->PollExit().has_value()) {

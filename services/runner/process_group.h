@@ -147,15 +147,17 @@ struct CommandResult {
   std::string stdout_text;  // lines joined with '\n'
   std::string stderr_text;  // likewise
   bool timed_out = false;
+  bool canceled = false;
 };
 
 // Runs `command` with /bin/sh to completion and captures its stdout; after
 // `timeout` the group is killed and `timed_out` set.
 absl::StatusOr<CommandResult> RunCommand(const std::string& command,
                                          std::chrono::milliseconds timeout);
-// The same with a working directory and environment.
+// The same with a working directory and environment; when `cancel_fd`
+// (>= 0) is or becomes readable the group is killed and `canceled` set.
 absl::StatusOr<CommandResult> RunCommand(const SpawnOptions& options,
-                                         std::chrono::milliseconds timeout);
+                                         std::chrono::milliseconds timeout, int cancel_fd = -1);
 
 }  // namespace buildd::runner
 

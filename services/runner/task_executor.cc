@@ -103,7 +103,10 @@ std::string SafePathComponent(const std::string& id) {
 }
 
 TaskExecutor::TaskExecutor(TaskSpec spec, milliseconds cancel_grace, TaskCallbacks callbacks)
-    : spec_(std::move(spec)), cancel_grace_(cancel_grace), callbacks_(std::move(callbacks)) {
+    : spec_(std::move(spec)),
+      cancel_grace_(cancel_grace),
+      worktree_name_(SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id)),
+      callbacks_(std::move(callbacks)) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
     wake_read_ = fds[0];
@@ -126,12 +129,21 @@ void TaskExecutor::Start() {
 
 void TaskExecutor::Pause() { Post({ActionKind::kPause, ""}); }
 void TaskExecutor::Resume() { Post({ActionKind::kResume, ""}); }
-void TaskExecutor::Cancel() { Post({ActionKind::kCancel, ""}); }
+void TaskExecutor::Cancel() {
+  Post({ActionKind::kCancel, ""});
+  InterruptGit();
+}
+
+void TaskExecutor::InterruptGit() {
+  // A clone or push under way would otherwise hold the task for minutes.
+  if (spec_.git != nullptr && !spec_.repo_url.empty()) spec_.git->Interrupt(worktree_name_);
+}
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
 
 void TaskExecutor::Kill() {
   killed_.store(true);
   Post({ActionKind::kKill, ""});
+  InterruptGit();
 }
 
 bool TaskExecutor::done() const {
@@ -462,6 +474,23 @@ void TaskExecutor::Run() {
     result.error_message = message;
     finish(std::move(result));
   };
+  // Ends the task when it was canceled or killed meanwhile (a git command
+  // interrupted by it fails); false when it was not.
+  const auto stopped = [&](TaskResult result) {
+    bool paused = false;
+    ApplyActions(nullptr, /*exited=*/true, &paused);
+    if (stop_ == Stop::kKill) {
+      finish(std::move(result));  // suppressed by killed_
+      return true;
+    }
+    if (stop_ != Stop::kCancel) return false;
+    Emit(StatusEvent("canceled"));
+    result.outcome = TaskOutcome::kCanceled;
+    result.error_message = "canceled";
+    Log()->info("{} canceled", log_ids);
+    finish(std::move(result));
+    return true;
+  };
   const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
   const bool revert = spec_.kind == "revert";
   Emit(MakeEvent("started", "", "",
@@ -481,11 +510,12 @@ void TaskExecutor::Run() {
   none.exit_code = -1;
   if (!spec_.repo_url.empty()) {
     if (spec_.git == nullptr) return fail("this runner keeps no git worktrees", none);
-    absl::StatusOr<Worktree> prepared =
-        spec_.git->Prepare(spec_.repo_url, spec_.base_branch, spec_.work_branch,
-                           SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id),
-                           progress);
-    if (!prepared.ok()) return fail(std::string(prepared.status().message()), none);
+    absl::StatusOr<Worktree> prepared = spec_.git->Prepare(
+        spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress);
+    if (!prepared.ok()) {
+      if (stopped(none)) return;
+      return fail(std::string(prepared.status().message()), none);
+    }
     tree = *prepared;
     dir = tree->path;
     artifacts.set_branch(tree->branch);
@@ -510,6 +540,7 @@ void TaskExecutor::Run() {
   const auto end_with_error = [&](const std::string& message) {
     if (agent || tree.has_value()) result.artifacts = artifacts;
     const std::string copy = message;  // may live in `result`
+    if (stop_ == Stop::kNone && stopped(result)) return;
     fail(copy, std::move(result));
   };
   std::optional<CommitResult> commit;

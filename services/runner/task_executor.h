@@ -168,6 +168,7 @@ class TaskExecutor {
   using LineFn = std::function<void(bool is_stderr, std::string line)>;
 
   void Post(Action action);
+  void InterruptGit();
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
@@ -186,6 +187,8 @@ class TaskExecutor {
 
   const TaskSpec spec_;
   const std::chrono::milliseconds cancel_grace_;
+  // The task's worktree under spec_.git, when it has a repository.
+  const std::string worktree_name_;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point kill_at_ = std::chrono::steady_clock::time_point::max();
   Stop stop_ = Stop::kNone;

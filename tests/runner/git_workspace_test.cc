@@ -2,6 +2,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -461,6 +464,27 @@ TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
   EXPECT_GE(used, 0.0);
   EXPECT_LE(used, 1.0);
   EXPECT_EQ(UsedDiskFraction("/nonexistent/buildd"), 0.0);
+}
+
+TEST_F(GitWorkspaceTest, InterruptStopsASlowCloneAtOnce) {
+  // A remote that never answers: ssh that just waits.
+  setenv("GIT_SSH_COMMAND", "sleep 60", 1);
+  GitWorkspace ws = Workspace();
+  const auto start = std::chrono::steady_clock::now();
+  auto prepare = std::async(std::launch::async, [&ws] {
+    return ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr);
+  });
+  // Interrupting before the clone started does nothing; keep asking.
+  while (prepare.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    ws.Interrupt("t-slow");
+  }
+  auto result = prepare.get();
+  unsetenv("GIT_SSH_COMMAND");
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  // The name is free again, and a later task is not interrupted.
+  auto later = ws.Prepare(url_, "main", "buildd/slow", "t-slow", nullptr);
+  EXPECT_TRUE(later.ok()) << later.status();
 }
 
 TEST(RedactUrlTest, CredentialsInTheAuthorityAreHidden) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -268,6 +269,33 @@ TEST_F(TaskExecutorTest, KillEndsTheTaskWithoutReportingIt) {
   EXPECT_TRUE(executor_->done());
   EXPECT_FALSE(recorder_.result().has_value());
 }
+
+TEST_F(TaskExecutorTest, CancelStopsACloneThatHangs) {
+  setenv("GIT_SSH_COMMAND", "sleep 60", 1);
+  GitWorkspace git(root_ + "/git");
+  TaskSpec spec;
+  spec.worker_id = "worker-1";
+  spec.task_id = "task-1";
+  spec.command = "true";
+  spec.repo_url = "ssh://slow.invalid/repo.git";
+  spec.work_branch = "buildd/slow";
+  spec.git = &git;
+  executor_ = std::make_unique<TaskExecutor>(spec, milliseconds(100), recorder_.Callbacks());
+  executor_->Start();
+  // The clone has begun once its progress event is out.
+  ASSERT_TRUE(recorder_.WaitFor([](const auto& events, const auto&) {
+    return std::any_of(events.begin(), events.end(),
+                       [](const TaskEvent& e) { return e.type == "git"; });
+  }));
+  const auto start = Clock::now();
+  executor_->Cancel();
+  ASSERT_TRUE(recorder_.WaitForResult(absl::Seconds(20)));
+  unsetenv("GIT_SSH_COMMAND");
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kCanceled);
+  EXPECT_EQ(recorder_.events().back().status, "canceled");
+}
+
 
 }  // namespace
 }  // namespace buildd::runner
