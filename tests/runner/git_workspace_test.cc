@@ -468,7 +468,8 @@ TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
 
 TEST_F(GitWorkspaceTest, InterruptStopsASlowCloneAtOnce) {
   // A remote that never answers: ssh that just waits.
-  setenv("GIT_SSH_COMMAND", "sleep 60", 1);
+  // Git appends the host and command; the comment swallows them.
+  setenv("GIT_SSH_COMMAND", "sleep 60 #", 1);
   GitWorkspace ws = Workspace();
   const auto start = std::chrono::steady_clock::now();
   auto prepare = std::async(std::launch::async, [&ws] {
