@@ -41,19 +41,8 @@ class Tail {
   std::vector<std::string> lines_;
 };
 
-TaskEvent FromEvent(const pb::Event& e) {
-  TaskEvent event;
-  event.type = e.type();
-  event.status = e.status();
-  event.stream = e.stream();
-  event.text = e.text();
-  event.exit_code = e.exit_code();
-  event.data = e.data();
-  return event;
-}
-
 void PutString(TaskEvent& e, const std::string& key, const std::string& value) {
-  (*e.data.mutable_fields())[key].set_string_value(value);
+  (*e.mutable_data()->mutable_fields())[key].set_string_value(value);
 }
 
 // What a human's answer to a plan means to the agent.
@@ -73,10 +62,10 @@ bool EndsWithQuestion(const std::string& text) {
 
 TaskEvent MakeEvent(std::string type, std::string status, std::string stream, std::string text) {
   TaskEvent event;
-  event.type = std::move(type);
-  event.status = std::move(status);
-  event.stream = std::move(stream);
-  event.text = std::move(text);
+  event.set_type(std::move(type));
+  event.set_status(std::move(status));
+  event.set_stream(std::move(stream));
+  event.set_text(std::move(text));
   return event;
 }
 
@@ -374,7 +363,7 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
             Emit(MakeEvent("output", "", "stderr", std::move(line)));
             return;
           }
-          for (const pb::Event& e : parser->Parse(line)) Emit(FromEvent(e));
+          for (pb::Event& e : parser->Parse(line)) Emit(std::move(e));
         });
     const AgentSummary& summary = parser->summary();
     if (!summary.session_id.empty()) session_id = summary.session_id;

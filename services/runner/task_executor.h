@@ -64,18 +64,13 @@ struct TaskSpec {
   size_t max_snapshot_bytes = 32 << 20;
 };
 
-// What the executor reports; the caller numbers and wraps them.
-struct TaskEvent {
-  // "started", "output", "status", "error", "git", "plan", "question",
-  // "input", and the agents' "session", "assistant_message", "tool_use",
-  // "tool_result", "result".
-  std::string type;
-  std::string status;  // for "status": "paused", "running", "waiting_input", "canceled"
-  std::string stream;  // for "output": "stdout" or "stderr"
-  std::string text;
-  int exit_code = 0;
-  google::protobuf::Struct data;
-};
+// What the executor reports: type, status, stream, text, exit_code and
+// data of an Event; the caller adds the ids, numbers and wraps it. Types:
+// "started", "output" (stream stdout/stderr), "status" (paused, running,
+// waiting_input, canceled), "error", "git", "plan", "question", "input",
+// and the agents' "session", "assistant_message", "tool_use",
+// "tool_result", "result", "warning".
+using TaskEvent = pb::Event;
 
 enum class TaskOutcome { kCompleted, kError, kCanceled };
 

@@ -62,14 +62,14 @@ class Recorder {
   std::vector<std::string> Lines(const std::string& stream) {
     std::vector<std::string> lines;
     for (const TaskEvent& event : events()) {
-      if (event.type == "output" && event.stream == stream) lines.push_back(event.text);
+      if (event.type() == "output" && event.stream() == stream) lines.push_back(event.text());
     }
     return lines;
   }
   std::vector<std::string> Statuses() {
     std::vector<std::string> statuses;
     for (const TaskEvent& event : events()) {
-      if (event.type == "status") statuses.push_back(event.status);
+      if (event.type() == "status") statuses.push_back(event.status());
     }
     return statuses;
   }
@@ -82,7 +82,7 @@ class Recorder {
 
 size_t CountOutput(const std::vector<TaskEvent>& events) {
   size_t n = 0;
-  for (const TaskEvent& event : events) n += event.type == "output";
+  for (const TaskEvent& event : events) n += event.type() == "output";
   return n;
 }
 
@@ -124,8 +124,8 @@ TEST_F(TaskExecutorTest, ReportsStartedThenOutputThenCompleted) {
   ASSERT_TRUE(recorder_.WaitForResult());
   const auto events = recorder_.events();
   ASSERT_FALSE(events.empty());
-  EXPECT_EQ(events[0].type, "started");
-  EXPECT_EQ(events[0].text, "echo hello; echo oops >&2");
+  EXPECT_EQ(events[0].type(), "started");
+  EXPECT_EQ(events[0].text(), "echo hello; echo oops >&2");
   EXPECT_THAT(recorder_.Lines("stdout"), ElementsAre("hello"));
   EXPECT_THAT(recorder_.Lines("stderr"), ElementsAre("oops"));
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kCompleted);
@@ -167,7 +167,7 @@ TEST_F(TaskExecutorTest, PauseStopsOutputAndResumeContinuesIt) {
       recorder_.WaitFor([](const auto& events, const auto&) { return CountOutput(events) >= 3; }));
   executor_->Pause();
   ASSERT_TRUE(recorder_.WaitFor([](const auto& events, const auto&) {
-    return !events.empty() && events.back().type == "status";
+    return !events.empty() && events.back().type() == "status";
   }));
   // A line already in the pipe may still arrive shortly after the stop.
   recorder_.WaitFor([](const auto&, const auto&) { return false; }, absl::Milliseconds(100));
@@ -194,8 +194,8 @@ TEST_F(TaskExecutorTest, CancelEndsACooperativeProcessWithSigterm) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));  // well before the 10 s grace
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kCanceled);
   EXPECT_EQ(recorder_.result()->exit_code, 128 + SIGTERM);
-  EXPECT_EQ(recorder_.events().back().type, "status");
-  EXPECT_EQ(recorder_.events().back().status, "canceled");
+  EXPECT_EQ(recorder_.events().back().type(), "status");
+  EXPECT_EQ(recorder_.events().back().status(), "canceled");
 }
 
 TEST_F(TaskExecutorTest, CancelEscalatesToSigkillWhenTermIsTrapped) {
@@ -230,8 +230,8 @@ TEST_F(TaskExecutorTest, TimeoutStopsTheTaskAsAnError) {
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kError);
   EXPECT_EQ(recorder_.result()->error_message, "timed out after 1 s");
   const auto events = recorder_.events();
-  EXPECT_EQ(events.back().type, "error");
-  EXPECT_EQ(events.back().text, "timed out after 1 s");
+  EXPECT_EQ(events.back().type(), "error");
+  EXPECT_EQ(events.back().text(), "timed out after 1 s");
 }
 
 TEST_F(TaskExecutorTest, UnusableTaskDirectoryReportsErrorEvent) {
@@ -246,9 +246,9 @@ TEST_F(TaskExecutorTest, UnusableTaskDirectoryReportsErrorEvent) {
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kError);
   const auto events = recorder_.events();
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].type, "started");
-  EXPECT_EQ(events[1].type, "error");
-  EXPECT_THAT(events[1].text, HasSubstr("cannot create"));
+  EXPECT_EQ(events[0].type(), "started");
+  EXPECT_EQ(events[1].type(), "error");
+  EXPECT_THAT(events[1].text(), HasSubstr("cannot create"));
 }
 
 TEST_F(TaskExecutorTest, BackgroundChildHoldingOutputDoesNotKeepTaskOpen) {
@@ -286,7 +286,7 @@ TEST_F(TaskExecutorTest, CancelStopsACloneThatHangs) {
   // The clone has begun once its progress event is out.
   ASSERT_TRUE(recorder_.WaitFor([](const auto& events, const auto&) {
     return std::any_of(events.begin(), events.end(),
-                       [](const TaskEvent& e) { return e.type == "git"; });
+                       [](const TaskEvent& e) { return e.type() == "git"; });
   }));
   const auto start = Clock::now();
   executor_->Cancel();
@@ -294,7 +294,7 @@ TEST_F(TaskExecutorTest, CancelStopsACloneThatHangs) {
   unsetenv("GIT_SSH_COMMAND");
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kCanceled);
-  EXPECT_EQ(recorder_.events().back().status, "canceled");
+  EXPECT_EQ(recorder_.events().back().status(), "canceled");
 }
 
 
