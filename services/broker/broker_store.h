@@ -137,9 +137,9 @@ class PgBrokerStore {
                                                               const EventFilter& filter,
                                                               int limit);
   absl::StatusOr<int64_t> LastEventId();
-  // The stored session of a task, without its data.
+  // The stored session of a task, with its transcript when `with_data`.
   absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> GetSession(
-      const std::string& task_id);
+      const std::string& task_id, bool with_data = false);
 
   // Writes, inside a journal transaction. They throw soci errors.
   static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);

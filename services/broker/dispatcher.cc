@@ -1,5 +1,6 @@
 #include "services/broker/dispatcher.h"
 
+#include <boost/asio/post.hpp>
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -98,11 +99,13 @@ pb::Workspace WorkspaceToProto(const WorkspaceRecord& w) {
 }
 
 Dispatcher::Dispatcher(Journal& journal, Scheduler& scheduler, PgBrokerStore& store,
-                       boost::asio::io_context& timers, DispatcherOptions options)
+                       boost::asio::io_context& timers, boost::asio::thread_pool& pool,
+                       DispatcherOptions options)
     : journal_(journal),
       scheduler_(scheduler),
       store_(store),
       timers_(timers),
+      pool_(pool),
       options_(options),
       heartbeat_timer_(timers) {}
 
@@ -226,15 +229,22 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   }
   auto ws = WorkspaceIn(tx, task.workspace_id);
   if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
-  if (const std::string& from = assign->task().resume_from(); !from.empty()) {
-    // Checked when the task was created; a snapshot gone since then leaves
-    // the runner to report that it has nothing to resume.
-    if (auto session = PgBrokerStore::FindSession(tx.sql(), from, /*with_data=*/true)) {
-      *assign->mutable_resume_session() = std::move(*session);
-    }
-  }
-  tx.OnCommit([this, runner_id, message = std::move(message)]() mutable {
-    Send(runner_id, std::move(message));
+  const std::string resume_from = assign->task().resume_from();
+  tx.OnCommit([this, runner_id, resume_from, message = std::move(message)]() mutable {
+    if (resume_from.empty()) return Send(runner_id, std::move(message));
+    // A session transcript can be megabytes: read it off the journal's
+    // thread. Checked when the task was created; one gone since then leaves
+    // the runner to start a new session.
+    boost::asio::post(pool_, [this, runner_id, resume_from, message = std::move(message)]() mutable {
+      auto session = store_.GetSession(resume_from, /*with_data=*/true);
+      if (!session.ok()) {
+        Log()->warn("task={} cannot read the session to resume: {}", resume_from,
+                    session.status().message());
+      } else if (session->has_value()) {
+        *message.mutable_assign()->mutable_resume_session() = **std::move(session);
+      }
+      Send(runner_id, std::move(message));
+    });
   });
   Log()->debug("assign task={} worker={} runner={}", task.id, worker.id, runner.name);
   return task;

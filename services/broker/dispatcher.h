@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -50,8 +51,10 @@ struct DispatcherOptions {
 // period. All writes go through the journal. Thread-safe.
 class Dispatcher {
  public:
+  // `pool` runs reads too large for the journal's thread.
   Dispatcher(Journal& journal, Scheduler& scheduler, PgBrokerStore& store,
-             boost::asio::io_context& timers, DispatcherOptions options);
+             boost::asio::io_context& timers, boost::asio::thread_pool& pool,
+             DispatcherOptions options);
   ~Dispatcher();
 
   // Counts pending tasks and arms lease timers for work left by runners of
@@ -118,6 +121,7 @@ class Dispatcher {
   Scheduler& scheduler_;
   PgBrokerStore& store_;
   boost::asio::io_context& timers_;
+  boost::asio::thread_pool& pool_;
   DispatcherOptions options_;
   boost::asio::steady_timer heartbeat_timer_;
   std::string budget_day_;  // touched by the heartbeat timer only

@@ -78,17 +78,17 @@ int main(int argc, char** argv) {
   auto work = boost::asio::make_work_guard(timers);
   std::thread timer_thread([&timers] { timers.run(); });
 
+  boost::asio::thread_pool workers(absl::GetFlag(FLAGS_threads));
   Scheduler scheduler;
   DispatcherOptions options;
   options.lease_grace_ms = absl::GetFlag(FLAGS_lease_grace_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
-  Dispatcher dispatcher(journal, scheduler, store, timers, options);
+  Dispatcher dispatcher(journal, scheduler, store, timers, workers, options);
   if (auto st = dispatcher.Start(); !st.ok()) {
     Log()->critical("dispatcher: {}", st.message());
     return 1;
   }
 
-  boost::asio::thread_pool workers(absl::GetFlag(FLAGS_threads));
   RunnerServiceImpl* runner_service_ptr = nullptr;
   AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), [&](const std::string& account_id) {
     if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);

@@ -357,10 +357,10 @@ std::optional<::buildd::v1::SessionSnapshot> PgBrokerStore::FindSession(soci::se
 }
 
 absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetSession(
-    const std::string& task_id) {
+    const std::string& task_id, bool with_data) {
   return WithSession(pool_, "get session",
                      [&](soci::session& sql) -> absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> {
-                       return FindSession(sql, task_id, /*with_data=*/false);
+                       return FindSession(sql, task_id, with_data);
                      });
 }
 
