@@ -11,8 +11,10 @@ std::string TodayUtc() {
   return absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone());
 }
 
+bool RunnerSlot::SpentToday() const { return !spent_day.empty() && spent_day == TodayUtc(); }
+
 std::set<std::string> RunnerSlot::AvailableProviders() const {
-  if (spent_day.empty() || spent_day != TodayUtc()) return providers;
+  if (!SpentToday()) return providers;
   std::set<std::string> free;
   if (providers.count("command") > 0) free.insert("command");
   return free;
@@ -29,8 +31,7 @@ bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
   }
   if (runner.providers.count(task.provider) == 0) return false;
   // Agents cost money; a command does not.
-  return task.provider == "command" || runner.spent_day.empty() ||
-         runner.spent_day != TodayUtc();
+  return task.provider == "command" || !runner.SpentToday();
 }
 
 void Scheduler::SetSpent(const std::string& account_id, const std::string& day) {

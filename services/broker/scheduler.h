@@ -43,6 +43,8 @@ struct RunnerSlot {
   // agent tasks for it until the day is over.
   std::string spent_day;
 
+  // True once the account reached its daily budget today.
+  bool SpentToday() const;
   // The providers the runner may take now (only `command` once spent).
   std::set<std::string> AvailableProviders() const;
 };

@@ -420,11 +420,6 @@ absl::Status GitWorkspace::Remove(const Worktree& tree) {
   return removed;
 }
 
-void GitWorkspace::MarkInUse(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  in_use_.insert(name);
-}
-
 void GitWorkspace::Release(const std::string& name) {
   Unclaim(name);
   if (IsPlainName(name)) Touch(absl::StrCat(WorktreesDir(), "/", name));

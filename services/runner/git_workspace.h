@@ -124,9 +124,6 @@ class GitWorkspace {
   // no such operation has started.
   void Interrupt(const std::string& name);
 
-  // Marks the worktree `name` in use (Prepare does so itself), so that
-  // neither CleanUp nor a Prepare of its branch removes it.
-  void MarkInUse(const std::string& name);
   // Marks the worktree idle and records now as its last use.
   void Release(const std::string& name);
 

@@ -14,12 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "services/runner/process_group.h"
+#include "tests/testing/files.h"
 #include "tests/testing/matchers.h"
 
 namespace buildd::runner {
 namespace {
 
 using ::buildd::testing::IsOk;
+using ::buildd::testing::ReadFile;
+using ::buildd::testing::Sh;
+using ::buildd::testing::WriteFile;
 using ::buildd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::Contains;
@@ -30,24 +34,9 @@ using ::testing::Not;
 
 constexpr char kAuthor[] = "buildd bot <bot@buildd.dev>";
 
-std::string Sh(const std::string& script) {
-  auto r = RunCommand(script, std::chrono::seconds(60));
-  EXPECT_TRUE(r.ok() && r->status.success()) << script << "\n" << (r.ok() ? r->stderr_text : "");
-  return r.ok() ? std::string(absl::StripTrailingAsciiWhitespace(r->stdout_text)) : "";
-}
-
 bool Exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
-}
-
-void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 class GitWorkspaceTest : public ::testing::Test {
@@ -110,8 +99,8 @@ TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache)
   EXPECT_EQ(a->name, "task-a");
   EXPECT_THAT(stages, ElementsAre("clone", "branch", "fetch", "branch"));
   EXPECT_TRUE(Exists(a->path + "/README.md"));
-  Write(a->path + "/a.txt", "from a\n");
-  Write(b->path + "/b.txt", "from b\n");
+  WriteFile(a->path + "/a.txt", "from a\n");
+  WriteFile(b->path + "/b.txt", "from b\n");
   EXPECT_FALSE(Exists(a->path + "/b.txt"));
   EXPECT_EQ(Sh("git -C " + a->path + " rev-parse --abbrev-ref HEAD"), "buildd/aaaa");
 }
@@ -120,8 +109,8 @@ TEST_F(GitWorkspaceTest, CommitsEverythingAndPushesTheBranchToTheRemote) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/1234", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
-  Write(tree->path + "/hello.txt", "hi\n");
-  Write(tree->path + "/README.md", "two\n");
+  WriteFile(tree->path + "/hello.txt", "hi\n");
+  WriteFile(tree->path + "/README.md", "two\n");
   auto commit = ws.CommitAll(*tree, "Say hello", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(commit.ok()) << commit.status();
   EXPECT_TRUE(commit->changed);
@@ -149,7 +138,7 @@ TEST_F(GitWorkspaceTest, APushedWorkBranchIsContinuedOnAnotherRunner) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/cont", "t3", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/step1.txt", "1\n");
+  WriteFile(first->path + "/step1.txt", "1\n");
   auto c1 = ws.CommitAll(*first, "step 1", "b <b@b>", 1000, nullptr);
   ASSERT_TRUE(c1.ok());
   ASSERT_TRUE(ws.Push(*first, nullptr).ok());
@@ -168,7 +157,7 @@ TEST_F(GitWorkspaceTest, AnUnpushedLocalBranchIsContinued) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/local", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/local.txt", "not pushed\n");
+  WriteFile(first->path + "/local.txt", "not pushed\n");
   auto c1 = ws.CommitAll(*first, "local work", kAuthor, 1000, nullptr);
   ASSERT_TRUE(c1.ok());
   ASSERT_THAT(ws.Remove(*first), IsOk());
@@ -176,7 +165,7 @@ TEST_F(GitWorkspaceTest, AnUnpushedLocalBranchIsContinued) {
   auto second = ws.Prepare(url_, "main", "buildd/local", "t2", nullptr);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, c1->sha);
-  EXPECT_EQ(Read(second->path + "/local.txt"), "not pushed\n");
+  EXPECT_EQ(ReadFile(second->path + "/local.txt"), "not pushed\n");
   EXPECT_EQ(Sh("git --git-dir=" + remote_ + " branch --list buildd/local"), "");
 }
 
@@ -184,7 +173,7 @@ TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
   GitWorkspace here = Workspace();
   auto first = here.Prepare(url_, "main", "buildd/shared", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/one.txt", "1\n");
+  WriteFile(first->path + "/one.txt", "1\n");
   ASSERT_TRUE(here.CommitAll(*first, "one", kAuthor, 1000, nullptr).ok());
   ASSERT_THAT(here.Push(*first, nullptr), IsOk());
   ASSERT_THAT(here.Remove(*first), IsOk());
@@ -193,7 +182,7 @@ TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
   GitWorkspace there = Workspace("other-runner");
   auto elsewhere = there.Prepare(url_, "main", "buildd/shared", "t2", nullptr);
   ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
-  Write(elsewhere->path + "/two.txt", "2\n");
+  WriteFile(elsewhere->path + "/two.txt", "2\n");
   auto c2 = there.CommitAll(*elsewhere, "two", kAuthor, 1000, nullptr);
   ASSERT_TRUE(c2.ok());
   ASSERT_THAT(there.Push(*elsewhere, nullptr), IsOk());
@@ -208,10 +197,10 @@ TEST_F(GitWorkspaceTest, UnpushedLocalCommitsWinOverTheRemoteBranch) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/ahead", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/pushed.txt", "1\n");
+  WriteFile(first->path + "/pushed.txt", "1\n");
   ASSERT_TRUE(ws.CommitAll(*first, "pushed", kAuthor, 1000, nullptr).ok());
   ASSERT_THAT(ws.Push(*first, nullptr), IsOk());
-  Write(first->path + "/unpushed.txt", "2\n");
+  WriteFile(first->path + "/unpushed.txt", "2\n");
   auto unpushed = ws.CommitAll(*first, "unpushed", kAuthor, 1000, nullptr);
   ASSERT_TRUE(unpushed.ok());
   ASSERT_THAT(ws.Remove(*first), IsOk());
@@ -226,7 +215,7 @@ TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/held", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/first.txt", "1\n");
+  WriteFile(first->path + "/first.txt", "1\n");
   auto c1 = ws.CommitAll(*first, "first", kAuthor, 1000, nullptr);
   ASSERT_TRUE(c1.ok());
   ws.Release("t1");
@@ -262,7 +251,7 @@ TEST_F(GitWorkspaceTest, ARetriedTaskGetsAFreshWorktree) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
-  Write(first->path + "/leftover.txt", "half done\n");
+  WriteFile(first->path + "/leftover.txt", "half done\n");
   EXPECT_THAT(ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(Exists(first->path + "/leftover.txt"));
@@ -284,10 +273,10 @@ TEST_F(GitWorkspaceTest, RevertUndoesACommitWithANewCommitOnTheBranch) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/revert", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
-  Write(tree->path + "/README.md", "two\n");
+  WriteFile(tree->path + "/README.md", "two\n");
   auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(bad.ok());
-  Write(tree->path + "/later.txt", "later\n");
+  WriteFile(tree->path + "/later.txt", "later\n");
   auto later = ws.CommitAll(*tree, "Later work", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(later.ok());
 
@@ -299,7 +288,7 @@ TEST_F(GitWorkspaceTest, RevertUndoesACommitWithANewCommitOnTheBranch) {
   EXPECT_EQ(revert->sha.size(), 40u);
   EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), revert->sha);
   EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD^"), later->sha);
-  EXPECT_EQ(Read(tree->path + "/README.md"), "one\n");
+  EXPECT_EQ(ReadFile(tree->path + "/README.md"), "one\n");
   EXPECT_TRUE(Exists(tree->path + "/later.txt"));
   EXPECT_THAT(revert->diff_stat, AllOf(HasSubstr("README.md"), Not(HasSubstr("later.txt"))));
   EXPECT_THAT(revert->patch, AllOf(HasSubstr("-two"), HasSubstr("+one")));
@@ -331,7 +320,7 @@ TEST_F(GitWorkspaceTest, RevertOfACommitOnAnotherBranchIsRefused) {
   GitWorkspace ws = Workspace();
   auto other = ws.Prepare(url_, "main", "buildd/other", "t1", nullptr);
   ASSERT_TRUE(other.ok()) << other.status();
-  Write(other->path + "/other.txt", "x\n");
+  WriteFile(other->path + "/other.txt", "x\n");
   auto elsewhere = ws.CommitAll(*other, "elsewhere", kAuthor, 1000, nullptr);
   ASSERT_TRUE(elsewhere.ok());
   auto tree = ws.Prepare(url_, "main", "buildd/mine", "t2", nullptr);
@@ -347,10 +336,10 @@ TEST_F(GitWorkspaceTest, AConflictingRevertIsAbortedAndLeavesTheTreeClean) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/conflict", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
-  Write(tree->path + "/README.md", "two\n");
+  WriteFile(tree->path + "/README.md", "two\n");
   auto first = ws.CommitAll(*tree, "two", kAuthor, 1000, nullptr);
   ASSERT_TRUE(first.ok());
-  Write(tree->path + "/README.md", "three\n");
+  WriteFile(tree->path + "/README.md", "three\n");
   auto second = ws.CommitAll(*tree, "three", kAuthor, 1000, nullptr);
   ASSERT_TRUE(second.ok());
 
@@ -360,7 +349,7 @@ TEST_F(GitWorkspaceTest, AConflictingRevertIsAbortedAndLeavesTheTreeClean) {
               AllOf(HasSubstr(first->sha), HasSubstr("conflicts"), HasSubstr("README.md")));
   EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), second->sha);
   EXPECT_EQ(Sh("git -C " + tree->path + " status --porcelain"), "");
-  EXPECT_EQ(Read(tree->path + "/README.md"), "three\n");
+  EXPECT_EQ(ReadFile(tree->path + "/README.md"), "three\n");
 }
 
 TEST_F(GitWorkspaceTest, CleanUpRemovesIdleWorktreesOldestFirstDownToTheLowWatermark) {
@@ -408,8 +397,7 @@ TEST_F(GitWorkspaceTest, PrepareMakesRoomAndReleaseCountsAsTheLastUse) {
   SetLastUse("w1", "2020-01-01");
   SetLastUse("w2", "2020-01-02");
   SetLastUse("w3", "2020-01-03");
-  // w1 is used again (say, inspected by a task) and released today.
-  ws.MarkInUse("w1");
+  // w1 is released again today (say, after a task inspected it).
   ws.Release("w1");
 
   // 3 worktrees: 85% used, down to 65% after two removals.
@@ -429,7 +417,7 @@ TEST_F(GitWorkspaceTest, PatchIsCutAtTheLimit) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/big", "t5", nullptr);
   ASSERT_TRUE(tree.ok());
-  Write(tree->path + "/big.txt", std::string(5000, 'x') + "\n");
+  WriteFile(tree->path + "/big.txt", std::string(5000, 'x') + "\n");
   auto commit = ws.CommitAll(*tree, "big", "b <b@b>", 100, nullptr);
   ASSERT_TRUE(commit.ok());
   EXPECT_EQ(commit->patch.size(), 100u);
@@ -502,14 +490,14 @@ TEST_F(GitWorkspaceTest, PatchesKeepLongLinesWholeAndAreCutOnACharacterBoundary)
   auto tree = ws.Prepare(url_, "main", "buildd/long", "t-long", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   const std::string line(200 * 1024, 'x');
-  Write(tree->path + "/minified.js", line + "\n");
+  WriteFile(tree->path + "/minified.js", line + "\n");
   auto whole = ws.CommitAll(*tree, "long line", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(whole.ok()) << whole.status();
   EXPECT_FALSE(whole->patch_truncated);
   EXPECT_NE(whole->patch.find("+" + line), std::string::npos) << "one line, not chunks";
 
   // "é" is two bytes; a cap in the middle of one must not split it.
-  Write(tree->path + "/accents.txt", std::string(4000, 'a') + "\n" + [] {
+  WriteFile(tree->path + "/accents.txt", std::string(4000, 'a') + "\n" + [] {
     std::string s;
     for (int i = 0; i < 2000; ++i) s += "\xc3\xa9";
     return s;
