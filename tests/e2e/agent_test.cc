@@ -24,6 +24,7 @@
 #include "services/runner/process_group.h"
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/testing/fake_anthropic.h"
+#include "tests/testing/files.h"
 #include "tests/testing/fake_openai.h"
 #include "tests/testing/matchers.h"
 
@@ -38,6 +39,8 @@ using ::buildd::testing::FakeBlock;
 using ::buildd::testing::FakeOpenAI;
 using ::buildd::testing::FakeTurn;
 using ::buildd::testing::IsOk;
+using ::buildd::testing::ReadFile;
+using ::buildd::testing::Sh;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -47,24 +50,6 @@ constexpr char kAuthor[] = "Buildd Test <bot@buildd.test>";
 // agents only.
 constexpr char kAccountApiKey[] = "sk-ant-api03-account-secret-e2e";
 constexpr char kAccountOpenAiKey[] = "sk-proj-account-secret-e2e";
-
-// Runs a shell command of the test's own (no outside values) in `dir`;
-// returns its trimmed stdout.
-std::string Sh(const std::string& command, const std::string& dir = "") {
-  runner::SpawnOptions options;
-  options.command = command;
-  options.working_dir = dir;
-  auto result = runner::RunCommand(options, std::chrono::seconds(30));
-  EXPECT_TRUE(result.ok()) << command;
-  if (!result.ok()) return "";
-  EXPECT_TRUE(result->status.success()) << command << ": " << result->stderr_text;
-  return std::string(absl::StripAsciiWhitespace(result->stdout_text));
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // Every process whose working directory is `dir`: pid → "<state> <pgid>
 // <name>" (state 'T': stopped).
@@ -193,31 +178,17 @@ class AgentTest : public MeshTest {
 
   Struct WaitForWorkerState(const std::string& worker_id, const std::string& state,
                             int timeout_ms = 30000) {
-    Struct last;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < deadline) {
-      HttpResult r = Call("GET", "/api/workers/" + worker_id, mesh_.admin_key());
-      if (r.status == 200) {
-        last = Json(r.body);
-        if (Str(last, "state") == state) return last;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ADD_FAILURE() << "worker " << worker_id << " never reached " << state << "; last "
-                  << Str(last, "state");
-    return last;
+    return WaitForJson(
+        "/api/workers/" + worker_id, [&](const Struct& got) { return Str(got, "state") == state; },
+        "state " + state, timeout_ms);
   }
 
   std::string WorkerOf(const std::string& task_id) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < deadline) {
-      HttpResult r = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
-      const std::string worker = Str(Obj(Json(r.body), "task"), "workerId");
-      if (!worker.empty()) return worker;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ADD_FAILURE() << "task " << task_id << " got no worker";
-    return "";
+    const Struct got = WaitForJson(
+        "/api/tasks/" + task_id,
+        [](const Struct& t) { return !Str(Obj(t, "task"), "workerId").empty(); }, "a worker",
+        30000);
+    return Str(Obj(got, "task"), "workerId");
   }
 
   std::vector<FakeAnthropic::Request> RequestsWithKey(const std::string& key) {

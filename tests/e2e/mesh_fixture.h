@@ -109,20 +109,32 @@ class MeshTest : public ::testing::Test {
   }
 
   // Waits until GET /api/tasks/:id reports `state`.
-  Struct WaitForTaskState(const std::string& task_id, const std::string& state,
-                          int timeout_ms = 20000) {
+  // Polls GET `path` (as admin) until its JSON satisfies `done`; returns the
+  // last answer, failing the test after `timeout_ms`.
+  template <typename Done>
+  Struct WaitForJson(const std::string& path, Done done, const std::string& what,
+                     int timeout_ms = 20000) {
     Struct last;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (std::chrono::steady_clock::now() < deadline) {
-      HttpResult r = Call("GET", "/api/tasks/" + task_id, mesh_.admin_key());
+      HttpResult r = Call("GET", path, mesh_.admin_key());
       if (r.status == 200) {
         last = Json(r.body);
-        if (Str(Obj(last, "task"), "state") == state) return last;
+        if (done(last)) return last;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
-    ADD_FAILURE() << "task " << task_id << " never reached " << state;
+    ADD_FAILURE() << path << " never showed " << what << "; last " << last.DebugString();
     return last;
+  }
+
+  // Waits until GET /api/tasks/:id reports `state`.
+  Struct WaitForTaskState(const std::string& task_id, const std::string& state,
+                          int timeout_ms = 20000) {
+    return WaitForJson(
+        "/api/tasks/" + task_id,
+        [&](const Struct& got) { return Str(Obj(got, "task"), "state") == state; },
+        "state " + state, timeout_ms);
   }
 
   // Reads events (skipping heartbeats) until one of `task_id` has a type in

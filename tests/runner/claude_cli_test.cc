@@ -17,12 +17,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "services/runner/process_group.h"
+#include "tests/testing/files.h"
 #include "tests/testing/fake_anthropic.h"
 #include "tests/testing/process.h"
 
 namespace buildd::runner {
 namespace {
 
+using ::buildd::testing::ReadFile;
 using ::buildd::testing::FakeAnthropic;
 using ::buildd::testing::FakeBlock;
 using ::buildd::testing::FakeTurn;
@@ -45,13 +47,6 @@ std::string ShellQuote(const std::string& arg) {
     }
   }
   return out + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // A stream-json line as an object; empty when it is not JSON.

@@ -20,6 +20,7 @@
 #include "services/runner/agent_provider.h"
 #include "services/runner/agent_stream.h"
 #include "services/runner/process_group.h"
+#include "tests/testing/files.h"
 #include "tests/testing/fake_openai.h"
 #include "tests/testing/matchers.h"
 #include "tests/testing/process.h"
@@ -28,6 +29,7 @@ namespace buildd::runner {
 namespace {
 
 namespace fs = std::filesystem;
+using ::buildd::testing::ReadFile;
 using ::buildd::testing::CodexAddFile;
 using ::buildd::testing::CodexShell;
 using ::buildd::testing::FakeBlock;
@@ -42,13 +44,6 @@ using ::testing::SizeIs;
 
 // A CLI run takes about a second; this bounds one that hangs.
 constexpr auto kRunTimeout = std::chrono::seconds(60);
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<std::string> Types(const std::vector<pb::Event>& events) {
   std::vector<std::string> out;
