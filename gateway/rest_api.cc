@@ -2,7 +2,6 @@
 
 #include <google/protobuf/struct.pb.h>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
@@ -113,11 +112,7 @@ absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
   }
   if (task.work_branch().empty()) return absl::InvalidArgumentError("field branch is required");
   if (task.revert_commit().empty()) return absl::InvalidArgumentError("field commit is required");
-  std::string sha = absl::AsciiStrToLower(task.revert_commit());
-  if (sha.size() < 7 || sha.size() > 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return absl::InvalidArgumentError("invalid value for field commit (expected a commit sha)");
-  }
-  task.set_revert_commit(sha);
+  // The broker checks the values (as revertCommit and workBranch).
   return task;
 }
 

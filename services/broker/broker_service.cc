@@ -105,9 +105,9 @@ absl::Status ValidateNewTask(pb::Task& task) {
   BUILDD_RETURN_IF_ERROR(CheckBranchName(task.work_branch(), "workBranch"));
   if (!task.resume_from().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(task.resume_from(), "resumeFrom"));
   if (task.kind() == "revert") {
+    task.set_revert_commit(absl::AsciiStrToLower(task.revert_commit()));
     if (!IsCommitSha(task.revert_commit())) {
-      return absl::InvalidArgumentError(
-          "revertCommit must be a commit sha (7 to 64 lower-case hex digits)");
+      return absl::InvalidArgumentError("revertCommit must be a commit sha (7 to 64 hex digits)");
     }
     if (task.work_branch().empty()) {
       return absl::InvalidArgumentError("workBranch is required: the branch to revert on");
