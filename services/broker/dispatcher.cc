@@ -146,8 +146,8 @@ absl::Status Dispatcher::Start() {
 
 std::shared_ptr<RunnerLink> Dispatcher::Link(const std::string& runner_id) {
   absl::MutexLock lock(&mu_);
-  auto it = links_.find(runner_id);
-  return it == links_.end() ? nullptr : it->second;
+  auto it = connected_.find(runner_id);
+  return it == connected_.end() ? nullptr : it->second.link;
 }
 
 void Dispatcher::Send(const std::string& runner_id, pb::BrokerMessage message) {
@@ -222,9 +222,10 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   assign->set_epoch(worker.epoch);
   {
     absl::MutexLock lock(&mu_);
-    auto creds = credentials_.find(runner.runner_id);
-    if (creds != credentials_.end()) {
-      assign->mutable_credentials()->mutable_env()->insert(creds->second.begin(), creds->second.end());
+    auto it = connected_.find(runner.runner_id);
+    if (it != connected_.end()) {
+      const auto& credentials = it->second.credentials;
+      assign->mutable_credentials()->mutable_env()->insert(credentials.begin(), credentials.end());
     }
   }
   auto ws = WorkspaceIn(tx, task.workspace_id);
@@ -351,9 +352,8 @@ void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, cons
   const std::string runner_id = slot.runner_id;
   {
     absl::MutexLock lock(&mu_);
-    links_[runner_id] = link;
-    credentials_[runner_id] = std::move(credentials);
-    last_seen_[runner_id] = std::chrono::steady_clock::now();
+    connected_[runner_id] =
+        Connected{link, std::chrono::steady_clock::now(), std::move(credentials)};
   }
   slot.active = 0;
   const std::string account_id = slot.account_id;
@@ -420,9 +420,7 @@ void Dispatcher::Disconnect(const std::string& runner_id) {
   std::vector<std::string> held;
   {
     absl::MutexLock lock(&mu_);
-    links_.erase(runner_id);
-    last_seen_.erase(runner_id);
-    credentials_.erase(runner_id);
+    connected_.erase(runner_id);
     for (auto& [worker_id, a] : attached_) {
       if (a.runner_id == runner_id) {
         a.runner_id.clear();
@@ -525,7 +523,8 @@ void Dispatcher::ClaimForAll() {
 void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage& message) {
   {
     absl::MutexLock lock(&mu_);
-    last_seen_[runner_id] = std::chrono::steady_clock::now();
+    auto it = connected_.find(runner_id);
+    if (it != connected_.end()) it->second.last_seen = std::chrono::steady_clock::now();
   }
   switch (message.msg_case()) {
     case pb::RunnerMessage::kAccept:
@@ -802,11 +801,8 @@ void Dispatcher::ArmHeartbeatCheck() {
     std::vector<std::shared_ptr<RunnerLink>> silent;
     {
       absl::MutexLock lock(&mu_);
-      for (const auto& [runner_id, seen] : last_seen_) {
-        if (now - seen > limit) {
-          auto it = links_.find(runner_id);
-          if (it != links_.end()) silent.push_back(it->second);
-        }
+      for (const auto& [runner_id, runner] : connected_) {
+        if (now - runner.last_seen > limit) silent.push_back(runner.link);
       }
     }
     for (auto& link : silent) link->Close(absl::DeadlineExceededError("missed heartbeats"));

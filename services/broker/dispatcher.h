@@ -128,9 +128,14 @@ class Dispatcher {
   std::atomic<int64_t> pending_{0};
 
   absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<RunnerLink>> links_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::chrono::steady_clock::time_point> last_seen_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::map<std::string, std::string>> credentials_ ABSL_GUARDED_BY(mu_);
+  // A runner with a stream to this replica.
+  struct Connected {
+    std::shared_ptr<RunnerLink> link;
+    std::chrono::steady_clock::time_point last_seen;
+    // Its account's provider credentials, for the tasks it takes.
+    std::map<std::string, std::string> credentials;
+  };
+  std::map<std::string, Connected> connected_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Attached> attached_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
 };
