@@ -449,7 +449,11 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
 void TaskExecutor::Run() {
   const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
   if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+  const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
+  const bool revert = spec_.kind == "revert";
   std::optional<Worktree> tree;
+  std::string dir;
+  pb::Artifacts artifacts;
   const auto finish = [&](TaskResult result) {
     if (tree.has_value()) spec_.git->Release(tree->name);
     if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
@@ -463,25 +467,28 @@ void TaskExecutor::Run() {
     result.error_message = message;
     finish(std::move(result));
   };
+  // The ending of a task that was killed or canceled (stop_ says which).
+  const auto end_stopped = [&](TaskResult result) {
+    if (stop_ == Stop::kKill) {
+      Log()->info("{} killed", log_ids);
+      return finish(std::move(result));  // suppressed by killed_
+    }
+    Emit(StatusEvent("canceled"));
+    result.outcome = TaskOutcome::kCanceled;
+    result.error_message = "canceled";
+    if (agent || tree.has_value()) result.artifacts = artifacts;
+    Log()->info("{} canceled; its directory {} is kept", log_ids, dir);
+    finish(std::move(result));
+  };
   // Ends the task when it was canceled or killed meanwhile (a git command
   // interrupted by it fails); false when it was not.
   const auto stopped = [&](TaskResult result) {
     bool paused = false;
     ApplyActions(nullptr, /*exited=*/true, &paused);
-    if (stop_ == Stop::kKill) {
-      finish(std::move(result));  // suppressed by killed_
-      return true;
-    }
-    if (stop_ != Stop::kCancel) return false;
-    Emit(StatusEvent("canceled"));
-    result.outcome = TaskOutcome::kCanceled;
-    result.error_message = "canceled";
-    Log()->info("{} canceled", log_ids);
-    finish(std::move(result));
+    if (stop_ != Stop::kKill && stop_ != Stop::kCancel) return false;
+    end_stopped(std::move(result));
     return true;
   };
-  const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
-  const bool revert = spec_.kind == "revert";
   Emit(MakeEvent("started", "", "",
                  agent    ? absl::StrCat(spec_.provider, ": ", spec_.title.empty() ? spec_.prompt : spec_.title)
                  : revert ? absl::StrCat("revert ", spec_.revert_commit, " on ", spec_.work_branch)
@@ -493,8 +500,6 @@ void TaskExecutor::Run() {
     PutString(e, "stage", stage);
     Emit(std::move(e));
   };
-  std::string dir;
-  pb::Artifacts artifacts;
   TaskResult none;
   none.exit_code = -1;
   if (!spec_.repo_url.empty()) {
@@ -512,8 +517,7 @@ void TaskExecutor::Run() {
   } else if (revert) {
     return fail("a revert needs a workspace with a repository (repoUrl)", none);
   } else {
-    dir = absl::StrCat(spec_.tasks_dir, "/",
-                       SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id));
+    dir = absl::StrCat(spec_.tasks_dir, "/", worktree_name_);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) return fail(absl::StrCat("cannot create ", dir, ": ", ec.message()), none);
@@ -563,17 +567,8 @@ void TaskExecutor::Run() {
 
   switch (stop_) {
     case Stop::kKill:
-      Log()->info("{} killed", log_ids);
-      finish(std::move(result));  // suppressed by killed_
-      return;
     case Stop::kCancel:
-      Emit(StatusEvent("canceled"));
-      result.outcome = TaskOutcome::kCanceled;
-      result.error_message = "canceled";
-      if (agent || tree.has_value()) result.artifacts = artifacts;
-      Log()->info("{} canceled; its directory {} is kept", log_ids, dir);
-      finish(std::move(result));
-      return;
+      return end_stopped(std::move(result));
     case Stop::kTimeout:
       return end_with_error(absl::StrCat("timed out after ", spec_.timeout_seconds, " s"));
     case Stop::kNone:

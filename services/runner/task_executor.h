@@ -182,7 +182,8 @@ class TaskExecutor {
 
   const TaskSpec spec_;
   const std::chrono::milliseconds cancel_grace_;
-  // The task's worktree under spec_.git, when it has a repository.
+  // The task's directory name: its worktree under spec_.git, or under
+  // tasks_dir when it has no repository.
   const std::string worktree_name_;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point kill_at_ = std::chrono::steady_clock::time_point::max();
