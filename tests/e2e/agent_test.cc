@@ -5,10 +5,12 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <ostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -51,10 +53,19 @@ constexpr char kAuthor[] = "Buildd Test <bot@buildd.test>";
 constexpr char kAccountApiKey[] = "sk-ant-api03-account-secret-e2e";
 constexpr char kAccountOpenAiKey[] = "sk-proj-account-secret-e2e";
 
-// Every process whose working directory is `dir`: pid → "<state> <pgid>
-// <name>" (state 'T': stopped).
-std::map<pid_t, std::string> ProcessesIn(const std::string& dir) {
-  std::map<pid_t, std::string> out;
+struct ProcessState {
+  char state = '?';  // as in /proc/<pid>/stat: 'T' stopped, 'D' uninterruptible wait
+  pid_t ppid = 0;
+  std::string name;
+};
+
+std::ostream& operator<<(std::ostream& out, const ProcessState& p) {
+  return out << p.state << " ppid " << p.ppid << " " << p.name;
+}
+
+// Every process whose working directory is `dir`, by pid.
+std::map<pid_t, ProcessState> ProcessesIn(const std::string& dir) {
+  std::map<pid_t, ProcessState> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
@@ -67,24 +78,37 @@ std::map<pid_t, std::string> ProcessesIn(const std::string& dir) {
     if (open == std::string::npos || paren == std::string::npos || paren + 2 >= stat.size()) {
       continue;
     }
-    // After the name: state, ppid, pgrp.
+    // After the name: state, ppid.
     std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
-    if (fields.size() < 3) continue;
-    out[std::stoi(name)] =
-        absl::StrCat(fields[0], " ", fields[2], " ", stat.substr(open + 1, paren - open - 1));
+    if (fields.size() < 2 || fields[0].empty()) continue;
+    out[std::stoi(name)] = {fields[0][0], std::stoi(fields[1]),
+                            stat.substr(open + 1, paren - open - 1)};
   }
   return out;
 }
 
-// Waits until every process in `dir` is stopped (or, with stopped=false,
-// none is); returns what it saw last.
-std::map<pid_t, std::string> WaitForProcessesIn(const std::string& dir, bool stopped) {
-  std::map<pid_t, std::string> seen;
+// Whether a process of `all` cannot run: stopped, or a parent in
+// uninterruptible wait for a stopped child (vfork waits until its child
+// execs, and a child stopped before exec keeps its parent in 'D').
+bool CannotRun(pid_t pid, const std::map<pid_t, ProcessState>& all) {
+  const ProcessState& p = all.at(pid);
+  if (p.state == 'T') return true;
+  if (p.state != 'D') return false;
+  for (const auto& [child, c] : all) {
+    if (c.ppid == pid && c.state == 'T') return true;
+  }
+  return false;
+}
+
+// Waits until no process in `dir` can run (or, with stopped=false, every one
+// can); returns what it saw last.
+std::map<pid_t, ProcessState> WaitForProcessesIn(const std::string& dir, bool stopped) {
+  std::map<pid_t, ProcessState> seen;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     seen = ProcessesIn(dir);
     bool all = !seen.empty();
-    for (const auto& [pid, state] : seen) all &= (state[0] == 'T') == stopped;
+    for (const auto& [pid, p] : seen) all &= CannotRun(pid, seen) == stopped;
     if (all) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -402,11 +426,14 @@ TEST_F(AgentTest, TwoTasksOfOneRepositoryRunAtOnceAndArePausedResumedAndCanceled
   const std::string worker_a = WorkerOf(a);
   ASSERT_EQ(Call("POST", "/api/workers/" + worker_a + "/pause", account_.api_key).status, 200);
   WaitForWorkerState(worker_a, "paused");
-  for (const auto& [pid, state] : WaitForProcessesIn(tree_a, true)) {
-    EXPECT_EQ(state[0], 'T') << "pid " << pid << ": " << state;
+  const auto paused = WaitForProcessesIn(tree_a, true);
+  for (const auto& [pid, p] : paused) {
+    EXPECT_TRUE(CannotRun(pid, paused)) << "pid " << pid << ": " << p;
   }
-  for (const auto& [pid, state] : ProcessesIn(tree_b)) {
-    EXPECT_NE(state[0], 'T') << "pid " << pid << ": " << state;
+  EXPECT_TRUE(std::any_of(paused.begin(), paused.end(),
+                          [](const auto& entry) { return entry.second.state == 'T'; }));
+  for (const auto& [pid, p] : ProcessesIn(tree_b)) {
+    EXPECT_NE(p.state, 'T') << "pid " << pid << ": " << p;
   }
   fake_.Release("gate-a");
   ASSERT_EQ(Call("POST", "/api/workers/" + worker_a + "/resume", account_.api_key).status, 200);
