@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -127,6 +128,14 @@ void TaskExecutor::InterruptGit() {
   // A clone or push under way would otherwise hold the task for minutes.
   if (spec_.git != nullptr && !spec_.repo_url.empty()) spec_.git->Interrupt(worktree_name_);
 }
+void TaskExecutor::WatchDeadline() {
+  const auto left = deadline_ - Clock::now();
+  absl::MutexLock lock(&mu_);
+  if (mu_.AwaitWithTimeout(absl::Condition(&run_over_), absl::FromChrono(left))) return;
+  git_timed_out_.store(true);
+  InterruptGit();
+}
+
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
 
 void TaskExecutor::Kill() {
@@ -449,6 +458,17 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
 void TaskExecutor::Run() {
   const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
   if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+  std::thread watchdog;
+  if (deadline_ != kNever && !spec_.repo_url.empty() && spec_.git != nullptr) {
+    watchdog = std::thread([this] { WatchDeadline(); });
+  }
+  absl::Cleanup end_watchdog = [&] {
+    {
+      absl::MutexLock lock(&mu_);
+      run_over_ = true;
+    }
+    if (watchdog.joinable()) watchdog.join();
+  };
   const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
   const bool revert = spec_.kind == "revert";
   std::optional<Worktree> tree;
@@ -460,6 +480,7 @@ void TaskExecutor::Run() {
     absl::MutexLock lock(&mu_);
     done_ = true;
   };
+  const auto timed_out = [&] { return absl::StrCat("timed out after ", spec_.timeout_seconds, " s"); };
   const auto fail = [&](const std::string& message, TaskResult result) {
     Log()->warn("{} failed: {}", log_ids, message);
     Emit(MakeEvent("error", "", "", message));
@@ -480,14 +501,24 @@ void TaskExecutor::Run() {
     Log()->info("{} canceled; its directory {} is kept", log_ids, dir);
     finish(std::move(result));
   };
-  // Ends the task when it was canceled or killed meanwhile (a git command
-  // interrupted by it fails); false when it was not.
+  // Ends the task when it was canceled, killed or timed out meanwhile (a
+  // git command interrupted by it fails); false when it was not.
   const auto stopped = [&](TaskResult result) {
     bool paused = false;
     ApplyActions(nullptr, /*exited=*/true, &paused);
-    if (stop_ != Stop::kKill && stop_ != Stop::kCancel) return false;
-    end_stopped(std::move(result));
-    return true;
+    if (stop_ == Stop::kNone && git_timed_out_.load()) stop_ = Stop::kTimeout;
+    switch (stop_) {
+      case Stop::kKill:
+      case Stop::kCancel:
+        end_stopped(std::move(result));
+        return true;
+      case Stop::kTimeout:
+        fail(timed_out(), std::move(result));
+        return true;
+      case Stop::kNone:
+        break;
+    }
+    return false;
   };
   Emit(MakeEvent("started", "", "",
                  agent    ? absl::StrCat(spec_.provider, ": ", spec_.title.empty() ? spec_.prompt : spec_.title)
@@ -570,7 +601,7 @@ void TaskExecutor::Run() {
     case Stop::kCancel:
       return end_stopped(std::move(result));
     case Stop::kTimeout:
-      return end_with_error(absl::StrCat("timed out after ", spec_.timeout_seconds, " s"));
+      return end_with_error(timed_out());
     case Stop::kNone:
       break;
   }

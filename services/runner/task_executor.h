@@ -164,6 +164,9 @@ class TaskExecutor {
 
   void Post(Action action);
   void InterruptGit();
+  // Interrupts git when the deadline passes before Run() ends (a git command
+  // does not watch the task's deadline itself).
+  void WatchDeadline();
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
@@ -197,7 +200,9 @@ class TaskExecutor {
   mutable absl::Mutex mu_;
   std::vector<Action> actions_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool run_over_ ABSL_GUARDED_BY(mu_) = false;  // ends WatchDeadline()
   std::atomic<bool> killed_{false};
+  std::atomic<bool> git_timed_out_{false};  // set by WatchDeadline()
 };
 
 // `id` made safe as one path component: characters other than letters,

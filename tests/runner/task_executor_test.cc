@@ -270,33 +270,59 @@ TEST_F(TaskExecutorTest, KillEndsTheTaskWithoutReportingIt) {
   EXPECT_FALSE(recorder_.result().has_value());
 }
 
-TEST_F(TaskExecutorTest, CancelStopsACloneThatHangs) {
-  // Git appends the host and command; the comment swallows them.
-  setenv("GIT_SSH_COMMAND", "sleep 60 #", 1);
-  GitWorkspace git(root_ + "/git");
-  TaskSpec spec;
-  spec.worker_id = "worker-1";
-  spec.task_id = "task-1";
-  spec.command = "true";
-  spec.repo_url = "ssh://slow.invalid/repo.git";
-  spec.work_branch = "buildd/slow";
-  spec.git = &git;
-  executor_ = std::make_unique<TaskExecutor>(spec, milliseconds(100), recorder_.Callbacks());
-  executor_->Start();
-  // The clone has begun once its progress event is out.
-  ASSERT_TRUE(recorder_.WaitFor([](const auto& events, const auto&) {
-    return std::any_of(events.begin(), events.end(),
-                       [](const TaskEvent& e) { return e.type() == "git"; });
-  }));
+// A repository whose clone hangs: git appends the host and command to
+// GIT_SSH_COMMAND, and the comment swallows them.
+class HangingCloneTest : public TaskExecutorTest {
+ protected:
+  void SetUp() override {
+    TaskExecutorTest::SetUp();
+    setenv("GIT_SSH_COMMAND", "sleep 60 #", 1);
+    git_ = std::make_unique<GitWorkspace>(root_ + "/git");
+  }
+  void TearDown() override {
+    TaskExecutorTest::TearDown();
+    unsetenv("GIT_SSH_COMMAND");
+  }
+  void StartClone(int timeout_seconds) {
+    TaskSpec spec;
+    spec.worker_id = "worker-1";
+    spec.task_id = "task-1";
+    spec.command = "true";
+    spec.timeout_seconds = timeout_seconds;
+    spec.repo_url = "ssh://slow.invalid/repo.git";
+    spec.work_branch = "buildd/slow";
+    spec.git = git_.get();
+    executor_ = std::make_unique<TaskExecutor>(spec, milliseconds(100), recorder_.Callbacks());
+    executor_->Start();
+    // The clone has begun once its progress event is out.
+    ASSERT_TRUE(recorder_.WaitFor([](const auto& events, const auto&) {
+      return std::any_of(events.begin(), events.end(),
+                         [](const TaskEvent& e) { return e.type() == "git"; });
+    }));
+  }
+  std::unique_ptr<GitWorkspace> git_;
+};
+
+TEST_F(HangingCloneTest, CancelStopsIt) {
+  StartClone(0);
   const auto start = Clock::now();
   executor_->Cancel();
   ASSERT_TRUE(recorder_.WaitForResult(absl::Seconds(20)));
-  unsetenv("GIT_SSH_COMMAND");
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
   EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kCanceled);
   EXPECT_EQ(recorder_.events().back().status(), "canceled");
 }
 
+TEST_F(HangingCloneTest, TheTaskTimeoutStopsIt) {
+  const auto start = Clock::now();
+  StartClone(1);
+  ASSERT_TRUE(recorder_.WaitForResult(absl::Seconds(20)));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(recorder_.result()->outcome, TaskOutcome::kError);
+  EXPECT_EQ(recorder_.result()->error_message, "timed out after 1 s");
+  EXPECT_EQ(recorder_.events().back().type(), "error");
+  EXPECT_EQ(recorder_.events().back().text(), "timed out after 1 s");
+}
 
 }  // namespace
 }  // namespace buildd::runner
