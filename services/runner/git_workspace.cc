@@ -248,7 +248,8 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
 
   // git checks a branch out in one worktree at a time, and a retried task
   // gets a fresh checkout.
-  BUILDD_RETURN_IF_ERROR(FreeBranch(tree.cache_dir, work_branch, name, progress));
+  std::string stash;
+  BUILDD_RETURN_IF_ERROR(FreeBranch(tree.cache_dir, work_branch, name, progress, &stash));
   if (Exists(tree.path)) {
     BUILDD_RETURN_IF_ERROR(RemoveWorktreeDir(tree.path, ""));
     if (progress) progress("cleanup", absl::StrCat("removed the earlier worktree ", name));
@@ -280,11 +281,13 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
   tree.base_sha = Trimmed(head);
   Touch(tree.path);
   if (progress) progress("branch", absl::StrCat(work_branch, " at ", tree.base_sha.substr(0, 12)));
+  if (!stash.empty()) BUILDD_RETURN_IF_ERROR(ApplyStash(tree, stash, progress));
   return tree;
 }
 
 absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::string& work_branch,
-                                      const std::string& name, const Progress& progress) {
+                                      const std::string& name, const Progress& progress,
+                                      std::string* stash) {
   // Pruning first forgets worktrees whose directories are gone.
   BUILDD_ASSIGN_OR_RETURN(std::string list,
                           Git("set -e\n"
@@ -316,12 +319,57 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
                                                       " is checked out by worktree ", holder_name,
                                                       ", which is still in use"));
   }
-  absl::Status removed = RemoveWorktreeDir(holder, cache_dir);
+  // What the holder's task left uncommitted is stashed, for the worktree
+  // that continues the branch; a retry (own) starts afresh instead.
+  absl::Status removed = absl::OkStatus();
+  if (!own) {
+    absl::StatusOr<std::string> stashed =
+        Git("if [ -n \"$(git status --porcelain)\" ]; then\n"
+            "  git stash push -q --include-untracked -m \"$MESSAGE\"\n"
+            "  git rev-parse -q --verify refs/stash\n"
+            "fi\n",
+            {{"MESSAGE", absl::StrCat("buildd: left uncommitted in worktree ", holder_name)},
+             {"GIT_AUTHOR_NAME", "buildd"},
+             {"GIT_AUTHOR_EMAIL", "buildd@localhost"},
+             {"GIT_COMMITTER_NAME", "buildd"},
+             {"GIT_COMMITTER_EMAIL", "buildd@localhost"}},
+            holder);
+    if (stashed.ok()) {
+      *stash = Trimmed(*stashed);
+    } else {
+      removed = stashed.status();
+    }
+  }
+  if (removed.ok()) removed = RemoveWorktreeDir(holder, cache_dir);
   if (!own) Unclaim(holder_name);
   BUILDD_RETURN_IF_ERROR(removed);
   if (progress) {
     progress("cleanup",
              absl::StrCat("removed worktree ", holder_name, ", which held ", work_branch));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GitWorkspace::ApplyStash(const Worktree& tree, const std::string& stash,
+                                      const Progress& progress) {
+  // On the commit it was made from the stash applies cleanly; elsewhere (the
+  // branch moved on at the remote) it waits in the stash list.
+  BUILDD_ASSIGN_OR_RETURN(
+      std::string applied,
+      Git("if [ \"$(git rev-parse HEAD)\" = \"$(git rev-parse \"$STASH^1\")\" ]; then\n"
+          "  git stash apply -q \"$STASH\" >/dev/null\n"
+          "  entry=$(git stash list --format='%gd %H' | sed -n \"s/ $STASH\\$//p\" | head -n 1)\n"
+          "  if [ -n \"$entry\" ]; then git stash drop -q \"$entry\"; fi\n"
+          "  echo applied\n"
+          "fi\n",
+          {{"STASH", stash}}, tree.path));
+  if (progress) {
+    progress("branch", Trimmed(applied) == "applied"
+                           ? absl::StrCat("carried over the uncommitted changes of the earlier "
+                                          "worktree of ", tree.branch)
+                           : absl::StrCat("the uncommitted changes of the earlier worktree of ",
+                                          tree.branch, " are kept in stash ", stash.substr(0, 12),
+                                          ": the branch has moved on since"));
   }
   return absl::OkStatus();
 }

@@ -85,8 +85,11 @@ class GitWorkspace {
   //   - else a new branch from `base_branch` (the remote's default branch
   //     when empty).
   // An idle worktree still holding `work_branch`, and an idle earlier
-  // worktree called `name` (a retried task), are removed first. Runs
-  // CleanUp before adding the worktree.
+  // worktree called `name` (a retried task), are removed first. What the
+  // former left uncommitted is carried over to the new worktree when that
+  // starts on the same commit, else kept as a stash entry of the cache
+  // (`git stash list`); a retried task starts afresh. Runs CleanUp before
+  // adding the worktree.
   // Fails with FailedPrecondition when `name`, or the worktree holding
   // `work_branch`, is in use; InvalidArgument for an empty URL or branch or
   // a `name` that is not a single path component.
@@ -144,9 +147,15 @@ class GitWorkspace {
                                        const std::string& work_branch, const std::string& name,
                                        const Progress& progress);
   // Frees `work_branch` in `cache_dir` when an idle worktree other than
-  // `name` holds it.
+  // `name` holds it. What that worktree left uncommitted goes into a stash
+  // entry whose sha is put in `stash` ("" when there was nothing).
   absl::Status FreeBranch(const std::string& cache_dir, const std::string& work_branch,
-                          const std::string& name, const Progress& progress);
+                          const std::string& name, const Progress& progress,
+                          std::string* stash);
+  // Applies `stash` to `tree` (and drops it) when the tree is on the commit
+  // it was made from; else leaves it in the stash list.
+  absl::Status ApplyStash(const Worktree& tree, const std::string& stash,
+                          const Progress& progress);
   std::string WorktreesDir() const;
 
   const std::string root_;

@@ -231,6 +231,58 @@ TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
   EXPECT_THAT(stages, Contains("cleanup"));
 }
 
+TEST_F(GitWorkspaceTest, WhatAnEarlierTaskLeftUncommittedIsCarriedOver) {
+  GitWorkspace ws = Workspace();
+  auto first = ws.Prepare(url_, "main", "buildd/carry", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  WriteFile(first->path + "/README.md", "edited\n");
+  WriteFile(first->path + "/new.txt", "untracked\n");
+  ws.Release("t1");
+
+  std::vector<std::string> messages;
+  auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
+  auto second = ws.Prepare(url_, "main", "buildd/carry", "t2", progress);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(ReadFile(second->path + "/README.md"), "edited\n");
+  EXPECT_EQ(ReadFile(second->path + "/new.txt"), "untracked\n");
+  EXPECT_FALSE(Exists(first->path));
+  EXPECT_THAT(messages, Contains(HasSubstr("carried over the uncommitted changes")));
+  EXPECT_EQ(Sh("git -C " + second->path + " stash list"), "") << "the stash entry is dropped";
+  // They are committed with the second task's work.
+  auto commit = ws.CommitAll(*second, "both", kAuthor, 10000, nullptr);
+  ASSERT_TRUE(commit.ok()) << commit.status();
+  EXPECT_THAT(commit->diff_stat, HasSubstr("new.txt"));
+  EXPECT_THAT(commit->diff_stat, HasSubstr("README.md"));
+}
+
+TEST_F(GitWorkspaceTest, UncommittedChangesOnABranchThatMovedOnAreKeptInTheStash) {
+  GitWorkspace here = Workspace();
+  auto first = here.Prepare(url_, "main", "buildd/moved", "t1", nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  WriteFile(first->path + "/README.md", "mine\n");
+  here.Release("t1");
+
+  // Another runner pushes the branch on meanwhile.
+  GitWorkspace there = Workspace("other-runner");
+  auto elsewhere = there.Prepare(url_, "main", "buildd/moved", "t9", nullptr);
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  WriteFile(elsewhere->path + "/README.md", "theirs\n");
+  auto theirs = there.CommitAll(*elsewhere, "theirs", kAuthor, 1000, nullptr);
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_THAT(there.Push(*elsewhere, nullptr), IsOk());
+
+  std::vector<std::string> messages;
+  auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
+  auto second = here.Prepare(url_, "main", "buildd/moved", "t2", progress);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->base_sha, theirs->sha);
+  EXPECT_EQ(ReadFile(second->path + "/README.md"), "theirs\n");
+  EXPECT_EQ(Sh("git -C " + second->path + " status --porcelain"), "") << "a clean start";
+  EXPECT_THAT(messages, Contains(HasSubstr("are kept in stash")));
+  // Nothing is lost: the stash holds the edit.
+  EXPECT_THAT(Sh("git -C " + second->path + " stash show -p stash@{0}"), HasSubstr("+mine"));
+}
+
 TEST_F(GitWorkspaceTest, ABranchHeldByAWorktreeInUseIsRefused) {
   GitWorkspace ws = Workspace();
   auto first = ws.Prepare(url_, "main", "buildd/busy", "t1", nullptr);
