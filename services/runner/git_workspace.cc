@@ -321,10 +321,10 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
   }
   // What the holder's task left uncommitted is stashed, for the worktree
   // that continues the branch; a retry (own) starts afresh instead.
-  absl::Status removed = absl::OkStatus();
   if (!own) {
     absl::StatusOr<std::string> stashed =
-        Git("if [ -n \"$(git status --porcelain)\" ]; then\n"
+        Git("set -e\n"
+            "if [ -n \"$(git status --porcelain)\" ]; then\n"
             "  git stash push -q --include-untracked -m \"$MESSAGE\"\n"
             "  git rev-parse -q --verify refs/stash\n"
             "fi\n",
@@ -336,11 +336,13 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
             holder);
     if (stashed.ok()) {
       *stash = Trimmed(*stashed);
-    } else {
-      removed = stashed.status();
+    } else if (progress) {
+      // Such as a merge left half done: the branch must not stay stuck.
+      progress("cleanup", absl::StrCat("cannot keep the uncommitted changes of worktree ",
+                                       holder_name, ": ", stashed.status().message()));
     }
   }
-  if (removed.ok()) removed = RemoveWorktreeDir(holder, cache_dir);
+  absl::Status removed = RemoveWorktreeDir(holder, cache_dir);
   if (!own) Unclaim(holder_name);
   BUILDD_RETURN_IF_ERROR(removed);
   if (progress) {
