@@ -304,7 +304,8 @@ int main(int argc, char** argv) {
       {Arg("listen", absl::StrCat("127.0.0.1:", broker_port)),
        Arg("accounts_addr", absl::StrCat("127.0.0.1:", accounts_port)),
        Arg("metrics_listen", absl::StrCat("127.0.0.1:", metrics_port))},
-      {{"BUILDD_DATABASE_URL", url}}, dir + "/broker.log");
+      {{"BUILDD_DATABASE_URL", url}, {"BUILDD_SESSION_KEY", buildd::RandomHex(32)}},
+      dir + "/broker.log");
   if (!broker->WaitForLog("broker listening on", 30000)) {
     std::fprintf(stderr, "broker did not start:\n%s\n%s\n", accounts->Log().c_str(), broker->Log().c_str());
     return 1;

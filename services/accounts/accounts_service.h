@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "buildd/v1/accounts.grpc.pb.h"
+#include "common/secret_box.h"
 #include "services/accounts/account_store.h"
 #include "services/accounts/api_keys.h"
 

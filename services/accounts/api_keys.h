@@ -30,21 +30,6 @@ class KeyHasher {
 // True when `key` has the `buildd_<type>_<random>` shape.
 bool LooksLikeKey(const std::string& key);
 
-// Authenticated encryption of provider credentials (XChaCha20-Poly1305 from
-// libsodium) under a 32-byte master key; `context` (the account id) is bound
-// as additional data so a ciphertext cannot be moved to another account.
-class SecretBox {
- public:
-  // `master_key_hex`: 64 hex digits.
-  static absl::StatusOr<SecretBox> FromHex(const std::string& master_key_hex);
-
-  std::string Seal(const std::string& plaintext, const std::string& context) const;
-  absl::StatusOr<std::string> Open(const std::string& sealed, const std::string& context) const;
-
- private:
-  std::string key_;
-};
-
 }  // namespace buildd::accounts
 
 #endif  // BUILDD_SERVICES_ACCOUNTS_API_KEYS_H_

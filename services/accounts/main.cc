@@ -10,6 +10,7 @@
 #include "common/grpc_server.h"
 #include "common/health_service.h"
 #include "common/logging.h"
+#include "common/secret_box.h"
 #include "common/service_main.h"
 #include "services/accounts/accounts_service.h"
 #include "services/accounts/pg_account_store.h"
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--key_pepper (or BUILDD_KEY_PEPPER) must be at least 16 characters\n");
     return 2;
   }
-  auto box = accounts::SecretBox::FromHex(absl::GetFlag(FLAGS_master_key));
+  auto box = SecretBox::FromHex(absl::GetFlag(FLAGS_master_key));
   if (!box.ok()) {
     std::fprintf(stderr, "--master_key (or BUILDD_MASTER_KEY): %s\n",
                  std::string(box.status().message()).c_str());

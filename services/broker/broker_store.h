@@ -14,6 +14,7 @@
 #include "buildd/v1/common.pb.h"
 #include "buildd/v1/runner.pb.h"
 #include "common/db.h"
+#include "common/secret_box.h"
 #include "services/broker/scheduler.h"
 
 namespace buildd::broker {
@@ -119,7 +120,9 @@ struct EventFilter {
 // take the journal's session (they run inside its transaction). Thread-safe.
 class PgBrokerStore {
  public:
-  explicit PgBrokerStore(soci::connection_pool& pool) : pool_(pool) {}
+  // `sessions` seals session transcripts at rest.
+  PgBrokerStore(soci::connection_pool& pool, SecretBox sessions)
+      : pool_(pool), sessions_(std::move(sessions)) {}
 
   absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id);
   absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
@@ -138,8 +141,9 @@ class PgBrokerStore {
                                                               int limit);
   absl::StatusOr<int64_t> LastEventId();
   // The stored session of a task, with its transcript when `with_data`.
+  // DataLoss when the transcript does not open under the session key.
   absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> GetSession(
-      const std::string& task_id, bool with_data = false);
+      const std::string& task_id, bool with_data = false) const;
 
   // Writes, inside a journal transaction. They throw soci errors.
   static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);
@@ -153,17 +157,19 @@ class PgBrokerStore {
   // Adds to what the account spent today (UTC); returns the day's total.
   static double AddCost(soci::session& sql, const std::string& account_id, double cost_usd);
   static double CostToday(soci::session& sql, const std::string& account_id);
-  // Stores (or replaces) the session a task ended with.
-  static void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot);
-  static std::optional<::buildd::v1::SessionSnapshot> FindSession(soci::session& sql,
-                                                                 const std::string& task_id,
-                                                                 bool with_data);
+  // Stores (or replaces) the session a task ended with, its transcript
+  // sealed.
+  void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot) const;
   // Locks up to `n` pending tasks `runner` may take, best first, skipping
   // rows other replicas hold.
   static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);
 
  private:
+  absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> FindSession(
+      soci::session& sql, const std::string& task_id, bool with_data) const;
+
   soci::connection_pool& pool_;
+  const SecretBox sessions_;
 };
 
 const std::vector<Migration>& BrokerMigrations();

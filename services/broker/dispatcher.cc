@@ -732,7 +732,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     if (finished.has_session() && !finished.session().session_id().empty()) {
       pb::SessionSnapshot session = finished.session();
       session.set_task_id(a.task_id);
-      PgBrokerStore::SaveSession(tx.sql(), session);
+      store_.SaveSession(tx.sql(), session);
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();

@@ -26,6 +26,8 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7002", "gRPC listen address (host:port or :port)");
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL");
+ABSL_FLAG(std::string, session_key, "",
+          "64 hex digits: key that seals agent session transcripts in the database");
 ABSL_FLAG(std::string, accounts_addr, "127.0.0.1:7001", "accounts service address");
 ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
 ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
@@ -42,11 +44,18 @@ int main(int argc, char** argv) {
                     {{"listen", "BUILDD_BROKER_LISTEN"},
                      {"database_url", "BUILDD_DATABASE_URL"},
                      {"accounts_addr", "BUILDD_ACCOUNTS_ADDR"},
+                     {"session_key", "BUILDD_SESSION_KEY"},
                      {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
                      {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
                      {"log_level", "BUILDD_LOG_LEVEL"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
+  auto sessions_box = SecretBox::FromHex(absl::GetFlag(FLAGS_session_key));
+  if (!sessions_box.ok()) {
+    std::fprintf(stderr, "--session_key (or BUILDD_SESSION_KEY): %s\n",
+                 std::string(sessions_box.status().message()).c_str());
+    return 2;
+  }
   const std::string url = absl::GetFlag(FLAGS_database_url);
   auto pool = OpenServiceDatabase(url, absl::GetFlag(FLAGS_db_pool_size), "broker",
                                   BrokerMigrations());
@@ -54,7 +63,7 @@ int main(int argc, char** argv) {
     Log()->critical("{}", pool.status().message());
     return pool.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  PgBrokerStore store(**pool);
+  PgBrokerStore store(**pool, *std::move(sessions_box));
   EventHub hub;
   auto last_id = store.LastEventId();
   if (!last_id.ok()) {

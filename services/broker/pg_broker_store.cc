@@ -322,33 +322,44 @@ double PgBrokerStore::CostToday(soci::session& sql, const std::string& account_i
   return sql.got_data() && ind == soci::i_ok ? total : 0;
 }
 
-void PgBrokerStore::SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& s) {
+void PgBrokerStore::SaveSession(soci::session& sql,
+                                const ::buildd::v1::SessionSnapshot& s) const {
   // bytea travels as base64 text: SOCI binds strings as text.
-  const std::string data = absl::Base64Escape(s.data());
-  sql << "INSERT INTO session_snapshots (task_id, provider, session_id, data)"
-         " VALUES (:t, :p, :s, decode(:d, 'base64')) ON CONFLICT (task_id) DO UPDATE SET"
+  const std::string data = absl::Base64Escape(sessions_.Seal(s.data(), s.task_id()));
+  sql << "INSERT INTO session_snapshots (task_id, provider, session_id, data, sealed)"
+         " VALUES (:t, :p, :s, decode(:d, 'base64'), true) ON CONFLICT (task_id) DO UPDATE SET"
          " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
-         " created_at = now()",
+         " sealed = true, created_at = now()",
       soci::use(s.task_id()), soci::use(s.provider()), soci::use(s.session_id()), soci::use(data);
 }
 
-std::optional<::buildd::v1::SessionSnapshot> PgBrokerStore::FindSession(soci::session& sql,
-                                                                       const std::string& task_id,
-                                                                       bool with_data) {
+absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::FindSession(
+    soci::session& sql, const std::string& task_id, bool with_data) const {
   soci::rowset<soci::row> rows =
       (sql.prepare << absl::StrCat("SELECT provider, session_id, ",
                                    with_data ? "encode(data, 'base64')" : "''",
-                                   " FROM session_snapshots WHERE task_id = :t"),
+                                   ", sealed::int FROM session_snapshots WHERE task_id = :t"),
        soci::use(task_id));
   for (const soci::row& r : rows) {
     ::buildd::v1::SessionSnapshot s;
     s.set_task_id(task_id);
     s.set_provider(r.get<std::string>(0));
     s.set_session_id(r.get<std::string>(1));
+    if (!with_data) return s;
     std::string data;
     // PostgreSQL's base64 output breaks lines every 76 characters.
     if (!absl::Base64Unescape(absl::StrReplaceAll(r.get<std::string>(2), {{"\n", ""}}), &data)) {
-      return std::nullopt;
+      return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id,
+                                              " is not valid base64"));
+    }
+    if (r.get<int>(3) != 0) {
+      absl::StatusOr<std::string> opened = sessions_.Open(data, task_id);
+      if (!opened.ok()) {
+        return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id, ": ",
+                                                opened.status().message(),
+                                                " (is --session_key the one it was stored with?)"));
+      }
+      data = std::move(*opened);
     }
     s.set_data(std::move(data));
     return s;
@@ -357,7 +368,7 @@ std::optional<::buildd::v1::SessionSnapshot> PgBrokerStore::FindSession(soci::se
 }
 
 absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetSession(
-    const std::string& task_id, bool with_data) {
+    const std::string& task_id, bool with_data) const {
   return WithSession(pool_, "get session",
                      [&](soci::session& sql) -> absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> {
                        return FindSession(sql, task_id, with_data);

@@ -1,4 +1,5 @@
 #include "services/accounts/api_keys.h"
+#include "common/secret_box.h"
 
 #include <set>
 
@@ -75,7 +76,7 @@ TEST(SecretBoxTest, RefusesAnotherContextOrKeyOrTampering) {
   EXPECT_THAT(box->Open(sealed, "account-1"), StatusIs(absl::StatusCode::kDataLoss));
 }
 
-TEST(SecretBoxTest, MasterKeyMustBe64HexDigits) {
+TEST(SecretBoxTest, TheKeyMustBe64HexDigits) {
   EXPECT_THAT(SecretBox::FromHex("abc"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(SecretBox::FromHex(std::string(64, 'z')), StatusIs(absl::StatusCode::kInvalidArgument));
 }

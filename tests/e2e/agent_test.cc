@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include <soci/soci.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -23,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/db.h"
 #include "services/runner/process_group.h"
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/testing/fake_anthropic.h"
@@ -598,6 +601,21 @@ TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {
   const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
   ASSERT_FALSE(session_id.empty());
   ASSERT_EQ(first.Stop(SIGTERM, 20000), 0) << first.Log();
+  // The broker keeps the transcript sealed: neither the prompt nor the
+  // model's words are in the database in plain text.
+  {
+    auto pool = OpenPool(mesh_.database_url(), 1);
+    ASSERT_THAT(pool, IsOk());
+    soci::session sql(**pool);
+    int sealed = 0, size = 0, plain = 0;
+    sql << "SELECT sealed::int, length(data), (position(convert_to('KEY-RESUME', 'UTF8') in data)"
+           " + position(convert_to('First part done', 'UTF8') in data))::int"
+           " FROM session_snapshots WHERE task_id = :t",
+        soci::use(one), soci::into(sealed), soci::into(size), soci::into(plain);
+    EXPECT_EQ(sealed, 1);
+    EXPECT_GT(size, 100);
+    EXPECT_EQ(plain, 0);
+  }
 
   // A second runner with an empty Claude directory takes the continuation.
   StartClaudeRunner("second");

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "common/db.h"
+#include "absl/strings/str_cat.h"
+#include "tests/testing/files.h"
 #include "tests/testing/matchers.h"
 #include "tests/testing/mesh.h"
 #include "tests/testing/reflection_client.h"
@@ -109,6 +111,20 @@ TEST_F(ReflectionHealthTest, HealthIsNotServingWhileTheDatabaseIsUnreachable) {
     }
   }
   EXPECT_THAT(last, HasSubstr("status: SERVING"));
+}
+
+// The broker will not start without the key that seals session transcripts.
+TEST(BrokerStartTest, RefusesAMissingOrMalformedSessionKey) {
+  const std::string broker = testing::BuiltBinary("services/broker/buildd-broker");
+  for (const std::string& key : {std::string(), std::string("abc"), std::string(64, 'z')}) {
+    const std::string out =
+        testing::Sh(absl::StrCat("env BUILDD_SESSION_KEY='", key, "' ", broker,
+                                 " --database_url=postgresql://nowhere.invalid/x 2>&1;"
+                                 " echo \"exit=$?\""));
+    EXPECT_THAT(out, HasSubstr("--session_key (or BUILDD_SESSION_KEY)")) << key;
+    EXPECT_THAT(out, HasSubstr("64 hex digits")) << key;
+    EXPECT_THAT(out, HasSubstr("exit=2")) << key;
+  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ Mesh::Mesh(Options options) : options_(options) {
   admin_key_ = absl::StrCat("buildd_service_", RandomBase64Url(32));
   pepper_ = RandomHex(16);
   master_key_ = RandomHex(32);
+  session_key_ = RandomHex(32);
   accounts_port_ = FreePort();
   accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"),
                              {absl::StrCat("--listen=127.0.0.1:", accounts_port_)},
@@ -55,7 +56,7 @@ void Mesh::StartBroker() {
                             absl::StrCat("--accounts_addr=", accounts_addr()),
                             absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
                             absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)},
-                           {{"BUILDD_DATABASE_URL", db_.url()}},
+                           {{"BUILDD_DATABASE_URL", db_.url()}, {"BUILDD_SESSION_KEY", session_key_}},
                            absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
   EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();
 }

@@ -53,6 +53,7 @@ class Mesh {
   std::string admin_key_;
   std::string pepper_;
   std::string master_key_;
+  std::string session_key_;
   int accounts_port_ = 0;
   int broker_port_ = 0;
   int gateway_port_ = 0;
