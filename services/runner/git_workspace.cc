@@ -141,17 +141,17 @@ absl::Status RemoveWorktreeDir(const std::string& path, const std::string& cache
       .status();
 }
 
-// Fills `result`'s diff stat and patch with the changes from `from` to HEAD.
+// Fills `result`'s diff stat and patch with the changes from `from` to `to`.
 absl::Status DiffFrom(const std::string& tree_path, const std::string& from, size_t max_patch_bytes,
-                      CommitResult* result) {
-  const Vars vars = {{"FROM", from}};
+                      CommitResult* result, const std::string& to = "HEAD") {
+  const Vars vars = {{"FROM", from}, {"TO", to}};
   BUILDD_ASSIGN_OR_RETURN(result->diff_stat,
-                          Git("git diff --stat \"$FROM\" HEAD", vars, tree_path));
+                          Git("git diff --stat \"$FROM\" \"$TO\"", vars, tree_path));
   // One byte over the cap tells that the patch was cut.
   Vars capped = vars;
   capped.emplace_back("MAX", std::to_string(max_patch_bytes + 1));
-  BUILDD_ASSIGN_OR_RETURN(result->patch,
-                          Git("git diff \"$FROM\" HEAD | head -c \"$MAX\"", capped, tree_path));
+  BUILDD_ASSIGN_OR_RETURN(result->patch, Git("git diff \"$FROM\" \"$TO\" | head -c \"$MAX\"",
+                                             capped, tree_path));
   if (result->patch.size() > max_patch_bytes) {
     // Never half a character: the patch travels in protobuf strings.
     size_t cut = max_patch_bytes;
@@ -425,6 +425,28 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
   if (!Trimmed(dirty).empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot revert ", commit, ": the worktree of ", tree.branch, " has uncommitted changes"));
+  }
+
+  // Already reverted on the branch (a retry after a failed push, or the
+  // same request twice), and that revert not reverted in turn: that commit
+  // is the result.
+  BUILDD_ASSIGN_OR_RETURN(
+      std::string earlier,
+      Git("r=$(git log -n 1 --format=%H -F --grep=\"This reverts commit $SHA.\" \"$SHA..HEAD\")\n"
+          "if [ -n \"$r\" ] && [ -z \"$(git log -n 1 --format=%H -F "
+          "--grep=\"This reverts commit $r.\" \"$r..HEAD\")\" ]; then echo \"$r\"; fi\n",
+          vars, tree.path));
+  if (!Trimmed(earlier).empty()) {
+    CommitResult result;
+    result.changed = true;
+    result.sha = Trimmed(earlier);
+    if (progress) {
+      progress("revert", absl::StrCat(commit, " is already reverted on ", tree.branch, " by ",
+                                      result.sha.substr(0, 12)));
+    }
+    BUILDD_RETURN_IF_ERROR(DiffFrom(tree.path, result.sha + "^", max_patch_bytes, &result,
+                                    result.sha));
+    return result;
   }
 
   if (progress) progress("revert", absl::StrCat(commit, " on ", tree.branch));

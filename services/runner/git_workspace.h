@@ -109,7 +109,9 @@ class GitWorkspace {
   // InvalidArgument when `commit` names no commit; FailedPrecondition when
   // it is not on the branch, the worktree has uncommitted changes, or the
   // revert conflicts with later changes (the revert is then aborted,
-  // leaving the worktree as it was).
+  // leaving the worktree as it was). When the branch already holds a revert
+  // of `commit` that was not reverted in turn (a retry after a failed push),
+  // that commit is the result and no new one is made.
   absl::StatusOr<CommitResult> Revert(const Worktree& tree, const std::string& commit,
                                       const std::string& author, size_t max_patch_bytes,
                                       const Progress& progress);

@@ -353,6 +353,41 @@ TEST_F(GitWorkspaceTest, RevertUndoesACommitWithANewCommitOnTheBranch) {
   EXPECT_EQ(Sh("git --git-dir=" + remote_ + " show buildd/revert:README.md"), "one");
 }
 
+TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/again", "t1", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  WriteFile(tree->path + "/README.md", "two\n");
+  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(bad.ok());
+  ASSERT_THAT(ws.Push(*tree, nullptr), IsOk());
+  auto first = ws.Revert(*tree, bad->sha, kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ws.Release("t1");  // its push failed: the revert is only here
+
+  auto retry = ws.Prepare(url_, "main", "buildd/again", "t2", nullptr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  std::vector<std::string> messages;
+  auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
+  auto again = ws.Revert(*retry, bad->sha, kAuthor, 1 << 20, progress);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sha, first->sha) << "no second revert commit";
+  EXPECT_TRUE(again->changed);
+  EXPECT_THAT(again->patch, AllOf(HasSubstr("-two"), HasSubstr("+one")));
+  EXPECT_THAT(messages, ElementsAre(HasSubstr("already reverted")));
+  ASSERT_THAT(ws.Push(*retry, nullptr), IsOk());
+  EXPECT_EQ(Sh("git --git-dir=" + remote_ + " rev-parse buildd/again"), first->sha);
+
+  // Once that revert is reverted in turn, the commit can be reverted again.
+  auto undo = ws.Revert(*retry, first->sha, kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(undo.ok()) << undo.status();
+  EXPECT_EQ(ReadFile(retry->path + "/README.md"), "two\n");
+  auto third = ws.Revert(*retry, bad->sha, kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_NE(third->sha, first->sha);
+  EXPECT_EQ(ReadFile(retry->path + "/README.md"), "one\n");
+}
+
 TEST_F(GitWorkspaceTest, RevertOfAnUnknownCommitIsInvalidArgument) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/unknown", "t1", nullptr);
