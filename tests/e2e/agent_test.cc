@@ -708,6 +708,47 @@ TEST_F(AgentTest, CodexEditsTheRepositoryCommitsAndPushesItsBranch) {
   EXPECT_EQ(Origin("rev-parse refs/heads/main"), Origin(absl::StrCat("rev-parse ", sha, "^")));
 }
 
+TEST_F(AgentTest, CodexPlanFirstWaitsForApprovalThenContinuesTheSameThread) {
+  openai_.Script("KEY-CODEX-PLAN",
+                 {FakeTurn::Reply({FakeBlock::Text("Plan: 1. write plan.txt with the word done.")}),
+                  FakeTurn::Reply({CodexShell("printf 'done\\n' > plan.txt")}),
+                  FakeTurn::Reply({FakeBlock::Text("Implemented.")})});
+  StartCodexRunner("laptop");
+  const std::string task_id = Str(CreateAgentTask(
+      R"("provider":"codex","prompt":"KEY-CODEX-PLAN make plan.txt","planFirst":true,)"
+      R"("autoCommit":true)"), "id");
+
+  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"plan", "error"});
+  ASSERT_EQ(events.back().event, "plan") << ::testing::PrintToString(Types(events));
+  EXPECT_EQ(Str(Json(events.back().data), "text"), "Plan: 1. write plan.txt with the word done.");
+  const std::string worker_id = WorkerOf(task_id);
+  WaitForWorkerState(worker_id, "waiting_input");
+  EXPECT_FALSE(fs::exists(WorktreeOf("laptop", task_id) + "/plan.txt"))
+      << "the planning pass changes nothing";
+
+  HttpResult input = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
+                          R"({"approve":true})");
+  ASSERT_EQ(input.status, 200) << input.body;
+  events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  ASSERT_EQ(events.back().event, "completed") << ::testing::PrintToString(Types(events));
+  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
+  EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. write plan.txt with the word done.");
+  EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("plan.txt"));
+  EXPECT_EQ(ReadFile(WorktreeOf("laptop", task_id) + "/plan.txt"), "done\n");
+
+  // One thread throughout: the coding turn carries the planning turn, and
+  // the planning pass ran in Codex's read-only sandbox.
+  const auto requests = CodexRequestsWithKey("KEY-CODEX-PLAN");
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_THAT(requests[0].body, HasSubstr("read-only"));
+  EXPECT_EQ(requests[1].assistant_messages, 1);
+  EXPECT_THAT(requests[1].body, HasSubstr("Plan: 1. write plan.txt"));
+  EXPECT_THAT(requests[1].body, HasSubstr("The plan is approved"));
+  EXPECT_THAT(requests[1].body, HasSubstr("workspace-write"));
+  for (const auto& r : requests) EXPECT_EQ(r.session_id, requests[0].session_id);
+  EXPECT_EQ(Str(Obj(task, "artifacts"), "sessionId"), requests[0].session_id);
+}
+
 TEST_F(AgentTest, CodexResumeFromContinuesTheThreadOnAnotherRunner) {
   openai_.Script("KEY-CODEX-RESUME",
                  {FakeTurn::Reply({CodexShell("printf 'one\\n' > one.txt")}),
