@@ -43,7 +43,8 @@ class Authenticator {
 // Authenticator backed by the accounts service. Answers are cached until the
 // accounts service reports a change to that account on its WatchChanges
 // stream (revocation, grant, limits); while the stream is down nothing is
-// cached, so a revoked key never outlives its revocation.
+// cached, so a revoked key outlives its revocation only by the moment the
+// change takes to arrive.
 class AccountsClient final : public Authenticator {
  public:
   // `on_change(account_id)` runs after a cached account was dropped; with ""

@@ -108,7 +108,6 @@ class MeshTest : public ::testing::Test {
     return out;
   }
 
-  // Waits until GET /api/tasks/:id reports `state`.
   // Polls GET `path` (as admin) until its JSON satisfies `done`; returns the
   // last answer, failing the test after `timeout_ms`.
   template <typename Done>

@@ -388,7 +388,15 @@ TEST_F(MeshTest, RevokedKeyStopsWorkingForRestAndRunnerStream) {
   EXPECT_EQ(Call("GET", "/api/workspaces", s.api_key).status, 200);
   HttpResult revoke = Call("DELETE", absl::StrCat("/api/accounts/", s.account_id, "/keys"), mesh_.admin_key());
   EXPECT_EQ(revoke.status, 200) << revoke.body;
-  EXPECT_EQ(Call("GET", "/api/workspaces", s.api_key).status, 401);
+  // The revocation travels to the broker's cache on the accounts service's
+  // change stream: it takes effect within moments.
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((status = Call("GET", "/api/workspaces", s.api_key).status) == 200 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status, 401);
   // The broker closes the revoked runner's stream; its reconnects are refused.
   EXPECT_TRUE(mesh_.broker().WaitForLog("key no longer valid", 10000)) << mesh_.broker().Log();
   const std::string task_id = CreateTask(mesh_.admin_key(), s.workspace_id, "echo never");
