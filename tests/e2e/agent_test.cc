@@ -118,6 +118,12 @@ std::map<pid_t, ProcessState> WaitForProcessesIn(const std::string& dir, bool st
   return seen;
 }
 
+std::vector<std::string> Types(const std::vector<SseItem>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.event);
+  return out;
+}
+
 class AgentTest : public MeshTest {
  protected:
   void SetUp() override {
@@ -218,6 +224,25 @@ class AgentTest : public MeshTest {
     return Str(Obj(got, "task"), "workerId");
   }
 
+  // Reads the task's events up to its `plan` event, whose text must be
+  // `plan`; waits until its worker waits for input, with `file` (in the
+  // task's worktree on runner `runner`) not written by the planning pass.
+  // The worker's id.
+  std::string ExpectPlanThenWait(const std::string& task_id, const std::string& plan,
+                                 const std::string& runner, const std::string& file) {
+    std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"plan", "error"});
+    EXPECT_EQ(events.back().event, "plan") << ::testing::PrintToString(Types(events));
+    if (events.back().event == "plan") {
+      EXPECT_EQ(Str(Json(events.back().data), "text"), plan);
+    }
+    const std::string worker_id = WorkerOf(task_id);
+    WaitForWorkerState(worker_id, "waiting_input");
+    WaitForTaskState(task_id, "waiting_input");
+    EXPECT_FALSE(fs::exists(WorktreeOf(runner, task_id) + "/" + file))
+        << "the planning pass changes nothing";
+    return worker_id;
+  }
+
   std::vector<FakeAnthropic::Request> RequestsWithKey(const std::string& key) {
     std::vector<FakeAnthropic::Request> out;
     for (const auto& r : fake_.requests()) {
@@ -244,12 +269,6 @@ class AgentTest : public MeshTest {
   std::string workspace_id_;
   std::unique_ptr<SseStream> events_;
 };
-
-std::vector<std::string> Types(const std::vector<SseItem>& events) {
-  std::vector<std::string> out;
-  for (const auto& e : events) out.push_back(e.event);
-  return out;
-}
 
 const SseItem* FirstOf(const std::vector<SseItem>& events, const std::string& type) {
   for (const auto& e : events) {
@@ -354,14 +373,9 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
       R"("provider":"claude","prompt":"KEY-PLAN make plan.txt","planFirst":true,)"
       R"("autoCommit":true)"), "id");
 
-  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"plan", "error"});
-  ASSERT_EQ(events.back().event, "plan") << ::testing::PrintToString(Types(events));
-  EXPECT_EQ(Str(Json(events.back().data), "text"), "Plan: 1. create plan.txt with the word done.");
-  const std::string worker_id = WorkerOf(task_id);
-  WaitForWorkerState(worker_id, "waiting_input");
-  WaitForTaskState(task_id, "waiting_input");
-  EXPECT_FALSE(fs::exists(WorktreeOf("laptop", task_id) + "/plan.txt"))
-      << "the planning pass changes nothing";
+  const std::string worker_id = ExpectPlanThenWait(
+      task_id, "Plan: 1. create plan.txt with the word done.", "laptop", "plan.txt");
+  ASSERT_FALSE(HasFailure());
 
   HttpResult bad = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
                         R"({"answer":"yes"})");
@@ -718,18 +732,14 @@ TEST_F(AgentTest, CodexPlanFirstWaitsForApprovalThenContinuesTheSameThread) {
       R"("provider":"codex","prompt":"KEY-CODEX-PLAN make plan.txt","planFirst":true,)"
       R"("autoCommit":true)"), "id");
 
-  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"plan", "error"});
-  ASSERT_EQ(events.back().event, "plan") << ::testing::PrintToString(Types(events));
-  EXPECT_EQ(Str(Json(events.back().data), "text"), "Plan: 1. write plan.txt with the word done.");
-  const std::string worker_id = WorkerOf(task_id);
-  WaitForWorkerState(worker_id, "waiting_input");
-  EXPECT_FALSE(fs::exists(WorktreeOf("laptop", task_id) + "/plan.txt"))
-      << "the planning pass changes nothing";
+  const std::string worker_id = ExpectPlanThenWait(
+      task_id, "Plan: 1. write plan.txt with the word done.", "laptop", "plan.txt");
+  ASSERT_FALSE(HasFailure());
 
   HttpResult input = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
                           R"({"approve":true})");
   ASSERT_EQ(input.status, 200) << input.body;
-  events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
   ASSERT_EQ(events.back().event, "completed") << ::testing::PrintToString(Types(events));
   const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
   EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. write plan.txt with the word done.");

@@ -82,6 +82,22 @@ class GitWorkspaceTest : public ::testing::Test {
     Sh(absl::StrCat("touch -d '", date, "' ", dir_, "/runner/worktrees/", name));
   }
 
+  // Another runner (its own workspace) commits `content` to `file` on
+  // `branch` and pushes it; the commit.
+  CommitResult PushFromAnotherRunner(const std::string& branch, const std::string& file,
+                                     const std::string& content) {
+    GitWorkspace there = Workspace("other-runner");
+    auto tree = there.Prepare(url_, "main", branch, "elsewhere", nullptr);
+    EXPECT_TRUE(tree.ok()) << tree.status();
+    if (!tree.ok()) return {};
+    WriteFile(tree->path + "/" + file, content);
+    auto commit = there.CommitAll(*tree, "elsewhere", kAuthor, 1000, nullptr);
+    EXPECT_TRUE(commit.ok()) << commit.status();
+    EXPECT_THAT(there.Push(*tree, nullptr), IsOk());
+    there.Release("elsewhere");
+    return commit.ok() ? *commit : CommitResult{};
+  }
+
   std::string dir_, remote_, url_;
   double disk_base_ = 0;
 };
@@ -179,17 +195,11 @@ TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
   ASSERT_THAT(here.Remove(*first), IsOk());
 
   // Another runner moves the branch on.
-  GitWorkspace there = Workspace("other-runner");
-  auto elsewhere = there.Prepare(url_, "main", "buildd/shared", "t2", nullptr);
-  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
-  WriteFile(elsewhere->path + "/two.txt", "2\n");
-  auto c2 = there.CommitAll(*elsewhere, "two", kAuthor, 1000, nullptr);
-  ASSERT_TRUE(c2.ok());
-  ASSERT_THAT(there.Push(*elsewhere, nullptr), IsOk());
+  const CommitResult two = PushFromAnotherRunner("buildd/shared", "two.txt", "2\n");
 
   auto again = here.Prepare(url_, "main", "buildd/shared", "t3", nullptr);
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(again->base_sha, c2->sha);
+  EXPECT_EQ(again->base_sha, two.sha);
   EXPECT_TRUE(Exists(again->path + "/two.txt"));
 }
 
@@ -263,19 +273,13 @@ TEST_F(GitWorkspaceTest, UncommittedChangesOnABranchThatMovedOnAreKeptInTheStash
   here.Release("t1");
 
   // Another runner pushes the branch on meanwhile.
-  GitWorkspace there = Workspace("other-runner");
-  auto elsewhere = there.Prepare(url_, "main", "buildd/moved", "t9", nullptr);
-  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
-  WriteFile(elsewhere->path + "/README.md", "theirs\n");
-  auto theirs = there.CommitAll(*elsewhere, "theirs", kAuthor, 1000, nullptr);
-  ASSERT_TRUE(theirs.ok());
-  ASSERT_THAT(there.Push(*elsewhere, nullptr), IsOk());
+  const CommitResult theirs = PushFromAnotherRunner("buildd/moved", "README.md", "theirs\n");
 
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
   auto second = here.Prepare(url_, "main", "buildd/moved", "t2", progress);
   ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_EQ(second->base_sha, theirs->sha);
+  EXPECT_EQ(second->base_sha, theirs.sha);
   EXPECT_EQ(ReadFile(second->path + "/README.md"), "theirs\n");
   EXPECT_EQ(Sh("git -C " + second->path + " status --porcelain"), "") << "a clean start";
   EXPECT_THAT(messages, Contains(HasSubstr("are kept in stash")));
