@@ -243,6 +243,21 @@ class AgentTest : public MeshTest {
     return worker_id;
   }
 
+  // Reads the task's events up to its end, which must be `completed`; checks
+  // that its artifacts carry `plan` and the change to `file` (in its worktree
+  // on runner `runner`), which now holds `content`. The finished task.
+  Struct ExpectPlannedWorkDone(const std::string& task_id, const std::string& plan,
+                               const std::string& runner, const std::string& file,
+                               const std::string& content) {
+    std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
+    EXPECT_EQ(events.back().event, "completed") << ::testing::PrintToString(Types(events));
+    const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
+    EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), plan);
+    EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr(file));
+    EXPECT_EQ(ReadFile(WorktreeOf(runner, task_id) + "/" + file), content);
+    return task;
+  }
+
   std::vector<FakeAnthropic::Request> RequestsWithKey(const std::string& key) {
     std::vector<FakeAnthropic::Request> out;
     for (const auto& r : fake_.requests()) {
@@ -394,12 +409,8 @@ TEST_F(AgentTest, PlanFirstWaitsForApprovalThenContinuesTheSameSession) {
   HttpResult answer = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
                            R"({"text":"No, that is all."})");
   ASSERT_EQ(answer.status, 200) << answer.body;
-  rest = ReadTaskEvents(*events_, task_id, {"completed", "error"});
-  ASSERT_EQ(rest.back().event, "completed") << ::testing::PrintToString(Types(rest));
-  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
-  EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. create plan.txt with the word done.");
-  EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("plan.txt"));
-  EXPECT_EQ(ReadFile(WorktreeOf("laptop", task_id) + "/plan.txt"), "done\n");
+  const Struct task = ExpectPlannedWorkDone(
+      task_id, "Plan: 1. create plan.txt with the word done.", "laptop", "plan.txt", "done\n");
 
   // One session throughout: the coding turns carry the planning turn.
   const auto requests = RequestsWithKey("KEY-PLAN");
@@ -739,12 +750,8 @@ TEST_F(AgentTest, CodexPlanFirstWaitsForApprovalThenContinuesTheSameThread) {
   HttpResult input = Call("POST", "/api/workers/" + worker_id + "/input", account_.api_key,
                           R"({"approve":true})");
   ASSERT_EQ(input.status, 200) << input.body;
-  std::vector<SseItem> events = ReadTaskEvents(*events_, task_id, {"completed", "error"});
-  ASSERT_EQ(events.back().event, "completed") << ::testing::PrintToString(Types(events));
-  const Struct task = Obj(WaitForTaskState(task_id, "completed"), "task");
-  EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: 1. write plan.txt with the word done.");
-  EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("plan.txt"));
-  EXPECT_EQ(ReadFile(WorktreeOf("laptop", task_id) + "/plan.txt"), "done\n");
+  const Struct task = ExpectPlannedWorkDone(
+      task_id, "Plan: 1. write plan.txt with the word done.", "laptop", "plan.txt", "done\n");
 
   // One thread throughout: the coding turn carries the planning turn, and
   // the planning pass ran in Codex's read-only sandbox.
