@@ -103,6 +103,14 @@ absl::Status ValidateNewTask(pb::Task& task) {
   }
   BUILDD_RETURN_IF_ERROR(CheckBranchName(task.base_branch(), "baseBranch"));
   BUILDD_RETURN_IF_ERROR(CheckBranchName(task.work_branch(), "workBranch"));
+  if (task.concurrency_key().size() > 200) {
+    return absl::InvalidArgumentError("concurrencyKey is longer than 200 characters");
+  }
+  for (char c : task.concurrency_key()) {
+    if (absl::ascii_iscntrl(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError("concurrencyKey must not contain control characters");
+    }
+  }
   if (!task.resume_from().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(task.resume_from(), "resumeFrom"));
   if (task.kind() == "revert") {
     task.set_revert_commit(absl::AsciiStrToLower(task.revert_commit()));
@@ -304,7 +312,9 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
     }
     TaskRecord record;
     record.id = NewUuid();
-    if (task.work_branch().empty()) task.set_work_branch(absl::StrCat("buildd/", record.id.substr(0, 8)));
+    if (task.work_branch().empty()) task.set_work_branch(TaskRecord::DefaultWorkBranch(record.id));
+    record.concurrency_key =
+        task.concurrency_key().empty() ? task.work_branch() : task.concurrency_key();
     record.workspace_id = task.workspace_id();
     record.runner_preference = pb::Task::RunnerPreference_Name(task.runner_preference());
     record.required_labels.assign(task.required_labels().begin(), task.required_labels().end());

@@ -49,6 +49,17 @@ struct TaskRecord {
   std::string updated_at;
   // Artifacts in the protobuf JSON mapping; empty until an attempt finished.
   std::string artifacts_json;
+  // Tasks of a workspace with the same key run one at a time, oldest
+  // first: the task's concurrencyKey, else its work branch.
+  std::string concurrency_key;
+
+  // The work branch of a task that names none.
+  static std::string DefaultWorkBranch(const std::string& task_id) {
+    return "buildd/" + task_id.substr(0, 8);
+  }
+  // Whether the key is the task's own default branch, which no other task
+  // shares (so there is nothing to wait for).
+  bool KeyIsOwn() const { return concurrency_key == DefaultWorkBranch(id); }
 
   TaskRoute Route() const {
     return TaskRoute{id, workspace_id, runner_preference, required_labels, provider};
@@ -160,8 +171,12 @@ class PgBrokerStore {
   // Stores (or replaces) the session a task ended with, its transcript
   // sealed.
   void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot) const;
+  // Whether a task of `workspace_id` with concurrency key `key` is
+  // unfinished (pending, assigned, running or waiting for input).
+  static bool KeyIsBusy(soci::session& sql, const std::string& workspace_id, const std::string& key);
   // Locks up to `n` pending tasks `runner` may take, best first, skipping
-  // rows other replicas hold.
+  // rows other replicas hold and tasks whose concurrency key is held by an
+  // active task or an earlier pending one.
   static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);
 
  private:

@@ -203,6 +203,7 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
     a.task_id = task.id;
     a.workspace_id = task.workspace_id;
     a.state = "idle";
+    a.key_shared = !task.KeyIsOwn();
     attached_[worker.id] = a;
   }
   const std::string runner_id = runner.runner_id;
@@ -257,9 +258,17 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
       [this, task = std::move(task), result](JournalTx& tx) mutable -> absl::Status {
         auto ws = WorkspaceIn(tx, task.workspace_id);
         if (!ws.ok()) return ws.status();
-        std::optional<RunnerSlot> runner = scheduler_.Reserve(task.Route());
+        // Behind an unfinished task with the same key it waits its turn.
+        const bool waits = !task.KeyIsOwn() &&
+                           PgBrokerStore::KeyIsBusy(tx.sql(), task.workspace_id, task.concurrency_key);
+        std::optional<RunnerSlot> runner;
+        if (!waits) runner = scheduler_.Reserve(task.Route());
         pb::Event created = NewEvent("created", task.id, "", task.workspace_id);
         created.set_status("pending");
+        if (waits) {
+          created.set_text(absl::StrCat("waits for the unfinished task with concurrency key ",
+                                        task.concurrency_key));
+        }
         tx.Append(std::move(created));
         if (!runner) {
           tx.writes().InsertTask(task);
@@ -294,7 +303,11 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
       pb::Event e = NewEvent("canceled", task->id, "", task->workspace_id);
       e.set_status("canceled");
       tx.Append(std::move(e));
-      tx.OnCommit([this] { --pending_; });
+      // A later task with its key may go now.
+      tx.OnCommit([this, shared = !task->KeyIsOwn()] {
+        --pending_;
+        if (shared) ClaimForAll();
+      });
     } else {
       worker_to_cancel = task->worker_id;
     }
@@ -447,6 +460,7 @@ void Dispatcher::ArmLeaseTimer(std::vector<std::string> worker_ids) {
 void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
   journal_.Submit([this, worker_ids](JournalTx& tx) -> absl::Status {
     int requeued = 0;
+    bool ended_shared = false;  // a task another may wait for ended
     for (const std::string& worker_id : worker_ids) {
       Attached a;
       {
@@ -474,6 +488,7 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
           q.set_status("pending");
           tx.Append(std::move(q));
         } else {
+          if (!task->KeyIsOwn()) ended_shared = true;
           task->state = "failed";
           task->error = worker->error;
           pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
@@ -488,7 +503,7 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
         attached_.erase(worker_id);
       });
     }
-    if (requeued > 0) {
+    if (requeued > 0 || ended_shared) {
       tx.OnCommit([this, requeued] {
         pending_ += requeued;
         ClaimForAll();
@@ -736,14 +751,19 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();
-    tx.OnCommit([this, runner_id, worker_id, ack] {
+    tx.OnCommit([this, runner_id, worker_id, ack, key_shared = a.key_shared] {
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
       }
       scheduler_.Release(runner_id);
       Send(runner_id, ack);
-      ClaimFor(runner_id);
+      // A task waiting for this one's key may need another runner.
+      if (key_shared) {
+        ClaimForAll();
+      } else {
+        ClaimFor(runner_id);
+      }
     });
     return absl::OkStatus();
   });

@@ -93,6 +93,9 @@ class Dispatcher {
     std::string workspace_id;
     int64_t last_seq = 0;
     std::string state;
+    // Whether another task may wait for this one's concurrency key (unknown
+    // for workers of an earlier broker: then true).
+    bool key_shared = true;
   };
 
   // Inside a journal op: assigns `task` to `runner`, whose slot is

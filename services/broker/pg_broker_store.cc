@@ -27,7 +27,8 @@ std::string TaskColumns() {
       " t.provider, t.priority, t.state, t.attempts, t.max_attempts, t.epoch,"
       " COALESCE(t.worker_id::text, ''), t.exit_code, t.error, t.spec::text,"
       " COALESCE(t.created_by::text, ''), ",
-      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"), ", COALESCE(t.artifacts::text, '')");
+      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"), ", COALESCE(t.artifacts::text, ''),"
+      " t.concurrency_key");
 }
 
 TaskRecord TaskFromRow(const soci::row& r) {
@@ -50,6 +51,7 @@ TaskRecord TaskFromRow(const soci::row& r) {
   t.created_at = r.get<std::string>(15);
   t.updated_at = r.get<std::string>(16);
   t.artifacts_json = r.get<std::string>(17);
+  t.concurrency_key = r.get<std::string>(18);
   return t;
 }
 
@@ -375,6 +377,16 @@ absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetS
                      });
 }
 
+bool PgBrokerStore::KeyIsBusy(soci::session& sql, const std::string& workspace_id,
+                              const std::string& key) {
+  int busy = 0;
+  sql << "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE workspace_id = :w::uuid"
+         " AND concurrency_key = :k AND state IN ('pending', 'assigned', 'running', 'waiting_input')"
+         " LIMIT 1) b",
+      soci::use(workspace_id), soci::use(key), soci::into(busy);
+  return busy > 0;
+}
+
 std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const RunnerSlot& runner,
                                                     int n) {
   std::vector<TaskRecord> out;
@@ -393,7 +405,12 @@ std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const Ru
            " AND (t.runner_preference = 'any' OR t.runner_preference = :type)"
            " AND t.required_labels <@ :labels::jsonb"
            " AND t.provider IN (SELECT jsonb_array_elements_text(:providers::jsonb))"
-           " ORDER BY t.priority DESC, t.created_at LIMIT :n FOR UPDATE SKIP LOCKED"),
+           " AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.workspace_id = t.workspace_id"
+           " AND o.concurrency_key = t.concurrency_key AND o.id <> t.id"
+           " AND o.state IN ('pending', 'assigned', 'running', 'waiting_input')"
+           " AND (o.state <> 'pending' OR o.priority > t.priority"
+           " OR (o.priority = t.priority AND (o.created_at, o.id) < (t.created_at, t.id))))"
+           " ORDER BY t.priority DESC, t.created_at, t.id LIMIT :n FOR UPDATE SKIP LOCKED"),
        soci::use(all), soci::use(workspaces), soci::use(only), soci::use(only),
        soci::use(runner.account_type), soci::use(labels), soci::use(providers), soci::use(n));
   for (const soci::row& r : rows) out.push_back(TaskFromRow(r));

@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "common/db.h"
 #include "tests/e2e/mesh_fixture.h"
+#include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/matchers.h"
 
@@ -415,6 +416,82 @@ TEST_F(MeshTest, FailingCommandEndsInErrorWithItsExitCode) {
   const Struct& worker = done.fields().at("workers").list_value().values(0).struct_value();
   EXPECT_EQ(Str(worker, "state"), "error");
   EXPECT_EQ(Num(worker, "exitCode"), 7);
+}
+
+TEST_F(MeshTest, TasksOfOneBranchOrConcurrencyKeyRunOneAtATimeInOrder) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  const std::string dir = mesh_.dir();
+  // A task that appends its name to `log` once `gate` exists.
+  const auto step = [&](const std::string& name, const std::string& log, const std::string& gate) {
+    std::string command = absl::StrCat("echo ", name, " >> ", dir, "/", log);
+    if (!gate.empty()) {
+      command = absl::StrCat("while [ ! -e ", dir, "/", gate, " ]; do sleep 0.02; done; ", command);
+    }
+    return command;
+  };
+  const auto state = [&](const std::string& id) {
+    return Str(Obj(Json(Call("GET", "/api/tasks/" + id, s.api_key).body), "task"), "state");
+  };
+  // Queued before any runner is there: claimed in order when one comes.
+  const std::string p1 = CreateTask(s.api_key, s.workspace_id, step("p1", "queue.log", "gate-1"),
+                                    R"(,"workBranch":"feature/queue")");
+  const std::string p2 = CreateTask(s.api_key, s.workspace_id, step("p2", "queue.log", ""),
+                                    R"(,"workBranch":"feature/queue")");
+  mesh_.StartRunner(s.api_key, "roomy", {"--max_tasks=4"});
+  WaitForTaskState(p1, "running");
+  // Created while the branch is busy: it waits too, behind p2.
+  HttpResult third = Call("POST", "/api/tasks", s.api_key,
+                          absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                       R"(","provider":"command","workBranch":"feature/queue",)"
+                                       R"("command":)", JsonString(step("p3", "queue.log", "")), "}"));
+  ASSERT_EQ(third.status, 201) << third.body;
+  const std::string p3 = Str(Json(third.body), "id");
+  EXPECT_EQ(Str(Json(third.body), "concurrencyKey"), "") << "the default: the work branch";
+  // Another branch, and another key, are not held up: the runner has room.
+  const std::string d1 = CreateTask(s.api_key, s.workspace_id, step("d1", "deploy.log", "gate-2"),
+                                    R"(,"workBranch":"feature/one","concurrencyKey":"deploy")");
+  const std::string d2 = CreateTask(s.api_key, s.workspace_id, step("d2", "deploy.log", ""),
+                                    R"(,"workBranch":"feature/two","concurrencyKey":"deploy")");
+  const std::string other = CreateTask(s.api_key, s.workspace_id, "echo free",
+                                       R"(,"workBranch":"feature/other")");
+  WaitForTaskState(other, "completed");
+  WaitForTaskState(d1, "running");
+  for (const std::string& waiting : {p2, p3, d2}) {
+    const Struct task = Obj(Json(Call("GET", "/api/tasks/" + waiting, s.api_key).body), "task");
+    EXPECT_EQ(Str(task, "state"), "pending") << waiting;
+    EXPECT_EQ(Num(task, "attempts"), 0) << waiting;
+  }
+
+  testing::WriteFile(dir + "/gate-1", "");
+  WaitForTaskState(p3, "completed");
+  EXPECT_EQ(testing::ReadFile(dir + "/queue.log"), "p1\np2\np3\n");
+  EXPECT_EQ(state(d2), "pending") << "still behind d1";
+  testing::WriteFile(dir + "/gate-2", "");
+  WaitForTaskState(d2, "completed");
+  EXPECT_EQ(testing::ReadFile(dir + "/deploy.log"), "d1\nd2\n");
+
+  // Canceling the task in front lets the next one go.
+  const std::string blocker = CreateTask(s.api_key, s.workspace_id, step("b", "cancel.log", "gate-3"),
+                                         R"(,"workBranch":"feature/cancel")");
+  WaitForTaskState(blocker, "running");
+  const std::string queued = CreateTask(s.api_key, s.workspace_id, step("q", "cancel.log", ""),
+                                        R"(,"workBranch":"feature/cancel")");
+  const std::string last = CreateTask(s.api_key, s.workspace_id, step("l", "cancel.log", ""),
+                                      R"(,"workBranch":"feature/cancel")");
+  ASSERT_EQ(Call("POST", "/api/tasks/" + queued + "/cancel", s.api_key).status, 200);
+  EXPECT_EQ(state(last), "pending") << "the running one still holds the branch";
+  ASSERT_EQ(Call("POST", "/api/tasks/" + blocker + "/cancel", s.api_key).status, 200);
+  WaitForTaskState(last, "completed");
+  EXPECT_EQ(testing::ReadFile(dir + "/cancel.log"), "l\n");
+  EXPECT_EQ(state(queued), "canceled");
+
+  // Bad keys are refused, naming the field.
+  HttpResult bad = Call("POST", "/api/tasks", s.api_key,
+                        absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                     R"(","provider":"command","command":"true","concurrencyKey":")",
+                                     std::string(201, 'k'), R"("})"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("concurrencyKey"));
 }
 
 TEST_F(MeshTest, CancelStopsARunningCommand) {
