@@ -151,6 +151,10 @@ class PgBrokerStore {
                                                               const EventFilter& filter,
                                                               int limit);
   absl::StatusOr<int64_t> LastEventId();
+  // Whether a pending task of `workspace_id` has concurrency key `key`.
+  absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
+                                         const std::string& key) const;
+
   // The stored session of a task, with its transcript when `with_data`.
   // DataLoss when the transcript does not open under the session key.
   absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> GetSession(

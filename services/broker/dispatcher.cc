@@ -118,8 +118,9 @@ absl::Status Dispatcher::Start() {
     tx.sql() << "SELECT count(*) FROM tasks WHERE state = 'pending'", soci::into(pending);
     pending_ = pending;
     soci::rowset<soci::row> rows =
-        (tx.sql().prepare << "SELECT id::text, task_id::text, workspace_id::text, epoch, last_seq,"
-                           " state FROM workers WHERE state IN"
+        (tx.sql().prepare << "SELECT w.id::text, w.task_id::text, w.workspace_id::text, w.epoch,"
+                           " w.last_seq, w.state, t.concurrency_key FROM workers w"
+                           " JOIN tasks t ON t.id = w.task_id WHERE w.state IN"
                            " ('idle', 'starting', 'running', 'waiting_input', 'paused')");
     absl::MutexLock lock(&mu_);
     for (const soci::row& r : rows) {
@@ -129,6 +130,7 @@ absl::Status Dispatcher::Start() {
       a.epoch = r.get<long long>(3);
       a.last_seq = r.get<long long>(4);
       a.state = r.get<std::string>(5);
+      a.concurrency_key = r.get<std::string>(6);
       attached_[r.get<std::string>(0)] = a;
       orphans.push_back(r.get<std::string>(0));
     }
@@ -203,7 +205,7 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
     a.task_id = task.id;
     a.workspace_id = task.workspace_id;
     a.state = "idle";
-    a.key_shared = !task.KeyIsOwn();
+    a.concurrency_key = task.concurrency_key;
     attached_[worker.id] = a;
   }
   const std::string runner_id = runner.runner_id;
@@ -304,9 +306,9 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
       e.set_status("canceled");
       tx.Append(std::move(e));
       // A later task with its key may go now.
-      tx.OnCommit([this, shared = !task->KeyIsOwn()] {
+      tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key] {
         --pending_;
-        if (shared) ClaimForAll();
+        WakeWaitersFor(ws, key);
       });
     } else {
       worker_to_cancel = task->worker_id;
@@ -460,7 +462,6 @@ void Dispatcher::ArmLeaseTimer(std::vector<std::string> worker_ids) {
 void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
   journal_.Submit([this, worker_ids](JournalTx& tx) -> absl::Status {
     int requeued = 0;
-    bool ended_shared = false;  // a task another may wait for ended
     for (const std::string& worker_id : worker_ids) {
       Attached a;
       {
@@ -488,7 +489,9 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
           q.set_status("pending");
           tx.Append(std::move(q));
         } else {
-          if (!task->KeyIsOwn()) ended_shared = true;
+          tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key] {
+            WakeWaitersFor(ws, key);
+          });
           task->state = "failed";
           task->error = worker->error;
           pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
@@ -503,7 +506,7 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
         attached_.erase(worker_id);
       });
     }
-    if (requeued > 0 || ended_shared) {
+    if (requeued > 0) {
       tx.OnCommit([this, requeued] {
         pending_ += requeued;
         ClaimForAll();
@@ -533,6 +536,19 @@ void Dispatcher::ClaimForAll() {
   for (const RunnerSlot& runner : scheduler_.Runners()) {
     if (runner.active < runner.max_tasks) ClaimFor(runner.runner_id);
   }
+}
+
+void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::string& key) {
+  if (pending_ <= 0) return;
+  boost::asio::post(pool_, [this, workspace_id, key] {
+    absl::StatusOr<bool> waiting = store_.HasPendingWithKey(workspace_id, key);
+    if (!waiting.ok()) {
+      // Claims on the next task end or runner connect pick it up.
+      Log()->warn("cannot look for tasks waiting on key {}: {}", key, waiting.status().message());
+    } else if (*waiting) {
+      ClaimForAll();
+    }
+  });
 }
 
 void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage& message) {
@@ -751,19 +767,15 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();
-    tx.OnCommit([this, runner_id, worker_id, ack, key_shared = a.key_shared] {
+    tx.OnCommit([this, runner_id, worker_id, ack, ws = a.workspace_id, key = a.concurrency_key] {
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
       }
       scheduler_.Release(runner_id);
       Send(runner_id, ack);
-      // A task waiting for this one's key may need another runner.
-      if (key_shared) {
-        ClaimForAll();
-      } else {
-        ClaimFor(runner_id);
-      }
+      ClaimFor(runner_id);
+      WakeWaitersFor(ws, key);
     });
     return absl::OkStatus();
   });

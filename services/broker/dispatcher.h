@@ -93,9 +93,7 @@ class Dispatcher {
     std::string workspace_id;
     int64_t last_seq = 0;
     std::string state;
-    // Whether another task may wait for this one's concurrency key (unknown
-    // for workers of an earlier broker: then true).
-    bool key_shared = true;
+    std::string concurrency_key;  // the task's
   };
 
   // Inside a journal op: assigns `task` to `runner`, whose slot is
@@ -104,6 +102,10 @@ class Dispatcher {
   TaskRecord AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner, bool stored);
   void ClaimFor(const std::string& runner_id);
   void ClaimForAll();
+  // After a task with `key` ended: when a pending task of the workspace has
+  // that key, every runner with room claims (the one it waited for may need
+  // another runner). Reads off the journal's thread.
+  void WakeWaitersFor(const std::string& workspace_id, const std::string& key);
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);
   void OnReject(const std::string& runner_id, const pb::Reject& reject);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);

@@ -369,6 +369,17 @@ absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::Find
   return std::nullopt;
 }
 
+absl::StatusOr<bool> PgBrokerStore::HasPendingWithKey(const std::string& workspace_id,
+                                                      const std::string& key) const {
+  return WithSession(pool_, "look for waiting tasks", [&](soci::session& sql) -> absl::StatusOr<bool> {
+    int waiting = 0;
+    sql << "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE workspace_id = :w::uuid"
+           " AND concurrency_key = :k AND state = 'pending' LIMIT 1) p",
+        soci::use(workspace_id), soci::use(key), soci::into(waiting);
+    return waiting > 0;
+  });
+}
+
 absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetSession(
     const std::string& task_id, bool with_data) const {
   return WithSession(pool_, "get session",

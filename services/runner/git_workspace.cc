@@ -183,7 +183,8 @@ absl::Mutex& GitWorkspace::RepoLock(const std::string& cache_dir) {
 absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
                                                const std::string& base_branch,
                                                const std::string& work_branch,
-                                               const std::string& name, const Progress& progress) {
+                                               const std::string& name, const Progress& progress,
+                                               bool carry_over) {
   if (repo_url.empty()) return absl::InvalidArgumentError("the workspace has no repoUrl");
   if (work_branch.empty()) return absl::InvalidArgumentError("the task has no work branch");
   if (!IsPlainName(name)) {
@@ -194,7 +195,7 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
     return absl::FailedPreconditionError(absl::StrCat("worktree ", name, " is in use"));
   }
   InterruptScope interruptible(InterruptFd(name));
-  auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress);
+  auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress, carry_over);
   if (!tree.ok()) Unclaim(name);
   return tree;
 }
@@ -203,7 +204,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
                                                    const std::string& base_branch,
                                                    const std::string& work_branch,
                                                    const std::string& name,
-                                                   const Progress& progress) {
+                                                   const Progress& progress, bool carry_over) {
   CleanUp(progress);
   Worktree tree;
   tree.name = name;
@@ -281,7 +282,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
   tree.base_sha = Trimmed(head);
   Touch(tree.path);
   if (progress) progress("branch", absl::StrCat(work_branch, " at ", tree.base_sha.substr(0, 12)));
-  if (!stash.empty()) BUILDD_RETURN_IF_ERROR(ApplyStash(tree, stash, progress));
+  if (!stash.empty()) BUILDD_RETURN_IF_ERROR(ApplyStash(tree, stash, carry_over, progress));
   return tree;
 }
 
@@ -325,8 +326,10 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
     absl::StatusOr<std::string> stashed =
         Git("set -e\n"
             "if [ -n \"$(git status --porcelain)\" ]; then\n"
+            "  before=$(git rev-parse -q --verify refs/stash || true)\n"
             "  git stash push -q --include-untracked -m \"$MESSAGE\"\n"
-            "  git rev-parse -q --verify refs/stash\n"
+            "  after=$(git rev-parse -q --verify refs/stash || true)\n"
+            "  if [ \"$after\" != \"$before\" ]; then echo \"$after\"; fi\n"
             "fi\n",
             {{"MESSAGE", absl::StrCat("buildd: left uncommitted in worktree ", holder_name)},
              {"GIT_AUTHOR_NAME", "buildd"},
@@ -353,25 +356,32 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
 }
 
 absl::Status GitWorkspace::ApplyStash(const Worktree& tree, const std::string& stash,
-                                      const Progress& progress) {
+                                      bool carry_over, const Progress& progress) {
+  const auto kept = [&](const char* why) {
+    if (progress) {
+      progress("branch", absl::StrCat("the uncommitted changes of the earlier worktree of ",
+                                      tree.branch, " are kept in stash ", stash.substr(0, 12),
+                                      ": ", why));
+    }
+    return absl::OkStatus();
+  };
+  if (!carry_over) return kept("this task starts from the committed branch");
   // On the commit it was made from the stash applies cleanly; elsewhere (the
-  // branch moved on at the remote) it waits in the stash list.
+  // branch moved on at the remote) it waits in the stash list. A failed
+  // apply leaves it there too.
   BUILDD_ASSIGN_OR_RETURN(
       std::string applied,
-      Git("if [ \"$(git rev-parse HEAD)\" = \"$(git rev-parse \"$STASH^1\")\" ]; then\n"
-          "  git stash apply -q \"$STASH\" >/dev/null\n"
-          "  entry=$(git stash list --format='%gd %H' | sed -n \"s/ $STASH\\$//p\" | head -n 1)\n"
-          "  if [ -n \"$entry\" ]; then git stash drop -q \"$entry\"; fi\n"
-          "  echo applied\n"
-          "fi\n",
+      Git("set -e\n"
+          "[ \"$(git rev-parse HEAD)\" = \"$(git rev-parse \"$STASH^1\")\" ] || exit 0\n"
+          "git stash apply -q \"$STASH\" >/dev/null\n"
+          "entry=$(git stash list --format='%gd %H' | sed -n \"s/ $STASH\\$//p\" | head -n 1)\n"
+          "if [ -n \"$entry\" ]; then git stash drop -q \"$entry\"; fi\n"
+          "echo applied\n",
           {{"STASH", stash}}, tree.path));
+  if (Trimmed(applied) != "applied") return kept("the branch has moved on since");
   if (progress) {
-    progress("branch", Trimmed(applied) == "applied"
-                           ? absl::StrCat("carried over the uncommitted changes of the earlier "
-                                          "worktree of ", tree.branch)
-                           : absl::StrCat("the uncommitted changes of the earlier worktree of ",
-                                          tree.branch, " are kept in stash ", stash.substr(0, 12),
-                                          ": the branch has moved on since"));
+    progress("branch", absl::StrCat("carried over the uncommitted changes of the earlier "
+                                    "worktree of ", tree.branch));
   }
   return absl::OkStatus();
 }

@@ -87,15 +87,15 @@ class GitWorkspace {
   // An idle worktree still holding `work_branch`, and an idle earlier
   // worktree called `name` (a retried task), are removed first. What the
   // former left uncommitted is carried over to the new worktree when that
-  // starts on the same commit, else kept as a stash entry of the cache
-  // (`git stash list`); a retried task starts afresh. Runs CleanUp before
-  // adding the worktree.
+  // starts on the same commit and `carry_over` is set, else kept as a stash
+  // entry of the cache (`git stash list`); a retried task starts afresh.
+  // Runs CleanUp before adding the worktree.
   // Fails with FailedPrecondition when `name`, or the worktree holding
   // `work_branch`, is in use; InvalidArgument for an empty URL or branch or
   // a `name` that is not a single path component.
   absl::StatusOr<Worktree> Prepare(const std::string& repo_url, const std::string& base_branch,
                                    const std::string& work_branch, const std::string& name,
-                                   const Progress& progress);
+                                   const Progress& progress, bool carry_over = true);
 
   // Commits every change in the worktree (author `author`, "Name <email>");
   // changed=false and no commit when there is nothing to commit.
@@ -147,16 +147,16 @@ class GitWorkspace {
   int InterruptFd(const std::string& name);
   absl::StatusOr<Worktree> AddWorktree(const std::string& repo_url, const std::string& base_branch,
                                        const std::string& work_branch, const std::string& name,
-                                       const Progress& progress);
+                                       const Progress& progress, bool carry_over);
   // Frees `work_branch` in `cache_dir` when an idle worktree other than
   // `name` holds it. What that worktree left uncommitted goes into a stash
   // entry whose sha is put in `stash` ("" when there was nothing).
   absl::Status FreeBranch(const std::string& cache_dir, const std::string& work_branch,
                           const std::string& name, const Progress& progress,
                           std::string* stash);
-  // Applies `stash` to `tree` (and drops it) when the tree is on the commit
-  // it was made from; else leaves it in the stash list.
-  absl::Status ApplyStash(const Worktree& tree, const std::string& stash,
+  // Applies `stash` to `tree` (and drops it) when `carry_over` and the tree
+  // is on the commit it was made from; else leaves it in the stash list.
+  absl::Status ApplyStash(const Worktree& tree, const std::string& stash, bool carry_over,
                           const Progress& progress);
   std::string WorktreesDir() const;
 

@@ -121,19 +121,30 @@ void TaskExecutor::Pause() { Post({ActionKind::kPause, ""}); }
 void TaskExecutor::Resume() { Post({ActionKind::kResume, ""}); }
 void TaskExecutor::Cancel() {
   Post({ActionKind::kCancel, ""});
-  InterruptGit();
+  StopGit();
 }
 
-void TaskExecutor::InterruptGit() {
-  // A clone or push under way would otherwise hold the task for minutes.
-  if (spec_.git != nullptr && !spec_.repo_url.empty()) spec_.git->Interrupt(worktree_name_);
-}
-void TaskExecutor::WatchDeadline() {
-  const auto left = deadline_ - Clock::now();
+void TaskExecutor::StopGit() {
   absl::MutexLock lock(&mu_);
-  if (mu_.AwaitWithTimeout(absl::Condition(&run_over_), absl::FromChrono(left))) return;
-  git_timed_out_.store(true);
-  InterruptGit();
+  stop_git_ = true;
+}
+
+void TaskExecutor::WatchGit() {
+  absl::MutexLock lock(&mu_);
+  const absl::Condition stop_or_over(
+      +[](TaskExecutor* e) { return e->stop_git_ || e->run_over_; },
+      this);
+  if (deadline_ == kNever) {
+    mu_.Await(stop_or_over);
+  } else if (!mu_.AwaitWithTimeout(stop_or_over, absl::FromChrono(deadline_ - Clock::now()))) {
+    git_timed_out_.store(true);
+  }
+  // A clone or push under way would otherwise hold the task for minutes.
+  // Again until the end: a git operation may not have begun the first time.
+  while (!run_over_) {
+    if (spec_.git != nullptr) spec_.git->Interrupt(worktree_name_);
+    mu_.AwaitWithTimeout(absl::Condition(&run_over_), absl::Milliseconds(100));
+  }
 }
 
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
@@ -141,7 +152,7 @@ void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move
 void TaskExecutor::Kill() {
   killed_.store(true);
   Post({ActionKind::kKill, ""});
-  InterruptGit();
+  StopGit();
 }
 
 bool TaskExecutor::done() const {
@@ -458,10 +469,9 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
 void TaskExecutor::Run() {
   const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
   if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+  // A git command watches neither the controls nor the deadline itself.
   std::thread watchdog;
-  if (deadline_ != kNever && !spec_.repo_url.empty() && spec_.git != nullptr) {
-    watchdog = std::thread([this] { WatchDeadline(); });
-  }
+  if (!spec_.repo_url.empty() && spec_.git != nullptr) watchdog = std::thread([this] { WatchGit(); });
   absl::Cleanup end_watchdog = [&] {
     {
       absl::MutexLock lock(&mu_);
@@ -536,7 +546,8 @@ void TaskExecutor::Run() {
   if (!spec_.repo_url.empty()) {
     if (spec_.git == nullptr) return fail("this runner keeps no git worktrees", none);
     absl::StatusOr<Worktree> prepared = spec_.git->Prepare(
-        spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress);
+        spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress,
+        /*carry_over=*/!revert);
     if (!prepared.ok()) {
       if (stopped(none)) return;
       return fail(std::string(prepared.status().message()), none);

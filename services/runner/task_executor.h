@@ -163,10 +163,11 @@ class TaskExecutor {
   using LineFn = std::function<void(bool is_stderr, std::string line)>;
 
   void Post(Action action);
-  void InterruptGit();
-  // Interrupts git when the deadline passes before Run() ends (a git command
-  // does not watch the task's deadline itself).
-  void WatchDeadline();
+  // Asks WatchGit() to interrupt git.
+  void StopGit();
+  // Interrupts the task's git commands, until Run() ends, from the moment
+  // StopGit() is called or the deadline passes (then git_timed_out_).
+  void WatchGit();
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
@@ -200,9 +201,10 @@ class TaskExecutor {
   mutable absl::Mutex mu_;
   std::vector<Action> actions_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool run_over_ ABSL_GUARDED_BY(mu_) = false;  // ends WatchDeadline()
+  bool run_over_ ABSL_GUARDED_BY(mu_) = false;  // ends WatchGit()
+  bool stop_git_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> killed_{false};
-  std::atomic<bool> git_timed_out_{false};  // set by WatchDeadline()
+  std::atomic<bool> git_timed_out_{false};  // set by WatchGit()
 };
 
 // `id` made safe as one path component: characters other than letters,

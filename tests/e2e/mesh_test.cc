@@ -479,11 +479,35 @@ TEST_F(MeshTest, TasksOfOneBranchOrConcurrencyKeyRunOneAtATimeInOrder) {
   const std::string last = CreateTask(s.api_key, s.workspace_id, step("l", "cancel.log", ""),
                                       R"(,"workBranch":"feature/cancel")");
   ASSERT_EQ(Call("POST", "/api/tasks/" + queued + "/cancel", s.api_key).status, 200);
+  // The claims the cancel set off are done once a task created after them is.
+  WaitForTaskState(CreateTask(s.api_key, s.workspace_id, "true"), "completed");
   EXPECT_EQ(state(last), "pending") << "the running one still holds the branch";
   ASSERT_EQ(Call("POST", "/api/tasks/" + blocker + "/cancel", s.api_key).status, 200);
   WaitForTaskState(last, "completed");
   EXPECT_EQ(testing::ReadFile(dir + "/cancel.log"), "l\n");
   EXPECT_EQ(state(queued), "canceled");
+
+  // A task may name another task's default branch; when that one ends, the
+  // waiting one goes to whichever runner can take it.
+  const Struct front = Json(Call("POST", "/api/tasks", s.api_key,
+                                 absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                              R"(","provider":"command","command":)",
+                                              JsonString(step("f", "labels.log", "gate-4")), "}"))
+                                .body);
+  WaitForTaskState(Str(front, "id"), "running");
+  mesh_.StartRunner(s.api_key, "other", {"--labels=gpu"});
+  const std::string behind = CreateTask(
+      s.api_key, s.workspace_id, step("g", "labels.log", ""),
+      absl::StrCat(R"(,"requiredLabels":["gpu"],"workBranch":")", Str(front, "workBranch"), R"(")"));
+  WaitForTaskState(CreateTask(s.api_key, s.workspace_id, "true", R"(,"requiredLabels":["gpu"])"),
+                   "completed");
+  EXPECT_EQ(state(behind), "pending");
+  testing::WriteFile(dir + "/gate-4", "");
+  const Struct done_behind = WaitForTaskState(behind, "completed");
+  EXPECT_EQ(Str(done_behind.fields().at("workers").list_value().values(0).struct_value(),
+                "runnerName"),
+            "other");
+  EXPECT_EQ(testing::ReadFile(dir + "/labels.log"), "f\ng\n");
 
   // Bad keys are refused, naming the field.
   HttpResult bad = Call("POST", "/api/tasks", s.api_key,

@@ -392,6 +392,30 @@ TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt
   EXPECT_EQ(ReadFile(retry->path + "/README.md"), "one\n");
 }
 
+TEST_F(GitWorkspaceTest, ARevertStartsFromTheCommittedBranchAndKeepsLeftoversInTheStash) {
+  GitWorkspace ws = Workspace();
+  auto tree = ws.Prepare(url_, "main", "buildd/leftovers", "t1", nullptr);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  WriteFile(tree->path + "/README.md", "two\n");
+  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(bad.ok());
+  WriteFile(tree->path + "/half-done.txt", "left behind\n");
+  ws.Release("t1");
+
+  std::vector<std::string> messages;
+  auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
+  auto revert_tree = ws.Prepare(url_, "main", "buildd/leftovers", "t2", progress,
+                                /*carry_over=*/false);
+  ASSERT_TRUE(revert_tree.ok()) << revert_tree.status();
+  EXPECT_FALSE(Exists(revert_tree->path + "/half-done.txt"));
+  EXPECT_THAT(messages, Contains(HasSubstr("are kept in stash")));
+  auto reverted = ws.Revert(*revert_tree, bad->sha, kAuthor, 1 << 20, nullptr);
+  ASSERT_TRUE(reverted.ok()) << reverted.status();
+  EXPECT_EQ(ReadFile(revert_tree->path + "/README.md"), "one\n");
+  EXPECT_THAT(Sh("git -C " + revert_tree->path + " stash show --include-untracked -p stash@{0}"),
+              HasSubstr("+left behind"));
+}
+
 TEST_F(GitWorkspaceTest, RevertOfAnUnknownCommitIsInvalidArgument) {
   GitWorkspace ws = Workspace();
   auto tree = ws.Prepare(url_, "main", "buildd/unknown", "t1", nullptr);
