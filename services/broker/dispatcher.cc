@@ -131,6 +131,7 @@ absl::Status Dispatcher::Start() {
       a.last_seq = r.get<long long>(4);
       a.state = r.get<std::string>(5);
       a.concurrency_key = r.get<std::string>(6);
+      a.key_own = a.concurrency_key == TaskRecord::DefaultWorkBranch(a.task_id);
       attached_[r.get<std::string>(0)] = a;
       orphans.push_back(r.get<std::string>(0));
     }
@@ -206,6 +207,7 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
     a.workspace_id = task.workspace_id;
     a.state = "idle";
     a.concurrency_key = task.concurrency_key;
+    a.key_own = task.KeyIsOwn();
     attached_[worker.id] = a;
   }
   const std::string runner_id = runner.runner_id;
@@ -268,6 +270,10 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
         pb::Event created = NewEvent("created", task.id, "", task.workspace_id);
         created.set_status("pending");
         if (waits) {
+          tx.OnCommit([this, ws = task.workspace_id, key = task.concurrency_key] {
+            absl::MutexLock lock(&mu_);
+            waited_for_.insert({ws, key});
+          });
           created.set_text(absl::StrCat("waits for the unfinished task with concurrency key ",
                                         task.concurrency_key));
         }
@@ -306,9 +312,9 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
       e.set_status("canceled");
       tx.Append(std::move(e));
       // A later task with its key may go now.
-      tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key] {
+      tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key, own = task->KeyIsOwn()] {
         --pending_;
-        WakeWaitersFor(ws, key);
+        WakeWaitersFor(ws, key, own);
       });
     } else {
       worker_to_cancel = task->worker_id;
@@ -489,9 +495,8 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
           q.set_status("pending");
           tx.Append(std::move(q));
         } else {
-          tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key] {
-            WakeWaitersFor(ws, key);
-          });
+          tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key,
+                       own = task->KeyIsOwn()] { WakeWaitersFor(ws, key, own); });
           task->state = "failed";
           task->error = worker->error;
           pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
@@ -538,8 +543,13 @@ void Dispatcher::ClaimForAll() {
   }
 }
 
-void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::string& key) {
+void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::string& key,
+                                bool own) {
   if (pending_ <= 0) return;
+  if (own) {
+    absl::MutexLock lock(&mu_);
+    if (waited_for_.count({workspace_id, key}) == 0) return;
+  }
   boost::asio::post(pool_, [this, workspace_id, key] {
     absl::StatusOr<bool> waiting = store_.HasPendingWithKey(workspace_id, key);
     if (!waiting.ok()) {
@@ -547,6 +557,9 @@ void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::stri
       Log()->warn("cannot look for tasks waiting on key {}: {}", key, waiting.status().message());
     } else if (*waiting) {
       ClaimForAll();
+    } else {
+      absl::MutexLock lock(&mu_);
+      waited_for_.erase({workspace_id, key});
     }
   });
 }
@@ -767,7 +780,8 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();
-    tx.OnCommit([this, runner_id, worker_id, ack, ws = a.workspace_id, key = a.concurrency_key] {
+    tx.OnCommit([this, runner_id, worker_id, ack, ws = a.workspace_id, key = a.concurrency_key,
+                 own = a.key_own] {
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
@@ -775,7 +789,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
       scheduler_.Release(runner_id);
       Send(runner_id, ack);
       ClaimFor(runner_id);
-      WakeWaitersFor(ws, key);
+      WakeWaitersFor(ws, key, own);
     });
     return absl::OkStatus();
   });

@@ -94,6 +94,7 @@ class Dispatcher {
     int64_t last_seq = 0;
     std::string state;
     std::string concurrency_key;  // the task's
+    bool key_own = false;         // it is the task's own default branch
   };
 
   // Inside a journal op: assigns `task` to `runner`, whose slot is
@@ -104,8 +105,9 @@ class Dispatcher {
   void ClaimForAll();
   // After a task with `key` ended: when a pending task of the workspace has
   // that key, every runner with room claims (the one it waited for may need
-  // another runner). Reads off the journal's thread.
-  void WakeWaitersFor(const std::string& workspace_id, const std::string& key);
+  // another runner). Reads off the journal's thread. A task's own default
+  // branch (`own`) is looked up only when a task was seen waiting for it.
+  void WakeWaitersFor(const std::string& workspace_id, const std::string& key, bool own);
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);
   void OnReject(const std::string& runner_id, const pb::Reject& reject);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
@@ -142,6 +144,9 @@ class Dispatcher {
   };
   std::map<std::string, Connected> connected_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Attached> attached_ ABSL_GUARDED_BY(mu_);
+  // (workspace, key) of tasks created behind an unfinished one; a key leaves
+  // when no pending task has it any more.
+  std::set<std::pair<std::string, std::string>> waited_for_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
 };
 
