@@ -98,6 +98,19 @@ class GitWorkspaceTest : public ::testing::Test {
     return commit.ok() ? *commit : CommitResult{};
   }
 
+  // Worktree "t1" of `ws` on `branch` with one commit that changes
+  // README.md from "one" to "two": the commit.
+  CommitResult BreakTheReadme(GitWorkspace& ws, const std::string& branch, Worktree* tree) {
+    auto prepared = ws.Prepare(url_, "main", branch, "t1", nullptr);
+    EXPECT_TRUE(prepared.ok()) << prepared.status();
+    if (!prepared.ok()) return {};
+    *tree = *prepared;
+    WriteFile(tree->path + "/README.md", "two\n");
+    auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
+    EXPECT_TRUE(bad.ok()) << bad.status();
+    return bad.ok() ? *bad : CommitResult{};
+  }
+
   std::string dir_, remote_, url_;
   double disk_base_ = 0;
 };
@@ -327,45 +340,41 @@ TEST_F(GitWorkspaceTest, ARetriedTaskGetsAFreshWorktree) {
 
 TEST_F(GitWorkspaceTest, RevertUndoesACommitWithANewCommitOnTheBranch) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/revert", "t1", nullptr);
-  ASSERT_TRUE(tree.ok()) << tree.status();
-  WriteFile(tree->path + "/README.md", "two\n");
-  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
-  ASSERT_TRUE(bad.ok());
-  WriteFile(tree->path + "/later.txt", "later\n");
-  auto later = ws.CommitAll(*tree, "Later work", kAuthor, 1 << 20, nullptr);
+  Worktree tree;
+  const CommitResult bad = BreakTheReadme(ws, "buildd/revert", &tree);
+  ASSERT_FALSE(HasFailure());
+  WriteFile(tree.path + "/later.txt", "later\n");
+  auto later = ws.CommitAll(tree, "Later work", kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(later.ok());
 
   std::vector<std::string> stages;
   auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
-  auto revert = ws.Revert(*tree, bad->sha, "reverter <r@buildd.dev>", 1 << 20, progress);
+  auto revert = ws.Revert(tree, bad.sha, "reverter <r@buildd.dev>", 1 << 20, progress);
   ASSERT_TRUE(revert.ok()) << revert.status();
   EXPECT_TRUE(revert->changed);
   EXPECT_EQ(revert->sha.size(), 40u);
-  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD"), revert->sha);
-  EXPECT_EQ(Sh("git -C " + tree->path + " rev-parse HEAD^"), later->sha);
-  EXPECT_EQ(ReadFile(tree->path + "/README.md"), "one\n");
-  EXPECT_TRUE(Exists(tree->path + "/later.txt"));
+  EXPECT_EQ(Sh("git -C " + tree.path + " rev-parse HEAD"), revert->sha);
+  EXPECT_EQ(Sh("git -C " + tree.path + " rev-parse HEAD^"), later->sha);
+  EXPECT_EQ(ReadFile(tree.path + "/README.md"), "one\n");
+  EXPECT_TRUE(Exists(tree.path + "/later.txt"));
   EXPECT_THAT(revert->diff_stat, AllOf(HasSubstr("README.md"), Not(HasSubstr("later.txt"))));
   EXPECT_THAT(revert->patch, AllOf(HasSubstr("-two"), HasSubstr("+one")));
   EXPECT_THAT(stages, ElementsAre("revert"));
-  EXPECT_EQ(Sh("git -C " + tree->path + " log -1 --format='%an <%ae>|%cn|%s'"),
+  EXPECT_EQ(Sh("git -C " + tree.path + " log -1 --format='%an <%ae>|%cn|%s'"),
             "reverter <r@buildd.dev>|reverter|Revert \"Break the readme\"");
 
-  ASSERT_THAT(ws.Push(*tree, nullptr), IsOk());
+  ASSERT_THAT(ws.Push(tree, nullptr), IsOk());
   EXPECT_EQ(Sh("git --git-dir=" + remote_ + " rev-parse buildd/revert"), revert->sha);
   EXPECT_EQ(Sh("git --git-dir=" + remote_ + " show buildd/revert:README.md"), "one");
 }
 
 TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/again", "t1", nullptr);
-  ASSERT_TRUE(tree.ok()) << tree.status();
-  WriteFile(tree->path + "/README.md", "two\n");
-  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
-  ASSERT_TRUE(bad.ok());
-  ASSERT_THAT(ws.Push(*tree, nullptr), IsOk());
-  auto first = ws.Revert(*tree, bad->sha, kAuthor, 1 << 20, nullptr);
+  Worktree tree;
+  const CommitResult bad = BreakTheReadme(ws, "buildd/again", &tree);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_THAT(ws.Push(tree, nullptr), IsOk());
+  auto first = ws.Revert(tree, bad.sha, kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   ws.Release("t1");  // its push failed: the revert is only here
 
@@ -373,7 +382,7 @@ TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt
   ASSERT_TRUE(retry.ok()) << retry.status();
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
-  auto again = ws.Revert(*retry, bad->sha, kAuthor, 1 << 20, progress);
+  auto again = ws.Revert(*retry, bad.sha, kAuthor, 1 << 20, progress);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->sha, first->sha) << "no second revert commit";
   EXPECT_TRUE(again->changed);
@@ -386,7 +395,7 @@ TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt
   auto undo = ws.Revert(*retry, first->sha, kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(undo.ok()) << undo.status();
   EXPECT_EQ(ReadFile(retry->path + "/README.md"), "two\n");
-  auto third = ws.Revert(*retry, bad->sha, kAuthor, 1 << 20, nullptr);
+  auto third = ws.Revert(*retry, bad.sha, kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_NE(third->sha, first->sha);
   EXPECT_EQ(ReadFile(retry->path + "/README.md"), "one\n");
@@ -394,12 +403,10 @@ TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt
 
 TEST_F(GitWorkspaceTest, ARevertStartsFromTheCommittedBranchAndKeepsLeftoversInTheStash) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/leftovers", "t1", nullptr);
-  ASSERT_TRUE(tree.ok()) << tree.status();
-  WriteFile(tree->path + "/README.md", "two\n");
-  auto bad = ws.CommitAll(*tree, "Break the readme", kAuthor, 1 << 20, nullptr);
-  ASSERT_TRUE(bad.ok());
-  WriteFile(tree->path + "/half-done.txt", "left behind\n");
+  Worktree tree;
+  const CommitResult bad = BreakTheReadme(ws, "buildd/leftovers", &tree);
+  ASSERT_FALSE(HasFailure());
+  WriteFile(tree.path + "/half-done.txt", "left behind\n");
   ws.Release("t1");
 
   std::vector<std::string> messages;
@@ -409,7 +416,7 @@ TEST_F(GitWorkspaceTest, ARevertStartsFromTheCommittedBranchAndKeepsLeftoversInT
   ASSERT_TRUE(revert_tree.ok()) << revert_tree.status();
   EXPECT_FALSE(Exists(revert_tree->path + "/half-done.txt"));
   EXPECT_THAT(messages, Contains(HasSubstr("are kept in stash")));
-  auto reverted = ws.Revert(*revert_tree, bad->sha, kAuthor, 1 << 20, nullptr);
+  auto reverted = ws.Revert(*revert_tree, bad.sha, kAuthor, 1 << 20, nullptr);
   ASSERT_TRUE(reverted.ok()) << reverted.status();
   EXPECT_EQ(ReadFile(revert_tree->path + "/README.md"), "one\n");
   EXPECT_THAT(Sh("git -C " + revert_tree->path + " stash show --include-untracked -p stash@{0}"),
