@@ -74,13 +74,16 @@ std::string ContentText(const Value* content) {
 
 }  // namespace
 
-std::vector<pb::Event> ClaudeStreamParser::Parse(const std::string& line) {
-  std::vector<pb::Event> out;
+std::vector<pb::Event> AgentStreamParser::Parse(const std::string& line) {
   Struct msg;
-  if (!ParseJson(line, &msg)) {
-    if (!line.empty()) out.push_back(RawOutput(line));
-    return out;
-  }
+  if (ParseJson(line, &msg)) return ParseMessage(msg);
+  std::vector<pb::Event> out;
+  if (!line.empty()) out.push_back(RawOutput(line));
+  return out;
+}
+
+std::vector<pb::Event> ClaudeStreamParser::ParseMessage(const Struct& msg) {
+  std::vector<pb::Event> out;
   const std::string type = Str(msg, "type");
   if (const std::string sid = Str(msg, "session_id"); !sid.empty()) summary_.session_id = sid;
   if (type == "system") {
@@ -147,13 +150,8 @@ std::vector<pb::Event> ClaudeStreamParser::Parse(const std::string& line) {
   return out;
 }
 
-std::vector<pb::Event> CodexStreamParser::Parse(const std::string& line) {
+std::vector<pb::Event> CodexStreamParser::ParseMessage(const Struct& msg) {
   std::vector<pb::Event> out;
-  Struct msg;
-  if (!ParseJson(line, &msg)) {
-    if (!line.empty()) out.push_back(RawOutput(line));
-    return out;
-  }
   const std::string type = Str(msg, "type");
   if (type == "thread.started") {
     summary_.session_id = Str(msg, "thread_id");

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/struct.pb.h>
+
 #include "buildd/v1/common.pb.h"
 
 namespace buildd::runner {
@@ -38,10 +40,13 @@ struct AgentSummary {
 class AgentStreamParser {
  public:
   virtual ~AgentStreamParser() = default;
-  virtual std::vector<pb::Event> Parse(const std::string& line) = 0;
+  std::vector<pb::Event> Parse(const std::string& line);
   const AgentSummary& summary() const { return summary_; }
 
  protected:
+  // The events of one line that is a JSON object.
+  virtual std::vector<pb::Event> ParseMessage(const google::protobuf::Struct& msg) = 0;
+
   AgentSummary summary_;
 };
 
@@ -49,8 +54,8 @@ class AgentStreamParser {
 // (subtype init), assistant and user (message.content blocks: text,
 // tool_use, tool_result) and result (total_cost_usd, usage, is_error).
 class ClaudeStreamParser final : public AgentStreamParser {
- public:
-  std::vector<pb::Event> Parse(const std::string& line) override;
+ protected:
+  std::vector<pb::Event> ParseMessage(const google::protobuf::Struct& msg) override;
 };
 
 // `codex exec --json` (codex-rs/exec/src/exec_events.rs): thread.started
@@ -61,8 +66,8 @@ class ClaudeStreamParser final : public AgentStreamParser {
 // them (retrying, or with fallback settings), and a turn that fails ends
 // with turn.failed.
 class CodexStreamParser final : public AgentStreamParser {
- public:
-  std::vector<pb::Event> Parse(const std::string& line) override;
+ protected:
+  std::vector<pb::Event> ParseMessage(const google::protobuf::Struct& msg) override;
 };
 
 }  // namespace buildd::runner
