@@ -131,7 +131,6 @@ absl::Status Dispatcher::Start() {
       a.last_seq = r.get<long long>(4);
       a.state = r.get<std::string>(5);
       a.concurrency_key = r.get<std::string>(6);
-      a.key_own = a.concurrency_key == TaskRecord::DefaultWorkBranch(a.task_id);
       attached_[r.get<std::string>(0)] = a;
       orphans.push_back(r.get<std::string>(0));
     }
@@ -207,7 +206,6 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
     a.workspace_id = task.workspace_id;
     a.state = "idle";
     a.concurrency_key = task.concurrency_key;
-    a.key_own = task.KeyIsOwn();
     attached_[worker.id] = a;
   }
   const std::string runner_id = runner.runner_id;
@@ -312,9 +310,9 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
       e.set_status("canceled");
       tx.Append(std::move(e));
       // A later task with its key may go now.
-      tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key, own = task->KeyIsOwn()] {
+      tx.OnCommit([this, t = *task] {
         --pending_;
-        WakeWaitersFor(ws, key, own);
+        WakeWaitersFor(t.workspace_id, t.id, t.concurrency_key);
       });
     } else {
       worker_to_cancel = task->worker_id;
@@ -495,8 +493,7 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
           q.set_status("pending");
           tx.Append(std::move(q));
         } else {
-          tx.OnCommit([this, ws = task->workspace_id, key = task->concurrency_key,
-                       own = task->KeyIsOwn()] { WakeWaitersFor(ws, key, own); });
+          tx.OnCommit([this, t = *task] { WakeWaitersFor(t.workspace_id, t.id, t.concurrency_key); });
           task->state = "failed";
           task->error = worker->error;
           pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
@@ -543,10 +540,10 @@ void Dispatcher::ClaimForAll() {
   }
 }
 
-void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::string& key,
-                                bool own) {
+void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::string& task_id,
+                                const std::string& key) {
   if (pending_ <= 0) return;
-  if (own) {
+  if (key == TaskRecord::DefaultWorkBranch(task_id)) {
     absl::MutexLock lock(&mu_);
     if (waited_for_.count({workspace_id, key}) == 0) return;
   }
@@ -780,8 +777,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();
-    tx.OnCommit([this, runner_id, worker_id, ack, ws = a.workspace_id, key = a.concurrency_key,
-                 own = a.key_own] {
+    tx.OnCommit([this, runner_id, worker_id, ack, a] {
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
@@ -789,7 +785,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
       scheduler_.Release(runner_id);
       Send(runner_id, ack);
       ClaimFor(runner_id);
-      WakeWaitersFor(ws, key, own);
+      WakeWaitersFor(a.workspace_id, a.task_id, a.concurrency_key);
     });
     return absl::OkStatus();
   });

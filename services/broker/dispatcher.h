@@ -94,7 +94,6 @@ class Dispatcher {
     int64_t last_seq = 0;
     std::string state;
     std::string concurrency_key;  // the task's
-    bool key_own = false;         // it is the task's own default branch
   };
 
   // Inside a journal op: assigns `task` to `runner`, whose slot is
@@ -103,11 +102,13 @@ class Dispatcher {
   TaskRecord AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSlot& runner, bool stored);
   void ClaimFor(const std::string& runner_id);
   void ClaimForAll();
-  // After a task with `key` ended: when a pending task of the workspace has
-  // that key, every runner with room claims (the one it waited for may need
-  // another runner). Reads off the journal's thread. A task's own default
-  // branch (`own`) is looked up only when a task was seen waiting for it.
-  void WakeWaitersFor(const std::string& workspace_id, const std::string& key, bool own);
+  // After task `task_id` with `key` ended: when a pending task of the
+  // workspace has that key, every runner with room claims (the one it
+  // waited for may need another runner). Reads off the journal's thread. A
+  // task's own default branch is looked up only when a task was seen
+  // waiting for it.
+  void WakeWaitersFor(const std::string& workspace_id, const std::string& task_id,
+                      const std::string& key);
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);
   void OnReject(const std::string& runner_id, const pb::Reject& reject);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
