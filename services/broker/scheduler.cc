@@ -13,11 +13,17 @@ std::string TodayUtc() {
 
 bool RunnerSlot::SpentToday() const { return !spent_day.empty() && spent_day == TodayUtc(); }
 
+bool RunnerSlot::MayRun(const std::string& provider) const {
+  // Agents cost money; a command does not.
+  return providers.count(provider) > 0 && (provider == "command" || !SpentToday());
+}
+
 std::set<std::string> RunnerSlot::AvailableProviders() const {
-  if (!SpentToday()) return providers;
-  std::set<std::string> free;
-  if (providers.count("command") > 0) free.insert("command");
-  return free;
+  std::set<std::string> available;
+  for (const std::string& provider : providers) {
+    if (MayRun(provider)) available.insert(provider);
+  }
+  return available;
 }
 
 bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
@@ -29,9 +35,7 @@ bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
   for (const std::string& label : task.required_labels) {
     if (runner.labels.count(label) == 0) return false;
   }
-  if (runner.providers.count(task.provider) == 0) return false;
-  // Agents cost money; a command does not.
-  return task.provider == "command" || !runner.SpentToday();
+  return runner.MayRun(task.provider);
 }
 
 void Scheduler::SetSpent(const std::string& account_id, const std::string& day) {

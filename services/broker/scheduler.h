@@ -45,6 +45,9 @@ struct RunnerSlot {
 
   // True once the account reached its daily budget today.
   bool SpentToday() const;
+  // Whether the runner may take a task of `provider` now: it has it, and an
+  // agent only while the budget lasts.
+  bool MayRun(const std::string& provider) const;
   // The providers the runner may take now (only `command` once spent).
   std::set<std::string> AvailableProviders() const;
 };
