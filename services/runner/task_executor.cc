@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/status.h"
 #include "services/runner/process_group.h"
 
 namespace buildd::runner {
@@ -239,22 +240,15 @@ void TaskExecutor::ApplyActions(ProcessGroup* group, bool exited, bool* paused) 
   }
 }
 
-TaskExecutor::ProcessEnd TaskExecutor::RunProcess(const SpawnOptions& options,
-                                                  const LineFn& on_line) {
-  ProcessEnd end;
+absl::StatusOr<ExitStatus> TaskExecutor::RunProcess(const SpawnOptions& options,
+                                                    const LineFn& on_line) {
   SpawnOptions spawn = options;
   spawn.env.insert(spawn.env.begin(), {{"BUILDD_TASK_ID", spec_.task_id},
                                        {"BUILDD_WORKER_ID", spec_.worker_id},
                                        {"BUILDD_WORKSPACE_ID", spec_.workspace_id}});
   spawn.env.insert(spawn.env.end(), spec_.env.begin(), spec_.env.end());
   spawn.unset_env.push_back(kApiKeyEnv);
-  auto spawned = ProcessGroup::Spawn(spawn);
-  if (!spawned.ok()) {
-    end.start_error = std::string(spawned.status().message());
-    return end;
-  }
-  end.started = true;
-  std::unique_ptr<ProcessGroup> group = std::move(spawned).value();
+  BUILDD_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroup> group, ProcessGroup::Spawn(spawn));
   Log()->info("worker={} task={} pid={} dir={}", spec_.worker_id, spec_.task_id, group->pid(),
               spawn.working_dir);
   const ProcessGroup::LineFn lines = [&](OutputStream stream, std::string line) {
@@ -306,10 +300,7 @@ TaskExecutor::ProcessEnd TaskExecutor::RunProcess(const SpawnOptions& options,
   // Background processes that closed their output would outlive the task.
   group->Signal(SIGKILL).IgnoreError();
   group->Reap();
-  end.exit_code = exit->exit_code;
-  end.success = exit->success();
-  end.describe = exit->Describe();
-  return end;
+  return *exit;
 }
 
 std::optional<std::string> TaskExecutor::WaitForInput() {
@@ -375,7 +366,7 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
   while (true) {
     std::unique_ptr<AgentStreamParser> parser = MakeStreamParser(provider);
     Tail stderr_tail;
-    const ProcessEnd end = RunProcess(
+    const absl::StatusOr<ExitStatus> end = RunProcess(
         AgentCommand(provider, spec_.providers, *options, run, dir),
         [&](bool is_stderr, std::string line) {
           if (is_stderr) {
@@ -390,23 +381,23 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     if (summary.total_cost_usd.has_value()) cost += *summary.total_cost_usd;
     artifacts->set_session_id(session_id);
     artifacts->set_cost_usd(cost);
-    result->exit_code = end.exit_code;
-    if (!end.started) {
-      result->error_message = absl::StrCat("cannot start ", provider, ": ", end.start_error);
+    if (!end.ok()) {
+      result->error_message = absl::StrCat("cannot start ", provider, ": ", end.status().message());
       return;
     }
+    result->exit_code = end->exit_code;
     if (stop_ != Stop::kNone) return;
     if (summary.is_error) {
       result->error_message = absl::StrCat(provider, " reported an error: ",
-                                           summary.result_text.empty() ? end.describe
+                                           summary.result_text.empty() ? end->Describe()
                                                                        : summary.result_text);
       return;
     }
-    if (!end.success || !summary.finished) {
+    if (!end->success() || !summary.finished) {
       const std::string tail = stderr_tail.Text();
       result->error_message =
-          absl::StrCat(provider, " ", end.success ? "ended without a result" : "failed", " (",
-                       end.describe, ")", tail.empty() ? "" : ": ", tail);
+          absl::StrCat(provider, " ", end->success() ? "ended without a result" : "failed", " (",
+                       end->Describe(), ")", tail.empty() ? "" : ": ", tail);
       return;
     }
 
@@ -596,14 +587,14 @@ void TaskExecutor::Run() {
     SpawnOptions options;
     options.command = spec_.command;
     options.working_dir = dir;
-    const ProcessEnd end = RunProcess(options, [&](bool is_stderr, std::string line) {
+    const absl::StatusOr<ExitStatus> end = RunProcess(options, [&](bool is_stderr, std::string line) {
       Emit(MakeEvent("output", "", is_stderr ? "stderr" : "stdout", std::move(line)));
     });
-    if (!end.started) return end_with_error(end.start_error);
-    result.exit_code = end.exit_code;
-    if (!end.success) {
+    if (!end.ok()) return end_with_error(std::string(end.status().message()));
+    result.exit_code = end->exit_code;
+    if (!end->success()) {
       result.outcome = TaskOutcome::kError;
-      result.error_message = end.describe;
+      result.error_message = end->Describe();
     }
   }
 

@@ -153,13 +153,6 @@ class TaskExecutor {
     std::string text;
   };
   enum class Stop { kNone, kCancel, kTimeout, kKill };
-  struct ProcessEnd {
-    bool started = false;  // false: the spawn failed (start_error says why)
-    std::string start_error;
-    int exit_code = 0;
-    bool success = false;
-    std::string describe;  // "exit code 3", "killed by signal 9"
-  };
   using LineFn = std::function<void(bool is_stderr, std::string line)>;
 
   void Post(Action action);
@@ -171,8 +164,9 @@ class TaskExecutor {
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
-  // Runs one process to its end under the controls and the deadline.
-  ProcessEnd RunProcess(const SpawnOptions& options, const LineFn& on_line);
+  // Runs one process to its end under the controls and the deadline; an
+  // error when it cannot be started.
+  absl::StatusOr<ExitStatus> RunProcess(const SpawnOptions& options, const LineFn& on_line);
   // Waits for Input(); nullopt when the task is stopped meanwhile.
   std::optional<std::string> WaitForInput();
   // Applies pause/resume/cancel/kill; inputs are kept for WaitForInput().
