@@ -51,19 +51,21 @@ std::string RedactUrl(const std::string& url) {
 
 namespace {
 
-// The interrupt pipe (read end) of the worktree whose operation this thread
-// runs; -1 outside one. Set by InterruptScope in the public methods.
-thread_local int current_interrupt_fd = -1;
+// What may stop the git commands this thread runs for a public method;
+// set by ControlScope.
+thread_local GitControl current_control;
 
-class InterruptScope {
+class ControlScope {
  public:
-  explicit InterruptScope(int fd) : saved_(current_interrupt_fd) { current_interrupt_fd = fd; }
-  ~InterruptScope() { current_interrupt_fd = saved_; }
-  InterruptScope(const InterruptScope&) = delete;
-  InterruptScope& operator=(const InterruptScope&) = delete;
+  explicit ControlScope(const GitControl& control) : saved_(current_control) {
+    current_control = control;
+  }
+  ~ControlScope() { current_control = saved_; }
+  ControlScope(const ControlScope&) = delete;
+  ControlScope& operator=(const ControlScope&) = delete;
 
  private:
-  int saved_;
+  GitControl saved_;
 };
 
 // Runs a shell script whose task-supplied values come only from `vars`
@@ -79,11 +81,20 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   options.env.emplace_back("LC_ALL", "C");
   // A patch may hold very long lines; they must come back whole.
   options.max_line_bytes = 64 << 20;
-  auto result = RunCommand(options, kGitTimeout, current_interrupt_fd);
+  // The task's deadline when it comes first.
+  const auto now = std::chrono::steady_clock::now();
+  const bool task_deadline = current_control.deadline - now < kGitTimeout;
+  const auto timeout =
+      task_deadline ? std::max(std::chrono::steady_clock::duration::zero(), current_control.deadline - now)
+                    : std::chrono::steady_clock::duration(kGitTimeout);
+  auto result = RunCommand(options, std::chrono::ceil<std::chrono::milliseconds>(timeout),
+                           current_control.cancel_fd);
   if (!result.ok()) return result.status();
   if (result->canceled) return absl::CancelledError("git was interrupted: the task was canceled");
-  if (result->timed_out)
-    return absl::DeadlineExceededError(absl::StrCat("git timed out: ", script));
+  if (result->timed_out) {
+    return absl::DeadlineExceededError(task_deadline ? "git was stopped: the task's time ran out"
+                                                     : absl::StrCat("git timed out: ", script));
+  }
   if (!result->status.success()) {
     std::string message = result->stderr_text.empty() ? result->stdout_text : result->stderr_text;
     // Credentials in a repository URL never reach an error message.
@@ -184,7 +195,7 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
                                                const std::string& base_branch,
                                                const std::string& work_branch,
                                                const std::string& name, const Progress& progress,
-                                               bool carry_over) {
+                                               bool carry_over, const GitControl& control) {
   if (repo_url.empty()) return absl::InvalidArgumentError("the workspace has no repoUrl");
   if (work_branch.empty()) return absl::InvalidArgumentError("the task has no work branch");
   if (!IsPlainName(name)) {
@@ -194,7 +205,7 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
   if (!TryClaim(name)) {
     return absl::FailedPreconditionError(absl::StrCat("worktree ", name, " is in use"));
   }
-  InterruptScope interruptible(InterruptFd(name));
+  ControlScope controlled(control);
   auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress, carry_over);
   if (!tree.ok()) Unclaim(name);
   return tree;
@@ -390,8 +401,9 @@ absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
                                                      const std::string& message,
                                                      const std::string& author,
                                                      size_t max_patch_bytes,
-                                                     const Progress& progress) {
-  InterruptScope interruptible(InterruptFd(tree.name));
+                                                     const Progress& progress,
+                                                     const GitControl& control) {
+  ControlScope controlled(control);
   Vars vars = {{"MESSAGE", message}, {"AUTHOR", author}};
   BUILDD_ASSIGN_OR_RETURN(std::string status,
                           Git("git add -A && git status --porcelain", vars, tree.path));
@@ -412,9 +424,10 @@ absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
 
 absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const std::string& commit,
                                                   const std::string& author, size_t max_patch_bytes,
-                                                  const Progress& progress) {
+                                                  const Progress& progress,
+                                                  const GitControl& control) {
   if (commit.empty()) return absl::InvalidArgumentError("no commit to revert");
-  InterruptScope interruptible(InterruptFd(tree.name));
+  ControlScope controlled(control);
   Vars vars = {{"COMMIT", commit}, {"AUTHOR", author}};
   // A full sha from here on: `commit` may be any revision, even one that
   // looks like an option.
@@ -489,8 +502,9 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
   return result;
 }
 
-absl::Status GitWorkspace::Push(const Worktree& tree, const Progress& progress) {
-  InterruptScope interruptible(InterruptFd(tree.name));
+absl::Status GitWorkspace::Push(const Worktree& tree, const Progress& progress,
+                                const GitControl& control) {
+  ControlScope controlled(control);
   if (progress) progress("push", tree.branch);
   return Git("git push -q origin \"HEAD:refs/heads/$WORK\"", {{"WORK", tree.branch}}, tree.path)
       .status();
@@ -558,31 +572,6 @@ bool GitWorkspace::TryClaim(const std::string& name) {
 void GitWorkspace::Unclaim(const std::string& name) {
   absl::MutexLock lock(&mu_);
   in_use_.erase(name);
-  auto pipe = interrupts_.find(name);
-  if (pipe != interrupts_.end()) {
-    close(pipe->second.first);
-    close(pipe->second.second);
-    interrupts_.erase(pipe);
-  }
-}
-
-int GitWorkspace::InterruptFd(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  auto it = interrupts_.find(name);
-  if (it != interrupts_.end()) return it->second.first;
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
-  interrupts_[name] = {fds[0], fds[1]};
-  return fds[0];
-}
-
-void GitWorkspace::Interrupt(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  auto it = interrupts_.find(name);
-  if (it == interrupts_.end()) return;
-  const char byte = 1;
-  ssize_t ignored = write(it->second.second, &byte, 1);  // stays readable: level-triggered
-  (void)ignored;
 }
 
 std::string GitWorkspace::WorktreesDir() const { return absl::StrCat(root_, "/worktrees"); }

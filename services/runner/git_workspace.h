@@ -1,6 +1,7 @@
 #ifndef BUILDD_SERVICES_RUNNER_GIT_WORKSPACE_H_
 #define BUILDD_SERVICES_RUNNER_GIT_WORKSPACE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -47,6 +48,14 @@ struct GitWorkspaceOptions {
 // The used fraction of the file system holding `path` as an unprivileged
 // process sees it (1 - available / total blocks); 0 when it cannot be read.
 double UsedDiskFraction(const std::string& path);
+
+// What may stop a task's git commands early: a file descriptor that
+// becomes readable (cancel) and the task's deadline. They then fail with
+// Cancelled or DeadlineExceeded.
+struct GitControl {
+  int cancel_fd = -1;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
 
 // Git checkouts for tasks under `root`: one bare cache per repository
 // (cache/<hash of the URL>.git, fetched, never re-cloned) and one worktree
@@ -95,13 +104,14 @@ class GitWorkspace {
   // a `name` that is not a single path component.
   absl::StatusOr<Worktree> Prepare(const std::string& repo_url, const std::string& base_branch,
                                    const std::string& work_branch, const std::string& name,
-                                   const Progress& progress, bool carry_over = true);
+                                   const Progress& progress, bool carry_over = true,
+                                   const GitControl& control = {});
 
   // Commits every change in the worktree (author `author`, "Name <email>");
   // changed=false and no commit when there is nothing to commit.
   absl::StatusOr<CommitResult> CommitAll(const Worktree& tree, const std::string& message,
                                          const std::string& author, size_t max_patch_bytes,
-                                         const Progress& progress);
+                                         const Progress& progress, const GitControl& control = {});
 
   // Commits the revert of `commit` (a sha or any revision naming a commit
   // reachable from the worktree's branch) on the branch, as `author`. The
@@ -114,20 +124,15 @@ class GitWorkspace {
   // that commit is the result and no new one is made.
   absl::StatusOr<CommitResult> Revert(const Worktree& tree, const std::string& commit,
                                       const std::string& author, size_t max_patch_bytes,
-                                      const Progress& progress);
+                                      const Progress& progress, const GitControl& control = {});
 
   // Pushes the work branch to the repository's remote.
-  absl::Status Push(const Worktree& tree, const Progress& progress);
+  absl::Status Push(const Worktree& tree, const Progress& progress,
+                    const GitControl& control = {});
 
   // Removes the worktree and its metadata in the cache (its branch stays in
   // the cache) and releases its name.
   absl::Status Remove(const Worktree& tree);
-
-  // Stops the git command running for worktree `name` (in Prepare,
-  // CommitAll, Revert or Push) and every later one until the worktree is
-  // released: they fail with Cancelled. Thread-safe; nothing happens when
-  // no such operation has started.
-  void Interrupt(const std::string& name);
 
   // Marks the worktree idle and records now as its last use.
   void Release(const std::string& name);
@@ -142,9 +147,6 @@ class GitWorkspace {
   // Marks `name` in use unless it already is; true when it was marked.
   bool TryClaim(const std::string& name);
   void Unclaim(const std::string& name);
-  // The read end of `name`'s interrupt pipe, made on first use; closed by
-  // Unclaim.
-  int InterruptFd(const std::string& name);
   absl::StatusOr<Worktree> AddWorktree(const std::string& repo_url, const std::string& base_branch,
                                        const std::string& work_branch, const std::string& name,
                                        const Progress& progress, bool carry_over);
@@ -170,8 +172,6 @@ class GitWorkspace {
   absl::Mutex cleanup_mu_;
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> in_use_ ABSL_GUARDED_BY(mu_);
-  // Interrupt pipes (read end, write end) of worktrees with an operation.
-  std::map<std::string, std::pair<int, int>> interrupts_ ABSL_GUARDED_BY(mu_);
   // One per repository cache; never removed (a handful per runner).
   std::map<std::string, std::unique_ptr<absl::Mutex>> repo_locks_ ABSL_GUARDED_BY(mu_);
 };

@@ -10,7 +10,6 @@
 #include <memory>
 #include <optional>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -103,6 +102,10 @@ TaskExecutor::TaskExecutor(TaskSpec spec, milliseconds cancel_grace, TaskCallbac
     wake_read_ = fds[0];
     wake_write_ = fds[1];
   }
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+    git_stop_read_ = fds[0];
+    git_stop_write_ = fds[1];
+  }
 }
 
 TaskExecutor::~TaskExecutor() {
@@ -110,8 +113,9 @@ TaskExecutor::~TaskExecutor() {
     if (!done()) Kill();
     thread_.join();
   }
-  if (wake_read_ >= 0) close(wake_read_);
-  if (wake_write_ >= 0) close(wake_write_);
+  for (int fd : {wake_read_, wake_write_, git_stop_read_, git_stop_write_}) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 void TaskExecutor::Start() {
@@ -126,27 +130,13 @@ void TaskExecutor::Cancel() {
 }
 
 void TaskExecutor::StopGit() {
-  absl::MutexLock lock(&mu_);
-  stop_git_ = true;
+  // Stays readable: this git command and every later one of the task stop.
+  const char byte = 1;
+  ssize_t ignored = write(git_stop_write_, &byte, 1);
+  (void)ignored;
 }
 
-void TaskExecutor::WatchGit() {
-  absl::MutexLock lock(&mu_);
-  const absl::Condition stop_or_over(
-      +[](TaskExecutor* e) { return e->stop_git_ || e->run_over_; },
-      this);
-  if (deadline_ == kNever) {
-    mu_.Await(stop_or_over);
-  } else if (!mu_.AwaitWithTimeout(stop_or_over, absl::FromChrono(deadline_ - Clock::now()))) {
-    git_timed_out_.store(true);
-  }
-  // A clone or push under way would otherwise hold the task for minutes.
-  // Again until the end: a git operation may not have begun the first time.
-  while (!run_over_) {
-    if (spec_.git != nullptr) spec_.git->Interrupt(worktree_name_);
-    mu_.AwaitWithTimeout(absl::Condition(&run_over_), absl::Milliseconds(100));
-  }
-}
+GitControl TaskExecutor::GitLimits() const { return GitControl{git_stop_read_, deadline_}; }
 
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
 
@@ -460,16 +450,6 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
 void TaskExecutor::Run() {
   const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
   if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
-  // A git command watches neither the controls nor the deadline itself.
-  std::thread watchdog;
-  if (!spec_.repo_url.empty() && spec_.git != nullptr) watchdog = std::thread([this] { WatchGit(); });
-  absl::Cleanup end_watchdog = [&] {
-    {
-      absl::MutexLock lock(&mu_);
-      run_over_ = true;
-    }
-    if (watchdog.joinable()) watchdog.join();
-  };
   const bool agent = spec_.provider == "claude" || spec_.provider == "codex";
   const bool revert = spec_.kind == "revert";
   std::optional<Worktree> tree;
@@ -507,7 +487,7 @@ void TaskExecutor::Run() {
   const auto stopped = [&](TaskResult result) {
     bool paused = false;
     ApplyActions(nullptr, /*exited=*/true, &paused);
-    if (stop_ == Stop::kNone && git_timed_out_.load()) stop_ = Stop::kTimeout;
+    if (stop_ == Stop::kNone && Clock::now() >= deadline_) stop_ = Stop::kTimeout;
     switch (stop_) {
       case Stop::kKill:
       case Stop::kCancel:
@@ -538,7 +518,7 @@ void TaskExecutor::Run() {
     if (spec_.git == nullptr) return fail("this runner keeps no git worktrees", none);
     absl::StatusOr<Worktree> prepared = spec_.git->Prepare(
         spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress,
-        /*carry_over=*/!revert);
+        /*carry_over=*/!revert, GitLimits());
     if (!prepared.ok()) {
       if (stopped(none)) return;
       return fail(std::string(prepared.status().message()), none);
@@ -573,7 +553,8 @@ void TaskExecutor::Run() {
   if (revert) {
     if (stop_ == Stop::kNone) {
       absl::StatusOr<CommitResult> reverted = spec_.git->Revert(
-          *tree, spec_.revert_commit, spec_.commit_author, spec_.max_patch_bytes, progress);
+          *tree, spec_.revert_commit, spec_.commit_author, spec_.max_patch_bytes, progress,
+          GitLimits());
       if (!reverted.ok()) return end_with_error(std::string(reverted.status().message()));
       commit = *reverted;
     }
@@ -623,7 +604,7 @@ void TaskExecutor::Run() {
         SanitizeUtf8(spec_.title.empty() ? spec_.prompt.substr(0, 72) : spec_.title);
     absl::StatusOr<CommitResult> committed = spec_.git->CommitAll(
         *tree, absl::StrCat(subject.empty() ? "buildd task" : subject, "\n\nbuildd-task: ", spec_.task_id),
-        spec_.commit_author, spec_.max_patch_bytes, progress);
+        spec_.commit_author, spec_.max_patch_bytes, progress, GitLimits());
     if (!committed.ok()) return end_with_error(std::string(committed.status().message()));
     commit = *committed;
   }
@@ -634,7 +615,7 @@ void TaskExecutor::Run() {
     artifacts.set_patch_truncated(commit->patch_truncated);
   }
   if (tree.has_value() && spec_.push && commit.has_value() && commit->changed) {
-    absl::Status pushed = spec_.git->Push(*tree, progress);
+    absl::Status pushed = spec_.git->Push(*tree, progress, GitLimits());
     if (!pushed.ok()) return end_with_error(std::string(pushed.message()));
     artifacts.set_pushed(true);
   }

@@ -156,11 +156,10 @@ class TaskExecutor {
   using LineFn = std::function<void(bool is_stderr, std::string line)>;
 
   void Post(Action action);
-  // Asks WatchGit() to interrupt git.
+  // Stops the task's git commands, the one under way and every later one.
   void StopGit();
-  // Interrupts the task's git commands, until Run() ends, from the moment
-  // StopGit() is called or the deadline passes (then git_timed_out_).
-  void WatchGit();
+  // What stops the task's git commands: StopGit() and the deadline.
+  GitControl GitLimits() const;
   void Run();
   void Emit(TaskEvent event);
   std::vector<Action> TakeActions();
@@ -189,16 +188,16 @@ class TaskExecutor {
   std::vector<std::string> inputs_;  // answers not consumed yet
   const TaskCallbacks callbacks_;
   int wake_read_ = -1;
+  // Readable once StopGit() was called.
+  int git_stop_read_ = -1;
+  int git_stop_write_ = -1;
   int wake_write_ = -1;
   std::thread thread_;
 
   mutable absl::Mutex mu_;
   std::vector<Action> actions_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool run_over_ ABSL_GUARDED_BY(mu_) = false;  // ends WatchGit()
-  bool stop_git_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> killed_{false};
-  std::atomic<bool> git_timed_out_{false};  // set by WatchGit()
 };
 
 // `id` made safe as one path component: characters other than letters,

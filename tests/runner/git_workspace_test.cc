@@ -576,26 +576,43 @@ TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
   EXPECT_EQ(UsedDiskFraction("/nonexistent/buildd"), 0.0);
 }
 
-TEST_F(GitWorkspaceTest, InterruptStopsASlowCloneAtOnce) {
+TEST_F(GitWorkspaceTest, TheCancelFdStopsASlowCloneAtOnce) {
   // A remote that never answers: ssh that just waits.
   // Git appends the host and command; the comment swallows them.
   setenv("GIT_SSH_COMMAND", "sleep 60 #", 1);
   GitWorkspace ws = Workspace();
+  int stop[2];
+  ASSERT_EQ(pipe(stop), 0);
   const auto start = std::chrono::steady_clock::now();
-  auto prepare = std::async(std::launch::async, [&ws] {
-    return ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr);
+  auto prepare = std::async(std::launch::async, [&ws, &stop] {
+    return ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
+                      true, GitControl{stop[0]});
   });
-  // Interrupting before the clone started does nothing; keep asking.
-  while (prepare.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
-    ws.Interrupt("t-slow");
-  }
+  ASSERT_EQ(prepare.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  ASSERT_EQ(write(stop[1], "x", 1), 1);
   auto result = prepare.get();
+  close(stop[0]);
+  close(stop[1]);
   unsetenv("GIT_SSH_COMMAND");
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
   // The name is free again, and a later task is not interrupted.
   auto later = ws.Prepare(url_, "main", "buildd/slow", "t-slow", nullptr);
   EXPECT_TRUE(later.ok()) << later.status();
+}
+
+TEST_F(GitWorkspaceTest, TheTaskDeadlineStopsASlowClone) {
+  setenv("GIT_SSH_COMMAND", "sleep 60 #", 1);
+  GitWorkspace ws = Workspace();
+  const auto start = std::chrono::steady_clock::now();
+  GitControl control;
+  control.deadline = start + std::chrono::milliseconds(500);
+  auto result = ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
+                           true, control);
+  unsetenv("GIT_SSH_COMMAND");
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("the task's time ran out"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
 TEST(RedactUrlTest, CredentialsInTheAuthorityAreHidden) {
