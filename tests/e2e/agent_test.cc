@@ -756,7 +756,7 @@ TEST_F(AgentTest, CodexPlanFirstWaitsForApprovalThenContinuesTheSameThread) {
   // One thread throughout: the coding turn carries the planning turn, and
   // the planning pass ran in Codex's read-only sandbox.
   const auto requests = CodexRequestsWithKey("KEY-CODEX-PLAN");
-  ASSERT_EQ(requests.size(), 3u);
+  ASSERT_EQ(requests.size(), 3u) << ::testing::PrintToString(openai_.requests());
   EXPECT_THAT(requests[0].body, HasSubstr("read-only"));
   EXPECT_EQ(requests[1].assistant_messages, 1);
   EXPECT_THAT(requests[1].body, HasSubstr("Plan: 1. write plan.txt"));
