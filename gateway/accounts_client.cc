@@ -6,12 +6,9 @@
 namespace buildd::gateway {
 namespace {
 
-class GrpcAccountsClient final : public AccountsClient {
+class GrpcAccountsClient final : public internal::GrpcClient<AccountsClient, pb::AccountService> {
  public:
-  GrpcAccountsClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
-      : stub_(pb::AccountService::NewStub(channel)),
-        health_(grpc::health::v1::Health::NewStub(channel)),
-        options_(options) {}
+  using GrpcClient::GrpcClient;
 
   BUILDD_FORWARD_UNARY(CreateAccount, pb::CreateAccountRequest, pb::CreateAccountResponse)
   BUILDD_FORWARD_UNARY(ListAccounts, pb::ListAccountsRequest, pb::ListAccountsResponse)
@@ -20,15 +17,6 @@ class GrpcAccountsClient final : public AccountsClient {
   BUILDD_FORWARD_UNARY(RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
   BUILDD_FORWARD_UNARY(GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)
   BUILDD_FORWARD_UNARY(Authenticate, pb::AuthenticateRequest, pb::Principal)
-
-  void CheckHealth(Callback<std::string> done) override {
-    internal::CheckHealth(health_.get(), options_.health_deadline, std::move(done));
-  }
-
- private:
-  std::unique_ptr<pb::AccountService::Stub> stub_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
-  ClientOptions options_;
 };
 
 

@@ -110,12 +110,9 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class GrpcBrokerClient final : public BrokerClient {
+class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::BrokerService> {
  public:
-  GrpcBrokerClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
-      : stub_(pb::BrokerService::NewStub(channel)),
-        health_(grpc::health::v1::Health::NewStub(channel)),
-        options_(options) {}
+  using GrpcClient::GrpcClient;
 
   BUILDD_FORWARD_UNARY(CreateWorkspace, pb::CreateWorkspaceRequest, pb::Workspace)
   BUILDD_FORWARD_UNARY(ListWorkspaces, pb::ListWorkspacesRequest, pb::ListWorkspacesResponse)
@@ -135,15 +132,6 @@ class GrpcBrokerClient final : public BrokerClient {
     reactor->Start(stub_.get(), meta);
     return reactor;
   }
-
-  void CheckHealth(Callback<std::string> done) override {
-    internal::CheckHealth(health_.get(), options_.health_deadline, std::move(done));
-  }
-
- private:
-  std::unique_ptr<pb::BrokerService::Stub> stub_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
-  ClientOptions options_;
 };
 
 

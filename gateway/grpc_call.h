@@ -66,6 +66,27 @@ inline void CheckHealth(grpc::health::v1::Health::Stub* stub, absl::Duration dea
       });
 }
 
+// The gRPC side of a client interface `Interface` (which declares
+// CheckHealth) over `Service`'s stub: the stubs, the options and the health
+// check. Subclasses forward methods with BUILDD_FORWARD_UNARY.
+template <typename Interface, typename Service>
+class GrpcClient : public Interface {
+ public:
+  GrpcClient(const std::shared_ptr<grpc::Channel>& channel, ClientOptions options)
+      : stub_(Service::NewStub(channel)),
+        health_(grpc::health::v1::Health::NewStub(channel)),
+        options_(options) {}
+
+  void CheckHealth(Callback<std::string> done) override {
+    internal::CheckHealth(health_.get(), options_.health_deadline, std::move(done));
+  }
+
+ protected:
+  std::unique_ptr<typename Service::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  ClientOptions options_;
+};
+
 }  // namespace buildd::gateway::internal
 
 // Inside a client class with `stub_` and `options_`: overrides `Method` to
