@@ -30,12 +30,19 @@ using Vars = std::vector<std::pair<std::string, std::string>>;
 
 constexpr auto kGitTimeout = std::chrono::minutes(10);
 
-// Makes "$AUTHOR" ("Name <email>") both author and committer, so no global
-// git identity is needed.
-constexpr char kAsAuthor[] =
-    "name=${AUTHOR%% <*}; email=${AUTHOR##*<}; email=${email%>}\n"
-    "export GIT_AUTHOR_NAME=\"$name\" GIT_AUTHOR_EMAIL=\"$email\" "
-    "GIT_COMMITTER_NAME=\"$name\" GIT_COMMITTER_EMAIL=\"$email\"\n";
+// `vars` with `author` ("Name <email>") as both author and committer, so no
+// global git identity is needed.
+Vars WithAuthor(Vars vars, const std::string& author) {
+  const size_t open = author.find(" <");
+  const std::string name = open == std::string::npos ? author : author.substr(0, open);
+  std::string email = open == std::string::npos ? author : author.substr(open + 2);
+  if (!email.empty() && email.back() == '>') email.pop_back();
+  vars.insert(vars.end(), {{"GIT_AUTHOR_NAME", name},
+                           {"GIT_AUTHOR_EMAIL", email},
+                           {"GIT_COMMITTER_NAME", name},
+                           {"GIT_COMMITTER_EMAIL", email}});
+  return vars;
+}
 
 }  // namespace
 
@@ -342,11 +349,8 @@ absl::Status GitWorkspace::FreeBranch(const std::string& cache_dir, const std::s
             "  after=$(git rev-parse -q --verify refs/stash || true)\n"
             "  if [ \"$after\" != \"$before\" ]; then echo \"$after\"; fi\n"
             "fi\n",
-            {{"MESSAGE", absl::StrCat("buildd: left uncommitted in worktree ", holder_name)},
-             {"GIT_AUTHOR_NAME", "buildd"},
-             {"GIT_AUTHOR_EMAIL", "buildd@localhost"},
-             {"GIT_COMMITTER_NAME", "buildd"},
-             {"GIT_COMMITTER_EMAIL", "buildd@localhost"}},
+            WithAuthor({{"MESSAGE", absl::StrCat("buildd: left uncommitted in worktree ", holder_name)}},
+                       "buildd <buildd@localhost>"),
             holder);
     if (stashed.ok()) {
       *stash = Trimmed(*stashed);
@@ -404,16 +408,16 @@ absl::StatusOr<CommitResult> GitWorkspace::CommitAll(const Worktree& tree,
                                                      const Progress& progress,
                                                      const GitControl& control) {
   ControlScope controlled(control);
-  Vars vars = {{"MESSAGE", message}, {"AUTHOR", author}};
+  Vars vars = WithAuthor({{"MESSAGE", message}}, author);
   BUILDD_ASSIGN_OR_RETURN(std::string status,
                           Git("git add -A && git status --porcelain", vars, tree.path));
   CommitResult result;
   if (!Trimmed(status).empty()) {
     if (progress) progress("commit", message);
     BUILDD_ASSIGN_OR_RETURN(std::string sha,
-                            Git(absl::StrCat("set -e\n", kAsAuthor,
-                                             "git commit -q --no-verify -m \"$MESSAGE\"\n"
-                                             "git rev-parse HEAD\n"),
+                            Git("set -e\n"
+                                "git commit -q --no-verify -m \"$MESSAGE\"\n"
+                                "git rev-parse HEAD\n",
                                 vars, tree.path));
     result.changed = true;
     result.sha = Trimmed(sha);
@@ -428,7 +432,7 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
                                                   const GitControl& control) {
   if (commit.empty()) return absl::InvalidArgumentError("no commit to revert");
   ControlScope controlled(control);
-  Vars vars = {{"COMMIT", commit}, {"AUTHOR", author}};
+  Vars vars = WithAuthor({{"COMMIT", commit}}, author);
   // A full sha from here on: `commit` may be any revision, even one that
   // looks like an option.
   BUILDD_ASSIGN_OR_RETURN(
@@ -474,7 +478,7 @@ absl::StatusOr<CommitResult> GitWorkspace::Revert(const Worktree& tree, const st
 
   if (progress) progress("revert", absl::StrCat(commit, " on ", tree.branch));
   auto reverted =
-      Git(absl::StrCat("set -e\n", kAsAuthor, "git revert --no-edit \"$SHA\"\n"), vars, tree.path);
+      Git("git revert --no-edit \"$SHA\"\n", vars, tree.path);
   if (!reverted.ok()) {
     // A conflicted revert stays in progress; abort it so the worktree is as
     // it was.
