@@ -27,12 +27,10 @@ namespace fs = std::filesystem;
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? value : fallback;
+std::string HomeDir() {
+  const char* home = std::getenv("HOME");
+  return home != nullptr && *home != '\0' ? home : "/root";
 }
-
-std::string HomeDir() { return EnvOr("HOME", "/root"); }
 
 absl::Status BadOption(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("providerOptions.", field, " ", what));
@@ -133,10 +131,8 @@ absl::Time CodexSessionStart(const std::string& transcript) {
 }  // namespace
 
 ProviderSettings ResolveProviderSettings(ProviderSettings settings) {
-  if (settings.claude_config_dir.empty()) {
-    settings.claude_config_dir = EnvOr("CLAUDE_CONFIG_DIR", HomeDir() + "/.claude");
-  }
-  if (settings.codex_home.empty()) settings.codex_home = EnvOr("CODEX_HOME", HomeDir() + "/.codex");
+  if (settings.claude_config_dir.empty()) settings.claude_config_dir = HomeDir() + "/.claude";
+  if (settings.codex_home.empty()) settings.codex_home = HomeDir() + "/.codex";
   return settings;
 }
 

@@ -25,7 +25,9 @@ struct ProviderSettings {
   std::string codex_home;
 };
 
-// Fills the empty directories of `settings` from the environment.
+// Fills the empty directories of `settings` with the CLIs' defaults under
+// $HOME (the runner's flags already fall back to $CLAUDE_CONFIG_DIR and
+// $CODEX_HOME).
 ProviderSettings ResolveProviderSettings(ProviderSettings settings);
 
 // What a task may choose about its agent, from Task.provider_options:

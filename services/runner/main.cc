@@ -102,6 +102,8 @@ int main(int argc, char** argv) {
                              {"claude", "BUILDD_CLAUDE"},
                              {"codex", "BUILDD_CODEX"},
                              {"commit_author", "BUILDD_COMMIT_AUTHOR"},
+                             {"claude_config_dir", "CLAUDE_CONFIG_DIR"},
+                             {"codex_home", "CODEX_HOME"},
                              {"log_level", "BUILDD_LOG_LEVEL"}},
                             "buildd-runner --api_key=KEY [--server=host:port] [flags]\n"
                             "Runs the tasks the buildd broker pushes to it.");
