@@ -66,6 +66,15 @@ struct TaskRecord {
   }
 };
 
+// A task's agent session as stored: its transcript sealed, in base64 (how
+// bytea travels through SOCI).
+struct SealedSession {
+  std::string task_id;
+  std::string provider;
+  std::string session_id;
+  std::string sealed_base64;
+};
+
 struct WorkerRecord {
   std::string id;
   std::string task_id;
@@ -172,9 +181,11 @@ class PgBrokerStore {
   // Adds to what the account spent today (UTC); returns the day's total.
   static double AddCost(soci::session& sql, const std::string& account_id, double cost_usd);
   static double CostToday(soci::session& sql, const std::string& account_id);
-  // Stores (or replaces) the session a task ended with, its transcript
-  // sealed.
-  void SaveSession(soci::session& sql, const ::buildd::v1::SessionSnapshot& snapshot) const;
+  // The stored form of the session a task ended with: its transcript
+  // sealed. Made off the journal's thread (a transcript can be megabytes).
+  SealedSession SealSession(const ::buildd::v1::SessionSnapshot& snapshot) const;
+  // Stores (or replaces) it.
+  static void SaveSession(soci::session& sql, const SealedSession& session);
   // Whether a task of `workspace_id` with concurrency key `key` is
   // unfinished (pending, assigned, running or waiting for input).
   static bool KeyIsBusy(soci::session& sql, const std::string& workspace_id, const std::string& key);

@@ -598,16 +598,9 @@ void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept
 
 void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject) {
   journal_.Submit([this, runner_id, reject](JournalTx& tx) -> absl::Status {
-    Attached a;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = attached_.find(reject.worker_id());
-      if (it == attached_.end() || it->second.runner_id != runner_id ||
-          it->second.epoch != reject.epoch()) {
-        return absl::OkStatus();
-      }
-      a = it->second;
-    }
+    const std::optional<Attached> attached = AttachedTo(runner_id, reject.worker_id(), reject.epoch());
+    if (!attached) return absl::OkStatus();
+    const Attached& a = *attached;
     auto worker = PgBrokerStore::LockWorker(tx.sql(), reject.worker_id());
     auto task = PgBrokerStore::LockTask(tx.sql(), a.task_id);
     if (!worker || !task || task->epoch != a.epoch) return absl::OkStatus();
@@ -711,19 +704,40 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
   });
 }
 
-void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& finished) {
-  journal_.Submit([this, runner_id, finished](JournalTx& tx) -> absl::Status {
-    Attached a;
-    bool known = false;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = attached_.find(finished.worker_id());
-      if (it != attached_.end() && it->second.runner_id == runner_id &&
-          it->second.epoch == finished.epoch()) {
-        a = it->second;
-        known = true;
-      }
+std::optional<Dispatcher::Attached> Dispatcher::AttachedTo(const std::string& runner_id,
+                                                          const std::string& worker_id,
+                                                          int64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  auto it = attached_.find(worker_id);
+  if (it == attached_.end() || it->second.runner_id != runner_id || it->second.epoch != epoch) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& message) {
+  // A transcript of megabytes is sealed here, not on the journal's thread.
+  pb::Finished finished = message;
+  std::optional<SealedSession> session;
+  if (finished.has_session() && !finished.session().session_id().empty()) {
+    if (auto a = AttachedTo(runner_id, finished.worker_id(), finished.epoch()); a.has_value()) {
+      finished.mutable_session()->set_task_id(a->task_id);
+      session = store_.SealSession(finished.session());
     }
+  }
+  finished.clear_session();
+  // So is the artifacts' JSON (a patch can be 256 KiB).
+  std::string artifacts_json;
+  google::protobuf::Struct artifacts_data;
+  if (finished.has_artifacts()) {
+    (void)google::protobuf::util::MessageToJsonString(finished.artifacts(), &artifacts_json);
+    (void)google::protobuf::util::JsonStringToMessage(artifacts_json, &artifacts_data);
+  }
+  journal_.Submit([this, runner_id, finished = std::move(finished), session = std::move(session),
+                   artifacts_json = std::move(artifacts_json),
+                   artifacts_data = std::move(artifacts_data)](JournalTx& tx) -> absl::Status {
+    const std::optional<Attached> known =
+        AttachedTo(runner_id, finished.worker_id(), finished.epoch());
     // A Finished is acked as the message after the last event.
     pb::BrokerMessage ack;
     ack.mutable_ack()->set_worker_id(finished.worker_id());
@@ -732,6 +746,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
       tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
       return absl::OkStatus();
     }
+    const Attached& a = *known;
     std::string worker_state, task_state, type;
     switch (finished.outcome()) {
       case pb::Finished::completed:
@@ -764,16 +779,12 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& fi
     e.set_exit_code(finished.exit_code());
     e.set_text(finished.error_message());
     if (finished.has_artifacts()) {
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(finished.artifacts(), &json);
-      PgBrokerStore::SetArtifacts(tx.sql(), a.task_id, json);
-      (void)google::protobuf::util::JsonStringToMessage(json, e.mutable_data());
+      PgBrokerStore::SetArtifacts(tx.sql(), a.task_id, artifacts_json);
+      *e.mutable_data() = artifacts_data;
     }
     if (finished.artifacts().cost_usd() > 0) ChargeInTx(tx, runner_id, a, finished.artifacts().cost_usd());
-    if (finished.has_session() && !finished.session().session_id().empty()) {
-      pb::SessionSnapshot session = finished.session();
-      session.set_task_id(a.task_id);
-      store_.SaveSession(tx.sql(), session);
+    if (session.has_value() && session->task_id == a.task_id) {
+      PgBrokerStore::SaveSession(tx.sql(), *session);
     }
     tx.Append(std::move(e));
     const std::string worker_id = finished.worker_id();

@@ -109,6 +109,9 @@ class Dispatcher {
   // waiting for it.
   void WakeWaitersFor(const std::string& workspace_id, const std::string& task_id,
                       const std::string& key);
+  // The worker `worker_id` when `runner_id` holds it at `epoch`.
+  std::optional<Attached> AttachedTo(const std::string& runner_id, const std::string& worker_id,
+                                     int64_t epoch);
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);
   void OnReject(const std::string& runner_id, const pb::Reject& reject);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);

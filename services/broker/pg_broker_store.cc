@@ -324,15 +324,18 @@ double PgBrokerStore::CostToday(soci::session& sql, const std::string& account_i
   return sql.got_data() && ind == soci::i_ok ? total : 0;
 }
 
-void PgBrokerStore::SaveSession(soci::session& sql,
-                                const ::buildd::v1::SessionSnapshot& s) const {
-  // bytea travels as base64 text: SOCI binds strings as text.
-  const std::string data = absl::Base64Escape(sessions_.Seal(s.data(), s.task_id()));
+SealedSession PgBrokerStore::SealSession(const ::buildd::v1::SessionSnapshot& s) const {
+  return SealedSession{s.task_id(), s.provider(), s.session_id(),
+                       absl::Base64Escape(sessions_.Seal(s.data(), s.task_id()))};
+}
+
+void PgBrokerStore::SaveSession(soci::session& sql, const SealedSession& s) {
   sql << "INSERT INTO session_snapshots (task_id, provider, session_id, data, sealed)"
          " VALUES (:t, :p, :s, decode(:d, 'base64'), true) ON CONFLICT (task_id) DO UPDATE SET"
          " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
          " sealed = true, created_at = now()",
-      soci::use(s.task_id()), soci::use(s.provider()), soci::use(s.session_id()), soci::use(data);
+      soci::use(s.task_id), soci::use(s.provider), soci::use(s.session_id),
+      soci::use(s.sealed_base64);
 }
 
 absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::FindSession(
