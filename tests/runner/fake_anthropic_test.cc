@@ -33,14 +33,6 @@ std::string Conversation(const std::string& prompt, int assistant_messages, bool
 }
 
 // The `event:` names of a text/event-stream body, in order.
-std::vector<std::string> EventNames(const std::string& body) {
-  std::vector<std::string> names;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (absl::ConsumePrefix(&line, "event: ")) names.emplace_back(line);
-  }
-  return names;
-}
-
 const Headers kJson = {{"Content-Type", "application/json"},
                        {"X-Claude-Code-Session-Id", "session-1"}};
 

@@ -44,14 +44,6 @@ std::string Input(const std::string& prompt, int turns, bool stream = true) {
 }
 
 // The `event:` names of a text/event-stream body, in order.
-std::vector<std::string> EventNames(const std::string& body) {
-  std::vector<std::string> names;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (absl::ConsumePrefix(&line, "event: ")) names.emplace_back(line);
-  }
-  return names;
-}
-
 const Headers kJson = {{"Content-Type", "application/json"},
                        {"Authorization", "Bearer sk-1"},
                        {"session-id", "thread-1"}};

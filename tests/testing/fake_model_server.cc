@@ -12,6 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace buildd::testing {
 
@@ -64,6 +66,14 @@ std::string StringField(const protobuf::Struct& object, const std::string& name)
 
 std::string SseEvent(absl::string_view type, absl::string_view data) {
   return absl::StrCat("event: ", type, "\ndata: ", data, "\n\n");
+}
+
+std::vector<std::string> EventNames(const std::string& body) {
+  std::vector<std::string> names;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (absl::ConsumePrefix(&line, "event: ")) names.emplace_back(line);
+  }
+  return names;
 }
 
 int TokenCount(absl::string_view text) { return static_cast<int>(text.size() / 4) + 1; }

@@ -180,6 +180,8 @@ std::ostream& operator<<(std::ostream& os, const FakeModelServer::Request& reque
 
 // One server-sent event: "event: <type>\ndata: <data>\n\n".
 std::string SseEvent(absl::string_view type, absl::string_view data);
+// The event types of a server-sent event stream, in order.
+std::vector<std::string> EventNames(const std::string& body);
 
 // A string field of `object`; "" when it is missing or not a string.
 std::string StringField(const google::protobuf::Struct& object, const std::string& name);
