@@ -57,16 +57,16 @@ grpc::Status CallLog::Handle(const std::string& method, const grpc::CallbackServ
   return grpc::Status::OK;
 }
 
-// --- AccountService ---------------------------------------------------------
-
-grpc::ServerUnaryReactor* FakeAccountService::Unary(const std::string& method,
-                                                    grpc::CallbackServerContext* context,
-                                                    const google::protobuf::Message& request,
-                                                    google::protobuf::Message* response) {
+grpc::ServerUnaryReactor* CallLog::Unary(const std::string& method,
+                                         grpc::CallbackServerContext* context,
+                                         const google::protobuf::Message& request,
+                                         google::protobuf::Message* response) {
   auto* reactor = context->DefaultReactor();
   reactor->Finish(Handle(method, *context, request, response));
   return reactor;
 }
+
+// --- AccountService ---------------------------------------------------------
 
 #define BUILDD_FAKE_UNARY(Service, Method, Request, Response)                             \
   grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext* context,         \
@@ -85,15 +85,6 @@ BUILDD_FAKE_UNARY(FakeAccountService, GrantWorkspace, pb::GrantWorkspaceRequest,
 BUILDD_FAKE_UNARY(FakeAccountService, Authenticate, pb::AuthenticateRequest, pb::Principal)
 
 // --- BrokerService ----------------------------------------------------------
-
-grpc::ServerUnaryReactor* FakeBrokerService::Unary(const std::string& method,
-                                                   grpc::CallbackServerContext* context,
-                                                   const google::protobuf::Message& request,
-                                                   google::protobuf::Message* response) {
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(Handle(method, *context, request, response));
-  return reactor;
-}
 
 BUILDD_FAKE_UNARY(FakeBrokerService, CreateWorkspace, pb::CreateWorkspaceRequest, pb::Workspace)
 BUILDD_FAKE_UNARY(FakeBrokerService, ListWorkspaces, pb::ListWorkspacesRequest,

@@ -57,6 +57,10 @@ class CallLog {
   grpc::Status Handle(const std::string& method, const grpc::CallbackServerContext& context,
                       const google::protobuf::Message& request,
                       google::protobuf::Message* response);
+  // Handle() as a finished unary reactor.
+  grpc::ServerUnaryReactor* Unary(const std::string& method, grpc::CallbackServerContext* context,
+                                  const google::protobuf::Message& request,
+                                  google::protobuf::Message* response);
 
  private:
   mutable absl::Mutex mu_;
@@ -88,11 +92,6 @@ class FakeAccountService final : public pb::AccountService::CallbackService, pub
   grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* context,
                                          const pb::AuthenticateRequest* request,
                                          pb::Principal* response) override;
-
- private:
-  grpc::ServerUnaryReactor* Unary(const std::string& method, grpc::CallbackServerContext* context,
-                                  const google::protobuf::Message& request,
-                                  google::protobuf::Message* response);
 };
 
 class FakeSubscription;
@@ -153,9 +152,6 @@ class FakeBrokerService final : public pb::BrokerService::CallbackService, publi
 
  private:
   friend class FakeSubscription;
-  grpc::ServerUnaryReactor* Unary(const std::string& method, grpc::CallbackServerContext* context,
-                                  const google::protobuf::Message& request,
-                                  google::protobuf::Message* response);
   void OnSubscriptionCancelled();
   void OnSubscriptionDone(FakeSubscription* subscription);
 
