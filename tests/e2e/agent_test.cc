@@ -258,6 +258,38 @@ class AgentTest : public MeshTest {
     return task;
   }
 
+  // Continues the finished task `done_one` (of `provider`) with a task that
+  // resumes it ("now part two", autoCommit and push); the finished task.
+  Struct ContinueTask(const Struct& done_one, const std::string& provider) {
+    const Struct created = CreateAgentTask(absl::StrCat(R"("prompt":"now part two","resumeFrom":")",
+                                                        Str(done_one, "id"),
+                                                        R"(","autoCommit":true,"push":true)"));
+    EXPECT_EQ(Str(created, "provider"), provider) << "taken from the earlier task";
+    EXPECT_EQ(Str(created, "workBranch"), Str(done_one, "workBranch"));
+    return Obj(WaitForTaskState(Str(created, "id"), "completed"), "task");
+  }
+
+  // The four model requests of a conversation in two parts, the second
+  // resuming session `session_id`: the third carries the history.
+  static void ExpectResumed(const std::vector<testing::FakeModelServer::Request>& requests,
+                            const std::string& session_id) {
+    ASSERT_EQ(requests.size(), 4u);
+    EXPECT_EQ(requests[2].assistant_messages, 2) << "the history came along";
+    EXPECT_EQ(requests[2].session_id, session_id);
+    EXPECT_THAT(requests[2].body, HasSubstr("now part two"));
+  }
+
+  // `done_two` continued `done_one`'s branch at the remote: its commit sits
+  // on the first one and holds both parts' files.
+  void ExpectBranchContinued(const Struct& done_one, const Struct& done_two) {
+    const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
+    const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
+    EXPECT_EQ(Origin("rev-parse refs/heads/" + Str(done_one, "workBranch")), sha_two);
+    EXPECT_EQ(Origin(absl::StrCat("rev-parse ", sha_two, "^")), sha_one);
+    EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":one.txt")), "one");
+    EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":two.txt")), "two");
+  }
+
   std::vector<FakeAnthropic::Request> RequestsWithKey(const std::string& key) {
     std::vector<FakeAnthropic::Request> out;
     for (const auto& r : fake_.requests()) {
@@ -623,7 +655,6 @@ TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {
                                               R"("autoCommit":true,"push":true)"), "id");
   const Struct done_one = Obj(WaitForTaskState(one, "completed"), "task");
   const std::string session_id = Str(Obj(done_one, "artifacts"), "sessionId");
-  const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
   ASSERT_FALSE(session_id.empty());
   ASSERT_EQ(first.Stop(SIGTERM, 20000), 0) << first.Log();
   // The broker keeps the transcript sealed: neither the prompt nor the
@@ -649,32 +680,16 @@ TEST_F(AgentTest, ResumeFromContinuesTheSessionOnAnotherRunner) {
                                          R"(","prompt":"x","resumeFrom":"00000000-0000-4000-8000-000000000000"})"));
   EXPECT_EQ(unknown.status, 400);
   EXPECT_THAT(unknown.body, HasSubstr("resumeFrom"));
-  const Struct created = CreateAgentTask(absl::StrCat(
-      R"("prompt":"now part two","resumeFrom":")", one, R"(","autoCommit":true,"push":true)"));
-  EXPECT_EQ(Str(created, "provider"), "claude") << "taken from the earlier task";
-  EXPECT_EQ(Str(created, "workBranch"), Str(done_one, "workBranch"));
-  const std::string two = Str(created, "id");
-  const Struct done_two = Obj(WaitForTaskState(two, "completed"), "task");
-
+  const Struct done_two = ContinueTask(done_one, "claude");
   EXPECT_EQ(Str(Obj(done_two, "artifacts"), "sessionId"), session_id);
-  const auto requests = RequestsWithKey("KEY-RESUME");
-  ASSERT_EQ(requests.size(), 4u);
-  EXPECT_EQ(requests[2].assistant_messages, 2) << "the history came along";
-  EXPECT_EQ(requests[2].session_id, session_id);
-  EXPECT_THAT(requests[2].body, HasSubstr("now part two"));
+  ExpectResumed(RequestsWithKey("KEY-RESUME"), session_id);
   // The transcript was restored into the second runner's directory.
   bool restored = false;
   for (const auto& entry : fs::recursive_directory_iterator(ClaudeDir("second") + "/projects")) {
     restored |= entry.path().filename() == session_id + ".jsonl";
   }
   EXPECT_TRUE(restored);
-  // Same branch, continued: the second commit sits on the first.
-  const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
-  const std::string branch = Str(done_one, "workBranch");
-  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha_two);
-  EXPECT_EQ(Origin(absl::StrCat("rev-parse ", sha_two, "^")), sha_one);
-  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":one.txt")), "one");
-  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":two.txt")), "two");
+  ExpectBranchContinued(done_one, done_two);
 }
 
 TEST_F(AgentTest, CodexEditsTheRepositoryCommitsAndPushesItsBranch) {
@@ -786,24 +801,14 @@ TEST_F(AgentTest, CodexResumeFromContinuesTheThreadOnAnotherRunner) {
               HasSubstr("buildd-unknown-model"));
   const Struct done_one = Obj(WaitForTaskState(one, "completed"), "task");
   const std::string thread_id = Str(Obj(done_one, "artifacts"), "sessionId");
-  const std::string sha_one = Str(Obj(done_one, "artifacts"), "commitSha");
   ASSERT_FALSE(thread_id.empty());
   ASSERT_EQ(first.Stop(SIGTERM, 20000), 0) << first.Log();
 
   // A second runner with an empty CODEX_HOME takes the continuation.
   StartCodexRunner("second");
-  const Struct created = CreateAgentTask(absl::StrCat(
-      R"("prompt":"now part two","resumeFrom":")", one, R"(","autoCommit":true,"push":true)"));
-  EXPECT_EQ(Str(created, "provider"), "codex") << "taken from the earlier task";
-  const std::string two = Str(created, "id");
-  const Struct done_two = Obj(WaitForTaskState(two, "completed"), "task");
-
+  const Struct done_two = ContinueTask(done_one, "codex");
   EXPECT_EQ(Str(Obj(done_two, "artifacts"), "sessionId"), thread_id);
-  const auto requests = CodexRequestsWithKey("KEY-CODEX-RESUME");
-  ASSERT_EQ(requests.size(), 4u);
-  EXPECT_EQ(requests[2].assistant_messages, 2) << "the history came along";
-  EXPECT_EQ(requests[2].session_id, thread_id);
-  EXPECT_THAT(requests[2].body, HasSubstr("now part two"));
+  ExpectResumed(CodexRequestsWithKey("KEY-CODEX-RESUME"), thread_id);
   // The transcript was restored into the second runner's CODEX_HOME, under
   // the name Codex gives its own.
   std::vector<std::string> restored;
@@ -813,13 +818,7 @@ TEST_F(AgentTest, CodexResumeFromContinuesTheThreadOnAnotherRunner) {
   }
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_TRUE(absl::StartsWith(restored[0], "rollout-20")) << restored[0];
-  // Same branch, continued: the second commit sits on the first.
-  const std::string sha_two = Str(Obj(done_two, "artifacts"), "commitSha");
-  const std::string branch = Str(done_one, "workBranch");
-  EXPECT_EQ(Origin("rev-parse refs/heads/" + branch), sha_two);
-  EXPECT_EQ(Origin(absl::StrCat("rev-parse ", sha_two, "^")), sha_one);
-  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":one.txt")), "one");
-  EXPECT_EQ(Origin(absl::StrCat("show ", sha_two, ":two.txt")), "two");
+  ExpectBranchContinued(done_one, done_two);
 }
 
 }  // namespace
