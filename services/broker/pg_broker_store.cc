@@ -478,13 +478,16 @@ void BatchedWrites::MergeFrom(BatchedWrites& other) {
 int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event>* events) {
   const long long n = events == nullptr ? 0 : static_cast<long long>(events->size());
   if (empty() && n == 0) return 0;
-  google::protobuf::ListValue task_rows, worker_rows, change_rows;
+  google::protobuf::ListValue worker_rows, change_rows;
+  // The spec and labels are JSON already: they go in as they are, not as
+  // strings to be escaped here and parsed again by PostgreSQL.
+  std::string tasks_json = "[";
   for (const TaskRecord& t : tasks_) {
-    auto& f = *task_rows.add_values()->mutable_struct_value()->mutable_fields();
+    google::protobuf::Struct row;
+    auto& f = *row.mutable_fields();
     f["id"] = Text(t.id);
     f["ws"] = Text(t.workspace_id);
     f["pref"] = Text(t.runner_preference);
-    f["labels"] = Text(LabelsToJson(t.required_labels));
     f["provider"] = Text(t.provider);
     f["prio"] = Number(t.priority);
     f["state"] = Text(t.state);
@@ -492,9 +495,15 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
     f["maxatt"] = Number(t.max_attempts);
     f["epoch"] = Number(static_cast<double>(t.epoch));
     f["worker"] = Text(t.worker_id);
-    f["spec"] = Text(t.spec_json);
     f["by"] = Text(t.created_by);
+    std::string json;
+    google::protobuf::util::MessageToJsonString(row, &json);
+    json.pop_back();  // the closing brace
+    absl::StrAppend(&tasks_json, tasks_json.size() == 1 ? "" : ",", json,
+                    ",\"labels\":", LabelsToJson(t.required_labels), ",\"spec\":",
+                    t.spec_json.empty() ? "{}" : t.spec_json, "}");
   }
+  tasks_json += "]";
   for (const WorkerRecord& w : workers_) {
     auto& f = *worker_rows.add_values()->mutable_struct_value()->mutable_fields();
     f["id"] = Text(w.id);
@@ -526,8 +535,7 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
     }
   }
   events_json += "]";
-  const std::string tasks_json = ToJson(task_rows), workers_json = ToJson(worker_rows),
-                    changes_json = ToJson(change_rows);
+  const std::string workers_json = ToJson(worker_rows), changes_json = ToJson(change_rows);
   // One statement, one round trip: data-modifying CTEs all run, against one
   // snapshot (an operation never changes a row inserted in the same batch:
   // a worker's changes come from its runner, after the commit that pushed
@@ -536,10 +544,10 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
   sql << "WITH ctr AS (UPDATE event_counter SET last_id = last_id + :n RETURNING last_id),"
          " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
          " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
-         " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', (e->>'labels')::jsonb,"
+         " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', e->'labels',"
          " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
          " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
-         " (e->>'spec')::jsonb, NULLIF(e->>'by', '')::uuid"
+         " e->'spec', NULLIF(e->>'by', '')::uuid"
          " FROM jsonb_array_elements(:tasks::jsonb) AS e),"
          " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
          " runner_name, state, epoch)"
