@@ -274,7 +274,8 @@ std::string Arg(const std::string& flag, const std::string& value) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
-  const std::string url = absl::GetFlag(FLAGS_database_url);
+  std::string url = absl::GetFlag(FLAGS_database_url);
+  if (url.empty() && std::getenv("BUILDD_DATABASE_URL") != nullptr) url = std::getenv("BUILDD_DATABASE_URL");
   if (url.empty()) {
     std::fprintf(stderr, "--database_url is required (bench/run.sh sets it)\n");
     return 2;
@@ -286,6 +287,7 @@ int main(int argc, char** argv) {
   std::system(absl::StrCat("mkdir -p ", dir).c_str());
 
   const std::string admin = absl::StrCat("buildd_service_", buildd::RandomHex(32));
+  const std::string service_key = buildd::RandomHex(32);
   const int accounts_port = buildd::testing::FreePort();
   const int broker_port = buildd::testing::FreePort();
   const int metrics_port = buildd::testing::FreePort();
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
       buildd::testing::BuiltBinary("services/accounts/buildd-accounts"),
       {Arg("listen", absl::StrCat("127.0.0.1:", accounts_port))},
       {{"BUILDD_DATABASE_URL", url}, {"BUILDD_KEY_PEPPER", buildd::RandomHex(16)},
-       {"BUILDD_MASTER_KEY", buildd::RandomHex(32)}, {"BUILDD_ADMIN_KEY", admin}},
+       {"BUILDD_MASTER_KEY", buildd::RandomHex(32)}, {"BUILDD_ADMIN_KEY", admin},
+       {"BUILDD_SERVICE_KEY", service_key}},
       dir + "/accounts.log");
   if (!accounts->WaitForLog("accounts listening on", 30000)) {
     std::fprintf(stderr, "accounts did not start:\n%s\n", accounts->Log().c_str());
@@ -304,7 +307,8 @@ int main(int argc, char** argv) {
       {Arg("listen", absl::StrCat("127.0.0.1:", broker_port)),
        Arg("accounts_addr", absl::StrCat("127.0.0.1:", accounts_port)),
        Arg("metrics_listen", absl::StrCat("127.0.0.1:", metrics_port))},
-      {{"BUILDD_DATABASE_URL", url}, {"BUILDD_SESSION_KEY", buildd::RandomHex(32)}},
+      {{"BUILDD_DATABASE_URL", url}, {"BUILDD_SESSION_KEY", buildd::RandomHex(32)},
+       {"BUILDD_SERVICE_KEY", service_key}},
       dir + "/broker.log");
   if (!broker->WaitForLog("broker listening on", 30000)) {
     std::fprintf(stderr, "broker did not start:\n%s\n%s\n", accounts->Log().c_str(), broker->Log().c_str());

@@ -1,7 +1,11 @@
 #include "common/config.h"
 
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
@@ -27,6 +31,38 @@ void ParseFlagsWithEnv(int argc, char** argv,
     }
   }
   absl::ParseCommandLine(argc, argv);
+}
+
+absl::StatusOr<std::string> SecretFlagValue(const std::string& flag_name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(flag_name);
+  const absl::CommandLineFlag* file_flag = absl::FindCommandLineFlag(flag_name + "_file");
+  std::string value = flag == nullptr ? "" : flag->CurrentValue();
+  const std::string path = file_flag == nullptr ? "" : file_flag->CurrentValue();
+  if (path.empty()) return value;
+  if (!value.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag_name, " and --", flag_name, "_file are both set; give one"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag_name, "_file: cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  value = text.str();
+  if (!value.empty() && value.back() == '\n') value.pop_back();
+  if (!value.empty() && value.back() == '\r') value.pop_back();
+  return value;
+}
+
+std::string SecretFlagOrExit(const std::string& flag_name) {
+  absl::StatusOr<std::string> value = SecretFlagValue(flag_name);
+  if (!value.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(value.status().message()).c_str());
+    std::exit(2);
+  }
+  return *std::move(value);
 }
 
 std::string ListenAddress(const std::string& value, const std::string& default_host) {

@@ -104,6 +104,14 @@ port_open() {
 # Makes every directory from $1 up to / traversable (x) for user $2, which
 # must be able to reach its data directory below $1. Only adds o+x, and only
 # where that user cannot already pass.
+# ensure_task_user NAME: the unprivileged user a root runner runs tasks as.
+ensure_task_user() {
+  id "$1" >/dev/null 2>&1 && return 0
+  log "creating the user $1, which tasks run as"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
+    die "useradd $1 failed"
+}
+
 ensure_traversable() {
   local dir user=$2
   local -a chain=()

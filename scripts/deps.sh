@@ -5,7 +5,7 @@ BUILDD_PACKAGES=(
   build-essential cmake ccache git pkg-config curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libsoci-dev libboost-dev libsodium-dev libspdlog-dev libabsl-dev libpq-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev bubblewrap
 )
 
 package_installed() {

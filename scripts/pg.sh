@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # A private PostgreSQL cluster in a directory of the checkout:
-#   <dir>/data  the cluster (initdb -A trust -U buildd)
-#   <dir>/run   its unix socket
+#   <dir>/data  the cluster (initdb -A scram-sha-256 -U buildd, a password)
+#   <dir>/run   its unix socket (mode 0700)
 #   <dir>/log   the server log
 # It listens on 127.0.0.1 only. As root, the server runs as the user postgres.
 
@@ -29,9 +29,26 @@ pg_ready() {
 # Single-quotes a value for postgresql.conf.
 pg_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 
+# Runs a client as the cluster's user buildd with its password ($PG_PASSWORD),
+# which reaches it only through the environment.
+pg_client() { PGPASSWORD=$PG_PASSWORD "$@"; }
+
+# Every login needs the password, over TCP and the socket alike.
+_pg_write_hba() {
+  local dir=$1
+  {
+    echo "# Written by ./buildd: every connection authenticates."
+    echo "local all all scram-sha-256"
+    echo "host all all 127.0.0.1/32 scram-sha-256"
+  } >"$dir/data/pg_hba.conf"
+  if is_root; then chown postgres: "$dir/data/pg_hba.conf"; fi
+  chmod 600 "$dir/data/pg_hba.conf"
+}
+
 _pg_prepare_dir() {
   local dir=$1
   mkdir -p "$dir/run"
+  chmod 700 "$dir/run"
   if is_root; then
     id postgres >/dev/null 2>&1 || die "user postgres does not exist (is postgresql-15 installed?)"
     chown -R postgres: "$dir"
@@ -73,10 +90,14 @@ _pg_write_conf() {
   if is_root; then chown postgres: "$conf"; fi
 }
 
-# pg_start DIR PORT KIND — KIND is "up" (durable) or "test" (fast, unsafe).
-# Reuses a server still running from a crashed run when it answers on PORT.
+# pg_start DIR PORT KIND PASSWORD — KIND is "up" (durable) or "test" (fast,
+# unsafe); PASSWORD is the user buildd's (set on a cluster made before
+# passwords, which then stops trusting). Reuses a server still running from
+# a crashed run when it answers on PORT.
 pg_start() {
   local dir=$1 port=$2 kind=$3 i
+  PG_PASSWORD=$4
+  [[ -n $PG_PASSWORD ]] || die "pg_start: no password for the cluster in $dir"
   [[ -x $PG_BIN/pg_ctl ]] || die "PostgreSQL 15 not found in $PG_BIN (package postgresql-15)"
   [[ $port =~ ^[0-9]+$ ]] || die "invalid PostgreSQL port '$port'"
   _pg_prepare_dir "$dir"
@@ -84,11 +105,16 @@ pg_start() {
   if [[ ! -f $dir/data/PG_VERSION ]]; then
     log "creating a PostgreSQL cluster in $dir/data"
     rm -rf "$dir/data"
-    if ! pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -A trust -U buildd --encoding=UTF8 \
-      --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 9>&- 8>&-; then
+    local pwfile=$dir/initdb.pw
+    (umask 077 && printf '%s\n' "$PG_PASSWORD" >"$pwfile")
+    if is_root; then chown postgres: "$pwfile"; fi
+    if ! pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -A scram-sha-256 --pwfile="$pwfile" \
+      -U buildd --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 9>&- 8>&-; then
+      rm -f "$pwfile"
       show_log_tail "$dir/initdb.log"
       die "initdb failed"
     fi
+    rm -f "$pwfile"
     echo "include_if_exists = 'buildd.conf'" >>"$dir/data/postgresql.conf"
   fi
 
@@ -96,6 +122,7 @@ pg_start() {
     if pg_ready "$port"; then
       log "reusing the PostgreSQL server already running in $dir (port $port)"
       _pg_write_conf "$dir" "$port" "$kind"
+      _pg_require_password "$dir" "$port"
       return 0
     fi
     log "stopping a PostgreSQL server left running in $dir on another port"
@@ -110,7 +137,10 @@ pg_start() {
   pg_as_owner "$PG_BIN/pg_ctl" start -W -D "$dir/data" -l "$dir/log" >/dev/null 9>&- 8>&- ||
     die "pg_ctl start failed; see $dir/log"
   for ((i = 1; i <= PG_START_TIMEOUT * 10; i++)); do
-    pg_ready "$port" && return 0
+    if pg_ready "$port"; then
+      _pg_require_password "$dir" "$port"
+      return 0
+    fi
     if ((i % 10 == 0)) && ! pg_running "$dir"; then
       show_log_tail "$dir/log"
       die "PostgreSQL exited during start-up"
@@ -119,6 +149,23 @@ pg_start() {
   done
   show_log_tail "$dir/log"
   die "PostgreSQL did not accept connections on port $port within ${PG_START_TIMEOUT}s"
+}
+
+# Sets the password (a cluster made while it trusted every local user has
+# none) and makes every login need it from now on.
+_pg_require_password() {
+  local dir=$1 port=$2
+  if ! grep -q '^local all all scram-sha-256$' "$dir/data/pg_hba.conf" 2>/dev/null; then
+    log "PostgreSQL in $dir: setting the password and requiring it (scram-sha-256)"
+    # psql expands :'pw' (quoted) only in what it reads, not in -c.
+    echo "ALTER ROLE buildd PASSWORD :'pw'" |
+      pg_client "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$port" -U buildd -d postgres \
+        -v "pw=$PG_PASSWORD" >/dev/null ||
+      die "cannot set the password of PostgreSQL in $dir"
+  fi
+  _pg_write_hba "$dir"
+  pg_as_owner "$PG_BIN/pg_ctl" reload -D "$dir/data" >/dev/null 9>&- 8>&- ||
+    die "pg_ctl reload failed; see $dir/log"
 }
 
 pg_stop() {
@@ -132,10 +179,11 @@ pg_stop() {
 # pg_ensure_database PORT NAME
 pg_ensure_database() {
   local port=$1 name=$2 found
-  found=$("$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$port" -U buildd -d postgres \
+  found=$(pg_client "$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$port" -U buildd -d postgres \
     -c "SELECT 1 FROM pg_database WHERE datname = '$name'") || die "cannot query PostgreSQL on port $port"
   if [[ $found != 1 ]]; then
     log "creating database $name"
-    "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U buildd "$name" || die "createdb $name failed"
+    pg_client "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U buildd "$name" ||
+      die "createdb $name failed"
   fi
 }

@@ -26,7 +26,8 @@ random_hex32() { head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 load_secrets() {
   local file=$STATE_DIR/secrets name changed=0
   local -A from_env=()
-  for name in BUILDD_MASTER_KEY BUILDD_SESSION_KEY BUILDD_KEY_PEPPER BUILDD_ADMIN_KEY; do
+  for name in BUILDD_MASTER_KEY BUILDD_SESSION_KEY BUILDD_KEY_PEPPER BUILDD_ADMIN_KEY \
+    BUILDD_SERVICE_KEY BUILDD_RUNNER_KEY BUILDD_PG_PASSWORD; do
     [[ -n ${!name:-} ]] && from_env[$name]=${!name}
     unset "$name"
   done
@@ -38,6 +39,9 @@ load_secrets() {
   if [[ -z ${BUILDD_SESSION_KEY:-} ]]; then BUILDD_SESSION_KEY=$(random_hex32) && changed=1; fi
   if [[ -z ${BUILDD_KEY_PEPPER:-} ]]; then BUILDD_KEY_PEPPER=$(random_hex32) && changed=1; fi
   if [[ -z ${BUILDD_ADMIN_KEY:-} ]]; then BUILDD_ADMIN_KEY=buildd_service_$(random_hex32) && changed=1; fi
+  if [[ -z ${BUILDD_SERVICE_KEY:-} ]]; then BUILDD_SERVICE_KEY=$(random_hex32) && changed=1; fi
+  if [[ -z ${BUILDD_RUNNER_KEY:-} ]]; then BUILDD_RUNNER_KEY=buildd_service_$(random_hex32) && changed=1; fi
+  if [[ -z ${BUILDD_PG_PASSWORD:-} ]]; then BUILDD_PG_PASSWORD=$(random_hex32) && changed=1; fi
   if ((changed)); then
     log "writing new secrets to $file"
     (
@@ -48,6 +52,9 @@ load_secrets() {
       env_line BUILDD_SESSION_KEY "$BUILDD_SESSION_KEY"
       env_line BUILDD_KEY_PEPPER "$BUILDD_KEY_PEPPER"
       env_line BUILDD_ADMIN_KEY "$BUILDD_ADMIN_KEY"
+      env_line BUILDD_SERVICE_KEY "$BUILDD_SERVICE_KEY"
+      env_line BUILDD_RUNNER_KEY "$BUILDD_RUNNER_KEY"
+      env_line BUILDD_PG_PASSWORD "$BUILDD_PG_PASSWORD"
     ) >"$file.tmp"
     chmod 600 "$file.tmp"
     mv -f "$file.tmp" "$file"
@@ -90,7 +97,8 @@ start_service() {
     printf '\n'
   } >>"$log"
   env -u BUILDD_MASTER_KEY -u BUILDD_SESSION_KEY -u BUILDD_KEY_PEPPER -u BUILDD_ADMIN_KEY -u BUILDD_API_KEY \
-    -u BUILDD_DATABASE_URL "${envs[@]}" \
+    -u BUILDD_DATABASE_URL -u BUILDD_SERVICE_KEY -u BUILDD_RUNNER_KEY -u BUILDD_PG_PASSWORD \
+    -u PGPASSWORD "${envs[@]}" \
     setsid "$bin" "$@" </dev/null >>"$log" 2>&1 9>&- 8>&- &
   pid=$!
   echo "$pid" >"$pidfile"

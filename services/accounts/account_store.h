@@ -19,6 +19,8 @@ struct AccountRecord {
   double max_cost_per_day = 0;
   std::string github_id;
   bool is_admin = false;
+  // May claim from every workspace (a runner account), not an admin.
+  bool claim_all = false;
   bool has_credentials = false;
   std::string created_at;
 };
@@ -28,6 +30,7 @@ struct GrantRecord {
   std::string workspace_id;
   bool can_claim = false;
   bool can_create = false;
+  bool share_credentials = false;
 };
 
 struct PrincipalRecord {
@@ -70,6 +73,9 @@ class AccountStore {
 
   // Makes sure an admin account holds a key with this hash (bootstrap).
   virtual absl::Status EnsureAdminKey(const std::string& key_hash) = 0;
+  // Makes sure a service account named `name` with claimAll holds a key
+  // with this hash (the local runner's, bootstrapped like the admin's).
+  virtual absl::Status EnsureRunnerKey(const std::string& name, const std::string& key_hash) = 0;
 };
 
 }  // namespace buildd::accounts

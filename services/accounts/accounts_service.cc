@@ -28,6 +28,7 @@ void ToProto(const AccountRecord& a, pb::Account* out) {
   out->set_is_admin(a.is_admin);
   out->set_has_credentials(a.has_credentials);
   out->set_created_at(a.created_at);
+  out->set_claim_all(a.claim_all);
 }
 
 void ToProto(const PrincipalRecord& p, pb::Principal* out) {
@@ -39,13 +40,37 @@ void ToProto(const PrincipalRecord& p, pb::Principal* out) {
   out->set_key_id(p.key_id);
   out->set_max_concurrent_workers(p.account.max_concurrent_workers);
   out->set_max_cost_per_day(p.account.max_cost_per_day);
+  out->set_claim_all(p.account.claim_all);
   for (const GrantRecord& g : p.grants) {
     pb::Grant* grant = out->add_grants();
     grant->set_account_id(g.account_id);
     grant->set_workspace_id(g.workspace_id);
     grant->set_can_claim(g.can_claim);
     grant->set_can_create(g.can_create);
+    grant->set_share_credentials(g.share_credentials);
   }
+}
+
+namespace {
+
+// A WatchChanges call refused before it starts.
+class Refusal final : public grpc::ServerWriteReactor<pb::AccountChange> {
+ public:
+  explicit Refusal(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+absl::Status AccountsService::CheckService(const grpc::CallbackServerContext& ctx) const {
+  const std::string token = BearerToken(ctx);
+  if (token.empty()) {
+    return absl::UnauthenticatedError("this call needs the service key (authorization: Bearer …)");
+  }
+  if (service_key_.empty() || !KeyHasher::Equal(token, service_key_)) {
+    return absl::PermissionDeniedError("this call is for buildd's services only, not account keys");
+  }
+  return absl::OkStatus();
 }
 
 class AccountsService::Watcher final : public QueuedWriteReactor<pb::AccountChange> {
@@ -68,8 +93,12 @@ class AccountsService::Watcher final : public QueuedWriteReactor<pb::AccountChan
 };
 
 AccountsService::AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box,
-                                 size_t threads)
-    : store_(store), hasher_(std::move(hasher)), box_(std::move(box)), pool_(threads) {}
+                                 std::string service_key, size_t threads)
+    : store_(store),
+      hasher_(std::move(hasher)),
+      box_(std::move(box)),
+      service_key_(std::move(service_key)),
+      pool_(threads) {}
 
 AccountsService::~AccountsService() {
   pool_.join();
@@ -142,6 +171,7 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
     account.max_concurrent_sessions = req->max_concurrent_sessions() > 0 ? req->max_concurrent_sessions() : 1;
     account.max_cost_per_day = req->max_cost_per_day();
     account.github_id = req->github_id();
+    account.claim_all = req->claim_all();
 
     pb::Credentials creds;
     if (!req->anthropic_api_key().empty()) (*creds.mutable_env())["ANTHROPIC_API_KEY"] = req->anthropic_api_key();
@@ -221,12 +251,14 @@ grpc::ServerUnaryReactor* AccountsService::GrantWorkspace(grpc::CallbackServerCo
   return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
-    GrantRecord grant{req->account_id(), req->workspace_id(), req->can_claim(), req->can_create()};
+    GrantRecord grant{req->account_id(), req->workspace_id(), req->can_claim(), req->can_create(),
+                      req->share_credentials()};
     BUILDD_ASSIGN_OR_RETURN(GrantRecord saved, store_.UpsertGrant(grant));
     resp->set_account_id(saved.account_id);
     resp->set_workspace_id(saved.workspace_id);
     resp->set_can_claim(saved.can_claim);
     resp->set_can_create(saved.can_create);
+    resp->set_share_credentials(saved.share_credentials);
     Publish(saved.account_id, "grant_changed");
     return absl::OkStatus();
   });
@@ -248,6 +280,10 @@ grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
     grpc::CallbackServerContext* ctx, const pb::RunnerCredentialsRequest* req,
     pb::RunnerCredentialsResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status denied = CheckService(*ctx); !denied.ok()) {
+    reactor->Finish(ToGrpcStatus(denied));
+    return reactor;
+  }
   boost::asio::post(pool_, [this, reactor, req, resp] {
     absl::Status status = [&]() -> absl::Status {
       BUILDD_ASSIGN_OR_RETURN(PrincipalRecord principal, Resolve(req->api_key()));

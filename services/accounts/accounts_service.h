@@ -20,7 +20,11 @@ namespace pb = ::buildd::v1;
 // Store calls run on its own pool, never on gRPC's callback threads.
 class AccountsService final : public pb::AccountService::CallbackService {
  public:
-  AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box, size_t threads = 4);
+  // `service_key`: what the broker (and other services) present in
+  // `authorization: Bearer …` for WatchChanges and RunnerCredentials; those
+  // calls refuse every account key, the admin's included.
+  AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box, std::string service_key,
+                  size_t threads = 4);
   ~AccountsService() override;
 
   grpc::ServerUnaryReactor* CreateAccount(grpc::CallbackServerContext* ctx,
@@ -58,11 +62,14 @@ class AccountsService final : public pb::AccountService::CallbackService {
   template <typename Fn>
   grpc::ServerUnaryReactor* RunAdmin(grpc::CallbackServerContext* ctx, Fn fn);
   absl::StatusOr<PrincipalRecord> Resolve(const std::string& key);
+  // OK when the call's bearer token is the service key.
+  absl::Status CheckService(const grpc::CallbackServerContext& ctx) const;
   void Publish(const std::string& account_id, const std::string& kind);
 
   AccountStore& store_;
   KeyHasher hasher_;
   SecretBox box_;
+  const std::string service_key_;
   boost::asio::thread_pool pool_;
   absl::Mutex mu_;
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);

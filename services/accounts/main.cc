@@ -20,6 +20,17 @@ ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL");
 ABSL_FLAG(std::string, master_key, "", "64 hex digits: key that seals provider credentials");
 ABSL_FLAG(std::string, key_pepper, "", "server secret mixed into API key hashes (>= 16 chars)");
 ABSL_FLAG(std::string, admin_key, "", "bootstrap admin API key (buildd_service_…)");
+ABSL_FLAG(std::string, runner_key, "",
+          "bootstrap key of the local runner's service account (claimAll, not admin)");
+ABSL_FLAG(std::string, runner_name, "local runner", "name of that account");
+ABSL_FLAG(std::string, service_key, "",
+          "secret the broker presents for WatchChanges and RunnerCredentials (>= 32 chars)");
+ABSL_FLAG(std::string, database_url_file, "", "file holding --database_url");
+ABSL_FLAG(std::string, master_key_file, "", "file holding --master_key");
+ABSL_FLAG(std::string, key_pepper_file, "", "file holding --key_pepper");
+ABSL_FLAG(std::string, admin_key_file, "", "file holding --admin_key");
+ABSL_FLAG(std::string, runner_key_file, "", "file holding --runner_key");
+ABSL_FLAG(std::string, service_key_file, "", "file holding --service_key");
 ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
@@ -33,23 +44,25 @@ int main(int argc, char** argv) {
                      {"master_key", "BUILDD_MASTER_KEY"},
                      {"key_pepper", "BUILDD_KEY_PEPPER"},
                      {"admin_key", "BUILDD_ADMIN_KEY"},
+                     {"runner_key", "BUILDD_RUNNER_KEY"},
+                     {"service_key", "BUILDD_SERVICE_KEY"},
                      {"log_level", "BUILDD_LOG_LEVEL"},
                      {"metrics_listen", "BUILDD_ACCOUNTS_METRICS_LISTEN"}},
                     "buildd-accounts: accounts, API keys and grants over gRPC");
   InitLogging("accounts", absl::GetFlag(FLAGS_log_level));
 
-  const std::string pepper = absl::GetFlag(FLAGS_key_pepper);
+  const std::string pepper = SecretFlagOrExit("key_pepper");
   if (pepper.size() < 16) {
     std::fprintf(stderr, "--key_pepper (or BUILDD_KEY_PEPPER) must be at least 16 characters\n");
     return 2;
   }
-  auto box = SecretBox::FromHex(absl::GetFlag(FLAGS_master_key));
+  auto box = SecretBox::FromHex(SecretFlagOrExit("master_key"));
   if (!box.ok()) {
     std::fprintf(stderr, "--master_key (or BUILDD_MASTER_KEY): %s\n",
                  std::string(box.status().message()).c_str());
     return 2;
   }
-  auto pool = OpenServiceDatabase(absl::GetFlag(FLAGS_database_url),
+  auto pool = OpenServiceDatabase(SecretFlagOrExit("database_url"),
                                   absl::GetFlag(FLAGS_db_pool_size), "accounts",
                                   accounts::AccountsMigrations());
   if (!pool.ok()) {
@@ -58,7 +71,12 @@ int main(int argc, char** argv) {
   }
   accounts::PgAccountStore store(**pool);
   accounts::KeyHasher hasher(pepper);
-  const std::string admin_key = absl::GetFlag(FLAGS_admin_key);
+  const std::string service_key = SecretFlagOrExit("service_key");
+  if (service_key.size() < 32) {
+    std::fprintf(stderr, "--service_key (or BUILDD_SERVICE_KEY) must be at least 32 characters\n");
+    return 2;
+  }
+  const std::string admin_key = SecretFlagOrExit("admin_key");
   if (!admin_key.empty()) {
     if (!accounts::LooksLikeKey(admin_key)) {
       std::fprintf(stderr, "--admin_key must look like buildd_<type>_<random>\n");
@@ -70,7 +88,20 @@ int main(int argc, char** argv) {
     }
   }
 
-  accounts::AccountsService service(store, hasher, *std::move(box));
+  const std::string runner_key = SecretFlagOrExit("runner_key");
+  if (!runner_key.empty()) {
+    if (!accounts::LooksLikeKey(runner_key)) {
+      std::fprintf(stderr, "--runner_key must look like buildd_<type>_<random>\n");
+      return 2;
+    }
+    auto st = store.EnsureRunnerKey(absl::GetFlag(FLAGS_runner_name), hasher.Hash(runner_key));
+    if (!st.ok()) {
+      Log()->critical("bootstrap runner key: {}", st.message());
+      return 1;
+    }
+  }
+
+  accounts::AccountsService service(store, hasher, *std::move(box), service_key);
   soci::connection_pool& db = **pool;
   HealthService health({"buildd.v1.AccountService"}, [&db] { return DatabaseReachable(db); });
   int port = 0;

@@ -1,6 +1,7 @@
 #include "services/accounts/pg_account_store.h"
 
 #include <algorithm>
+#include <functional>
 
 #include <sodium.h>
 
@@ -22,7 +23,9 @@ constexpr char kAccountColumns[] =
     "a.id::text, a.type, a.name, a.auth_type, a.max_concurrent_workers, "
     "a.max_concurrent_sessions, a.max_cost_per_day, a.github_id, a.is_admin::int, "
     "(a.credentials IS NOT NULL)::int, "
-    "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "a.claim_all::int";
+constexpr size_t kAccountColumnCount = 12;
 
 AccountRecord AccountFromRow(const soci::row& row, size_t i = 0) {
   AccountRecord a;
@@ -37,6 +40,7 @@ AccountRecord AccountFromRow(const soci::row& row, size_t i = 0) {
   a.is_admin = row.get<int>(i + 8) != 0;
   a.has_credentials = row.get<int>(i + 9) != 0;
   a.created_at = row.get<std::string>(i + 10);
+  a.claim_all = row.get<int>(i + 11) != 0;
   return a;
 }
 
@@ -70,15 +74,17 @@ absl::StatusOr<AccountRecord> PgAccountStore::CreateAccount(const AccountRecord&
     const std::string creds = ToBase64(sealed_credentials);
     const int has_creds = sealed_credentials.empty() ? 0 : 1;
     const int is_admin = account.is_admin ? 1 : 0;
+    const int claim_all = account.claim_all ? 1 : 0;
     sql << "INSERT INTO accounts (id, type, name, auth_type, max_concurrent_workers,"
-           " max_concurrent_sessions, max_cost_per_day, github_id, is_admin, credentials)"
-           " VALUES (:id, :type, :name, :auth, :mcw, :mcs, :cost, :gh, :admin <> 0,"
+           " max_concurrent_sessions, max_cost_per_day, github_id, is_admin, claim_all,"
+           " credentials)"
+           " VALUES (:id, :type, :name, :auth, :mcw, :mcs, :cost, :gh, :admin <> 0, :all <> 0,"
            " CASE WHEN :has <> 0 THEN decode(:creds, 'base64') END)",
         soci::use(account.id), soci::use(account.type), soci::use(account.name),
         soci::use(account.auth_type), soci::use(account.max_concurrent_workers),
         soci::use(account.max_concurrent_sessions), soci::use(account.max_cost_per_day),
-        soci::use(account.github_id), soci::use(is_admin), soci::use(has_creds),
-        soci::use(creds);
+        soci::use(account.github_id), soci::use(is_admin), soci::use(claim_all),
+        soci::use(has_creds), soci::use(creds);
     sql << "INSERT INTO api_keys (id, account_id, key_hash) VALUES (:id, :acc, :hash)",
         soci::use(key_id), soci::use(account.id), soci::use(key_hash);
     BUILDD_ASSIGN_OR_RETURN(AccountRecord created, GetAccountIn(sql, account.id));
@@ -142,11 +148,13 @@ absl::StatusOr<GrantRecord> PgAccountStore::UpsertGrant(const GrantRecord& grant
     BUILDD_RETURN_IF_ERROR(GetAccountIn(sql, grant.account_id).status());
     const int claim = grant.can_claim ? 1 : 0;
     const int create = grant.can_create ? 1 : 0;
-    sql << "INSERT INTO account_workspaces (account_id, workspace_id, can_claim, can_create)"
-           " VALUES (:a, :w, :c <> 0, :cr <> 0) ON CONFLICT (account_id, workspace_id)"
-           " DO UPDATE SET can_claim = EXCLUDED.can_claim, can_create = EXCLUDED.can_create",
+    const int share = grant.share_credentials ? 1 : 0;
+    sql << "INSERT INTO account_workspaces (account_id, workspace_id, can_claim, can_create,"
+           " share_credentials) VALUES (:a, :w, :c <> 0, :cr <> 0, :s <> 0)"
+           " ON CONFLICT (account_id, workspace_id) DO UPDATE SET can_claim = EXCLUDED.can_claim,"
+           " can_create = EXCLUDED.can_create, share_credentials = EXCLUDED.share_credentials",
         soci::use(grant.account_id), soci::use(grant.workspace_id), soci::use(claim),
-        soci::use(create);
+        soci::use(create), soci::use(share);
     return grant;
   });
 }
@@ -184,51 +192,81 @@ absl::StatusOr<PrincipalRecord> PgAccountStore::FindByKeyHash(const std::string&
            soci::use(key_hash));
       for (const soci::row& row : rows) {
         // The index found the row; compare in constant time all the same.
-        if (!KeyHasher::Equal(row.get<std::string>(12), key_hash)) continue;
+        if (!KeyHasher::Equal(row.get<std::string>(kAccountColumnCount + 1), key_hash)) continue;
         p.account = AccountFromRow(row);
-        p.key_id = row.get<std::string>(11);
+        p.key_id = row.get<std::string>(kAccountColumnCount);
         found = true;
       }
     }
     if (!found) return absl::UnauthenticatedError("invalid or revoked API key");
     soci::rowset<soci::row> grants =
-        (sql.prepare << "SELECT workspace_id::text, can_claim::int, can_create::int"
-                        " FROM account_workspaces WHERE account_id = :a",
+        (sql.prepare << "SELECT workspace_id::text, can_claim::int, can_create::int,"
+                        " share_credentials::int FROM account_workspaces WHERE account_id = :a",
          soci::use(p.account.id));
     for (const soci::row& row : grants) {
-      p.grants.push_back(GrantRecord{p.account.id, row.get<std::string>(0),
-                                     row.get<int>(1) != 0, row.get<int>(2) != 0});
+      p.grants.push_back(GrantRecord{p.account.id, row.get<std::string>(0), row.get<int>(1) != 0,
+                                     row.get<int>(2) != 0, row.get<int>(3) != 0});
     }
     return p;
   });
 }
 
-absl::Status PgAccountStore::EnsureAdminKey(const std::string& key_hash) {
-  return WithSession(pool_, "bootstrap admin", [&](soci::session& sql) -> absl::Status {
-    soci::transaction tx(sql);
-    sql << "SELECT pg_advisory_xact_lock(hashtext('buildd_admin_bootstrap'))";
-    int existing = 0;
-    sql << "SELECT count(*) FROM api_keys WHERE key_hash = :h", soci::use(key_hash),
-        soci::into(existing);
-    if (existing > 0) {
-      tx.commit();
-      return absl::OkStatus();
-    }
-    std::string admin_id;
-    soci::indicator ind = soci::i_null;
-    sql << "SELECT id::text FROM accounts WHERE is_admin ORDER BY created_at LIMIT 1",
-        soci::into(admin_id, ind);
-    if (!sql.got_data() || ind == soci::i_null) {
-      admin_id = NewUuid();
-      sql << "INSERT INTO accounts (id, type, name, auth_type, is_admin)"
-             " VALUES (:id, 'service', 'admin', 'api', true)",
-          soci::use(admin_id);
-    }
+namespace {
+
+// Makes sure the account that `account` finds or creates (inside the same
+// transaction) holds a key with `key_hash`; one bootstrap at a time.
+absl::Status EnsureBootstrapKey(soci::session& sql, const std::string& lock_name,
+                                const std::string& key_hash,
+                                const std::function<std::string(soci::session&)>& account) {
+  soci::transaction tx(sql);
+  sql << "SELECT pg_advisory_xact_lock(hashtext(:n))", soci::use(lock_name);
+  int existing = 0;
+  sql << "SELECT count(*) FROM api_keys WHERE key_hash = :h", soci::use(key_hash),
+      soci::into(existing);
+  if (existing == 0) {
+    const std::string account_id = account(sql);
     const std::string key_id = NewUuid();
     sql << "INSERT INTO api_keys (id, account_id, key_hash) VALUES (:id, :a, :h)",
-        soci::use(key_id), soci::use(admin_id), soci::use(key_hash);
-    tx.commit();
-    return absl::OkStatus();
+        soci::use(key_id), soci::use(account_id), soci::use(key_hash);
+  }
+  tx.commit();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status PgAccountStore::EnsureAdminKey(const std::string& key_hash) {
+  return WithSession(pool_, "bootstrap admin", [&](soci::session& sql) {
+    return EnsureBootstrapKey(sql, "buildd_admin_bootstrap", key_hash, [](soci::session& sql) {
+      std::string id;
+      soci::indicator ind = soci::i_null;
+      sql << "SELECT id::text FROM accounts WHERE is_admin ORDER BY created_at LIMIT 1",
+          soci::into(id, ind);
+      if (sql.got_data() && ind != soci::i_null) return id;
+      id = NewUuid();
+      sql << "INSERT INTO accounts (id, type, name, auth_type, is_admin)"
+             " VALUES (:id, 'service', 'admin', 'api', true)",
+          soci::use(id);
+      return id;
+    });
+  });
+}
+
+absl::Status PgAccountStore::EnsureRunnerKey(const std::string& name, const std::string& key_hash) {
+  return WithSession(pool_, "bootstrap runner", [&](soci::session& sql) {
+    return EnsureBootstrapKey(sql, "buildd_runner_bootstrap", key_hash, [&](soci::session& sql) {
+      std::string id;
+      soci::indicator ind = soci::i_null;
+      sql << "SELECT id::text FROM accounts WHERE claim_all AND NOT is_admin AND name = :n"
+             " ORDER BY created_at LIMIT 1",
+          soci::use(name), soci::into(id, ind);
+      if (sql.got_data() && ind != soci::i_null) return id;
+      id = NewUuid();
+      sql << "INSERT INTO accounts (id, type, name, auth_type, claim_all, max_concurrent_workers)"
+             " VALUES (:id, 'service', :n, 'api', true, 1000)",
+          soci::use(id), soci::use(name);
+      return id;
+    });
   });
 }
 

@@ -27,6 +27,7 @@ class PgAccountStore final : public AccountStore {
   absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) override;
   absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) override;
   absl::Status EnsureAdminKey(const std::string& key_hash) override;
+  absl::Status EnsureRunnerKey(const std::string& name, const std::string& key_hash) override;
 
  private:
   soci::connection_pool& pool_;

@@ -20,9 +20,11 @@ struct AccountsClient::Impl {
   grpc::ClientContext* watch_context ABSL_GUARDED_BY(mu) = nullptr;
 };
 
-AccountsClient::AccountsClient(const std::string& address,
+AccountsClient::AccountsClient(const std::string& address, std::string service_key,
                                std::function<void(const std::string&)> on_change)
-    : impl_(std::make_unique<Impl>()), on_change_(std::move(on_change)) {
+    : impl_(std::make_unique<Impl>()),
+      service_key_(std::move(service_key)),
+      on_change_(std::move(on_change)) {
   impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                              StreamChannelArguments());
   impl_->stub = pb::AccountService::NewStub(impl_->channel);
@@ -42,6 +44,7 @@ absl::StatusOr<std::map<std::string, std::string>> AccountsClient::RunnerCredent
     const std::string& api_key) {
   grpc::ClientContext context;
   SetDeadlineMs(context, 5000);
+  context.AddMetadata("authorization", "Bearer " + service_key_);
   pb::RunnerCredentialsRequest request;
   request.set_api_key(api_key);
   pb::RunnerCredentialsResponse reply;
@@ -78,11 +81,13 @@ absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_ke
   p.account_id = reply.account_id();
   p.type = pb::Account::Type_Name(reply.type());
   p.is_admin = reply.is_admin();
+  p.claim_all = reply.claim_all();
   p.max_concurrent_workers = reply.max_concurrent_workers();
   p.max_cost_per_day = reply.max_cost_per_day();
   for (const pb::Grant& g : reply.grants()) {
     if (g.can_claim()) p.can_claim.insert(g.workspace_id());
     if (g.can_create()) p.can_create.insert(g.workspace_id());
+    if (g.share_credentials()) p.share_credentials.insert(g.workspace_id());
     if (g.can_claim() || g.can_create()) p.visible.insert(g.workspace_id());
   }
   absl::MutexLock lock(&mu_);
@@ -100,6 +105,7 @@ void AccountsClient::WatchLoop() {
       impl_->watch_context = &context;
     }
     if (stop_) break;
+    context.AddMetadata("authorization", "Bearer " + service_key_);
     auto reader = impl_->stub->WatchChanges(&context, pb::WatchChangesRequest());
     // The server's first message says it is watching: only then is it safe
     // to cache.
@@ -124,7 +130,11 @@ void AccountsClient::WatchLoop() {
       }
       if (on_change_) on_change_(change.account_id());
     }
-    reader->Finish();
+    const grpc::Status end = reader->Finish();
+    if (!stop_ && end.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      Log()->error("accounts refused WatchChanges: {} (is BUILDD_SERVICE_KEY the same?)",
+                   end.error_message());
+    }
     {
       absl::MutexLock lock(&mu_);
       watching_ = false;

@@ -20,10 +20,14 @@ struct Principal {
   std::string account_id;
   std::string type;  // user | service | action
   bool is_admin = false;
+  // A runner account that claims from every workspace.
+  bool claim_all = false;
   int max_concurrent_workers = 0;
   double max_cost_per_day = 0;
   std::set<std::string> can_claim;
   std::set<std::string> can_create;
+  // Workspaces whose other accounts' tasks get this account's credentials.
+  std::set<std::string> share_credentials;
   // Workspaces with any grant (what the account may read).
   std::set<std::string> visible;
 
@@ -49,7 +53,9 @@ class AccountsClient final : public Authenticator {
  public:
   // `on_change(account_id)` runs after a cached account was dropped; with ""
   // when every account may have changed (the stream was re-established).
-  AccountsClient(const std::string& address, std::function<void(const std::string&)> on_change);
+  // `service_key` is presented for WatchChanges and RunnerCredentials.
+  AccountsClient(const std::string& address, std::string service_key,
+                 std::function<void(const std::string&)> on_change);
   ~AccountsClient() override;
 
   absl::StatusOr<Principal> Authenticate(const std::string& api_key) override;
@@ -63,6 +69,7 @@ class AccountsClient final : public Authenticator {
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  const std::string service_key_;
   std::function<void(const std::string&)> on_change_;
   absl::Mutex mu_;
   std::map<std::string, Principal> cache_ ABSL_GUARDED_BY(mu_);

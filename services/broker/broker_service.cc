@@ -244,6 +244,11 @@ absl::Status BrokerServiceImpl::ResolveResumeFrom(const Principal& p, pb::Task& 
     return absl::InvalidArgumentError(absl::StrCat("resumeFrom: task ", from, " not found"));
   }
   BUILDD_RETURN_IF_ERROR(earlier.status());
+  // A conversation goes only to the account that had it (or an admin).
+  if (!p.is_admin && earlier->created_by != p.account_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "resumeFrom: task ", from, " was created by another account; only it may continue it"));
+  }
   if (earlier->workspace_id != task.workspace_id()) {
     return absl::InvalidArgumentError(
         absl::StrCat("resumeFrom: task ", from, " belongs to another workspace"));

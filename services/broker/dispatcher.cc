@@ -1,5 +1,7 @@
 #include "services/broker/dispatcher.h"
 
+#include <set>
+
 #include <boost/asio/post.hpp>
 #include <google/protobuf/util/json_util.h>
 
@@ -24,6 +26,21 @@ pb::Event NewEvent(const std::string& type, const std::string& task_id,
   e.set_workspace_id(workspace_id);
   e.set_created_at(NowRfc3339());
   return e;
+}
+
+// Whether a runner may report `e`: the event types of a task's run, never
+// the broker's own (created, assigned, completed, budget…), and a status only
+// of the states a runner moves a worker to.
+bool RunnerMaySend(const pb::Event& e) {
+  static const std::set<std::string> kTypes = {
+      "started", "output", "status", "error", "git", "plan", "question", "input", "session",
+      "assistant_message", "tool_use", "tool_result", "result", "warning"};
+  if (kTypes.count(e.type()) == 0) return false;
+  if (e.type() == "status") {
+    return e.status() == "running" || e.status() == "paused" || e.status() == "waiting_input" ||
+           e.status() == "canceled";
+  }
+  return true;
 }
 
 }  // namespace
@@ -119,7 +136,8 @@ absl::Status Dispatcher::Start() {
     pending_ = pending;
     soci::rowset<soci::row> rows =
         (tx.sql().prepare << "SELECT w.id::text, w.task_id::text, w.workspace_id::text, w.epoch,"
-                           " w.last_seq, w.state, t.concurrency_key FROM workers w"
+                           " w.last_seq, w.state, t.concurrency_key, COALESCE(w.account_id::text, '')"
+                           " FROM workers w"
                            " JOIN tasks t ON t.id = w.task_id WHERE w.state IN"
                            " ('idle', 'starting', 'running', 'waiting_input', 'paused')");
     absl::MutexLock lock(&mu_);
@@ -131,6 +149,7 @@ absl::Status Dispatcher::Start() {
       a.last_seq = r.get<long long>(4);
       a.state = r.get<std::string>(5);
       a.concurrency_key = r.get<std::string>(6);
+      a.account_id = r.get<std::string>(7);
       attached_[r.get<std::string>(0)] = a;
       orphans.push_back(r.get<std::string>(0));
     }
@@ -201,6 +220,7 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
     absl::MutexLock lock(&mu_);
     Attached a;
     a.runner_id = runner.runner_id;
+    a.account_id = runner.account_id;
     a.epoch = worker.epoch;
     a.task_id = task.id;
     a.workspace_id = task.workspace_id;
@@ -223,7 +243,8 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   task.updated_at = NowRfc3339();
   *assign->mutable_task() = TaskToProto(task);
   assign->set_epoch(worker.epoch);
-  {
+  if (task.created_by == runner.account_id ||
+      runner.access.share_workspaces.count(task.workspace_id) > 0) {
     absl::MutexLock lock(&mu_);
     auto it = connected_.find(runner.runner_id);
     if (it != connected_.end()) {
@@ -386,19 +407,26 @@ void Dispatcher::Connect(RunnerSlot slot, std::shared_ptr<RunnerLink> link, cons
           scheduler_.SetSpent(account_id, TodayUtc());
         }
         for (const pb::ResumeWorker& r : resume) {
+          // Only a stream of the account that holds the lease takes it back.
           bool ok = false;
           {
             absl::MutexLock lock(&mu_);
             auto it = attached_.find(r.worker_id());
-            ok = it != attached_.end() && it->second.epoch == r.epoch();
+            ok = it != attached_.end() && it->second.epoch == r.epoch() &&
+                 it->second.account_id == account_id;
+          }
+          if (!ok) {
+            Log()->warn("runner={} account={} may not resume worker={} epoch={}", runner_id,
+                        account_id, r.worker_id(), r.epoch());
           }
           if (ok) {
             const long long epoch = r.epoch();
             soci::statement st =
                 (tx.sql().prepare << "UPDATE workers SET runner_id = :r, updated_at = now()"
-                                   " WHERE id = :id AND epoch = :e AND state IN"
+                                   " WHERE id = :id AND epoch = :e AND account_id = :a AND state IN"
                                    " ('idle', 'starting', 'running', 'waiting_input', 'paused')",
-                 soci::use(runner_id), soci::use(r.worker_id()), soci::use(epoch));
+                 soci::use(runner_id), soci::use(r.worker_id()), soci::use(epoch),
+                 soci::use(account_id));
             st.execute(true);
             ok = st.get_affected_rows() == 1;
           }
@@ -652,18 +680,27 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
     pb::BrokerMessage ack;
     ack.mutable_ack()->set_worker_id(event.worker_id());
     ack.mutable_ack()->set_up_to_seq(event.seq());
-    if (stale || event.seq() <= before.last_seq) {
-      // A duplicate (replayed after a reconnect) or a fenced-off attempt:
-      // acknowledge so the runner drops it, record nothing.
+    const bool refused = !stale && !RunnerMaySend(event.event());
+    if (refused) {
+      Log()->warn("runner={} worker={} sent an event of type '{}' (status '{}'), which runners may "
+                  "not send: dropped",
+                  runner_id, event.worker_id(), event.event().type().substr(0, 64),
+                  event.event().status().substr(0, 64));
+    }
+    if (stale || refused || event.seq() <= before.last_seq) {
+      // A duplicate (replayed after a reconnect), a fenced-off attempt or a
+      // refused event: acknowledge so the runner drops it, record nothing.
       tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
       return absl::OkStatus();
     }
+    // The broker owns the ids, the time and the runner's name.
     pb::Event e = event.event();
     e.set_id(0);
     e.set_task_id(before.task_id);
     e.set_worker_id(event.worker_id());
     e.set_workspace_id(before.workspace_id);
-    if (e.created_at().empty()) e.set_created_at(NowRfc3339());
+    e.set_created_at(NowRfc3339());
+    e.clear_runner_name();
 
     std::string new_state = before.state;
     if (e.type() == "started") {
@@ -837,8 +874,7 @@ void Dispatcher::RefreshAccount(
       }
       continue;
     }
-    scheduler_.UpdateAccess(fresh->account_id, fresh->is_admin, fresh->claim_workspaces,
-                            fresh->account_max_workers);
+    scheduler_.UpdateAccess(fresh->account_id, fresh->access);
     changed = true;
   }
   if (changed) ClaimForAll();

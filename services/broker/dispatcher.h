@@ -88,6 +88,8 @@ class Dispatcher {
   // A worker this replica dispatched or re-attached and that is not done.
   struct Attached {
     std::string runner_id;  // "" while its runner is away
+    // The account whose runner holds the lease: only its streams resume it.
+    std::string account_id;
     int64_t epoch = 0;
     std::string task_id;
     std::string workspace_id;

@@ -29,6 +29,13 @@ ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL");
 ABSL_FLAG(std::string, session_key, "",
           "64 hex digits: key that seals agent session transcripts in the database");
 ABSL_FLAG(std::string, accounts_addr, "127.0.0.1:7001", "accounts service address");
+ABSL_FLAG(std::string, service_key, "",
+          "secret presented to accounts for WatchChanges and RunnerCredentials");
+ABSL_FLAG(std::string, database_url_file, "", "file holding --database_url");
+ABSL_FLAG(std::string, session_key_file, "", "file holding --session_key");
+ABSL_FLAG(std::string, service_key_file, "", "file holding --service_key");
+ABSL_FLAG(int, max_streams_per_key, 64, "runner streams one API key may hold at once");
+ABSL_FLAG(int, hello_timeout_ms, 10000, "a runner stream without Hello by then is closed");
 ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
 ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
 ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
@@ -45,18 +52,25 @@ int main(int argc, char** argv) {
                      {"database_url", "BUILDD_DATABASE_URL"},
                      {"accounts_addr", "BUILDD_ACCOUNTS_ADDR"},
                      {"session_key", "BUILDD_SESSION_KEY"},
+                     {"service_key", "BUILDD_SERVICE_KEY"},
                      {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
                      {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
                      {"log_level", "BUILDD_LOG_LEVEL"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
-  auto sessions_box = SecretBox::FromHex(absl::GetFlag(FLAGS_session_key));
+  auto sessions_box = SecretBox::FromHex(SecretFlagOrExit("session_key"));
   if (!sessions_box.ok()) {
     std::fprintf(stderr, "--session_key (or BUILDD_SESSION_KEY): %s\n",
                  std::string(sessions_box.status().message()).c_str());
     return 2;
   }
-  const std::string url = absl::GetFlag(FLAGS_database_url);
+  const std::string service_key = SecretFlagOrExit("service_key");
+  if (service_key.empty()) {
+    std::fprintf(stderr, "--service_key (or BUILDD_SERVICE_KEY) is required: the secret that "
+                         "buildd-accounts was given\n");
+    return 2;
+  }
+  const std::string url = SecretFlagOrExit("database_url");
   auto pool = OpenServiceDatabase(url, absl::GetFlag(FLAGS_db_pool_size), "broker",
                                   BrokerMigrations());
   if (!pool.ok()) {
@@ -99,11 +113,15 @@ int main(int argc, char** argv) {
   }
 
   RunnerServiceImpl* runner_service_ptr = nullptr;
-  AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), [&](const std::string& account_id) {
+  AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), service_key,
+                          [&](const std::string& account_id) {
     if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);
   });
   BrokerServiceImpl broker_service(accounts, store, dispatcher, journal, hub, workers);
-  RunnerServiceImpl runner_service(accounts, dispatcher, workers);
+  RunnerServiceImpl::Options stream_options;
+  stream_options.max_streams_per_key = absl::GetFlag(FLAGS_max_streams_per_key);
+  stream_options.hello_timeout_ms = absl::GetFlag(FLAGS_hello_timeout_ms);
+  RunnerServiceImpl runner_service(accounts, dispatcher, workers, timers, stream_options);
   runner_service_ptr = &runner_service;
 
   soci::connection_pool& db = **pool;

@@ -405,8 +405,8 @@ std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const Ru
                                                     int n) {
   std::vector<TaskRecord> out;
   if (n <= 0) return out;
-  const int all = runner.is_admin ? 1 : 0;
-  const std::string workspaces = IdsJson(runner.claim_workspaces);
+  const int all = runner.access.claim_all ? 1 : 0;
+  const std::string workspaces = IdsJson(runner.access.claim_workspaces);
   const std::string only = runner.only_workspace;
   const std::string labels = LabelsToJson(std::vector<std::string>(runner.labels.begin(), runner.labels.end()));
   const std::string providers = IdsJson(runner.AvailableProviders());

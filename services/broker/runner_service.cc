@@ -1,6 +1,7 @@
 #include "services/broker/runner_service.h"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
@@ -32,6 +33,8 @@ class StreamLink final : public RunnerLink {
     absl::MutexLock lock(&mu_);
     reactor_ = nullptr;
   }
+  // Set when the stream's first message arrived.
+  std::atomic<bool> hello_seen{false};
 
  private:
   absl::Mutex mu_;
@@ -45,6 +48,14 @@ class RunnerStream final : public StreamBase {
         key_(std::move(key)),
         runner_id_(NewUuid()),
         link_(std::make_shared<StreamLink>(this)) {
+    // A stream that says nothing is closed; the timer holds the link, not us.
+    auto timer = std::make_shared<boost::asio::steady_timer>(
+        service_->timers_, std::chrono::milliseconds(service_->options_.hello_timeout_ms));
+    timer->async_wait([timer, link = link_](boost::system::error_code ec) {
+      if (!ec && !link->hello_seen) {
+        link->Close(absl::DeadlineExceededError("no Hello within the time allowed"));
+      }
+    });
     StartRead(&in_);
   }
 
@@ -56,6 +67,7 @@ class RunnerStream final : public StreamBase {
       return;
     }
     if (!registered_) {
+      link_->hello_seen = true;
       if (!in_.has_hello()) {
         FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                 "the first message on the stream must be Hello"));
@@ -114,13 +126,22 @@ class RunnerStream final : public StreamBase {
       }
     }
     if (p.ok()) {
+      absl::MutexLock lock(&service_->mu_);
+      const auto same_key = std::count_if(service_->keys_.begin(), service_->keys_.end(),
+                                          [&](const auto& entry) { return entry.second == key_; });
+      if (same_key >= service_->options_.max_streams_per_key) {
+        Log()->warn("account={} refused: its key already holds {} runner streams", p->account_id,
+                    same_key);
+        p = absl::ResourceExhaustedError(absl::StrCat(
+            "this key already holds ", same_key, " runner streams, the most one key may hold"));
+      } else {
+        service_->keys_[runner_id_] = key_;
+      }
+    }
+    if (p.ok()) {
       RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
       name_ = slot.name;
       registered_ = true;
-      {
-        absl::MutexLock lock(&service_->mu_);
-        service_->keys_[runner_id_] = key_;
-      }
       Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
                   slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
       StartRead(&in_);
@@ -153,8 +174,18 @@ class RunnerStream final : public StreamBase {
 };
 
 RunnerServiceImpl::RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher,
-                                     boost::asio::thread_pool& pool)
-    : auth_(auth), dispatcher_(dispatcher), pool_(pool) {}
+                                     boost::asio::thread_pool& pool,
+                                     boost::asio::io_context& timers, Options options)
+    : auth_(auth), dispatcher_(dispatcher), pool_(pool), timers_(timers), options_(options) {}
+
+RunnerAccess RunnerServiceImpl::AccessOf(const Principal& p) {
+  RunnerAccess access;
+  access.claim_all = p.is_admin || p.claim_all;
+  access.claim_workspaces = p.can_claim;
+  access.share_workspaces = p.share_credentials;
+  access.account_max_workers = p.is_admin ? 0 : p.max_concurrent_workers;
+  return access;
+}
 
 grpc::ServerBidiReactor<pb::RunnerMessage, pb::BrokerMessage>* RunnerServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
@@ -171,8 +202,7 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   slot.name = hello.name().empty() ? "runner" : hello.name();
   slot.account_id = p.account_id;
   slot.account_type = p.type;
-  slot.is_admin = p.is_admin;
-  slot.claim_workspaces = p.can_claim;
+  slot.access = AccessOf(p);
   slot.only_workspace = hello.workspace_id();
   slot.labels.insert(hello.labels().begin(), hello.labels().end());
   for (const pb::Capability& c : hello.capabilities()) {
@@ -182,7 +212,6 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   }
   if (hello.capabilities_size() == 0) slot.providers.insert("command");
   slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
-  slot.account_max_workers = p.is_admin ? 0 : p.max_concurrent_workers;
   slot.account_max_cost_per_day = p.max_cost_per_day;
   return slot;
 }
@@ -199,9 +228,7 @@ void RunnerServiceImpl::RefreshAccount(const std::string& account_id) {
     absl::StatusOr<Principal> p = auth_.Authenticate(key);
     if (!p.ok()) return p.status();
     RunnerSlot fresh = runner;
-    fresh.is_admin = p->is_admin;
-    fresh.claim_workspaces = p->can_claim;
-    fresh.account_max_workers = p->is_admin ? 0 : p->max_concurrent_workers;
+    fresh.access = AccessOf(*p);
     return fresh;
   });
 }

@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "absl/synchronization/mutex.h"
@@ -19,7 +20,14 @@ namespace buildd::broker {
 // pool.
 class RunnerServiceImpl final : public pb::RunnerService::CallbackService {
  public:
-  RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher, boost::asio::thread_pool& pool);
+  struct Options {
+    // A stream that sends no Hello within this time is closed.
+    int hello_timeout_ms = 10000;
+    // Streams one key may hold at once; one more is refused.
+    int max_streams_per_key = 64;
+  };
+  RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher, boost::asio::thread_pool& pool,
+                    boost::asio::io_context& timers, Options options);
 
   grpc::ServerBidiReactor<pb::RunnerMessage, pb::BrokerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
@@ -28,6 +36,8 @@ class RunnerServiceImpl final : public pb::RunnerService::CallbackService {
   // streams whose key stopped working.
   void RefreshAccount(const std::string& account_id);
 
+  // What the account of `p` may claim and share.
+  static RunnerAccess AccessOf(const Principal& p);
   // The routing view of a runner from its principal and Hello.
   static RunnerSlot SlotFor(const std::string& runner_id, const Principal& p,
                             const pb::Hello& hello);
@@ -37,6 +47,8 @@ class RunnerServiceImpl final : public pb::RunnerService::CallbackService {
   Authenticator& auth_;
   Dispatcher& dispatcher_;
   boost::asio::thread_pool& pool_;
+  boost::asio::io_context& timers_;
+  const Options options_;
   absl::Mutex mu_;
   std::map<std::string, std::string> keys_ ABSL_GUARDED_BY(mu_);  // runner id → key
 };

@@ -28,7 +28,9 @@ std::set<std::string> RunnerSlot::AvailableProviders() const {
 
 bool Eligible(const RunnerSlot& runner, const TaskRoute& task) {
   if (!runner.only_workspace.empty() && runner.only_workspace != task.workspace_id) return false;
-  if (!runner.is_admin && runner.claim_workspaces.count(task.workspace_id) == 0) return false;
+  if (!runner.access.claim_all && runner.access.claim_workspaces.count(task.workspace_id) == 0) {
+    return false;
+  }
   if (task.runner_preference != "any" && task.runner_preference != runner.account_type) {
     return false;
   }
@@ -55,15 +57,10 @@ void Scheduler::RemoveRunner(const std::string& runner_id) {
   runners_.erase(runner_id);
 }
 
-void Scheduler::UpdateAccess(const std::string& account_id, bool is_admin,
-                             const std::set<std::string>& claim_workspaces,
-                             int account_max_workers) {
+void Scheduler::UpdateAccess(const std::string& account_id, const RunnerAccess& access) {
   absl::MutexLock lock(&mu_);
   for (auto& [id, runner] : runners_) {
-    if (runner.account_id != account_id) continue;
-    runner.is_admin = is_admin;
-    runner.claim_workspaces = claim_workspaces;
-    runner.account_max_workers = account_max_workers;
+    if (runner.account_id == account_id) runner.access = access;
   }
 }
 
@@ -90,8 +87,8 @@ std::optional<RunnerSlot> Scheduler::Reserve(const TaskRoute& task,
     RunnerSlot& runner = it->second;
     if (runner.active >= runner.max_tasks || exclude.count(runner.runner_id) > 0) continue;
     if (!Eligible(runner, task)) continue;
-    if (runner.account_max_workers > 0 &&
-        AccountActiveLocked(runner.account_id) >= runner.account_max_workers) {
+    if (runner.access.account_max_workers > 0 &&
+        AccountActiveLocked(runner.account_id) >= runner.access.account_max_workers) {
       continue;
     }
     const double load = static_cast<double>(runner.active) / runner.max_tasks;
@@ -111,8 +108,8 @@ int Scheduler::ReserveOn(const std::string& runner_id, int n) {
   if (it == runners_.end()) return 0;
   RunnerSlot& runner = it->second;
   int free = runner.max_tasks - runner.active;
-  if (runner.account_max_workers > 0) {
-    free = std::min(free, runner.account_max_workers - AccountActiveLocked(runner.account_id));
+  if (runner.access.account_max_workers > 0) {
+    free = std::min(free, runner.access.account_max_workers - AccountActiveLocked(runner.account_id));
   }
   const int got = std::max(0, std::min(free, n));
   runner.active += got;

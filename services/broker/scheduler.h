@@ -22,22 +22,33 @@ struct TaskRoute {
   std::string provider;
 };
 
+// What a runner's account may claim and share, refreshed when its grants
+// change.
+struct RunnerAccess {
+  // Every workspace: an admin's or a claimAll account's runner.
+  bool claim_all = false;
+  // Workspaces the account may claim from (ignored with claim_all).
+  std::set<std::string> claim_workspaces;
+  // Workspaces whose tasks by other accounts get the account's provider
+  // credentials (its own tasks always do).
+  std::set<std::string> share_workspaces;
+  int account_max_workers = 0;  // 0: no account limit
+};
+
 // A runner connected to this broker replica, as routing sees it.
 struct RunnerSlot {
   std::string runner_id;
   std::string name;
   std::string account_id;
   std::string account_type;  // user | service | action
-  bool is_admin = false;
-  // Workspaces the account may claim from (ignored for admins).
-  std::set<std::string> claim_workspaces;
+  // What the runner's account may do, from its principal.
+  RunnerAccess access;
   // Hello.workspace_id: only this workspace, when set.
   std::string only_workspace;
   std::set<std::string> labels;
   std::set<std::string> providers;
   int max_tasks = 1;
   int active = 0;
-  int account_max_workers = 0;  // 0: no account limit
   double account_max_cost_per_day = 0;  // 0: no limit
   // The UTC day ("2026-11-22") on which the account reached that limit: no
   // agent tasks for it until the day is over.
@@ -67,9 +78,8 @@ class Scheduler {
  public:
   void AddRunner(RunnerSlot runner);
   void RemoveRunner(const std::string& runner_id);
-  // Replaces the grants/admin flag of every runner of `account_id`.
-  void UpdateAccess(const std::string& account_id, bool is_admin,
-                    const std::set<std::string>& claim_workspaces, int account_max_workers);
+  // Replaces the access of every runner of `account_id`.
+  void UpdateAccess(const std::string& account_id, const RunnerAccess& access);
 
   // Marks every runner of `account_id` as having spent its daily budget on
   // `day` ("" lifts it).

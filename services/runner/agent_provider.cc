@@ -61,9 +61,11 @@ absl::StatusOr<std::string> ToolsOption(const Value& v, const std::string& field
   return absl::StrJoin(tools, " ");
 }
 
-// A session id names a file: letters, digits, '-' and '_' only.
+}  // namespace
+
+// A session id names a file and goes on a command line.
 absl::Status CheckSessionId(const std::string& id) {
-  if (id.empty() || id.size() > 128) {
+  if (id.empty() || id.size() > 128 || !absl::ascii_isalnum(static_cast<unsigned char>(id[0]))) {
     return absl::InvalidArgumentError(absl::StrCat("bad session id \"", id, "\""));
   }
   for (char c : id) {
@@ -74,12 +76,32 @@ absl::Status CheckSessionId(const std::string& id) {
   return absl::OkStatus();
 }
 
+namespace {
+
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+// `path` read only when it is a regular file inside `root` with no symbolic
+// link on the way: the task wrote that directory, and the runner must not be
+// made to read its own secrets into a transcript.
+absl::StatusOr<std::string> ReadFileWithin(const fs::path& root, const fs::path& path) {
+  std::error_code ec;
+  const fs::path real_root = fs::canonical(root, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("cannot read ", root.string()));
+  const fs::path real = fs::canonical(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+  const fs::path expected = real_root / fs::relative(fs::absolute(path).lexically_normal(),
+                                                      fs::absolute(root).lexically_normal(), ec);
+  if (ec || real != expected || !fs::is_regular_file(fs::symlink_status(real, ec))) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(path.string(), " is not a plain file of the agent's directory"));
+  }
+  return ReadFile(real);
 }
 
 absl::Status WriteFile(const fs::path& path, const std::string& data) {
@@ -256,8 +278,9 @@ absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
   if (provider != "codex") {
     // Only the project of this directory: a copy restored elsewhere for an
     // earlier task may be older.
-    return ReadFile(fs::path(settings.claude_config_dir) / "projects" / ClaudeProjectDirName(dir) /
-                    absl::StrCat(session_id, ".jsonl"));
+    return ReadFileWithin(settings.claude_config_dir,
+                          fs::path(settings.claude_config_dir) / "projects" /
+                              ClaudeProjectDirName(dir) / absl::StrCat(session_id, ".jsonl"));
   }
   // rollout-<time>-<id>.jsonl, in dated folders.
   const fs::path root = fs::path(settings.codex_home) / "sessions";
@@ -266,7 +289,7 @@ absl::StatusOr<std::string> ReadSessionSnapshot(const std::string& provider,
     return absl::NotFoundError(
         absl::StrCat("no transcript of session ", session_id, " under ", root.string()));
   }
-  return ReadFile(*file);
+  return ReadFileWithin(settings.codex_home, *file);
 }
 
 absl::Status RestoreSessionSnapshot(const std::string& provider, const ProviderSettings& settings,

@@ -76,6 +76,10 @@ SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& s
 // start with a CODEX_HOME that does not exist.
 absl::Status EnsureStateDir(const std::string& provider, const ProviderSettings& settings);
 
+// OK for a session id that may go on an agent's command line: 1 to 128
+// letters, digits, '-' and '_', starting with a letter or digit.
+absl::Status CheckSessionId(const std::string& id);
+
 // The parser of `provider`'s machine output.
 std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider);
 

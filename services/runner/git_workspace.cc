@@ -85,6 +85,15 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   options.env = vars;
   // Never prompt for credentials: fail instead.
   options.env.emplace_back("GIT_TERMINAL_PROMPT", "0");
+  // A worktree a task wrote must not make the runner's git run anything:
+  // no hooks, no fsmonitor; and its files are the task user's.
+  options.env.insert(options.env.end(), {{"GIT_CONFIG_COUNT", "3"},
+                                         {"GIT_CONFIG_KEY_0", "core.hooksPath"},
+                                         {"GIT_CONFIG_VALUE_0", "/dev/null"},
+                                         {"GIT_CONFIG_KEY_1", "core.fsmonitor"},
+                                         {"GIT_CONFIG_VALUE_1", "false"},
+                                         {"GIT_CONFIG_KEY_2", "safe.directory"},
+                                         {"GIT_CONFIG_VALUE_2", "*"}});
   options.env.emplace_back("LC_ALL", "C");
   // A patch may hold very long lines; they must come back whole.
   options.max_line_bytes = 64 << 20;
@@ -118,10 +127,13 @@ std::string Trimmed(const std::string& text) {
   return std::string(absl::StripAsciiWhitespace(text));
 }
 
-std::string UrlHash(const std::string& url) {
+// The cache's name: one per workspace and repository, so that workspaces
+// sharing a URL never see each other's branches or stashes.
+std::string CacheName(const std::string& workspace_id, const std::string& url) {
+  const std::string key = absl::StrCat(workspace_id, "\n", url);
   unsigned char hash[16];
-  crypto_generichash(hash, sizeof hash, reinterpret_cast<const unsigned char*>(url.data()),
-                     url.size(), nullptr, 0);
+  crypto_generichash(hash, sizeof hash, reinterpret_cast<const unsigned char*>(key.data()),
+                     key.size(), nullptr, 0);
   char hex[sizeof hash * 2 + 1];
   sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
   return hex;
@@ -198,7 +210,8 @@ absl::Mutex& GitWorkspace::RepoLock(const std::string& cache_dir) {
   return *repo;
 }
 
-absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
+absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& workspace_id,
+                                               const std::string& repo_url,
                                                const std::string& base_branch,
                                                const std::string& work_branch,
                                                const std::string& name, const Progress& progress,
@@ -213,12 +226,14 @@ absl::StatusOr<Worktree> GitWorkspace::Prepare(const std::string& repo_url,
     return absl::FailedPreconditionError(absl::StrCat("worktree ", name, " is in use"));
   }
   ControlScope controlled(control);
-  auto tree = AddWorktree(repo_url, base_branch, work_branch, name, progress, carry_over);
+  auto tree =
+      AddWorktree(workspace_id, repo_url, base_branch, work_branch, name, progress, carry_over);
   if (!tree.ok()) Unclaim(name);
   return tree;
 }
 
-absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
+absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& workspace_id,
+                                                   const std::string& repo_url,
                                                    const std::string& base_branch,
                                                    const std::string& work_branch,
                                                    const std::string& name,
@@ -226,7 +241,7 @@ absl::StatusOr<Worktree> GitWorkspace::AddWorktree(const std::string& repo_url,
   CleanUp(progress);
   Worktree tree;
   tree.name = name;
-  tree.cache_dir = absl::StrCat(root_, "/cache/", UrlHash(repo_url), ".git");
+  tree.cache_dir = absl::StrCat(root_, "/cache/", CacheName(workspace_id, repo_url), ".git");
   tree.path = absl::StrCat(WorktreesDir(), "/", name);
   tree.branch = work_branch;
   Vars vars = {{"CACHE", tree.cache_dir},

@@ -57,8 +57,8 @@ struct GitControl {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
-// Git checkouts for tasks under `root`: one bare cache per repository
-// (cache/<hash of the URL>.git, fetched, never re-cloned) and one worktree
+// Git checkouts for tasks under `root`: one bare cache per workspace and
+// repository (cache/<hash of both>.git, fetched, never re-cloned) and one worktree
 // per task (worktrees/<name>) on the task's work branch, so tasks of one
 // repository run side by side. Every value that comes from a task (URL,
 // branch names, messages, commits) reaches git through the environment,
@@ -102,7 +102,8 @@ class GitWorkspace {
   // Fails with FailedPrecondition when `name`, or the worktree holding
   // `work_branch`, is in use; InvalidArgument for an empty URL or branch or
   // a `name` that is not a single path component.
-  absl::StatusOr<Worktree> Prepare(const std::string& repo_url, const std::string& base_branch,
+  absl::StatusOr<Worktree> Prepare(const std::string& workspace_id, const std::string& repo_url,
+                                   const std::string& base_branch,
                                    const std::string& work_branch, const std::string& name,
                                    const Progress& progress, bool carry_over = true,
                                    const GitControl& control = {});
@@ -147,7 +148,8 @@ class GitWorkspace {
   // Marks `name` in use unless it already is; true when it was marked.
   bool TryClaim(const std::string& name);
   void Unclaim(const std::string& name);
-  absl::StatusOr<Worktree> AddWorktree(const std::string& repo_url, const std::string& base_branch,
+  absl::StatusOr<Worktree> AddWorktree(const std::string& workspace_id, const std::string& repo_url,
+                                       const std::string& base_branch,
                                        const std::string& work_branch, const std::string& name,
                                        const Progress& progress, bool carry_over);
   // Frees `work_branch` in `cache_dir` when an idle worktree other than

@@ -49,6 +49,17 @@ ABSL_FLAG(std::string, commit_author, "buildd <buildd@localhost>",
 ABSL_FLAG(double, disk_high_watermark, 0.85,
           "Used fraction of the work directory's disk above which old worktrees are removed.");
 ABSL_FLAG(double, disk_low_watermark, 0.70, "Remove old worktrees until the disk is below this.");
+ABSL_FLAG(std::string, sandbox, "bwrap",
+          "How tasks are isolated: bwrap (a bubblewrap sandbox per task) or none (machines "
+          "without user namespaces: tasks then see everything the runner's user can).");
+ABSL_FLAG(std::string, task_user, "buildd-task",
+          "The user tasks run as when the runner is root.");
+ABSL_FLAG(uint64_t, task_memory, 0, "Address space of each task process in bytes (0: unbounded).");
+ABSL_FLAG(uint64_t, task_pids, 4096, "Processes the task user may have (0: unbounded).");
+ABSL_FLAG(uint64_t, task_open_files, 4096, "Open files of each task process (0: the runner's).");
+ABSL_FLAG(std::string, task_env, "",
+          "Comma-separated names of the runner's environment variables that tasks get too "
+          "(proxies, ANTHROPIC_BASE_URL); nothing else of the runner's environment reaches them.");
 
 namespace {
 
@@ -104,7 +115,10 @@ int main(int argc, char** argv) {
                              {"commit_author", "BUILDD_COMMIT_AUTHOR"},
                              {"claude_config_dir", "CLAUDE_CONFIG_DIR"},
                              {"codex_home", "CODEX_HOME"},
-                             {"log_level", "BUILDD_LOG_LEVEL"}},
+                             {"log_level", "BUILDD_LOG_LEVEL"},
+                             {"sandbox", "BUILDD_SANDBOX"},
+                             {"task_user", "BUILDD_TASK_USER"},
+                             {"task_env", "BUILDD_TASK_ENV"}},
                             "buildd-runner --api_key=KEY [--server=host:port] [flags]\n"
                             "Runs the tasks the buildd broker pushes to it.");
   buildd::InitLogging("runner", absl::GetFlag(FLAGS_log_level));
@@ -159,6 +173,20 @@ int main(int argc, char** argv) {
   providers.codex_path = absl::GetFlag(FLAGS_codex);
   providers.claude_config_dir = absl::GetFlag(FLAGS_claude_config_dir);
   providers.codex_home = absl::GetFlag(FLAGS_codex_home);
+  std::vector<std::string> pass_env = runner::SplitLabels(absl::GetFlag(FLAGS_task_env));
+  absl::StatusOr<runner::SandboxConfig> sandbox = runner::MakeSandboxConfig(
+      absl::GetFlag(FLAGS_sandbox), absl::GetFlag(FLAGS_task_user), absl::GetFlag(FLAGS_task_memory),
+      absl::GetFlag(FLAGS_task_pids), absl::GetFlag(FLAGS_task_open_files), std::move(pass_env));
+  if (!sandbox.ok()) return Fail(std::string(sandbox.status().message()));
+  if (!sandbox->enabled) {
+    buildd::Log()->warn("--sandbox=none: tasks run as this runner's user and see all it can see");
+  }
+  if (sandbox->enabled) {
+    absl::Status reachable =
+        runner::MakeReachable(agent_options.work_dir + "/tasks", sandbox->uid, sandbox->gid);
+    if (!reachable.ok()) return Fail(std::string(reachable.message()));
+  }
+  agent_options.sandbox = &*sandbox;
   agent_options.capabilities = runner::DetectCapabilities(BUILDD_VERSION, &providers);
   agent_options.providers = runner::ResolveProviderSettings(providers);
   std::vector<std::string> described;

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <grp.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,7 +57,7 @@ void CloseFd(int* fd) {
 }
 
 // What the child was doing when it failed, reported with errno.
-enum ChildStage : int { kRedirect = 1, kChdir = 2, kExec = 3 };
+enum ChildStage : int { kRedirect = 1, kChdir = 2, kExec = 3, kLimits = 4, kUser = 5 };
 
 // Writes {stage, errno} to `fd` and exits; only async-signal-safe calls, for
 // the child between fork and exec.
@@ -76,7 +78,7 @@ std::vector<std::string> ChildEnvironment(const SpawnOptions& options) {
   std::map<std::string, size_t> index;
   std::vector<std::string> env;
   const auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+  for (char** e = options.clear_env ? nullptr : environ; e != nullptr && *e != nullptr; ++e) {
     std::string entry(*e);
     const std::string name = name_of(entry);
     if (std::find(options.unset_env.begin(), options.unset_env.end(), name) !=
@@ -175,8 +177,17 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
   envp.reserve(env.size() + 1);
   for (std::string& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  std::string sh = "/bin/sh", dash_c = "-c", command = options.command;
-  char* argv[] = {sh.data(), dash_c.data(), command.data(), nullptr};
+  std::vector<std::string> args = options.argv;
+  if (args.empty()) args = {"/bin/sh", "-c", options.command};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const std::vector<int> keep_fds = options.keep_fds;
+  const int uid = options.uid, gid = options.gid;
+  std::vector<std::pair<int, rlimit>> limits;
+  for (const auto& [resource, value] : options.rlimits) {
+    limits.push_back({resource, rlimit{static_cast<rlim_t>(value), static_cast<rlim_t>(value)}});
+  }
   const char* working_dir = options.working_dir.empty() ? nullptr : options.working_dir.c_str();
 
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1};
@@ -194,7 +205,8 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
 
   const pid_t pid = fork();
   if (pid == 0) {
-    setpgid(0, 0);
+    // A session of its own: no controlling terminal to inject input into.
+    setsid();
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -213,8 +225,16 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
 #ifdef SYS_close_range
     syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
+    for (int fd : keep_fds) fcntl(fd, F_SETFD, 0);
+    for (const auto& [resource, limit] : limits) {
+      if (setrlimit(resource, &limit) != 0) ChildFail(exec_pipe[1], kLimits);
+    }
+    if (gid >= 0 && (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0)) {
+      ChildFail(exec_pipe[1], kUser);
+    }
+    if (uid >= 0 && setresuid(uid, uid, uid) != 0) ChildFail(exec_pipe[1], kUser);
     if (working_dir != nullptr && chdir(working_dir) != 0) ChildFail(exec_pipe[1], kChdir);
-    execve(argv[0], argv, envp.data());
+    execve(argv[0], argv.data(), envp.data());
     ChildFail(exec_pipe[1], kExec);
   }
 
@@ -229,9 +249,8 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
     CloseFd(&exec_pipe[0]);
     return absl::ResourceExhaustedError(absl::StrCat("fork: ", strerror(fork_errno)));
   }
-  // Also from the parent, so the group exists before we may signal it.
-  setpgid(pid, pid);
-
+  // The child's setsid() made the group; it is in place once the exec pipe
+  // closes, before anything may signal it.
   // The exec pipe closes on a successful exec; otherwise it carries why not.
   int report[2] = {0, 0};
   ssize_t n;
@@ -250,7 +269,12 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
         return absl::FailedPreconditionError(
             absl::StrCat("cannot enter ", options.working_dir, ": ", reason));
       case kExec:
-        return absl::FailedPreconditionError(absl::StrCat("cannot execute /bin/sh: ", reason));
+        return absl::FailedPreconditionError(absl::StrCat("cannot execute ", args[0], ": ", reason));
+      case kLimits:
+        return absl::FailedPreconditionError(absl::StrCat("cannot set resource limits: ", reason));
+      case kUser:
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot switch to uid ", uid, " gid ", gid, ": ", reason));
       default:
         return absl::InternalError(absl::StrCat("cannot redirect the child's output: ", reason));
     }

@@ -64,14 +64,27 @@ struct ExitStatus {
 };
 
 struct SpawnOptions {
-  // Run as `/bin/sh -c <command>`.
+  // Run as `/bin/sh -c <command>`, unless `argv` is given.
   std::string command;
+  // Non-empty: execve(argv[0], argv) instead (a sandbox wrapping the shell).
+  std::vector<std::string> argv;
   // The child's working directory; empty keeps the runner's.
   std::string working_dir;
   // Set in the child's environment on top of the runner's, in order.
   std::vector<std::pair<std::string, std::string>> env;
   // Removed from the inherited environment (e.g. the runner's own secrets).
   std::vector<std::string> unset_env;
+  // The child gets only `env`, nothing of the runner's environment.
+  bool clear_env = false;
+  // Descriptors of the caller's that the child keeps across exec (they are
+  // close-on-exec in the runner).
+  std::vector<int> keep_fds;
+  // >= 0: the child drops to this user and group, with no supplementary
+  // groups, before exec (a runner started as root).
+  int uid = -1;
+  int gid = -1;
+  // Resource limits of the child: {RLIMIT_*, value}.
+  std::vector<std::pair<int, unsigned long>> rlimits;
   // Longer output lines come out in chunks of this size.
   size_t max_line_bytes = LineSplitter::kMaxLineBytes;
 };
@@ -89,9 +102,11 @@ class ProcessGroup {
  public:
   using LineFn = std::function<void(OutputStream stream, std::string line)>;
 
-  // Forks, puts the child in a new process group, resets its signal mask and
-  // dispositions and execs /bin/sh. Fails when the working directory cannot
-  // be entered or the exec fails.
+  // Forks, puts the child in a new session and process group (so it has no
+  // controlling terminal), resets its signal mask and dispositions, applies
+  // the limits and user of `options` and execs /bin/sh (or `argv`). Fails
+  // when the working directory cannot be entered, the user cannot be taken
+  // or the exec fails.
   static absl::StatusOr<std::unique_ptr<ProcessGroup>> Spawn(const SpawnOptions& options);
 
   // Kills the group with SIGKILL if the leader was not reaped yet, then reaps.

@@ -212,6 +212,9 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   }
   std::sort(spec.env.begin(), spec.env.end());
   spec.tasks_dir = absl::StrCat(options_.work_dir, "/tasks");
+  spec.homes_dir = absl::StrCat(options_.work_dir, "/homes");
+  spec.sandbox = options_.sandbox;
+  spec.network = task.network().empty() ? assign.workspace().network() : task.network();
 
   Worker& worker = workers_[worker_id];
   worker.epoch = assign.epoch();

@@ -15,6 +15,7 @@
 #include "buildd/v1/runner.pb.h"
 #include "services/runner/capabilities.h"
 #include "services/runner/outbox.h"
+#include "services/runner/sandbox.h"
 #include "services/runner/task_executor.h"
 
 namespace buildd::runner {
@@ -51,6 +52,8 @@ struct AgentOptions {
   GitWorkspace* git = nullptr;
   ProviderSettings providers;
   std::string commit_author = "buildd <buildd@localhost>";
+  // How every task is isolated; null runs tasks unsandboxed (unit tests).
+  const SandboxConfig* sandbox = nullptr;
 };
 
 // The runner's side of the protocol, without the transport: holds the

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -94,6 +95,7 @@ std::string SafePathComponent(const std::string& id) {
 
 TaskExecutor::TaskExecutor(TaskSpec spec, milliseconds cancel_grace, TaskCallbacks callbacks)
     : spec_(std::move(spec)),
+      providers_(spec_.providers),
       cancel_grace_(cancel_grace),
       worktree_name_(SafePathComponent(spec_.task_id.empty() ? spec_.worker_id : spec_.task_id)),
       callbacks_(std::move(callbacks)) {
@@ -238,6 +240,11 @@ absl::StatusOr<ExitStatus> TaskExecutor::RunProcess(const SpawnOptions& options,
                                        {"BUILDD_WORKSPACE_ID", spec_.workspace_id}});
   spawn.env.insert(spawn.env.end(), spec_.env.begin(), spec_.env.end());
   spawn.unset_env.push_back(kApiKeyEnv);
+  std::unique_ptr<SandboxedProcess> sandboxed;
+  if (spec_.sandbox != nullptr) {
+    BUILDD_ASSIGN_OR_RETURN(sandboxed, SandboxedProcess::Make(*spec_.sandbox, view_, spawn));
+    spawn = sandboxed->options();
+  }
   BUILDD_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroup> group, ProcessGroup::Spawn(spawn));
   Log()->info("worker={} task={} pid={} dir={}", spec_.worker_id, spec_.task_id, group->pid(),
               spawn.working_dir);
@@ -327,15 +334,19 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     result->error_message = std::string(options.status().message());
     return;
   }
-  if (absl::Status made = EnsureStateDir(provider, spec_.providers); !made.ok()) {
+  if (absl::Status made = EnsureStateDir(provider, providers_); !made.ok()) {
     result->error_message = std::string(made.message());
     return;
   }
   std::string session_id;
   if (!spec_.resume_session.session_id().empty()) {
     session_id = spec_.resume_session.session_id();
+    if (absl::Status bad = CheckSessionId(session_id); !bad.ok()) {
+      result->error_message = absl::StrCat("cannot resume: ", bad.message());
+      return;
+    }
     if (!spec_.resume_session.data().empty()) {
-      absl::Status restored = RestoreSessionSnapshot(provider, spec_.providers, session_id,
+      absl::Status restored = RestoreSessionSnapshot(provider, providers_, session_id,
                                                      spec_.resume_session.data(), dir);
       if (!restored.ok()) {
         result->error_message =
@@ -357,7 +368,7 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     std::unique_ptr<AgentStreamParser> parser = MakeStreamParser(provider);
     Tail stderr_tail;
     const absl::StatusOr<ExitStatus> end = RunProcess(
-        AgentCommand(provider, spec_.providers, *options, run, dir),
+        AgentCommand(provider, providers_, *options, run, dir),
         [&](bool is_stderr, std::string line) {
           if (is_stderr) {
             stderr_tail.Add(line);
@@ -411,6 +422,11 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
       result->error_message = absl::StrCat(provider, " reported no session id to continue");
       return;
     }
+    // It came from the agent's output, and goes on its command line.
+    if (absl::Status bad = CheckSessionId(session_id); !bad.ok()) {
+      result->error_message = absl::StrCat(provider, " reported ", bad.message());
+      return;
+    }
     Emit(StatusEvent("waiting_input"));
     std::optional<std::string> input = WaitForInput();
     if (!input.has_value()) return;
@@ -429,7 +445,7 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
   const std::string& session_id = artifacts.session_id();
   if (!session_id.empty()) {
     absl::StatusOr<std::string> transcript =
-        ReadSessionSnapshot(provider, spec_.providers, session_id, dir);
+        ReadSessionSnapshot(provider, providers_, session_id, dir);
     if (!transcript.ok()) {
       Log()->warn("worker={} no session transcript to keep: {}", spec_.worker_id,
                   transcript.status().message());
@@ -447,6 +463,88 @@ void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& arti
   }
 }
 
+absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
+                                          const std::optional<Worktree>& tree) {
+  if (spec_.homes_dir.empty()) return absl::OkStatus();
+  namespace fs = std::filesystem;
+  const int uid = spec_.sandbox == nullptr ? -1 : spec_.sandbox->uid;
+  const int gid = spec_.sandbox == nullptr ? -1 : spec_.sandbox->gid;
+  if (spec_.sandbox == nullptr || !spec_.sandbox->enabled) {
+    Log()->warn("worker={} task={} runs WITHOUT a sandbox (--sandbox=none): it can read and change "
+                "everything the runner's user can",
+                spec_.worker_id, spec_.task_id);
+  }
+  const std::string home = absl::StrCat(spec_.homes_dir, "/", worktree_name_);
+  std::error_code ec;
+  fs::remove_all(home, ec);
+  fs::create_directories(home, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", home, ": ", ec.message()));
+  fs::permissions(home, fs::perms::owner_all, ec);
+
+  // The agent's own state: the runner's settings, never other tasks'
+  // sessions; the runner user's login only when the task brings no key.
+  const auto has_env = [&](std::initializer_list<const char*> names) {
+    for (const auto& [key, value] : spec_.env) {
+      for (const char* name : names) {
+        if (key == name && !value.empty()) return true;
+      }
+    }
+    return false;
+  };
+  const auto seed = [&](const std::string& from, const std::string& to,
+                        std::vector<std::string> files) -> absl::Status {
+    fs::create_directories(to, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", to, ": ", ec.message()));
+    for (const std::string& file : files) {
+      if (from.empty()) break;
+      const fs::path source = fs::path(from) / file;
+      if (!fs::is_regular_file(fs::symlink_status(source, ec))) continue;
+      fs::copy_file(source, fs::path(to) / file, ec);
+      if (ec) return absl::InternalError(absl::StrCat("cannot copy ", source.string(), ": ", ec.message()));
+    }
+    return absl::OkStatus();
+  };
+  providers_.claude_config_dir = home + "/.claude";
+  providers_.codex_home = home + "/.codex";
+  if (spec_.provider == "claude") {
+    std::vector<std::string> files = {"settings.json"};
+    if (!has_env({"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"})) files.push_back(".credentials.json");
+    BUILDD_RETURN_IF_ERROR(seed(spec_.providers.claude_config_dir, providers_.claude_config_dir, files));
+  } else if (spec_.provider == "codex") {
+    std::vector<std::string> files = {"config.toml"};
+    if (!has_env({"OPENAI_API_KEY"})) files.push_back("auth.json");
+    BUILDD_RETURN_IF_ERROR(seed(spec_.providers.codex_home, providers_.codex_home, files));
+  }
+  {
+    // Git inside the sandbox works in a worktree whose metadata the runner owns.
+    std::ofstream config(home + "/.gitconfig");
+    config << "[safe]\n\tdirectory = *\n";
+  }
+  BUILDD_RETURN_IF_ERROR(GiveTree(home, uid, gid));
+  BUILDD_RETURN_IF_ERROR(GiveTree(dir, uid, gid));
+
+  view_.cwd = dir;
+  view_.home = home;
+  view_.writable = {dir};
+  // Its pointer to the cache stays the runner's: the runner's own git reads it.
+  view_.protected_files.clear();
+  if (tree.has_value()) view_.protected_files.push_back(dir + "/.git");
+  view_.network = spec_.network != "none";
+  view_.read_only.clear();
+  if (tree.has_value()) view_.read_only.push_back(tree->cache_dir);
+  const std::string& cli = spec_.provider == "codex" ? spec_.providers.codex_path
+                                                      : spec_.providers.claude_path;
+  if (spec_.provider == "claude" || spec_.provider == "codex") {
+    const std::string installed =
+        InstallationDir(cli.empty() ? spec_.provider : cli);
+    if (!installed.empty()) {
+      BUILDD_RETURN_IF_ERROR(MakeReachable(installed, uid, gid));
+      view_.read_only.push_back(installed);
+    }
+  }
+  return absl::OkStatus();
+}
+
 void TaskExecutor::Run() {
   const std::string log_ids = absl::StrCat("worker=", spec_.worker_id, " task=", spec_.task_id);
   if (spec_.timeout_seconds > 0) deadline_ = Clock::now() + std::chrono::seconds(spec_.timeout_seconds);
@@ -457,6 +555,10 @@ void TaskExecutor::Run() {
   pb::Artifacts artifacts;
   const auto finish = [&](TaskResult result) {
     if (tree.has_value()) spec_.git->Release(tree->name);
+    if (!view_.home.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(view_.home, ignored);
+    }
     if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
     absl::MutexLock lock(&mu_);
     done_ = true;
@@ -517,7 +619,7 @@ void TaskExecutor::Run() {
   if (!spec_.repo_url.empty()) {
     if (spec_.git == nullptr) return fail("this runner keeps no git worktrees", none);
     absl::StatusOr<Worktree> prepared = spec_.git->Prepare(
-        spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress,
+        spec_.workspace_id, spec_.repo_url, spec_.base_branch, spec_.work_branch, worktree_name_, progress,
         /*carry_over=*/!revert, GitLimits());
     if (!prepared.ok()) {
       if (stopped(none)) return;
@@ -534,6 +636,9 @@ void TaskExecutor::Run() {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) return fail(absl::StrCat("cannot create ", dir, ": ", ec.message()), none);
+  }
+  if (absl::Status sandbox = PrepareSandbox(dir, tree); !sandbox.ok()) {
+    return fail(std::string(sandbox.message()), none);
   }
   {
     bool paused = false;

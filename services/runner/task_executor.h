@@ -19,6 +19,7 @@
 #include "buildd/v1/runner.pb.h"
 #include "services/runner/agent_provider.h"
 #include "services/runner/git_workspace.h"
+#include "services/runner/sandbox.h"
 
 namespace buildd::runner {
 
@@ -55,6 +56,14 @@ struct TaskSpec {
   std::vector<std::pair<std::string, std::string>> env;
   // The task runs in <tasks_dir>/<task id> (created when missing).
   std::string tasks_dir;
+  // Its processes get HOME <homes_dir>/<task id>, made afresh, which holds
+  // their own agent configuration (seeded from `providers`' directories)
+  // and is removed when the task ends.
+  std::string homes_dir;
+  // Every process of the task runs in this sandbox; null: unsandboxed.
+  const SandboxConfig* sandbox = nullptr;
+  // "none": no network in the sandbox.
+  std::string network;
   // Runner-wide: worktrees (required when repo_url is set), the agent CLIs,
   // the commit author ("Name <email>") and the patch size cap.
   GitWorkspace* git = nullptr;
@@ -176,8 +185,16 @@ class TaskExecutor {
   void RunAgent(const std::string& dir, TaskResult* result, pb::Artifacts* artifacts);
   // Puts the transcript of artifacts.session_id into result->session.
   void KeepSession(const std::string& dir, const pb::Artifacts& artifacts, TaskResult* result);
+  // Makes the task's home (with its agent's configuration) and the view of
+  // its sandbox once its directory `dir` exists, and gives both to the
+  // task user.
+  absl::Status PrepareSandbox(const std::string& dir, const std::optional<Worktree>& tree);
 
   const TaskSpec spec_;
+  // spec_.providers with the task's own state directories.
+  ProviderSettings providers_;
+  // What the task's processes see; its home is removed at the end.
+  SandboxView view_;
   const std::chrono::milliseconds cancel_grace_;
   // The task's directory name: its worktree under spec_.git, or under
   // tasks_dir when it has no repository.

@@ -11,7 +11,7 @@ RunnerSlot Runner(const std::string& id, const std::string& type, int max_tasks 
   r.name = id;
   r.account_id = "acc-" + id;
   r.account_type = type;
-  r.claim_workspaces = {"ws1"};
+  r.access.claim_workspaces = {"ws1"};
   r.providers = {"command"};
   r.max_tasks = max_tasks;
   return r;
@@ -23,9 +23,9 @@ TaskRoute Task(const std::string& pref = "any") {
 
 TEST(SchedulerTest, NeedsTheCanClaimGrantUnlessAdmin) {
   RunnerSlot r = Runner("r", "service");
-  r.claim_workspaces = {"ws2"};
+  r.access.claim_workspaces = {"ws2"};
   EXPECT_FALSE(Eligible(r, Task()));
-  r.is_admin = true;
+  r.access.claim_all = true;
   EXPECT_TRUE(Eligible(r, Task()));
 }
 
@@ -71,7 +71,7 @@ TEST(SchedulerTest, AnAccountThatSpentItsBudgetTodayTakesOnlyCommands) {
 
 TEST(SchedulerTest, WorkspaceFilterOfTheRunnerApplies) {
   RunnerSlot r = Runner("r", "service");
-  r.claim_workspaces = {"ws1", "ws2"};
+  r.access.claim_workspaces = {"ws1", "ws2"};
   r.only_workspace = "ws2";
   EXPECT_FALSE(Eligible(r, Task()));
 }
@@ -105,7 +105,7 @@ TEST(SchedulerTest, AccountMaxConcurrentWorkersSpansItsRunners) {
   RunnerSlot a = Runner("a", "service", 5);
   RunnerSlot b = Runner("b", "service", 5);
   b.account_id = a.account_id;
-  a.account_max_workers = b.account_max_workers = 3;
+  a.access.account_max_workers = b.access.account_max_workers = 3;
   s.AddRunner(a);
   s.AddRunner(b);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(s.Reserve(Task()).has_value());

@@ -437,7 +437,8 @@ TEST_F(MeshTest, TasksOfOneBranchOrConcurrencyKeyRunOneAtATimeInOrder) {
                                     R"(,"workBranch":"feature/queue")");
   const std::string p2 = CreateTask(s.api_key, s.workspace_id, step("p2", "queue.log", ""),
                                     R"(,"workBranch":"feature/queue")");
-  mesh_.StartRunner(s.api_key, "roomy", {"--max_tasks=4"});
+  // The tasks share files of the test (a log, gates) outside their sandboxes.
+  mesh_.StartRunner(s.api_key, "roomy", {"--max_tasks=4", "--sandbox=none"});
   WaitForTaskState(p1, "running");
   // Created while the branch is busy: it waits too, behind p2.
   HttpResult third = Call("POST", "/api/tasks", s.api_key,
@@ -495,7 +496,7 @@ TEST_F(MeshTest, TasksOfOneBranchOrConcurrencyKeyRunOneAtATimeInOrder) {
                                               JsonString(step("f", "labels.log", "gate-4")), "}"))
                                 .body);
   WaitForTaskState(Str(front, "id"), "running");
-  mesh_.StartRunner(s.api_key, "other", {"--labels=gpu"});
+  mesh_.StartRunner(s.api_key, "other", {"--labels=gpu", "--sandbox=none"});
   const std::string behind = CreateTask(
       s.api_key, s.workspace_id, step("g", "labels.log", ""),
       absl::StrCat(R"(,"requiredLabels":["gpu"],"workBranch":")", Str(front, "workBranch"), R"(")"));

@@ -87,7 +87,7 @@ class GitWorkspaceTest : public ::testing::Test {
   CommitResult PushFromAnotherRunner(const std::string& branch, const std::string& file,
                                      const std::string& content) {
     GitWorkspace there = Workspace("other-runner");
-    auto tree = there.Prepare(url_, "main", branch, "elsewhere", nullptr);
+    auto tree = there.Prepare("ws1", url_, "main", branch, "elsewhere", nullptr);
     EXPECT_TRUE(tree.ok()) << tree.status();
     if (!tree.ok()) return {};
     WriteFile(tree->path + "/" + file, content);
@@ -101,7 +101,7 @@ class GitWorkspaceTest : public ::testing::Test {
   // Worktree "t1" of `ws` on `branch` with one commit that changes
   // README.md from "one" to "two": the commit.
   CommitResult BreakTheReadme(GitWorkspace& ws, const std::string& branch, Worktree* tree) {
-    auto prepared = ws.Prepare(url_, "main", branch, "t1", nullptr);
+    auto prepared = ws.Prepare("ws1", url_, "main", branch, "t1", nullptr);
     EXPECT_TRUE(prepared.ok()) << prepared.status();
     if (!prepared.ok()) return {};
     *tree = *prepared;
@@ -119,9 +119,9 @@ TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache)
   GitWorkspace ws = Workspace();
   std::vector<std::string> stages;
   auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
-  auto a = ws.Prepare(url_, "main", "buildd/aaaa", "task-a", progress);
+  auto a = ws.Prepare("ws1", url_, "main", "buildd/aaaa", "task-a", progress);
   ASSERT_TRUE(a.ok()) << a.status();
-  auto b = ws.Prepare(url_, "", "buildd/bbbb", "task-b", progress);
+  auto b = ws.Prepare("ws1", url_, "", "buildd/bbbb", "task-b", progress);
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(a->cache_dir, b->cache_dir);
   EXPECT_NE(a->path, b->path);
@@ -136,7 +136,7 @@ TEST_F(GitWorkspaceTest, TwoTasksOfOneRepositoryGetSeparateWorktreesAndOneCache)
 
 TEST_F(GitWorkspaceTest, CommitsEverythingAndPushesTheBranchToTheRemote) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/1234", "t1", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/1234", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   WriteFile(tree->path + "/hello.txt", "hi\n");
   WriteFile(tree->path + "/README.md", "two\n");
@@ -155,7 +155,7 @@ TEST_F(GitWorkspaceTest, CommitsEverythingAndPushesTheBranchToTheRemote) {
 
 TEST_F(GitWorkspaceTest, NothingChangedMeansNoCommit) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/none", "t2", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/none", "t2", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   auto commit = ws.CommitAll(*tree, "nothing", "b <b@b>", 1000, nullptr);
   ASSERT_TRUE(commit.ok()) << commit.status();
@@ -165,7 +165,7 @@ TEST_F(GitWorkspaceTest, NothingChangedMeansNoCommit) {
 
 TEST_F(GitWorkspaceTest, APushedWorkBranchIsContinuedOnAnotherRunner) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/cont", "t3", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/cont", "t3", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/step1.txt", "1\n");
   auto c1 = ws.CommitAll(*first, "step 1", "b <b@b>", 1000, nullptr);
@@ -176,7 +176,7 @@ TEST_F(GitWorkspaceTest, APushedWorkBranchIsContinuedOnAnotherRunner) {
   EXPECT_THAT(CacheWorktrees(*first), Not(HasSubstr("t3")));
 
   GitWorkspace other = Workspace("other-runner");
-  auto second = other.Prepare(url_, "main", "buildd/cont", "t4", nullptr);
+  auto second = other.Prepare("ws1", url_, "main", "buildd/cont", "t4", nullptr);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, c1->sha);
   EXPECT_TRUE(Exists(second->path + "/step1.txt"));
@@ -184,14 +184,14 @@ TEST_F(GitWorkspaceTest, APushedWorkBranchIsContinuedOnAnotherRunner) {
 
 TEST_F(GitWorkspaceTest, AnUnpushedLocalBranchIsContinued) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/local", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/local", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/local.txt", "not pushed\n");
   auto c1 = ws.CommitAll(*first, "local work", kAuthor, 1000, nullptr);
   ASSERT_TRUE(c1.ok());
   ASSERT_THAT(ws.Remove(*first), IsOk());
 
-  auto second = ws.Prepare(url_, "main", "buildd/local", "t2", nullptr);
+  auto second = ws.Prepare("ws1", url_, "main", "buildd/local", "t2", nullptr);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, c1->sha);
   EXPECT_EQ(ReadFile(second->path + "/local.txt"), "not pushed\n");
@@ -200,7 +200,7 @@ TEST_F(GitWorkspaceTest, AnUnpushedLocalBranchIsContinued) {
 
 TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
   GitWorkspace here = Workspace();
-  auto first = here.Prepare(url_, "main", "buildd/shared", "t1", nullptr);
+  auto first = here.Prepare("ws1", url_, "main", "buildd/shared", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/one.txt", "1\n");
   ASSERT_TRUE(here.CommitAll(*first, "one", kAuthor, 1000, nullptr).ok());
@@ -210,7 +210,7 @@ TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
   // Another runner moves the branch on.
   const CommitResult two = PushFromAnotherRunner("buildd/shared", "two.txt", "2\n");
 
-  auto again = here.Prepare(url_, "main", "buildd/shared", "t3", nullptr);
+  auto again = here.Prepare("ws1", url_, "main", "buildd/shared", "t3", nullptr);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->base_sha, two.sha);
   EXPECT_TRUE(Exists(again->path + "/two.txt"));
@@ -218,7 +218,7 @@ TEST_F(GitWorkspaceTest, TheRemoteBranchWinsOverALocalBranchThatIsBehindIt) {
 
 TEST_F(GitWorkspaceTest, UnpushedLocalCommitsWinOverTheRemoteBranch) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/ahead", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/ahead", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/pushed.txt", "1\n");
   ASSERT_TRUE(ws.CommitAll(*first, "pushed", kAuthor, 1000, nullptr).ok());
@@ -228,7 +228,7 @@ TEST_F(GitWorkspaceTest, UnpushedLocalCommitsWinOverTheRemoteBranch) {
   ASSERT_TRUE(unpushed.ok());
   ASSERT_THAT(ws.Remove(*first), IsOk());
 
-  auto second = ws.Prepare(url_, "main", "buildd/ahead", "t2", nullptr);
+  auto second = ws.Prepare("ws1", url_, "main", "buildd/ahead", "t2", nullptr);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, unpushed->sha);
   EXPECT_TRUE(Exists(second->path + "/unpushed.txt"));
@@ -236,7 +236,7 @@ TEST_F(GitWorkspaceTest, UnpushedLocalCommitsWinOverTheRemoteBranch) {
 
 TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/held", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/held", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/first.txt", "1\n");
   auto c1 = ws.CommitAll(*first, "first", kAuthor, 1000, nullptr);
@@ -245,7 +245,7 @@ TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
 
   std::vector<std::string> stages;
   auto progress = [&](const std::string& stage, const std::string&) { stages.push_back(stage); };
-  auto second = ws.Prepare(url_, "main", "buildd/held", "t2", progress);
+  auto second = ws.Prepare("ws1", url_, "main", "buildd/held", "t2", progress);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, c1->sha);
   EXPECT_TRUE(Exists(second->path + "/first.txt"));
@@ -256,7 +256,7 @@ TEST_F(GitWorkspaceTest, ABranchHeldByAFinishedTasksWorktreeIsTakenOver) {
 
 TEST_F(GitWorkspaceTest, WhatAnEarlierTaskLeftUncommittedIsCarriedOver) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/carry", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/carry", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/README.md", "edited\n");
   WriteFile(first->path + "/new.txt", "untracked\n");
@@ -264,7 +264,7 @@ TEST_F(GitWorkspaceTest, WhatAnEarlierTaskLeftUncommittedIsCarriedOver) {
 
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
-  auto second = ws.Prepare(url_, "main", "buildd/carry", "t2", progress);
+  auto second = ws.Prepare("ws1", url_, "main", "buildd/carry", "t2", progress);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(ReadFile(second->path + "/README.md"), "edited\n");
   EXPECT_EQ(ReadFile(second->path + "/new.txt"), "untracked\n");
@@ -280,7 +280,7 @@ TEST_F(GitWorkspaceTest, WhatAnEarlierTaskLeftUncommittedIsCarriedOver) {
 
 TEST_F(GitWorkspaceTest, UncommittedChangesOnABranchThatMovedOnAreKeptInTheStash) {
   GitWorkspace here = Workspace();
-  auto first = here.Prepare(url_, "main", "buildd/moved", "t1", nullptr);
+  auto first = here.Prepare("ws1", url_, "main", "buildd/moved", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/README.md", "mine\n");
   here.Release("t1");
@@ -290,7 +290,7 @@ TEST_F(GitWorkspaceTest, UncommittedChangesOnABranchThatMovedOnAreKeptInTheStash
 
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
-  auto second = here.Prepare(url_, "main", "buildd/moved", "t2", progress);
+  auto second = here.Prepare("ws1", url_, "main", "buildd/moved", "t2", progress);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->base_sha, theirs.sha);
   EXPECT_EQ(ReadFile(second->path + "/README.md"), "theirs\n");
@@ -302,10 +302,10 @@ TEST_F(GitWorkspaceTest, UncommittedChangesOnABranchThatMovedOnAreKeptInTheStash
 
 TEST_F(GitWorkspaceTest, ABranchHeldByAWorktreeInUseIsRefused) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/busy", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/busy", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
 
-  auto second = ws.Prepare(url_, "main", "buildd/busy", "t2", nullptr);
+  auto second = ws.Prepare("ws1", url_, "main", "buildd/busy", "t2", nullptr);
   EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(std::string(second.status().message()), HasSubstr("buildd/busy"));
   EXPECT_TRUE(Exists(first->path + "/README.md"));
@@ -313,27 +313,27 @@ TEST_F(GitWorkspaceTest, ABranchHeldByAWorktreeInUseIsRefused) {
 
   // Once the first task is over its branch can move on.
   ws.Release("t1");
-  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/busy", "t2", nullptr), IsOk());
+  EXPECT_THAT(ws.Prepare("ws1", url_, "main", "buildd/busy", "t2", nullptr), IsOk());
 }
 
 TEST_F(GitWorkspaceTest, ARetriedTaskGetsAFreshWorktree) {
   GitWorkspace ws = Workspace();
-  auto first = ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr);
+  auto first = ws.Prepare("ws1", url_, "main", "buildd/retry", "t1", nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   WriteFile(first->path + "/leftover.txt", "half done\n");
-  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr),
+  EXPECT_THAT(ws.Prepare("ws1", url_, "main", "buildd/retry", "t1", nullptr),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(Exists(first->path + "/leftover.txt"));
   ws.Release("t1");
 
-  auto retried = ws.Prepare(url_, "main", "buildd/retry", "t1", nullptr);
+  auto retried = ws.Prepare("ws1", url_, "main", "buildd/retry", "t1", nullptr);
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_FALSE(Exists(retried->path + "/leftover.txt"));
   EXPECT_TRUE(Exists(retried->path + "/README.md"));
   ws.Release("t1");
 
   // Also when the retry works on another branch.
-  auto moved = ws.Prepare(url_, "main", "buildd/retry-2", "t1", nullptr);
+  auto moved = ws.Prepare("ws1", url_, "main", "buildd/retry-2", "t1", nullptr);
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(Sh("git -C " + moved->path + " rev-parse --abbrev-ref HEAD"), "buildd/retry-2");
 }
@@ -378,7 +378,7 @@ TEST_F(GitWorkspaceTest, ARevertRetriedAfterAFailedPushFindsTheRevertAndPushesIt
   ASSERT_TRUE(first.ok()) << first.status();
   ws.Release("t1");  // its push failed: the revert is only here
 
-  auto retry = ws.Prepare(url_, "main", "buildd/again", "t2", nullptr);
+  auto retry = ws.Prepare("ws1", url_, "main", "buildd/again", "t2", nullptr);
   ASSERT_TRUE(retry.ok()) << retry.status();
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
@@ -411,7 +411,7 @@ TEST_F(GitWorkspaceTest, ARevertStartsFromTheCommittedBranchAndKeepsLeftoversInT
 
   std::vector<std::string> messages;
   auto progress = [&](const std::string&, const std::string& m) { messages.push_back(m); };
-  auto revert_tree = ws.Prepare(url_, "main", "buildd/leftovers", "t2", progress,
+  auto revert_tree = ws.Prepare("ws1", url_, "main", "buildd/leftovers", "t2", progress,
                                 /*carry_over=*/false);
   ASSERT_TRUE(revert_tree.ok()) << revert_tree.status();
   EXPECT_FALSE(Exists(revert_tree->path + "/half-done.txt"));
@@ -425,7 +425,7 @@ TEST_F(GitWorkspaceTest, ARevertStartsFromTheCommittedBranchAndKeepsLeftoversInT
 
 TEST_F(GitWorkspaceTest, RevertOfAnUnknownCommitIsInvalidArgument) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/unknown", "t1", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/unknown", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   const std::string missing = "0123456789abcdef0123456789abcdef01234567";
   auto revert = ws.Revert(*tree, missing, kAuthor, 1000, nullptr);
@@ -440,12 +440,12 @@ TEST_F(GitWorkspaceTest, RevertOfAnUnknownCommitIsInvalidArgument) {
 
 TEST_F(GitWorkspaceTest, RevertOfACommitOnAnotherBranchIsRefused) {
   GitWorkspace ws = Workspace();
-  auto other = ws.Prepare(url_, "main", "buildd/other", "t1", nullptr);
+  auto other = ws.Prepare("ws1", url_, "main", "buildd/other", "t1", nullptr);
   ASSERT_TRUE(other.ok()) << other.status();
   WriteFile(other->path + "/other.txt", "x\n");
   auto elsewhere = ws.CommitAll(*other, "elsewhere", kAuthor, 1000, nullptr);
   ASSERT_TRUE(elsewhere.ok());
-  auto tree = ws.Prepare(url_, "main", "buildd/mine", "t2", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/mine", "t2", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
 
   auto revert = ws.Revert(*tree, elsewhere->sha, kAuthor, 1000, nullptr);
@@ -456,7 +456,7 @@ TEST_F(GitWorkspaceTest, RevertOfACommitOnAnotherBranchIsRefused) {
 
 TEST_F(GitWorkspaceTest, AConflictingRevertIsAbortedAndLeavesTheTreeClean) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/conflict", "t1", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/conflict", "t1", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   WriteFile(tree->path + "/README.md", "two\n");
   auto first = ws.CommitAll(*tree, "two", kAuthor, 1000, nullptr);
@@ -477,7 +477,7 @@ TEST_F(GitWorkspaceTest, AConflictingRevertIsAbortedAndLeavesTheTreeClean) {
 TEST_F(GitWorkspaceTest, CleanUpRemovesIdleWorktreesOldestFirstDownToTheLowWatermark) {
   GitWorkspace ws = Workspace();
   for (const char* name : {"w1", "w2", "w3", "w4", "w5"}) {
-    ASSERT_THAT(ws.Prepare(url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
+    ASSERT_THAT(ws.Prepare("ws1", url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
   }
   // w1 is the oldest but still in use.
   for (const char* name : {"w2", "w3", "w4", "w5"}) ws.Release(name);
@@ -513,7 +513,7 @@ TEST_F(GitWorkspaceTest, CleanUpRemovesIdleWorktreesOldestFirstDownToTheLowWater
 TEST_F(GitWorkspaceTest, PrepareMakesRoomAndReleaseCountsAsTheLastUse) {
   GitWorkspace ws = Workspace();
   for (const char* name : {"w1", "w2", "w3"}) {
-    ASSERT_THAT(ws.Prepare(url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
+    ASSERT_THAT(ws.Prepare("ws1", url_, "main", absl::StrCat("buildd/", name), name, nullptr), IsOk());
     ws.Release(name);
   }
   SetLastUse("w1", "2020-01-01");
@@ -528,7 +528,7 @@ TEST_F(GitWorkspaceTest, PrepareMakesRoomAndReleaseCountsAsTheLastUse) {
   auto progress = [&](const std::string& stage, const std::string& message) {
     if (stage == "cleanup") messages.push_back(message);
   };
-  auto tree = ws.Prepare(url_, "main", "buildd/w4", "w4", progress);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/w4", "w4", progress);
   ASSERT_TRUE(tree.ok()) << tree.status();
   EXPECT_THAT(messages, ElementsAre(HasSubstr("w2"), HasSubstr("w3")));
   EXPECT_TRUE(Exists(dir_ + "/runner/worktrees/w1"));
@@ -537,7 +537,7 @@ TEST_F(GitWorkspaceTest, PrepareMakesRoomAndReleaseCountsAsTheLastUse) {
 
 TEST_F(GitWorkspaceTest, PatchIsCutAtTheLimit) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/big", "t5", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/big", "t5", nullptr);
   ASSERT_TRUE(tree.ok());
   WriteFile(tree->path + "/big.txt", std::string(5000, 'x') + "\n");
   auto commit = ws.CommitAll(*tree, "big", "b <b@b>", 100, nullptr);
@@ -549,24 +549,24 @@ TEST_F(GitWorkspaceTest, PatchIsCutAtTheLimit) {
 TEST_F(GitWorkspaceTest, HostileNamesReachGitAsDataNotShell) {
   GitWorkspace ws = Workspace();
   const std::string marker = dir_ + "/pwned";
-  auto tree = ws.Prepare(url_, "main", "x\"; touch " + marker + "; echo \"", "t6", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "x\"; touch " + marker + "; echo \"", "t6", nullptr);
   EXPECT_FALSE(tree.ok());  // not a valid branch name
   EXPECT_FALSE(Exists(marker));
-  auto bad_url = ws.Prepare("$(touch " + marker + ")", "main", "buildd/u", "t7", nullptr);
+  auto bad_url = ws.Prepare("ws1", "$(touch " + marker + ")", "main", "buildd/u", "t7", nullptr);
   EXPECT_FALSE(bad_url.ok());
   EXPECT_FALSE(Exists(marker));
-  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/up", "../escape", nullptr),
+  EXPECT_THAT(ws.Prepare("ws1", url_, "main", "buildd/up", "../escape", nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_FALSE(Exists(dir_ + "/runner/escape"));
 }
 
 TEST_F(GitWorkspaceTest, UnreachableRepositoryIsAClearError) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare("file://" + dir_ + "/missing.git", "main", "buildd/m", "t8", nullptr);
+  auto tree = ws.Prepare("ws1", "file://" + dir_ + "/missing.git", "main", "buildd/m", "t8", nullptr);
   ASSERT_FALSE(tree.ok());
   EXPECT_THAT(std::string(tree.status().message()), HasSubstr("git failed"));
   // The failed task's name is free again.
-  EXPECT_THAT(ws.Prepare(url_, "main", "buildd/m", "t8", nullptr), IsOk());
+  EXPECT_THAT(ws.Prepare("ws1", url_, "main", "buildd/m", "t8", nullptr), IsOk());
 }
 
 TEST(UsedDiskFractionTest, IsAFractionAndZeroForAMissingPath) {
@@ -585,7 +585,7 @@ TEST_F(GitWorkspaceTest, TheCancelFdStopsASlowCloneAtOnce) {
   ASSERT_EQ(pipe(stop), 0);
   const auto start = std::chrono::steady_clock::now();
   auto prepare = std::async(std::launch::async, [&ws, &stop] {
-    return ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
+    return ws.Prepare("ws1", "ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
                       true, GitControl{stop[0]});
   });
   ASSERT_EQ(prepare.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
@@ -597,7 +597,7 @@ TEST_F(GitWorkspaceTest, TheCancelFdStopsASlowCloneAtOnce) {
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
   // The name is free again, and a later task is not interrupted.
-  auto later = ws.Prepare(url_, "main", "buildd/slow", "t-slow", nullptr);
+  auto later = ws.Prepare("ws1", url_, "main", "buildd/slow", "t-slow", nullptr);
   EXPECT_TRUE(later.ok()) << later.status();
 }
 
@@ -607,7 +607,7 @@ TEST_F(GitWorkspaceTest, TheTaskDeadlineStopsASlowClone) {
   const auto start = std::chrono::steady_clock::now();
   GitControl control;
   control.deadline = start + std::chrono::milliseconds(500);
-  auto result = ws.Prepare("ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
+  auto result = ws.Prepare("ws1", "ssh://slow.invalid/repo.git", "main", "buildd/slow", "t-slow", nullptr,
                            true, control);
   unsetenv("GIT_SSH_COMMAND");
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDeadlineExceeded));
@@ -626,7 +626,7 @@ TEST(RedactUrlTest, CredentialsInTheAuthorityAreHidden) {
 
 TEST_F(GitWorkspaceTest, PatchesKeepLongLinesWholeAndAreCutOnACharacterBoundary) {
   GitWorkspace ws = Workspace();
-  auto tree = ws.Prepare(url_, "main", "buildd/long", "t-long", nullptr);
+  auto tree = ws.Prepare("ws1", url_, "main", "buildd/long", "t-long", nullptr);
   ASSERT_TRUE(tree.ok()) << tree.status();
   const std::string line(200 * 1024, 'x');
   WriteFile(tree->path + "/minified.js", line + "\n");

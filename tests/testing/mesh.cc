@@ -18,13 +18,15 @@ Mesh::Mesh(Options options) : options_(options) {
   pepper_ = RandomHex(16);
   master_key_ = RandomHex(32);
   session_key_ = RandomHex(32);
+  service_key_ = RandomHex(32);
   accounts_port_ = FreePort();
   accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"),
                              {absl::StrCat("--listen=127.0.0.1:", accounts_port_)},
                              {{"BUILDD_DATABASE_URL", db_.url()},
                               {"BUILDD_KEY_PEPPER", pepper_},
                               {"BUILDD_MASTER_KEY", master_key_},
-                              {"BUILDD_ADMIN_KEY", admin_key_}},
+                              {"BUILDD_ADMIN_KEY", admin_key_},
+                              {"BUILDD_SERVICE_KEY", service_key_}},
                              dir_ + "/accounts.log");
   EXPECT_TRUE(accounts_->WaitForLog("accounts listening on", 30000)) << accounts_->Log();
   broker_port_ = FreePort();
@@ -67,7 +69,9 @@ void Mesh::StartBroker() {
                             absl::StrCat("--accounts_addr=", accounts_addr()),
                             absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
                             absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)},
-                           {{"BUILDD_DATABASE_URL", db_.url()}, {"BUILDD_SESSION_KEY", session_key_}},
+                           {{"BUILDD_DATABASE_URL", db_.url()},
+                            {"BUILDD_SESSION_KEY", session_key_},
+                            {"BUILDD_SERVICE_KEY", service_key_}},
                            absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
   EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();
 }

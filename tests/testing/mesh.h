@@ -25,6 +25,8 @@ class Mesh {
   ~Mesh();
 
   const std::string& admin_key() const { return admin_key_; }
+  // The secret accounts and the broker share (WatchChanges, credentials).
+  const std::string& service_key() const { return service_key_; }
   std::string accounts_addr() const;
   std::string broker_addr() const;
   int gateway_port() const { return gateway_port_; }
@@ -54,6 +56,7 @@ class Mesh {
   std::string pepper_;
   std::string master_key_;
   std::string session_key_;
+  std::string service_key_;
   int accounts_port_ = 0;
   int broker_port_ = 0;
   int gateway_port_ = 0;
