@@ -304,7 +304,10 @@ grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
 }
 
 grpc::ServerWriteReactor<pb::AccountChange>* AccountsService::WatchChanges(
-    grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* req) {
+    grpc::CallbackServerContext* ctx, const pb::WatchChangesRequest* /*req*/) {
+  if (absl::Status denied = CheckService(*ctx); !denied.ok()) {
+    return new Refusal(ToGrpcStatus(denied));
+  }
   auto* watcher = new Watcher(this);
   absl::MutexLock lock(&mu_);
   watchers_.insert(watcher);

@@ -23,6 +23,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/db.h"
@@ -173,6 +174,7 @@ class AgentTest : public MeshTest {
     for (const auto& [key, value] : fake_.ClaudeEnv()) env[key] = value;
     // The key comes from the runner's account, by way of the broker.
     env.erase("ANTHROPIC_API_KEY");
+    args.push_back(TaskEnvFlag(env));
     return mesh_.StartRunner(api_key.empty() ? account_.api_key : api_key, name, args, env);
   }
 
@@ -188,7 +190,16 @@ class AgentTest : public MeshTest {
     for (const auto& [key, value] : openai_.CodexEnv()) env[key] = value;
     // The key comes from the runner's account, by way of the broker.
     env.erase("OPENAI_API_KEY");
+    args.push_back(TaskEnvFlag(env));
     return mesh_.StartRunner(account_.api_key, name, args, env);
+  }
+
+  // What reaches the sandboxed agents of the runner's environment: the
+  // fake API's address and settings.
+  static std::string TaskEnvFlag(const std::map<std::string, std::string>& env) {
+    std::vector<std::string> names;
+    for (const auto& [key, value] : env) names.push_back(key);
+    return absl::StrCat("--task_env=", absl::StrJoin(names, ","));
   }
 
   std::string ClaudeDir(const std::string& runner) const {

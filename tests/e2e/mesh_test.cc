@@ -540,7 +540,8 @@ class LeaseTest : public MeshTest {
 
 TEST_F(LeaseTest, WorkOfARunnerThatNeverComesBackIsRequeuedToAnother) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
-  testing::Process& doomed = mesh_.StartRunner(s.api_key, "doomed");
+  // The attempts share a marker file of the test, outside any sandbox.
+  testing::Process& doomed = mesh_.StartRunner(s.api_key, "doomed", {"--sandbox=none"});
   // The first attempt hangs; the second finds its marker and finishes.
   const std::string marker = mesh_.dir() + "/first-attempt";
   const std::string task_id = CreateTask(
@@ -548,7 +549,7 @@ TEST_F(LeaseTest, WorkOfARunnerThatNeverComesBackIsRequeuedToAnother) {
       absl::StrCat("if [ ! -e ", marker, " ]; then touch ", marker, "; sleep 60; fi; echo done"));
   WaitForTaskState(task_id, "running");
   doomed.Stop(SIGKILL, 5000);
-  mesh_.StartRunner(s.api_key, "rescuer");
+  mesh_.StartRunner(s.api_key, "rescuer", {"--sandbox=none"});
   Struct done = WaitForTaskState(task_id, "completed", 30000);
   const auto& workers = done.fields().at("workers").list_value();
   ASSERT_EQ(workers.values_size(), 2);
