@@ -334,6 +334,12 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     result->error_message = std::string(options.status().message());
     return;
   }
+  // Inside our sandbox Codex's own (bubblewrap again) cannot write: ours is
+  // the boundary, so a coding run gets full access to what ours lets it see.
+  // A planning pass stays read-only, and so does a task that asks for it.
+  if (spec_.sandbox != nullptr && spec_.sandbox->enabled && options->sandbox == "workspace-write") {
+    options->sandbox = "danger-full-access";
+  }
   if (absl::Status made = EnsureStateDir(provider, providers_); !made.ok()) {
     result->error_message = std::string(made.message());
     return;
@@ -352,6 +358,14 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
         result->error_message =
             absl::StrCat("cannot restore session ", session_id, ": ", restored.message());
         return;
+      }
+      // Written by the runner: the agent appends to it.
+      if (!view_.home.empty() && spec_.sandbox != nullptr) {
+        restored = GiveTree(view_.home, spec_.sandbox->uid, spec_.sandbox->gid);
+        if (!restored.ok()) {
+          result->error_message = std::string(restored.message());
+          return;
+        }
       }
     }
     TaskEvent e = MakeEvent("session", "", "", session_id);

@@ -128,6 +128,10 @@ std::vector<std::string> Types(const std::vector<SseItem>& events) {
 class AgentTest : public MeshTest {
  protected:
   void SetUp() override {
+    // The worktrees belong to the task user; the test's own git reads them.
+    setenv("GIT_CONFIG_COUNT", "1", 1);
+    setenv("GIT_CONFIG_KEY_0", "safe.directory", 1);
+    setenv("GIT_CONFIG_VALUE_0", "*", 1);
     // The repository the workspace points at: a bare one with a first
     // commit on main, reached by file://.
     origin_ = mesh_.dir() + "/origin.git";
@@ -541,7 +545,8 @@ TEST_F(AgentTest, BrokenProvidersEndInErrorWithTheReasonAndMissingOnesStayPendin
            "  *) echo '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-1\"}'; exit 0 ;;\n"
            "esac\n";
   }
-  fs::permissions(fake_cli, fs::perms::owner_all);
+  // Run by the task user, inside the sandbox.
+  fs::permissions(fake_cli, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
   StartClaudeRunner("broken", {}, fake_cli);
 
   const std::string crash = Str(CreateAgentTask(R"("provider":"claude","prompt":"crash")"), "id");

@@ -94,7 +94,12 @@ class CodexCliTest : public ::testing::Test {
     AgentRun run;
     run.prompt = prompt;
     run.session_id = session_id;
-    SpawnOptions spawn = AgentCommand("codex", settings_, options, run, repo_);
+    // Codex's own workspace-write sandbox cannot write as root once
+    // bubblewrap is installed; the runner turns it off in favour of its own
+    // sandbox (see TaskExecutor), and so does this test.
+    ProviderOptions unsandboxed = options;
+    if (unsandboxed.sandbox == "workspace-write") unsandboxed.sandbox = "danger-full-access";
+    SpawnOptions spawn = AgentCommand("codex", settings_, unsandboxed, run, repo_);
     for (const auto& variable : fake_.CodexEnv()) spawn.env.push_back(variable);
     // Settings of the test's own environment would take precedence.
     spawn.unset_env = {"OPENAI_BASE_URL", "CODEX_API_KEY"};
