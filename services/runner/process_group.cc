@@ -182,7 +182,6 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  const std::vector<int> keep_fds = options.keep_fds;
   const int uid = options.uid, gid = options.gid;
   std::vector<std::pair<int, rlimit>> limits;
   for (const auto& [resource, value] : options.rlimits) {
@@ -225,7 +224,6 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
 #ifdef SYS_close_range
     syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
-    for (int fd : keep_fds) fcntl(fd, F_SETFD, 0);
     for (const auto& [resource, limit] : limits) {
       if (setrlimit(resource, &limit) != 0) ChildFail(exec_pipe[1], kLimits);
     }

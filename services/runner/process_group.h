@@ -76,9 +76,6 @@ struct SpawnOptions {
   std::vector<std::string> unset_env;
   // The child gets only `env`, nothing of the runner's environment.
   bool clear_env = false;
-  // Descriptors of the caller's that the child keeps across exec (they are
-  // close-on-exec in the runner).
-  std::vector<int> keep_fds;
   // >= 0: the child drops to this user and group, with no supplementary
   // groups, before exec (a runner started as root).
   int uid = -1;

@@ -1,7 +1,6 @@
 #include "services/runner/sandbox.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/status.h"
 
 namespace buildd::runner {
 namespace fs = std::filesystem;
@@ -97,9 +97,8 @@ absl::StatusOr<SandboxConfig> MakeSandboxConfig(const std::string& mode,
   view.home = "/";
   SpawnOptions probe;
   probe.command = "exit 0";
-  auto process = SandboxedProcess::Make(config, view, probe);
-  if (!process.ok()) return process.status();
-  absl::StatusOr<CommandResult> ran = RunCommand((*process)->options(), std::chrono::seconds(30));
+  BUILDD_ASSIGN_OR_RETURN(SpawnOptions sandboxed, SandboxedSpawn(config, view, probe));
+  absl::StatusOr<CommandResult> ran = RunCommand(sandboxed, std::chrono::seconds(30));
   if (!ran.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("--sandbox=bwrap: cannot run ", config.bwrap, ": ", ran.status().message(),
@@ -113,11 +112,9 @@ absl::StatusOr<SandboxConfig> MakeSandboxConfig(const std::string& mode,
   return config;
 }
 
-absl::StatusOr<std::unique_ptr<SandboxedProcess>> SandboxedProcess::Make(
-    const SandboxConfig& config, const SandboxView& view, const SpawnOptions& inner) {
-  auto process = std::unique_ptr<SandboxedProcess>(new SandboxedProcess());
-  SpawnOptions& out = process->options_;
-  out = inner;
+absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const SandboxView& view,
+                                            const SpawnOptions& inner) {
+  SpawnOptions out = inner;
   out.clear_env = true;
   out.uid = config.uid;
   out.gid = config.gid;
@@ -140,15 +137,13 @@ absl::StatusOr<std::unique_ptr<SandboxedProcess>> SandboxedProcess::Make(
   }
   env.insert(env.end(), inner.env.begin(), inner.env.end());
   out.env = std::move(env);
-  if (!config.enabled) return process;
+  if (!config.enabled) return out;
 
   std::vector<std::string> args = {config.bwrap, "--unshare-all", "--die-with-parent"};
   if (view.network) args.push_back("--share-net");
-  // Nested sandboxes (Codex's own) need user namespaces; our own user is
-  // already unprivileged.
   AddSystemView(args);
   args.insert(args.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"});
-  const auto bind = [&](const std::string& path, bool writable, bool = true) -> absl::Status {
+  const auto bind = [&](const std::string& path, bool writable) -> absl::Status {
     if (path.empty()) return absl::OkStatus();
     if (access(path.c_str(), F_OK) != 0) {
       return absl::FailedPreconditionError(
@@ -171,7 +166,7 @@ absl::StatusOr<std::unique_ptr<SandboxedProcess>> SandboxedProcess::Make(
     if (absl::Status st = bind(path, true); !st.ok()) return st;
   }
   for (const std::string& path : view.protected_files) {
-    if (absl::Status st = bind(path, false, /*directory=*/false); !st.ok()) return st;
+    if (absl::Status st = bind(path, false); !st.ok()) return st;
   }
   args.insert(args.end(), {"--chdir", inner.working_dir.empty() ? view.cwd : inner.working_dir});
   if (inner.argv.empty()) {
@@ -183,10 +178,8 @@ absl::StatusOr<std::unique_ptr<SandboxedProcess>> SandboxedProcess::Make(
   out.argv = std::move(args);
   // bwrap enters the directory itself, inside the sandbox.
   out.working_dir.clear();
-  return process;
+  return out;
 }
-
-SandboxedProcess::~SandboxedProcess() = default;
 
 absl::Status GiveTree(const std::string& path, int uid, int gid) {
   if (uid < 0) return absl::OkStatus();

@@ -3,7 +3,6 @@
 
 #include <sys/types.h>
 
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,28 +58,14 @@ struct SandboxView {
   bool network = true;
 };
 
-// A process ready to spawn inside a sandbox. bwrap runs as the task user,
-// which must be able to reach the view's paths (see MakeReachable).
-class SandboxedProcess {
- public:
-  // Wraps `inner` (a `/bin/sh -c` command with its working directory and
-  // the task's own variables): `bwrap … -- /bin/sh -c command`, an
-  // environment of PATH, LANG, HOME, TMPDIR, USER, the config's pass_env and
-  // inner.env only, the task user and the limits. With the sandbox off only
-  // the environment and limits apply.
-  static absl::StatusOr<std::unique_ptr<SandboxedProcess>> Make(const SandboxConfig& config,
-                                                                const SandboxView& view,
-                                                                const SpawnOptions& inner);
-  ~SandboxedProcess();
-  SandboxedProcess(const SandboxedProcess&) = delete;
-  SandboxedProcess& operator=(const SandboxedProcess&) = delete;
-
-  const SpawnOptions& options() const { return options_; }
-
- private:
-  SandboxedProcess() = default;
-  SpawnOptions options_;
-};
+// `inner` (a `/bin/sh -c` command with its working directory and the task's
+// own variables) as it runs in a sandbox: `bwrap … -- /bin/sh -c command`
+// as the task user with the limits, and an environment of PATH, LANG, HOME,
+// TMPDIR, USER, the config's pass_env and inner.env only. bwrap runs as the
+// task user, which must be able to reach the view's paths (MakeReachable).
+// With the sandbox off only the environment, user and limits apply.
+absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const SandboxView& view,
+                                            const SpawnOptions& inner);
 
 // Lets `uid` pass through every directory above `path` (adding o+x where it
 // could not, as ./buildd does for PostgreSQL), so that bwrap, running as the

@@ -240,10 +240,8 @@ absl::StatusOr<ExitStatus> TaskExecutor::RunProcess(const SpawnOptions& options,
                                        {"BUILDD_WORKSPACE_ID", spec_.workspace_id}});
   spawn.env.insert(spawn.env.end(), spec_.env.begin(), spec_.env.end());
   spawn.unset_env.push_back(kApiKeyEnv);
-  std::unique_ptr<SandboxedProcess> sandboxed;
   if (spec_.sandbox != nullptr) {
-    BUILDD_ASSIGN_OR_RETURN(sandboxed, SandboxedProcess::Make(*spec_.sandbox, view_, spawn));
-    spawn = sandboxed->options();
+    BUILDD_ASSIGN_OR_RETURN(spawn, SandboxedSpawn(*spec_.sandbox, view_, spawn));
   }
   BUILDD_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroup> group, ProcessGroup::Spawn(spawn));
   Log()->info("worker={} task={} pid={} dir={}", spec_.worker_id, spec_.task_id, group->pid(),
