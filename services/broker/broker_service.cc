@@ -95,7 +95,18 @@ bool IsCommitSha(const std::string& sha) {
 
 }  // namespace
 
+namespace {
+
+absl::Status CheckNetwork(const std::string& network) {
+  if (network.empty() || network == "none") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("network must be empty (on) or none, not \"", network.substr(0, 40), "\""));
+}
+
+}  // namespace
+
 absl::Status ValidateNewTask(pb::Task& task) {
+  BUILDD_RETURN_IF_ERROR(CheckNetwork(task.network()));
   BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
   if (!task.kind().empty() && task.kind() != "revert") {
     return absl::InvalidArgumentError(
@@ -197,7 +208,9 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServe
     if (req->name().empty()) return absl::InvalidArgumentError("name is required");
     BUILDD_RETURN_IF_ERROR(CheckRepoUrl(req->repo_url()));
     BUILDD_RETURN_IF_ERROR(CheckBranchName(req->default_branch(), "defaultBranch"));
+    BUILDD_RETURN_IF_ERROR(CheckNetwork(req->network()));
     WorkspaceRecord w;
+    w.network = req->network();
     w.id = NewUuid();
     w.name = req->name();
     w.repo_url = req->repo_url();

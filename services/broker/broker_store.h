@@ -26,6 +26,8 @@ struct WorkspaceRecord {
   std::string default_branch;
   std::string created_by;
   std::string created_at;
+  // "" or "none" (no network for its tasks).
+  std::string network;
 };
 
 struct TaskRecord {

@@ -112,6 +112,7 @@ pb::Workspace WorkspaceToProto(const WorkspaceRecord& w) {
   ws.set_repo_url(w.repo_url);
   ws.set_default_branch(w.default_branch);
   ws.set_created_at(w.created_at);
+  ws.set_network(w.network);
   return ws;
 }
 

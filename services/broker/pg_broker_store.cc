@@ -83,12 +83,13 @@ WorkerRecord WorkerFromRow(const soci::row& r) {
 std::string WorkspaceColumns() {
   return absl::StrCat("s.id::text, s.name, s.repo_url, s.default_branch,"
                       " COALESCE(s.created_by::text, ''), ",
-                      TimeCol("s.created_at"));
+                      TimeCol("s.created_at"), ", s.network");
 }
 
 WorkspaceRecord WorkspaceFromRow(const soci::row& r) {
   return WorkspaceRecord{r.get<std::string>(0), r.get<std::string>(1), r.get<std::string>(2),
-                         r.get<std::string>(3), r.get<std::string>(4), r.get<std::string>(5)};
+                         r.get<std::string>(3), r.get<std::string>(4), r.get<std::string>(5),
+                         r.get<std::string>(6)};
 }
 
 // A JSON array of ids for `= ANY(...)` filters through jsonb.
@@ -251,10 +252,10 @@ absl::StatusOr<int64_t> PgBrokerStore::LastEventId() {
 }
 
 void PgBrokerStore::InsertWorkspace(soci::session& sql, const WorkspaceRecord& w) {
-  sql << "INSERT INTO workspaces (id, name, repo_url, default_branch, created_by)"
-         " VALUES (:id, :name, :repo, :branch, NULLIF(:by, '')::uuid)",
+  sql << "INSERT INTO workspaces (id, name, repo_url, default_branch, created_by, network)"
+         " VALUES (:id, :name, :repo, :branch, NULLIF(:by, '')::uuid, :net)",
       soci::use(w.id), soci::use(w.name), soci::use(w.repo_url), soci::use(w.default_branch),
-      soci::use(w.created_by);
+      soci::use(w.created_by), soci::use(w.network);
 }
 
 void PgBrokerStore::UpdateTask(soci::session& sql, const TaskRecord& t) {

@@ -535,7 +535,12 @@ TEST_F(MeshTest, CancelStopsARunningCommand) {
 
 class LeaseTest : public MeshTest {
  protected:
-  LeaseTest() : MeshTest(Mesh::Options{.gateway = true, .lease_grace_ms = 1500}) {}
+  static Mesh::Options ShortLease() {
+    Mesh::Options options;
+    options.lease_grace_ms = 1500;
+    return options;
+  }
+  LeaseTest() : MeshTest(ShortLease()) {}
 };
 
 TEST_F(LeaseTest, WorkOfARunnerThatNeverComesBackIsRequeuedToAnother) {

@@ -27,7 +27,12 @@ using ::testing::HasSubstr;
 
 class ReflectionHealthTest : public ::testing::Test {
  protected:
-  Mesh mesh_{Mesh::Options{.gateway = false}};
+  static Mesh::Options NoGateway() {
+    Mesh::Options options;
+    options.gateway = false;
+    return options;
+  }
+  Mesh mesh_{NoGateway()};
 };
 
 TEST_F(ReflectionHealthTest, AccountsListsItsServicesAndAnswersHealthCheck) {

@@ -171,6 +171,81 @@ TEST_F(SecurityTest, ATaskCannotSeeAnotherRunningTasksDirectoryOrEnvironment) {
   ASSERT_EQ(Call("POST", "/api/tasks/" + victim + "/cancel", s.api_key).status, 200);
 }
 
+// A runner stream driven by hand, as an attacker's client would.
+class RawRunner {
+ public:
+  RawRunner(const std::string& broker, const std::string& key)
+      : stub_(pb::RunnerService::NewStub(
+            grpc::CreateChannel(broker, grpc::InsecureChannelCredentials()))) {
+    context_.AddMetadata("authorization", "Bearer " + key);
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stream_ = stub_->Connect(&context_);
+  }
+  ~RawRunner() { Close(); }
+
+  // Sends Hello (resuming `resume`: {worker, epoch}) and reads the answer.
+  pb::BrokerMessage Hello(const std::string& name,
+                          const std::vector<std::pair<std::string, int64_t>>& resume = {}) {
+    pb::RunnerMessage hello;
+    hello.mutable_hello()->set_name(name);
+    hello.mutable_hello()->set_max_tasks(1);
+    for (const auto& [worker, epoch] : resume) {
+      pb::ResumeWorker* r = hello.mutable_hello()->add_resume();
+      r->set_worker_id(worker);
+      r->set_epoch(epoch);
+    }
+    EXPECT_TRUE(stream_->Write(hello));
+    return Read();
+  }
+  pb::BrokerMessage Read() {
+    pb::BrokerMessage in;
+    if (!stream_->Read(&in)) in.Clear();
+    return in;
+  }
+  void Write(const pb::RunnerMessage& m) { EXPECT_TRUE(stream_->Write(m)); }
+  // Event `type` with `text` and a runner name, as worker `worker` at `epoch`.
+  void Event(const std::string& worker, int64_t epoch, int64_t seq, const std::string& type,
+             const std::string& text) {
+    pb::RunnerMessage m;
+    m.mutable_event()->set_worker_id(worker);
+    m.mutable_event()->set_epoch(epoch);
+    m.mutable_event()->set_seq(seq);
+    m.mutable_event()->mutable_event()->set_type(type);
+    m.mutable_event()->mutable_event()->set_text(text);
+    m.mutable_event()->mutable_event()->set_runner_name("someone-else");
+    Write(m);
+  }
+  // Waits for the broker to end the stream; its status.
+  grpc::Status Finish() {
+    pb::BrokerMessage ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    finished_ = true;
+    return stream_->Finish();
+  }
+  void Close() {
+    if (finished_) return;
+    stream_->WritesDone();
+    context_.TryCancel();
+    (void)Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<pb::RunnerService::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::RunnerMessage, pb::BrokerMessage>> stream_;
+  bool finished_ = false;
+};
+
+int CountEvents(const std::string& database_url, const std::string& task,
+                const std::string& condition) {
+  soci::session sql(soci::postgresql, *ToConninfo(database_url));
+  int count = -1;
+  sql << absl::StrCat("SELECT count(*) FROM events WHERE task_id = :t AND (", condition, ")"),
+      soci::use(task), soci::into(count);
+  return count;
+}
+
 // 3. A runner stream of another account cannot take over a running worker.
 TEST_F(SecurityTest, HelloResumeOfAnotherAccountsWorkerIsRefusedAndItsFinishedIgnored) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
@@ -183,19 +258,8 @@ TEST_F(SecurityTest, HelloResumeOfAnotherAccountsWorkerIsRefusedAndItsFinishedIg
 
   // Any valid key of another account, with the ids GET /api/tasks shows.
   Setup thief = CreateAccountAndWorkspace("service", true, true);
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + thief.api_key);
-  auto stub = pb::RunnerService::NewStub(Channel(mesh_.broker_addr()));
-  auto stream = stub->Connect(&context);
-  pb::RunnerMessage hello;
-  hello.mutable_hello()->set_name("thief");
-  hello.mutable_hello()->set_max_tasks(1);
-  pb::ResumeWorker* resume = hello.mutable_hello()->add_resume();
-  resume->set_worker_id(worker);
-  resume->set_epoch(epoch);
-  ASSERT_TRUE(stream->Write(hello));
-  pb::BrokerMessage welcome;
-  ASSERT_TRUE(stream->Read(&welcome));
+  RawRunner stream(mesh_.broker_addr(), thief.api_key);
+  const pb::BrokerMessage welcome = stream.Hello("thief", {{worker, epoch}});
   ASSERT_TRUE(welcome.has_welcome());
   EXPECT_THAT(std::vector<std::string>(welcome.welcome().stale_workers().begin(),
                                        welcome.welcome().stale_workers().end()),
@@ -206,28 +270,15 @@ TEST_F(SecurityTest, HelloResumeOfAnotherAccountsWorkerIsRefusedAndItsFinishedIg
   finished.mutable_finished()->set_epoch(epoch);
   finished.mutable_finished()->set_outcome(pb::Finished::completed);
   finished.mutable_finished()->mutable_artifacts()->set_commit_sha("forged");
-  ASSERT_TRUE(stream->Write(finished));
-  pb::RunnerMessage event;
-  event.mutable_event()->set_worker_id(worker);
-  event.mutable_event()->set_epoch(epoch);
-  event.mutable_event()->set_seq(1000);
-  event.mutable_event()->mutable_event()->set_type("output");
-  event.mutable_event()->mutable_event()->set_text("forged-line");
-  ASSERT_TRUE(stream->Write(event));
-  pb::BrokerMessage ack;
-  ASSERT_TRUE(stream->Read(&ack));  // acked and dropped
-  stream->WritesDone();
-  context.TryCancel();
-  (void)stream->Finish();
+  stream.Write(finished);
+  stream.Event(worker, epoch, 1000, "output", "forged-line");
+  EXPECT_TRUE(stream.Read().has_ack());  // acked and dropped
+  stream.Close();
 
   const Struct after = Json(Call("GET", "/api/tasks/" + task, mesh_.admin_key()).body);
   EXPECT_EQ(Str(Obj(after, "task"), "state"), "running") << after.DebugString();
   EXPECT_THAT(after.DebugString(), Not(HasSubstr("forged")));
-  soci::session sql(soci::postgresql, *ToConninfo(mesh_.database_url()));
-  int forged = -1;
-  sql << "SELECT count(*) FROM events WHERE task_id = :t AND body::text LIKE '%forged%'",
-      soci::use(task), soci::into(forged);
-  EXPECT_EQ(forged, 0);
+  EXPECT_EQ(CountEvents(mesh_.database_url(), task, "body::text LIKE '%forged%'"), 0);
   ASSERT_EQ(Call("POST", "/api/tasks/" + task + "/cancel", s.api_key).status, 200);
   WaitForTaskState(task, "canceled");
 }
@@ -236,59 +287,111 @@ TEST_F(SecurityTest, HelloResumeOfAnotherAccountsWorkerIsRefusedAndItsFinishedIg
 // completed, budget) nor a runner name.
 TEST_F(SecurityTest, ARunnerCannotWriteTheBrokersEventTypes) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + s.api_key);
-  auto stub = pb::RunnerService::NewStub(Channel(mesh_.broker_addr()));
-  auto stream = stub->Connect(&context);
-  pb::RunnerMessage hello;
-  hello.mutable_hello()->set_name("liar");
-  hello.mutable_hello()->set_max_tasks(1);
-  ASSERT_TRUE(stream->Write(hello));
-  pb::BrokerMessage in;
-  ASSERT_TRUE(stream->Read(&in));
-  ASSERT_TRUE(in.has_welcome());
+  RawRunner stream(mesh_.broker_addr(), s.api_key);
+  ASSERT_TRUE(stream.Hello("liar").has_welcome());
   const std::string task = CreateTask(s.api_key, s.workspace_id, "true");
-  ASSERT_TRUE(stream->Read(&in));
+  const pb::BrokerMessage in = stream.Read();
   ASSERT_TRUE(in.has_assign());
   const std::string worker = in.assign().worker().id();
+  const int64_t epoch = in.assign().epoch();
   int64_t seq = 0;
   for (const char* type : {"completed", "budget", "created", "assigned"}) {
-    pb::RunnerMessage m;
-    m.mutable_event()->set_worker_id(worker);
-    m.mutable_event()->set_epoch(in.assign().epoch());
-    m.mutable_event()->set_seq(++seq);
-    m.mutable_event()->mutable_event()->set_type(type);
-    m.mutable_event()->mutable_event()->set_text("forged");
-    m.mutable_event()->mutable_event()->set_runner_name("someone-else");
-    ASSERT_TRUE(stream->Write(m));
-    pb::BrokerMessage ack;
-    ASSERT_TRUE(stream->Read(&ack));
+    stream.Event(worker, epoch, ++seq, type, "forged");
+    ASSERT_TRUE(stream.Read().has_ack());
   }
-  pb::RunnerMessage started;
-  started.mutable_event()->set_worker_id(worker);
-  started.mutable_event()->set_epoch(in.assign().epoch());
-  started.mutable_event()->set_seq(++seq);
-  started.mutable_event()->mutable_event()->set_type("started");
-  started.mutable_event()->mutable_event()->set_runner_name("someone-else");
-  ASSERT_TRUE(stream->Write(started));
-  pb::BrokerMessage ack;
-  ASSERT_TRUE(stream->Read(&ack));
-  stream->WritesDone();
-  context.TryCancel();
-  (void)stream->Finish();
+  stream.Event(worker, epoch, ++seq, "started", "");
+  ASSERT_TRUE(stream.Read().has_ack());
+  stream.Close();
 
-  soci::session sql(soci::postgresql, *ToConninfo(mesh_.database_url()));
-  int forged = 0, named = 0;
-  sql << "SELECT count(*) FROM events WHERE task_id = :t AND (body::text LIKE '%forged%'"
-         " OR type IN ('completed', 'budget') OR (type IN ('created', 'assigned') AND id > "
-         "(SELECT min(id) + 1 FROM events WHERE task_id = :t2)))",
-      soci::use(task), soci::use(task), soci::into(forged);
-  sql << "SELECT count(*) FROM events WHERE task_id = :t AND body::text LIKE '%someone-else%'",
-      soci::use(task), soci::into(named);
-  EXPECT_EQ(forged, 0);
-  EXPECT_EQ(named, 0);
+  // The broker's own created and assigned are the task's first two events.
+  EXPECT_EQ(CountEvents(mesh_.database_url(), task,
+                        absl::StrCat("body::text LIKE '%forged%' OR type IN ('completed', 'budget') "
+                                     "OR (type IN ('created', 'assigned') AND id > (SELECT min(id) "
+                                     "+ 1 FROM events WHERE task_id = '", task, "'))")),
+            0);
+  EXPECT_EQ(CountEvents(mesh_.database_url(), task, "body::text LIKE '%someone-else%'"), 0);
   EXPECT_NE(Str(Obj(Json(Call("GET", "/api/tasks/" + task, s.api_key).body), "task"), "state"),
             "completed");
+}
+
+// 3. A stream that never says Hello is closed; one key holds a bounded
+// number of streams.
+class StreamLimitsTest : public MeshTest {
+ protected:
+  static Mesh::Options Limits() {
+    Mesh::Options options;
+    options.broker_args = {"--hello_timeout_ms=500", "--max_streams_per_key=2"};
+    return options;
+  }
+  StreamLimitsTest() : MeshTest(Limits()) {}
+};
+
+TEST_F(StreamLimitsTest, ASilentStreamIsClosedAndAKeyHoldsAtMostItsLimit) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  {
+    RawRunner silent(mesh_.broker_addr(), s.api_key);
+    const auto start = std::chrono::steady_clock::now();
+    const grpc::Status closed = silent.Finish();
+    EXPECT_EQ(closed.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << closed.error_message();
+    EXPECT_THAT(closed.error_message(), HasSubstr("Hello"));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  }
+  RawRunner first(mesh_.broker_addr(), s.api_key), second(mesh_.broker_addr(), s.api_key);
+  ASSERT_TRUE(first.Hello("one").has_welcome());
+  ASSERT_TRUE(second.Hello("two").has_welcome());
+  RawRunner third(mesh_.broker_addr(), s.api_key);
+  EXPECT_FALSE(third.Hello("three").has_welcome());
+  const grpc::Status refused = third.Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  // Another key is not held up by this one's streams.
+  Setup other = CreateAccountAndWorkspace("service", true, true);
+  RawRunner fine(mesh_.broker_addr(), other.api_key);
+  EXPECT_TRUE(fine.Hello("other").has_welcome());
+}
+
+// 2. A claimAll account's runner takes tasks of every workspace without a
+// grant or admin rights; only an admin makes such an account.
+TEST_F(SecurityTest, AClaimAllAccountClaimsEverywhereAndOnlyAnAdminMakesOne) {
+  Setup s = CreateAccountAndWorkspace("service", false, true);
+  HttpResult denied = Call("POST", "/api/accounts", s.api_key,
+                           R"({"type":"service","name":"sneaky","claimAll":true})");
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  HttpResult made = Call("POST", "/api/accounts", mesh_.admin_key(),
+                         R"({"type":"service","name":"everywhere","claimAll":true})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  const std::string key = Str(Json(made.body), "apiKey");
+  EXPECT_TRUE(Obj(Json(made.body), "account").fields().at("claimAll").bool_value());
+  mesh_.StartRunner(key, "everywhere");
+  const std::string task = CreateTask(s.api_key, s.workspace_id, "echo claimed");
+  const Struct done = WaitForTaskState(task, "completed");
+  EXPECT_THAT(done.DebugString(), HasSubstr("everywhere"));
+  // It is not an admin.
+  EXPECT_EQ(Call("GET", "/api/accounts", key).status, 403);
+}
+
+// 1. network: "none" leaves a task without network; the setting is checked.
+TEST_F(SecurityTest, ATaskWithNetworkNoneReachesNothing) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "offline");
+  const std::string probe =
+      absl::StrCat("curl -s -o /dev/null -w 'http=%{http_code}\\n' --max-time 5 ",
+                   mesh_.gateway_url(), "/health || true");
+  EXPECT_THAT(OutputOf(RunTask(s, probe)), HasSubstr("http=200"));
+  EXPECT_THAT(OutputOf(RunTask(s, probe, R"(,"network":"none")")), HasSubstr("http=000"));
+  HttpResult bad = Call("POST", "/api/tasks", s.api_key,
+                        absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                     R"(","provider":"command","command":"true","network":"off"})"));
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_THAT(bad.body, HasSubstr("network"));
+  // A workspace's setting reaches its tasks.
+  HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(),
+                       R"({"name":"offline","network":"none"})");
+  ASSERT_EQ(ws.status, 201) << ws.body;
+  EXPECT_EQ(Str(Json(ws.body), "network"), "none");
+  Setup offline = s;
+  offline.workspace_id = Str(Json(ws.body), "id");
+  Grant(s.account_id, offline.workspace_id, true, true);
+  EXPECT_THAT(OutputOf(RunTask(offline, probe)), HasSubstr("http=000"));
 }
 
 // 4. An account's provider key reaches only its own tasks, or those its

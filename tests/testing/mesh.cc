@@ -64,11 +64,12 @@ std::string Mesh::broker_addr() const { return absl::StrCat("127.0.0.1:", broker
 
 void Mesh::StartBroker() {
   ++broker_starts_;
-  broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"),
-                           {absl::StrCat("--listen=127.0.0.1:", broker_port_),
-                            absl::StrCat("--accounts_addr=", accounts_addr()),
-                            absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
-                            absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)},
+  std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", broker_port_),
+                                   absl::StrCat("--accounts_addr=", accounts_addr()),
+                                   absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
+                                   absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)};
+  args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
+  broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
                            {{"BUILDD_DATABASE_URL", db_.url()},
                             {"BUILDD_SESSION_KEY", session_key_},
                             {"BUILDD_SERVICE_KEY", service_key_}},

@@ -19,6 +19,8 @@ class Mesh {
     bool gateway = true;
     int lease_grace_ms = 30000;
     int sse_heartbeat_ms = 15000;
+    // More flags for the broker.
+    std::vector<std::string> broker_args;
   };
   Mesh() : Mesh(Options{}) {}
   explicit Mesh(Options options);
