@@ -257,6 +257,25 @@ absl::Status EnsureStateDir(const std::string& provider, const ProviderSettings&
   return absl::OkStatus();
 }
 
+absl::Status SeedStateDir(const std::string& provider, const ProviderSettings& runner,
+                          const ProviderSettings& task, bool has_key) {
+  const bool codex = provider == "codex";
+  const std::string& from = codex ? runner.codex_home : runner.claude_config_dir;
+  const std::string& to = codex ? task.codex_home : task.claude_config_dir;
+  std::vector<std::string> files = {codex ? "config.toml" : "settings.json"};
+  if (!has_key) files.push_back(codex ? "auth.json" : ".credentials.json");
+  BUILDD_RETURN_IF_ERROR(EnsureStateDir(provider, task));
+  if (from.empty()) return absl::OkStatus();
+  for (const std::string& file : files) {
+    std::error_code ec;
+    const fs::path source = fs::path(from) / file;
+    if (!fs::is_regular_file(fs::symlink_status(source, ec))) continue;
+    fs::copy_file(source, fs::path(to) / file, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot copy ", source.string(), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<AgentStreamParser> MakeStreamParser(const std::string& provider) {
   if (provider == "codex") return std::make_unique<CodexStreamParser>();
   return std::make_unique<ClaudeStreamParser>();

@@ -76,6 +76,13 @@ SpawnOptions AgentCommand(const std::string& provider, const ProviderSettings& s
 // start with a CODEX_HOME that does not exist.
 absl::Status EnsureStateDir(const std::string& provider, const ProviderSettings& settings);
 
+// Makes a task's own state directory of `provider` (in `task`) from the
+// runner's (in `runner`): its settings (Claude Code's settings.json, Codex's
+// config.toml), never other tasks' sessions; the runner user's login
+// (.credentials.json, auth.json) only when the task brings no key.
+absl::Status SeedStateDir(const std::string& provider, const ProviderSettings& runner,
+                          const ProviderSettings& task, bool has_key);
+
 // OK for a session id that may go on an agent's command line: 1 to 128
 // letters, digits, '-' and '_', starting with a letter or digit.
 absl::Status CheckSessionId(const std::string& id);

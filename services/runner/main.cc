@@ -186,9 +186,21 @@ int main(int argc, char** argv) {
         runner::MakeReachable(agent_options.work_dir + "/tasks", sandbox->uid, sandbox->gid);
     if (!reachable.ok()) return Fail(std::string(reachable.message()));
   }
-  agent_options.sandbox = &*sandbox;
   agent_options.capabilities = runner::DetectCapabilities(BUILDD_VERSION, &providers);
   agent_options.providers = runner::ResolveProviderSettings(providers);
+  // The agent CLIs' installations, which every sandbox shows read-only.
+  for (const auto& capability : agent_options.capabilities) {
+    const std::string* path = capability.name == "claude"  ? &providers.claude_path
+                              : capability.name == "codex" ? &providers.codex_path
+                                                           : nullptr;
+    if (path == nullptr || !sandbox->enabled) continue;
+    const std::string dir = runner::InstallationDir(path->empty() ? capability.name : *path);
+    if (dir.empty()) continue;
+    absl::Status reachable = runner::MakeReachable(dir, sandbox->uid, sandbox->gid);
+    if (!reachable.ok()) return Fail(std::string(reachable.message()));
+    sandbox->tool_dirs.push_back(dir);
+  }
+  agent_options.sandbox = &*sandbox;
   std::vector<std::string> described;
   for (const auto& capability : agent_options.capabilities) {
     described.push_back(capability.name + " " + capability.version);

@@ -154,8 +154,9 @@ absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const S
   };
   // Read-only first: a writable directory inside one stays writable.
   std::set<std::string> seen;
-  for (const std::string& path : view.read_only) {
-    if (seen.insert(path).second) {
+  for (const auto* paths : {&config.tool_dirs, &view.read_only}) {
+    for (const std::string& path : *paths) {
+      if (!seen.insert(path).second) continue;
       if (absl::Status st = bind(path, false); !st.ok()) return st;
     }
   }

@@ -30,6 +30,9 @@ struct SandboxConfig {
   // Names of the runner's environment variables that tasks get too
   // (--task_env: proxies, a provider's base URL).
   std::vector<std::string> pass_env;
+  // Read-only in every sandbox: the agent CLIs' installations
+  // (InstallationDir of each), found at start-up.
+  std::vector<std::string> tool_dirs;
 };
 
 // Resolves --sandbox, --task_user and the limits into a config. As root
@@ -45,8 +48,8 @@ absl::StatusOr<SandboxConfig> MakeSandboxConfig(const std::string& mode,
 
 // What one task's processes may see: the directories it writes (its
 // worktree, its home with the agent's configuration) and reads (the
-// repository's cache, the agent CLI's installation), each at the same path
-// as outside; the rest of the machine is /usr, /etc and a private /tmp.
+// repository's cache; the config's tool_dirs too), each at the same path as
+// outside; the rest of the machine is /usr, /etc and a private /tmp.
 struct SandboxView {
   std::string cwd;
   std::string home;

@@ -493,39 +493,13 @@ absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", home, ": ", ec.message()));
   fs::permissions(home, fs::perms::owner_all, ec);
 
-  // The agent's own state: the runner's settings, never other tasks'
-  // sessions; the runner user's login only when the task brings no key.
-  const auto has_env = [&](std::initializer_list<const char*> names) {
-    for (const auto& [key, value] : spec_.env) {
-      for (const char* name : names) {
-        if (key == name && !value.empty()) return true;
-      }
-    }
-    return false;
-  };
-  const auto seed = [&](const std::string& from, const std::string& to,
-                        std::vector<std::string> files) -> absl::Status {
-    fs::create_directories(to, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot create ", to, ": ", ec.message()));
-    for (const std::string& file : files) {
-      if (from.empty()) break;
-      const fs::path source = fs::path(from) / file;
-      if (!fs::is_regular_file(fs::symlink_status(source, ec))) continue;
-      fs::copy_file(source, fs::path(to) / file, ec);
-      if (ec) return absl::InternalError(absl::StrCat("cannot copy ", source.string(), ": ", ec.message()));
-    }
-    return absl::OkStatus();
-  };
+  // The agent's own state; spec_.env holds exactly the credentials the
+  // task was given for its provider.
   providers_.claude_config_dir = home + "/.claude";
   providers_.codex_home = home + "/.codex";
-  if (spec_.provider == "claude") {
-    std::vector<std::string> files = {"settings.json"};
-    if (!has_env({"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"})) files.push_back(".credentials.json");
-    BUILDD_RETURN_IF_ERROR(seed(spec_.providers.claude_config_dir, providers_.claude_config_dir, files));
-  } else if (spec_.provider == "codex") {
-    std::vector<std::string> files = {"config.toml"};
-    if (!has_env({"OPENAI_API_KEY"})) files.push_back("auth.json");
-    BUILDD_RETURN_IF_ERROR(seed(spec_.providers.codex_home, providers_.codex_home, files));
+  if (spec_.provider == "claude" || spec_.provider == "codex") {
+    BUILDD_RETURN_IF_ERROR(SeedStateDir(spec_.provider, spec_.providers, providers_,
+                                        /*has_key=*/!spec_.env.empty()));
   }
   {
     // Git inside the sandbox works in a worktree whose metadata the runner owns.
@@ -544,16 +518,6 @@ absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
   view_.network = spec_.network != "none";
   view_.read_only.clear();
   if (tree.has_value()) view_.read_only.push_back(tree->cache_dir);
-  const std::string& cli = spec_.provider == "codex" ? spec_.providers.codex_path
-                                                      : spec_.providers.claude_path;
-  if (spec_.provider == "claude" || spec_.provider == "codex") {
-    const std::string installed =
-        InstallationDir(cli.empty() ? spec_.provider : cli);
-    if (!installed.empty()) {
-      BUILDD_RETURN_IF_ERROR(MakeReachable(installed, uid, gid));
-      view_.read_only.push_back(installed);
-    }
-  }
   return absl::OkStatus();
 }
 
