@@ -138,5 +138,38 @@ TEST_F(PgAccountStoreTest, AdminBootstrapIsIdempotent) {
   EXPECT_EQ(list->size(), 1u);
 }
 
+TEST_F(PgAccountStoreTest, RunnerBootstrapMakesOneClaimAllAccountThatIsNotAnAdmin) {
+  ASSERT_THAT(store_->EnsureAdminKey("admin-hash"), IsOk());
+  ASSERT_THAT(store_->EnsureRunnerKey("local runner", "runner-hash"), IsOk());
+  ASSERT_THAT(store_->EnsureRunnerKey("local runner", "runner-hash"), IsOk());
+  auto p = store_->FindByKeyHash("runner-hash");
+  ASSERT_THAT(p, IsOk());
+  EXPECT_TRUE(p->account.claim_all);
+  EXPECT_FALSE(p->account.is_admin);
+  EXPECT_EQ(p->account.name, "local runner");
+  // A new key (rotated secrets) joins the same account, not the admin's.
+  ASSERT_THAT(store_->EnsureRunnerKey("local runner", "runner-hash-2"), IsOk());
+  auto p2 = store_->FindByKeyHash("runner-hash-2");
+  ASSERT_THAT(p2, IsOk());
+  EXPECT_EQ(p2->account.id, p->account.id);
+  EXPECT_NE(p2->account.id, store_->FindByKeyHash("admin-hash")->account.id);
+  auto list = store_->ListAccounts();
+  ASSERT_THAT(list, IsOk());
+  EXPECT_EQ(list->size(), 2u);
+}
+
+TEST_F(PgAccountStoreTest, ShareCredentialsIsKeptWithTheGrant) {
+  auto a = store_->CreateAccount(NewAccount(), "", NewUuid(), "hash-share");
+  ASSERT_THAT(a, IsOk());
+  const std::string ws = NewUuid();
+  ASSERT_THAT(store_->UpsertGrant({a->id, ws, true, false, true}), IsOk());
+  auto p = store_->FindByKeyHash("hash-share");
+  ASSERT_THAT(p, IsOk());
+  ASSERT_EQ(p->grants.size(), 1u);
+  EXPECT_TRUE(p->grants[0].share_credentials);
+  ASSERT_THAT(store_->UpsertGrant({a->id, ws, true, false, false}), IsOk());
+  EXPECT_FALSE(store_->FindByKeyHash("hash-share")->grants[0].share_credentials);
+}
+
 }  // namespace
 }  // namespace buildd::accounts
