@@ -26,6 +26,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "buildd/v1/accounts.grpc.pb.h"
 #include "buildd/v1/broker.grpc.pb.h"
 #include "buildd/v1/runner.grpc.pb.h"
@@ -39,6 +40,10 @@ ABSL_FLAG(int, creators, 8, "concurrent CreateTask callers");
 ABSL_FLAG(int, real_runner_slots, 4, "--max_tasks of each real runner in phase 2");
 ABSL_FLAG(bool, phase2, true, "run phase 2 with real buildd-runner processes");
 ABSL_FLAG(std::string, work_dir, "/tmp/buildd-bench", "logs and runner work dirs");
+ABSL_FLAG(std::string, sandbox_modes, "bwrap,none",
+          "phase 2 runs once per --sandbox mode of the real runners, in this order");
+ABSL_FLAG(int, sandbox_tasks, 200,
+          "phase 2: tasks created one at a time to time a task's start to its first line");
 
 namespace pb = buildd::v1;
 using Clock = std::chrono::steady_clock;
@@ -191,6 +196,11 @@ class CompletionWatch {
       pb::Event e;
       while (reader_->Read(&e)) {
         last_id_ = e.id();
+        if (e.type() == "started" || e.type() == "output") {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto& seen = e.type() == "started" ? started_ : first_output_;
+          seen.emplace(e.task_id(), Clock::now());  // the first one only
+        }
         if (e.type() == "completed" || e.type() == "error") {
           std::lock_guard<std::mutex> lock(mu_);
           ++done_;
@@ -212,8 +222,20 @@ class CompletionWatch {
     return last_;
   }
   int64_t last_id() const { return last_id_; }
+  // When this client received each task's `started` and first `output`.
+  std::map<std::string, std::pair<Clock::time_point, Clock::time_point>> StartToOutput() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, std::pair<Clock::time_point, Clock::time_point>> out;
+    for (const auto& [task, at] : started_) {
+      auto it = first_output_.find(task);
+      if (it != first_output_.end()) out[task] = {at, it->second};
+    }
+    return out;
+  }
 
  private:
+  std::map<std::string, Clock::time_point> started_;
+  std::map<std::string, Clock::time_point> first_output_;
   std::unique_ptr<pb::BrokerService::Stub> stub_;
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<pb::Event>> reader_;
@@ -411,41 +433,76 @@ int main(int argc, char** argv) {
   std::printf("  RSS: accounts %ld kB, broker %ld kB\n", RssKb(accounts->pid()), RssKb(broker->pid()));
 
   if (!absl::GetFlag(FLAGS_phase2)) return 0;
-  // ---- phase 2 ----
-  std::vector<std::unique_ptr<Process>> real;
-  for (int i = 0; i < runners; ++i) {
-    real.push_back(Process::Start(
-        buildd::testing::BuiltBinary("services/runner/buildd-runner"),
-        {Arg("server", absl::StrCat("127.0.0.1:", broker_port)), Arg("name", absl::StrCat("runner-", i)),
-         Arg("max_tasks", std::to_string(absl::GetFlag(FLAGS_real_runner_slots))),
-         Arg("listen", absl::StrCat("127.0.0.1:", buildd::testing::FreePort())),
-         Arg("work_dir", absl::StrCat(dir, "/runner-", i)), "--log_level=warn"},
-        {{"BUILDD_API_KEY", key}}, absl::StrCat(dir, "/runner-", i, ".log")));
+  // ---- phase 2, once per sandbox mode ----
+  for (absl::string_view mode_view : absl::StrSplit(absl::GetFlag(FLAGS_sandbox_modes), ',')) {
+    const std::string mode(mode_view);
+    std::vector<std::unique_ptr<Process>> real;
+    for (int i = 0; i < runners; ++i) {
+      const std::string name = absl::StrCat("runner-", mode, "-", i);
+      real.push_back(Process::Start(
+          buildd::testing::BuiltBinary("services/runner/buildd-runner"),
+          {Arg("server", absl::StrCat("127.0.0.1:", broker_port)), Arg("name", name),
+           Arg("max_tasks", std::to_string(absl::GetFlag(FLAGS_real_runner_slots))),
+           Arg("listen", absl::StrCat("127.0.0.1:", buildd::testing::FreePort())),
+           Arg("work_dir", absl::StrCat(dir, "/", name)), Arg("sandbox", mode),
+           "--log_level=warn"},
+          {{"BUILDD_API_KEY", key}}, absl::StrCat(dir, "/", name, ".log")));
+    }
+    for (int i = 0; i < runners; ++i) {
+      if (!broker->WaitForLog(absl::StrCat("name=runner-", mode, "-", i, " account="), 30000)) {
+        std::fprintf(stderr, "runner %d (--sandbox=%s) did not connect:\n%s\n", i, mode.c_str(),
+                     real[i]->Log().c_str());
+        return 1;
+      }
+    }
+    std::vector<long> idle_rss;
+    for (auto& p : real) idle_rss.push_back(RssKb(p->pid()));
+    std::printf("\nphase 2 (--sandbox=%s): %d real buildd-runner processes x %d slots\n",
+                mode.c_str(), runners, absl::GetFlag(FLAGS_real_runner_slots));
+    {
+      CompletionWatch watch(broker_channel, key, workspace_id, after_id);
+      const auto m0 = BrokerMetrics(metrics_port);
+      CreateResult r = CreateTasks(broker_channel, key, workspace_id, tasks, creators, "true");
+      const auto last = watch.WaitFor(tasks, std::chrono::seconds(600));
+      const auto m1 = BrokerMetrics(metrics_port);
+      std::printf("  command `true` per task, %d creators: %d tasks created -> completed in %.0f ms"
+                  " = %.0f tasks/s\n",
+                  creators, tasks, Ms(last - r.first), tasks / (Ms(last - r.first) / 1000.0));
+      PrintJournal(m0, m1, Ms(last - r.first));
+      after_id = watch.last_id();
+    }
+    {
+      // One task at a time, so the figure is the runner's, not a queue's.
+      const int n = absl::GetFlag(FLAGS_sandbox_tasks);
+      CompletionWatch watch(broker_channel, key, workspace_id, after_id);
+      CreateResult r = CreateTasks(broker_channel, key, workspace_id, n, 1, "echo line");
+      watch.WaitFor(n, std::chrono::seconds(600));
+      std::vector<double> start_to_line, call_to_line;
+      for (const auto& [task, at] : watch.StartToOutput()) {
+        start_to_line.push_back(Ms(at.second - at.first));
+        auto call = r.calls.find(task);
+        if (call != r.calls.end()) call_to_line.push_back(Ms(at.second - call->second.first));
+      }
+      std::printf("  `echo line`, one at a time (%zu tasks): started -> first output line  p50 %.2f"
+                  " ms  p95 %.2f ms  p99 %.2f ms\n",
+                  start_to_line.size(), Percentile(start_to_line, 50), Percentile(start_to_line, 95),
+                  Percentile(start_to_line, 99));
+      std::printf("  create call issued -> first output line                 p50 %.2f ms  p95 %.2f"
+                  " ms  p99 %.2f ms\n",
+                  Percentile(call_to_line, 50), Percentile(call_to_line, 95),
+                  Percentile(call_to_line, 99));
+      after_id = watch.last_id();
+    }
+    long max_idle = 0, max_after = 0;
+    for (size_t i = 0; i < real.size(); ++i) {
+      max_idle = std::max(max_idle, idle_rss[i]);
+      max_after = std::max(max_after, RssKb(real[i]->pid()));
+    }
+    std::printf("  RSS: accounts %ld kB, broker %ld kB, runner idle (max of %d) %ld kB, runner after"
+                " the run %ld kB\n",
+                RssKb(accounts->pid()), RssKb(broker->pid()), runners, max_idle, max_after);
+    for (auto& p : real) p->Stop(SIGTERM, 10000);
+    // Runners gone: the broker forgets them before the next mode's connect.
   }
-  for (int i = 0; i < runners; ++i) {
-    broker->WaitForLog(absl::StrCat("name=runner-", i, " account="), 30000);
-  }
-  std::vector<long> idle_rss;
-  for (auto& p : real) idle_rss.push_back(RssKb(p->pid()));
-  {
-    CompletionWatch watch(broker_channel, key, workspace_id, after_id);
-    const auto m0 = BrokerMetrics(metrics_port);
-    CreateResult r = CreateTasks(broker_channel, key, workspace_id, tasks, creators, "true");
-    const auto last = watch.WaitFor(tasks, std::chrono::seconds(600));
-    const auto m1 = BrokerMetrics(metrics_port);
-    std::printf("\nphase 2: %d real buildd-runner processes x %d slots, command `true` per task\n",
-                runners, absl::GetFlag(FLAGS_real_runner_slots));
-    std::printf("  end to end: %d tasks created -> completed in %.0f ms = %.0f tasks/s\n", tasks,
-                Ms(last - r.first), tasks / (Ms(last - r.first) / 1000.0));
-    PrintJournal(m0, m1, Ms(last - r.first));
-  }
-  long max_idle = 0, max_after = 0;
-  for (size_t i = 0; i < real.size(); ++i) {
-    max_idle = std::max(max_idle, idle_rss[i]);
-    max_after = std::max(max_after, RssKb(real[i]->pid()));
-  }
-  std::printf("  RSS: accounts %ld kB, broker %ld kB, runner idle (max of %d) %ld kB, runner after"
-              " the run %ld kB\n",
-              RssKb(accounts->pid()), RssKb(broker->pid()), runners, max_idle, max_after);
   return 0;
 }

@@ -19,9 +19,7 @@ mkdir -p "$STATE_DIR"
 ensure_packages
 build_all
 port=${BUILDD_BENCH_PG_PORT:-54340}
-password_file=$STATE_DIR/bench-pg.password
-if [[ ! -s $password_file ]]; then (umask 077 && head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$password_file"); fi
-password=$(<"$password_file")
+password=$(pg_password "$STATE_DIR/bench-pg.password")
 pg_start "$STATE_DIR/bench-pg" "$port" up "$password"
 trap 'pg_stop "$STATE_DIR/bench-pg"' EXIT
 if is_root; then ensure_task_user buildd-task; fi
@@ -31,3 +29,5 @@ pg_ensure_database "$port" "$db"
 BUILDD_DATABASE_URL="postgresql://buildd:$password@127.0.0.1:$port/$db" \
   "$ROOT/build/bench/dispatch_bench" --work_dir="$STATE_DIR/bench-run" "$@"
 pg_client "$PG_BIN/dropdb" -h 127.0.0.1 -p "$port" -U buildd "$db" || true
+# The runner's cost of a sandbox per task, without the broker.
+"$ROOT/build/bench/sandbox_bench" --work_dir="$STATE_DIR/bench-sandbox"

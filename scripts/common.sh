@@ -104,6 +104,8 @@ port_open() {
 # Makes every directory from $1 up to / traversable (x) for user $2, which
 # must be able to reach its data directory below $1. Only adds o+x, and only
 # where that user cannot already pass.
+random_hex32() { head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
 # ensure_task_user NAME: the unprivileged user a root runner runs tasks as.
 ensure_task_user() {
   id "$1" >/dev/null 2>&1 && return 0

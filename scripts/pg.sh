@@ -29,6 +29,13 @@ pg_ready() {
 # Single-quotes a value for postgresql.conf.
 pg_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 
+# pg_password FILE: the password kept in FILE (0600), made on first use;
+# for the clusters whose password is not among `up`'s secrets.
+pg_password() {
+  [[ -s $1 ]] || (umask 077 && random_hex32 >"$1")
+  cat "$1"
+}
+
 # Runs a client as the cluster's user buildd with its password ($PG_PASSWORD),
 # which reaches it only through the environment.
 pg_client() { PGPASSWORD=$PG_PASSWORD "$@"; }

@@ -19,8 +19,6 @@ service_binary() {
 service_pid_file() { echo "$STATE_DIR/pids/$1.pid"; }
 service_log_file() { echo "$STATE_DIR/logs/$1.log"; }
 
-random_hex32() { head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
 # Loads .buildd/secrets, generating whatever it lacks. A variable already set
 # in the environment wins over the file (and is not written to it).
 load_secrets() {

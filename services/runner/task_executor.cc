@@ -245,7 +245,7 @@ absl::StatusOr<ExitStatus> TaskExecutor::RunProcess(const SpawnOptions& options,
   }
   BUILDD_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroup> group, ProcessGroup::Spawn(spawn));
   Log()->info("worker={} task={} pid={} dir={}", spec_.worker_id, spec_.task_id, group->pid(),
-              spawn.working_dir);
+              options.working_dir);
   const ProcessGroup::LineFn lines = [&](OutputStream stream, std::string line) {
     on_line(stream == OutputStream::kStderr, std::move(line));
   };
