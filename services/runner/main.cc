@@ -54,7 +54,9 @@ ABSL_FLAG(std::string, sandbox, "bwrap",
           "without user namespaces: tasks then see everything the runner's user can).");
 ABSL_FLAG(std::string, task_user, "buildd-task",
           "The user tasks run as when the runner is root.");
-ABSL_FLAG(uint64_t, task_memory, 0, "Address space of each task process in bytes (0: unbounded).");
+ABSL_FLAG(uint64_t, task_memory, uint64_t{4} << 30,
+          "Memory of each task's processes together, in bytes (a cgroup per task, where the "
+          "runner may make them; 0: unbounded).");
 ABSL_FLAG(uint64_t, task_pids, 4096, "Processes the task user may have (0: unbounded).");
 ABSL_FLAG(uint64_t, task_open_files, 4096, "Open files of each task process (0: the runner's).");
 ABSL_FLAG(std::string, task_env, "",
@@ -180,6 +182,13 @@ int main(int argc, char** argv) {
   if (!sandbox.ok()) return Fail(std::string(sandbox.status().message()));
   if (!sandbox->enabled) {
     buildd::Log()->warn("--sandbox=none: tasks run as this runner's user and see all it can see");
+  }
+  if (sandbox->cgroups.memory.empty()) {
+    buildd::Log()->warn("no memory cgroup this runner may make children in: --task_memory does "
+                        "not bound its tasks (run it in a cgroup of its own, or as root)");
+  } else {
+    buildd::Log()->info("tasks get cgroups under {} (memory) and {} (pids)", sandbox->cgroups.memory,
+                        sandbox->cgroups.pids.empty() ? "-" : sandbox->cgroups.pids);
   }
   if (sandbox->enabled) {
     absl::Status reachable =

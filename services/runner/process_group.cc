@@ -68,6 +68,23 @@ enum ChildStage : int { kRedirect = 1, kChdir = 2, kExec = 3, kLimits = 4, kUser
   _exit(127);
 }
 
+// Writes the calling process's pid to `procs` (a cgroup.procs file); only
+// async-signal-safe calls, for the child between fork and exec.
+bool JoinCgroup(const char* procs) {
+  char digits[24];
+  int n = 0;
+  for (long pid = getpid(); pid > 0 && n < static_cast<int>(sizeof digits); pid /= 10) {
+    digits[n++] = static_cast<char>('0' + pid % 10);
+  }
+  char text[24];
+  for (int i = 0; i < n; ++i) text[i] = digits[n - 1 - i];
+  const int fd = open(procs, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = write(fd, text, static_cast<size_t>(n)) == n;
+  close(fd);
+  return ok;
+}
+
 // dup2 that also clears close-on-exec when the descriptor is already in place.
 bool MoveFd(int from, int to) {
   if (from == to) return fcntl(to, F_SETFD, 0) == 0;
@@ -183,6 +200,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   const int uid = options.uid, gid = options.gid;
+  const std::vector<std::string> cgroup_procs = options.cgroup_procs;
   std::vector<std::pair<int, rlimit>> limits;
   for (const auto& [resource, value] : options.rlimits) {
     limits.push_back({resource, rlimit{static_cast<rlim_t>(value), static_cast<rlim_t>(value)}});
@@ -224,6 +242,9 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
 #ifdef SYS_close_range
     syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
 #endif
+    for (const std::string& procs : cgroup_procs) {
+      if (!JoinCgroup(procs.c_str())) ChildFail(exec_pipe[1], kLimits);
+    }
     for (const auto& [resource, limit] : limits) {
       if (setrlimit(resource, &limit) != 0) ChildFail(exec_pipe[1], kLimits);
     }
@@ -269,7 +290,8 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Spawn(const SpawnOpt
       case kExec:
         return absl::FailedPreconditionError(absl::StrCat("cannot execute ", args[0], ": ", reason));
       case kLimits:
-        return absl::FailedPreconditionError(absl::StrCat("cannot set resource limits: ", reason));
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot set resource limits or join the task's cgroups: ", reason));
       case kUser:
         return absl::FailedPreconditionError(
             absl::StrCat("cannot switch to uid ", uid, " gid ", gid, ": ", reason));

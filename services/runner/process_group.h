@@ -80,6 +80,8 @@ struct SpawnOptions {
   // groups, before exec (a runner started as root).
   int uid = -1;
   int gid = -1;
+  // cgroup.procs files the child joins (writing its pid) before exec.
+  std::vector<std::string> cgroup_procs;
   // Resource limits of the child: {RLIMIT_*, value}.
   std::vector<std::pair<int, unsigned long>> rlimits;
   // Longer output lines come out in chunks of this size.

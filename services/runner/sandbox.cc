@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -66,6 +68,7 @@ absl::StatusOr<SandboxConfig> MakeSandboxConfig(const std::string& mode,
     }
   }
   config.memory_bytes = memory_bytes;
+  config.cgroups = FindCgroupRoots();
   config.max_processes = max_processes;
   config.open_files = open_files;
   config.pass_env = std::move(pass_env);
@@ -118,7 +121,7 @@ absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const S
   out.clear_env = true;
   out.uid = config.uid;
   out.gid = config.gid;
-  if (config.memory_bytes > 0) out.rlimits.push_back({RLIMIT_AS, config.memory_bytes});
+  out.cgroup_procs = view.cgroup_procs;
   if (config.max_processes > 0) out.rlimits.push_back({RLIMIT_NPROC, config.max_processes});
   if (config.open_files > 0) out.rlimits.push_back({RLIMIT_NOFILE, config.open_files});
 
@@ -180,6 +183,83 @@ absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const S
   // bwrap enters the directory itself, inside the sandbox.
   out.working_dir.clear();
   return out;
+}
+
+CgroupRoots FindCgroupRoots() {
+  CgroupRoots roots;
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    // "4:memory:/process_api/…": hierarchy id, controllers, path.
+    std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (fields.size() != 3) continue;
+    for (absl::string_view controller : absl::StrSplit(fields[1], ',')) {
+      std::string* root = controller == "memory" ? &roots.memory
+                          : controller == "pids" ? &roots.pids
+                                                 : nullptr;
+      if (root == nullptr) continue;
+      const std::string dir = absl::StrCat("/sys/fs/cgroup/", controller, fields[2]);
+      // Usable only if a child can be made there.
+      const std::string probe = absl::StrCat(dir, "/buildd-probe-", getpid());
+      if (mkdir(probe.c_str(), 0755) == 0) {
+        rmdir(probe.c_str());
+        *root = dir;
+      }
+    }
+  }
+  return roots;
+}
+
+absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroup::Make(const SandboxConfig& config,
+                                                             const std::string& name) {
+  if (config.cgroups.memory.empty() && config.cgroups.pids.empty()) return nullptr;
+  auto cgroup = std::unique_ptr<TaskCgroup>(new TaskCgroup());
+  const auto make = [&](const std::string& root, const std::string& file,
+                        unsigned long limit) -> absl::StatusOr<std::string> {
+    const std::string dir = absl::StrCat(root, "/buildd-", name);
+    // One left by a runner that died is taken over.
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot make cgroup ", dir, ": ", std::strerror(errno)));
+    }
+    cgroup->dirs_.push_back(dir);
+    if (limit > 0) {
+      std::ofstream out(absl::StrCat(dir, "/", file));
+      out << limit;
+      out.close();
+      if (!out) return absl::InternalError(absl::StrCat("cannot set ", dir, "/", file));
+    }
+    cgroup->procs_.push_back(dir + "/cgroup.procs");
+    return dir;
+  };
+  if (!config.cgroups.memory.empty()) {
+    BUILDD_ASSIGN_OR_RETURN(cgroup->memory_dir_,
+                            make(config.cgroups.memory, "memory.limit_in_bytes", config.memory_bytes));
+  }
+  if (!config.cgroups.pids.empty()) {
+    BUILDD_RETURN_IF_ERROR(make(config.cgroups.pids, "pids.max", config.max_processes).status());
+  }
+  return cgroup;
+}
+
+TaskCgroup::~TaskCgroup() {
+  // The task's last processes (a sandbox's init, reaped by whoever inherits
+  // it) may still be leaving: the cgroup is busy until they are gone.
+  for (const std::string& dir : dirs_) {
+    for (int attempt = 0; rmdir(dir.c_str()) != 0 && errno == EBUSY; ++attempt) {
+      if (attempt == 500) {
+        Log()->warn("cgroup {} still busy after 5 s; left in place", dir);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+bool TaskCgroup::HitMemoryLimit() const {
+  if (memory_dir_.empty()) return false;
+  std::ifstream in(memory_dir_ + "/memory.failcnt");
+  long count = 0;
+  return (in >> count) && count > 0;
 }
 
 absl::Status GiveTree(const std::string& path, int uid, int gid) {

@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <memory>
+
 #include <string>
 #include <vector>
 
@@ -11,6 +13,16 @@
 #include "services/runner/process_group.h"
 
 namespace buildd::runner {
+
+// The cgroup (v1) hierarchies in which the runner may make a cgroup for each
+// task: the directory of its own cgroup in each; empty when it may not.
+struct CgroupRoots {
+  std::string memory;
+  std::string pids;
+};
+
+// Finds them from /proc/self/cgroup, checking that a child can be made.
+CgroupRoots FindCgroupRoots();
 
 // How a runner isolates its tasks; fixed at start-up.
 struct SandboxConfig {
@@ -22,11 +34,14 @@ struct SandboxConfig {
   // runner's (a runner that is not root).
   int uid = -1;
   int gid = -1;
-  // Per task: address space of each process in bytes, processes of the task
-  // user, open files per process; 0 leaves the runner's limit.
+  // Per task: memory of all its processes in bytes (its memory cgroup),
+  // processes (its pids cgroup, and RLIMIT_NPROC for the task user as a
+  // whole), open files per process (RLIMIT_NOFILE); 0 leaves them unbounded.
   unsigned long memory_bytes = 0;
   unsigned long max_processes = 0;
   unsigned long open_files = 0;
+  // Where the per-task cgroups go; without them memory is not bounded.
+  CgroupRoots cgroups;
   // Names of the runner's environment variables that tasks get too
   // (--task_env: proxies, a provider's base URL).
   std::vector<std::string> pass_env;
@@ -58,6 +73,8 @@ struct SandboxView {
   // Files inside a writable directory that stay read-only and cannot be
   // replaced (a worktree's .git file).
   std::vector<std::string> protected_files;
+  // The cgroup.procs files the task's processes join (TaskCgroup::procs()).
+  std::vector<std::string> cgroup_procs;
   bool network = true;
 };
 
@@ -74,6 +91,28 @@ absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const S
 // could not, as ./buildd does for PostgreSQL), so that bwrap, running as the
 // task user, finds the directories it mounts; nothing is made listable.
 absl::Status MakeReachable(const std::string& path, int uid, int gid);
+
+// A task's own cgroups, with the config's limits; removed when destroyed
+// (after the task's processes are gone). Not thread-safe.
+class TaskCgroup {
+ public:
+  // Nothing (a null pointer) when the config has no cgroup roots.
+  static absl::StatusOr<std::unique_ptr<TaskCgroup>> Make(const SandboxConfig& config,
+                                                          const std::string& name);
+  ~TaskCgroup();
+  TaskCgroup(const TaskCgroup&) = delete;
+  TaskCgroup& operator=(const TaskCgroup&) = delete;
+
+  const std::vector<std::string>& procs() const { return procs_; }
+  // True once the task's memory reached its limit (the kernel then kills).
+  bool HitMemoryLimit() const;
+
+ private:
+  TaskCgroup() = default;
+  std::vector<std::string> dirs_;
+  std::vector<std::string> procs_;
+  std::string memory_dir_;
+};
 
 // Gives `path` and everything below it (symbolic links themselves, never
 // their targets) to uid:gid. Nothing to do for uid < 0.

@@ -486,7 +486,8 @@ absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
                 "everything the runner's user can",
                 spec_.worker_id, spec_.task_id);
   }
-  const std::string home = absl::StrCat(spec_.homes_dir, "/", worktree_name_);
+  const std::string attempt = SafePathComponent(spec_.worker_id);
+  const std::string home = absl::StrCat(spec_.homes_dir, "/", attempt);
   std::error_code ec;
   fs::remove_all(home, ec);
   fs::create_directories(home, ec);
@@ -518,6 +519,10 @@ absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
   view_.network = spec_.network != "none";
   view_.read_only.clear();
   if (tree.has_value()) view_.read_only.push_back(tree->cache_dir);
+  if (spec_.sandbox != nullptr) {
+    BUILDD_ASSIGN_OR_RETURN(cgroup_, TaskCgroup::Make(*spec_.sandbox, attempt));
+    view_.cgroup_procs = cgroup_ == nullptr ? std::vector<std::string>{} : cgroup_->procs();
+  }
   return absl::OkStatus();
 }
 
@@ -531,11 +536,14 @@ void TaskExecutor::Run() {
   pb::Artifacts artifacts;
   const auto finish = [&](TaskResult result) {
     if (tree.has_value()) spec_.git->Release(tree->name);
+    if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
+    // The attempt's own home and cgroups (named after the worker, so a retry
+    // of the task never meets them) go after it is reported.
     if (!view_.home.empty()) {
       std::error_code ignored;
       std::filesystem::remove_all(view_.home, ignored);
     }
-    if (!killed_.load() && callbacks_.on_finish) callbacks_.on_finish(std::move(result));
+    cgroup_.reset();
     absl::MutexLock lock(&mu_);
     done_ = true;
   };
@@ -657,6 +665,10 @@ void TaskExecutor::Run() {
     if (!end->success()) {
       result.outcome = TaskOutcome::kError;
       result.error_message = end->Describe();
+      if (cgroup_ != nullptr && cgroup_->HitMemoryLimit()) {
+        absl::StrAppend(&result.error_message, ": the task reached its memory limit of ",
+                        spec_.sandbox->memory_bytes, " bytes (--task_memory)");
+      }
     }
   }
 

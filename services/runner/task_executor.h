@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -56,9 +57,9 @@ struct TaskSpec {
   std::vector<std::pair<std::string, std::string>> env;
   // The task runs in <tasks_dir>/<task id> (created when missing).
   std::string tasks_dir;
-  // Its processes get HOME <homes_dir>/<task id>, made afresh, which holds
+  // Its processes get HOME <homes_dir>/<worker id>, made afresh, which holds
   // their own agent configuration (seeded from `providers`' directories)
-  // and is removed when the task ends.
+  // and is removed once the attempt was reported.
   std::string homes_dir;
   // Every process of the task runs in this sandbox; null: unsandboxed.
   const SandboxConfig* sandbox = nullptr;
@@ -195,6 +196,8 @@ class TaskExecutor {
   ProviderSettings providers_;
   // What the task's processes see; its home is removed at the end.
   SandboxView view_;
+  // Its cgroups (memory, processes) where the runner may make them.
+  std::unique_ptr<TaskCgroup> cgroup_;
   const std::chrono::milliseconds cancel_grace_;
   // The task's directory name: its worktree under spec_.git, or under
   // tasks_dir when it has no repository.

@@ -148,6 +148,21 @@ TEST_F(SecurityTest, ATaskCannotReadTheRunnersKeyOrFilesNorSeeOrKillItsProcesses
   EXPECT_THAT(AllLogs(), Not(HasSubstr(s.api_key)));
 }
 
+// 1. A task's memory and processes are bounded (its own cgroups).
+TEST_F(SecurityTest, ATasksMemoryAndProcessesAreBounded) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  mesh_.StartRunner(s.api_key, "bounded", {"--task_memory=67108864", "--task_pids=40"});
+  // One line of 256 MiB: tail holds all of it.
+  const std::string hog = OutputOf(RunTask(s, "head -c 268435456 /dev/zero | tail -n 1 >/dev/null"));
+  EXPECT_THAT(hog, HasSubstr("memory limit of 67108864 bytes")) << hog;
+  const std::string forks =
+      OutputOf(RunTask(s, "for i in $(seq 1 80); do sleep 5 & done; echo started-all"));
+  EXPECT_THAT(forks, HasSubstr("fork")) << forks;
+  // The limits are the task's own: the next one runs as before.
+  EXPECT_THAT(OutputOf(RunTask(s, "head -c 16777216 /dev/zero | tail -n 1 | wc -c")),
+              HasSubstr("16777216"));
+}
+
 // 1. Another task's worktree and environment are out of sight.
 TEST_F(SecurityTest, ATaskCannotSeeAnotherRunningTasksDirectoryOrEnvironment) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
