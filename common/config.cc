@@ -18,7 +18,13 @@ void ParseFlagsWithEnv(int argc, char** argv,
                        const std::vector<std::pair<std::string, std::string>>& env_fallbacks,
                        const std::string& usage) {
   absl::SetProgramUsageMessage(usage);
-  for (const auto& [flag_name, env] : env_fallbacks) {
+  // The --tls_* flags (common/tls.cc), in the binaries that have them.
+  std::vector<std::pair<std::string, std::string>> fallbacks = {
+      {"tls_cert", "BUILDD_TLS_CERT"},           {"tls_key", "BUILDD_TLS_KEY"},
+      {"tls_client_ca", "BUILDD_TLS_CLIENT_CA"}, {"tls_ca", "BUILDD_TLS_CA"},
+      {"tls_client_cert", "BUILDD_TLS_CLIENT_CERT"}, {"tls_client_key", "BUILDD_TLS_CLIENT_KEY"}};
+  fallbacks.insert(fallbacks.end(), env_fallbacks.begin(), env_fallbacks.end());
+  for (const auto& [flag_name, env] : fallbacks) {
     const char* value = std::getenv(env.c_str());
     if (value == nullptr || *value == '\0') continue;
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(flag_name);

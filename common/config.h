@@ -13,7 +13,8 @@ namespace buildd {
 // environment variable when that is set: a flag on the command line wins over
 // the environment, which wins over the default. Exits with a message naming
 // the flag when a value does not parse.
-// `env_fallbacks`: {flag name, environment variable}.
+// `env_fallbacks`: {flag name, environment variable}; the --tls_* flags
+// have theirs already (BUILDD_TLS_CERT, BUILDD_TLS_CA, …).
 void ParseFlagsWithEnv(int argc, char** argv,
                        const std::vector<std::pair<std::string, std::string>>& env_fallbacks,
                        const std::string& usage);

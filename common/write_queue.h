@@ -1,6 +1,7 @@
 #ifndef BUILDD_COMMON_WRITE_QUEUE_H_
 #define BUILDD_COMMON_WRITE_QUEUE_H_
 
+#include <atomic>
 #include <deque>
 #include <utility>
 
@@ -14,7 +15,7 @@ namespace buildd {
 // queue of outgoing messages: Send() may be called from any thread;
 // StartWrite runs only when the queue goes from empty to one and OnWriteDone
 // writes the next. Finish happens once, after what is queued. Deletes itself
-// in OnDone. Subclasses override OnClosed() to unregister themselves and
+// once done (see AddHold). Subclasses override OnClosed() to unregister themselves and
 // OnQueueEmpty() to refill.
 template <typename Base, typename Message>
 class QueuedWrites : public Base {
@@ -39,6 +40,13 @@ class QueuedWrites : public Base {
     return queue_.size();
   }
 
+  // Work running outside the reactions (on a pool) holds the reactor: it is
+  // deleted once the stream is done and every hold is released.
+  void AddHold() { holds_.fetch_add(1); }
+  void RemoveHold() {
+    if (holds_.fetch_sub(1) == 1) delete this;
+  }
+
  protected:
   virtual void OnClosed() {}
   // Runs (under no lock) when the last queued message was written.
@@ -57,7 +65,7 @@ class QueuedWrites : public Base {
 
   void OnDone() override {
     OnClosed();
-    delete this;
+    RemoveHold();
   }
 
  private:
@@ -98,6 +106,8 @@ class QueuedWrites : public Base {
     }
   }
 
+  // gRPC's own, until OnDone, and AddHold's.
+  std::atomic<int> holds_{1};
   absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/logging.h"
+#include "common/tls.h"
 #include "gateway/accounts_client.h"
 #include "gateway/broker_client.h"
 #include "gateway/http_server.h"
@@ -52,15 +53,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto credentials = buildd::ChannelCredentials(buildd::TlsClientFlags());
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
+    return 2;
+  }
   gw::ClientOptions client_options;
   const std::string accounts_addr = absl::GetFlag(FLAGS_accounts_addr);
   const std::string broker_addr = absl::GetFlag(FLAGS_broker_addr);
   std::shared_ptr<gw::AccountsClient> accounts = gw::NewGrpcAccountsClient(
-      grpc::CreateChannel(accounts_addr, grpc::InsecureChannelCredentials()), client_options);
+      grpc::CreateChannel(accounts_addr, *credentials), client_options);
   // Subscribe streams are long-lived: keepalive pings notice a dead broker.
   std::shared_ptr<gw::BrokerClient> broker = gw::NewGrpcBrokerClient(
-      grpc::CreateCustomChannel(broker_addr, grpc::InsecureChannelCredentials(),
-                                buildd::StreamChannelArguments()),
+      grpc::CreateCustomChannel(broker_addr, *credentials, buildd::StreamChannelArguments()),
       client_options);
 
   gw::RestApiOptions api_options;

@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "common/write_queue.h"
 
 namespace buildd::accounts {
@@ -146,6 +147,7 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
     }
     if (req->name().empty()) return absl::InvalidArgumentError("name is required");
     if (req->name().size() > 200) return absl::InvalidArgumentError("name is longer than 200 characters");
+    BUILDD_RETURN_IF_ERROR(CheckText("name", req->name()));
     if (req->max_concurrent_workers() < 0) {
       return absl::InvalidArgumentError("maxConcurrentWorkers must not be negative");
     }

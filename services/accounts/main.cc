@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/secret_box.h"
 #include "common/service_main.h"
+#include "common/tls.h"
 #include "services/accounts/accounts_service.h"
 #include "services/accounts/pg_account_store.h"
 
@@ -104,9 +105,14 @@ int main(int argc, char** argv) {
   accounts::AccountsService service(store, hasher, *std::move(box), service_key);
   soci::connection_pool& db = **pool;
   HealthService health({"buildd.v1.AccountService"}, [&db] { return DatabaseReachable(db); });
+  auto credentials = ServerCredentials(TlsServerFlags());
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
+    return 2;
+  }
   int port = 0;
   const std::string address = ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
-  auto server = StartGrpcServer(address, {&service, &health}, &port);
+  auto server = StartGrpcServer(address, {&service, &health}, &port, *credentials);
   if (!server.ok()) {
     Log()->critical("{}", server.status().message());
     return 1;
@@ -116,7 +122,8 @@ int main(int argc, char** argv) {
     Log()->critical("{}", metrics.status().message());
     return 1;
   }
-  Log()->info("accounts listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));
+  Log()->info("accounts listening on {}{}", address.substr(0, address.rfind(':') + 1) + std::to_string(port),
+              TlsServerFlags().enabled() ? " (TLS)" : "");
 
   const int sig = WaitForTermination();
   Log()->info("signal {} received, draining", sig);

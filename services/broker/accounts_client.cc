@@ -20,12 +20,14 @@ struct AccountsClient::Impl {
   grpc::ClientContext* watch_context ABSL_GUARDED_BY(mu) = nullptr;
 };
 
-AccountsClient::AccountsClient(const std::string& address, std::string service_key,
+AccountsClient::AccountsClient(const std::string& address,
+                               std::shared_ptr<grpc::ChannelCredentials> credentials,
+                               std::string service_key,
                                std::function<void(const std::string&)> on_change)
     : impl_(std::make_unique<Impl>()),
       service_key_(std::move(service_key)),
       on_change_(std::move(on_change)) {
-  impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+  impl_->channel = grpc::CreateCustomChannel(address, std::move(credentials),
                                              StreamChannelArguments());
   impl_->stub = pb::AccountService::NewStub(impl_->channel);
   watch_thread_ = std::thread([this] { WatchLoop(); });

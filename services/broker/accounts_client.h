@@ -13,6 +13,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
+namespace grpc {
+class ChannelCredentials;
+}  // namespace grpc
+
 namespace buildd::broker {
 
 // Who a call acts as.
@@ -54,7 +58,8 @@ class AccountsClient final : public Authenticator {
   // `on_change(account_id)` runs after a cached account was dropped; with ""
   // when every account may have changed (the stream was re-established).
   // `service_key` is presented for WatchChanges and RunnerCredentials.
-  AccountsClient(const std::string& address, std::string service_key,
+  AccountsClient(const std::string& address,
+                 std::shared_ptr<grpc::ChannelCredentials> credentials, std::string service_key,
                  std::function<void(const std::string&)> on_change);
   ~AccountsClient() override;
 

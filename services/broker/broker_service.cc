@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "common/write_queue.h"
 
 namespace buildd::broker {
@@ -97,6 +98,14 @@ bool IsCommitSha(const std::string& sha) {
 
 namespace {
 
+// The server takes messages as large as a runner's Finished; a unary call
+// gets no more than the other services allow.
+absl::Status CheckRequestSize(const google::protobuf::Message& request) {
+  if (request.ByteSizeLong() <= static_cast<size_t>(kMaxRequestBytes)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the request is larger than ", kMaxRequestBytes, " bytes"));
+}
+
 absl::Status CheckNetwork(const std::string& network) {
   if (network.empty() || network == "none") return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -164,8 +173,22 @@ absl::Status ValidateNewTask(pb::Task& task) {
   if (task.command().size() > kMaxArgument) {
     return absl::InvalidArgumentError(absl::StrCat("command is longer than ", kMaxArgument, " bytes"));
   }
-  if (task.max_attempts() < 0) return absl::InvalidArgumentError("maxAttempts must not be negative");
-  if (task.max_attempts() == 0) task.set_max_attempts(3);
+  BUILDD_RETURN_IF_ERROR(CheckText("title", task.title()));
+  BUILDD_RETURN_IF_ERROR(CheckText("prompt", task.prompt(), TextKind::kMultiline));
+  BUILDD_RETURN_IF_ERROR(CheckText("command", task.command(), TextKind::kMultiline));
+  BUILDD_RETURN_IF_ERROR(CheckStrings("providerOptions", task.provider_options()));
+  // One workspace's tasks may go first on a shared runner, not starve the
+  // others; and a task that kills its runner does so a bounded number of times.
+  if (task.priority() < kMinPriority || task.priority() > kMaxPriority) {
+    return absl::InvalidArgumentError(absl::StrCat("priority must be within ", kMinPriority, "…",
+                                                   kMaxPriority, ", not ", task.priority()));
+  }
+  if (task.max_attempts() == 0) task.set_max_attempts(kDefaultMaxAttempts);
+  if (task.max_attempts() < 1 || task.max_attempts() > kMaxAttempts) {
+    return absl::InvalidArgumentError(absl::StrCat("maxAttempts must be within 1…", kMaxAttempts,
+                                                   " (0 means ", kDefaultMaxAttempts, "), not ",
+                                                   task.max_attempts()));
+  }
   if (task.timeout_seconds() < 0) return absl::InvalidArgumentError("timeoutSeconds must not be negative");
   if (task.title().size() > 500) return absl::InvalidArgumentError("title is longer than 500 characters");
   if (task.title().empty()) {
@@ -174,6 +197,7 @@ absl::Status ValidateNewTask(pb::Task& task) {
   }
   for (const std::string& label : task.required_labels()) {
     if (label.empty()) return absl::InvalidArgumentError("requiredLabels must not hold empty labels");
+    BUILDD_RETURN_IF_ERROR(CheckText("requiredLabels", label));
   }
   return absl::OkStatus();
 }
@@ -184,11 +208,16 @@ BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store,
     : auth_(auth), store_(store), dispatcher_(dispatcher), journal_(journal), hub_(hub), pool_(pool) {}
 
 template <typename Fn>
-grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ctx, Fn fn) {
+grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ctx,
+                                                 const google::protobuf::Message& request, Fn fn) {
   static auto& calls = Metrics::Global().Counter("buildd_broker_unary_calls_total",
                                                  "Unary BrokerService calls.");
   ++calls;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status st = CheckRequestSize(request); !st.ok()) {
+    reactor->Finish(ToGrpcStatus(st));
+    return reactor;
+  }
   boost::asio::post(pool_, [this, reactor, key = BearerToken(*ctx), fn = std::move(fn)]() mutable {
     absl::StatusOr<Principal> principal = auth_.Authenticate(key);
     if (!principal.ok()) {
@@ -203,9 +232,11 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServerContext* ctx,
                                                              const pb::CreateWorkspaceRequest* req,
                                                              pb::Workspace* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     if (!p.is_admin) return absl::PermissionDeniedError("creating a workspace needs an admin key");
     if (req->name().empty()) return absl::InvalidArgumentError("name is required");
+    if (req->name().size() > 200) return absl::InvalidArgumentError("name is longer than 200 characters");
+    BUILDD_RETURN_IF_ERROR(CheckText("name", req->name()));
     BUILDD_RETURN_IF_ERROR(CheckRepoUrl(req->repo_url()));
     BUILDD_RETURN_IF_ERROR(CheckBranchName(req->default_branch(), "defaultBranch"));
     BUILDD_RETURN_IF_ERROR(CheckNetwork(req->network()));
@@ -229,7 +260,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServe
 grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkspaces(grpc::CallbackServerContext* ctx,
                                                             const pb::ListWorkspacesRequest* req,
                                                             pb::ListWorkspacesResponse* resp) {
-  return Run(ctx, [this, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, resp](const Principal& p) -> absl::Status {
     BUILDD_ASSIGN_OR_RETURN(auto list, store_.ListWorkspaces(Visible(p)));
     for (const auto& w : list) *resp->add_workspaces() = WorkspaceToProto(w);
     return absl::OkStatus();
@@ -239,7 +270,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkspaces(grpc::CallbackServer
 grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorkspace(grpc::CallbackServerContext* ctx,
                                                           const pb::GetWorkspaceRequest* req,
                                                           pb::Workspace* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, req->id(), absl::StrCat("workspace ", req->id())));
     BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord w, store_.GetWorkspace(req->id()));
@@ -286,6 +317,10 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
                                                         const pb::CreateTaskRequest* req,
                                                         pb::Task* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status st = CheckRequestSize(*req); !st.ok()) {
+    reactor->Finish(ToGrpcStatus(st));
+    return reactor;
+  }
   boost::asio::post(pool_, [this, reactor, req, resp, key = BearerToken(*ctx)] {
     absl::StatusOr<Principal> principal = auth_.Authenticate(key);
     if (!principal.ok()) {
@@ -359,7 +394,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
                                                        const pb::ListTasksRequest* req,
                                                        pb::ListTasksResponse* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
     const std::string state =
         req->state() == pb::Task::state_unspecified ? "" : pb::Task::State_Name(req->state());
@@ -379,7 +414,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
                                                      const pb::GetTaskRequest* req,
                                                      pb::GetTaskResponse* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
@@ -393,7 +428,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* BrokerServiceImpl::CancelTask(grpc::CallbackServerContext* ctx,
                                                         const pb::CancelTaskRequest* req,
                                                         pb::Task* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
@@ -409,7 +444,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CancelTask(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                          const pb::ListWorkersRequest* req,
                                                          pb::ListWorkersResponse* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     if (!req->task_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->task_id(), "taskId"));
     if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
     BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(req->task_id(), req->workspace_id(), Visible(p)));
@@ -421,7 +456,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListWorkers(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorker(grpc::CallbackServerContext* ctx,
                                                        const pb::GetWorkerRequest* req,
                                                        pb::Worker* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
@@ -433,7 +468,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetWorker(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerContext* ctx,
                                                            const pb::ControlWorkerRequest* req,
                                                            pb::Worker* resp) {
-  return Run(ctx, [this, req, resp](const Principal& p) -> absl::Status {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     if (req->action() == pb::ControlWorkerRequest::action_unspecified ||
         !pb::ControlWorkerRequest::Action_IsValid(req->action())) {
@@ -442,6 +477,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
     if (req->text().size() > 100 * 1024) {
       return absl::InvalidArgumentError("text is longer than 102400 bytes");
     }
+    BUILDD_RETURN_IF_ERROR(CheckText("text", req->text(), TextKind::kMultiline));
     BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
     if (!p.CanCreate(w.workspace_id)) {

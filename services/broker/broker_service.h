@@ -52,7 +52,8 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
  private:
   // Authenticates on the pool, runs fn(principal) there and finishes.
   template <typename Fn>
-  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx, Fn fn);
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx,
+                                const google::protobuf::Message& request, Fn fn);
   // For a task with resume_from: checks the earlier task (visible, same
   // workspace and provider, a stored session) and takes its provider and
   // branches where the new task names none.
@@ -65,6 +66,12 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   EventHub& hub_;
   boost::asio::thread_pool& pool_;
 };
+
+// Bounds of a task's priority and attempts.
+inline constexpr int kMinPriority = -100;
+inline constexpr int kMaxPriority = 100;
+inline constexpr int kMaxAttempts = 10;
+inline constexpr int kDefaultMaxAttempts = 3;
 
 // Checks a new task's fields; fills defaults. The message names the field.
 absl::Status ValidateNewTask(pb::Task& task);

@@ -256,7 +256,9 @@ TaskRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord task, const RunnerSl
   auto ws = WorkspaceIn(tx, task.workspace_id);
   if (ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
   const std::string resume_from = assign->task().resume_from();
-  tx.OnCommit([this, runner_id, resume_from, message = std::move(message)]() mutable {
+  tx.OnCommit([this, runner_id, worker_id, epoch = worker.epoch, resume_from,
+               message = std::move(message)]() mutable {
+    ArmAcceptTimer(runner_id, worker_id, epoch);
     if (resume_from.empty()) return Send(runner_id, std::move(message));
     // A session transcript can be megabytes: read it off the journal's
     // thread. Checked when the task was created; one gone since then leaves
@@ -626,39 +628,119 @@ void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept
 }
 
 void Dispatcher::OnReject(const std::string& runner_id, const pb::Reject& reject) {
-  journal_.Submit([this, runner_id, reject](JournalTx& tx) -> absl::Status {
-    const std::optional<Attached> attached = AttachedTo(runner_id, reject.worker_id(), reject.epoch());
+  GiveBack(runner_id, reject.worker_id(), reject.epoch(), reject.reason(), /*refused=*/true);
+}
+
+void Dispatcher::ArmAcceptTimer(const std::string& runner_id, const std::string& worker_id,
+                                int64_t epoch) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(
+      timers_, std::chrono::milliseconds(options_.accept_timeout_ms));
+  timer->async_wait([this, timer, runner_id, worker_id, epoch](boost::system::error_code ec) {
+    if (ec) return;
+    const std::optional<Attached> a = AttachedTo(runner_id, worker_id, epoch);
+    if (!a || a->state != "idle") return;
+    Log()->warn("runner={} did not accept worker={} within {} ms: its task goes back to the queue",
+                runner_id, worker_id, options_.accept_timeout_ms);
+    // Should it start after all, it is told to stop.
+    pb::BrokerMessage cancel;
+    cancel.mutable_control()->set_worker_id(worker_id);
+    cancel.mutable_control()->set_epoch(epoch);
+    cancel.mutable_control()->set_action(pb::Control::cancel);
+    Send(runner_id, std::move(cancel));
+    GiveBack(runner_id, worker_id, epoch,
+             absl::StrCat("the runner did not accept it within ", options_.accept_timeout_ms, " ms"),
+             /*refused=*/false);
+  });
+}
+
+void Dispatcher::GiveBack(const std::string& runner_id, const std::string& worker_id,
+                          int64_t epoch, const std::string& reason, bool refused) {
+  journal_.Submit([this, runner_id, worker_id, epoch, reason, refused](JournalTx& tx) -> absl::Status {
+    const std::optional<Attached> attached = AttachedTo(runner_id, worker_id, epoch);
     if (!attached) return absl::OkStatus();
     const Attached& a = *attached;
-    auto worker = PgBrokerStore::LockWorker(tx.sql(), reject.worker_id());
+    auto worker = PgBrokerStore::LockWorker(tx.sql(), worker_id);
     auto task = PgBrokerStore::LockTask(tx.sql(), a.task_id);
     if (!worker || !task || task->epoch != a.epoch) return absl::OkStatus();
     worker->state = "error";
-    worker->error = absl::StrCat("rejected by the runner: ", reject.reason());
+    worker->error = refused ? absl::StrCat("rejected by the runner: ", reason) : reason;
     PgBrokerStore::UpdateWorker(tx.sql(), *worker);
-    task->state = "pending";
+    // A runner that never answers may not spend the attempts forever.
+    const bool exhausted = !refused && task->attempts >= task->max_attempts;
     task->worker_id.clear();
-    task->attempts = std::max(0, task->attempts - 1);
+    if (refused) task->attempts = std::max(0, task->attempts - 1);
+    task->state = exhausted ? "failed" : "pending";
+    if (exhausted) task->error = worker->error;
     PgBrokerStore::UpdateTask(tx.sql(), *task);
-    pb::Event e = NewEvent("rejected", a.task_id, reject.worker_id(), a.workspace_id);
-    e.set_status("pending");
-    e.set_text(reject.reason());
+    pb::Event e = NewEvent(exhausted ? "failed" : refused ? "rejected" : "requeued", a.task_id,
+                           worker_id, a.workspace_id);
+    e.set_status(task->state);
+    e.set_text(reason);
     tx.Append(std::move(e));
-    const std::string worker_id = reject.worker_id();
-    // The task goes to other runners first; the one that refused it claims
-    // again only when one of its own slots frees.
-    tx.OnCommit([this, runner_id, worker_id] {
+    // The task goes to other runners first; the one that did not take it
+    // claims again only when one of its own slots frees.
+    tx.OnCommit([this, runner_id, worker_id, exhausted, a] {
       scheduler_.Release(runner_id);
       {
         absl::MutexLock lock(&mu_);
         attached_.erase(worker_id);
       }
+      if (exhausted) return WakeWaitersFor(a.workspace_id, a.task_id, a.concurrency_key);
       ++pending_;
       for (const RunnerSlot& runner : scheduler_.Runners()) {
         if (runner.runner_id != runner_id && runner.active < runner.max_tasks) {
           ClaimFor(runner.runner_id);
         }
       }
+    });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::OnNotStored(const std::string& runner_id, const std::string& worker_id,
+                             int64_t epoch, int64_t seq, bool finished, const absl::Status& status) {
+  Log()->error("runner={} worker={} seq={}: its {} could not be stored: {}", runner_id, worker_id,
+               seq, finished ? "Finished" : "event", status.ToString());
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    if (auto link = Link(runner_id)) link->Close(absl::UnavailableError("the broker cannot store events now"));
+    return;
+  }
+  journal_.Submit([this, runner_id, worker_id, epoch, seq, finished, status](JournalTx& tx) -> absl::Status {
+    const std::optional<Attached> known = AttachedTo(runner_id, worker_id, epoch);
+    pb::BrokerMessage ack;
+    ack.mutable_ack()->set_worker_id(worker_id);
+    ack.mutable_ack()->set_up_to_seq(finished ? seq + 1 : seq);
+    tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
+    if (!known) return absl::OkStatus();
+    const std::string text =
+        absl::StrCat(finished ? "the attempt's result" : absl::StrCat("event ", seq),
+                     " from the runner could not be stored: ", status.message());
+    WorkerChange change;
+    change.worker_id = worker_id;
+    change.epoch = epoch;
+    change.seq = std::max(seq, known->last_seq);
+    if (finished) {
+      change.worker_state = "error";
+      change.task_state = "failed";
+      change.error = text;
+      change.exit_code = -1;
+    }
+    tx.writes().ChangeWorker(change);
+    pb::Event e = NewEvent("error", known->task_id, worker_id, known->workspace_id);
+    e.set_text(text);
+    if (finished) e.set_status("error");
+    tx.Append(std::move(e));
+    tx.OnCommit([this, runner_id, worker_id, seq, finished, a = *known] {
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = attached_.find(worker_id);
+        if (it != attached_.end()) it->second.last_seq = std::max(it->second.last_seq, seq);
+        if (finished) attached_.erase(worker_id);
+      }
+      if (!finished) return;
+      scheduler_.Release(runner_id);
+      ClaimFor(runner_id);
+      WakeWaitersFor(a.workspace_id, a.task_id, a.concurrency_key);
     });
     return absl::OkStatus();
   });
@@ -739,7 +821,10 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
     });
     tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
     return absl::OkStatus();
-  });
+  }, [this, runner_id, worker_id = event.worker_id(), epoch = event.epoch(),
+      seq = event.seq()](absl::Status status) {
+    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, seq, /*finished=*/false, status);
+  }, event.ByteSizeLong());
 }
 
 std::optional<Dispatcher::Attached> Dispatcher::AttachedTo(const std::string& runner_id,
@@ -837,7 +922,10 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& me
       WakeWaitersFor(a.workspace_id, a.task_id, a.concurrency_key);
     });
     return absl::OkStatus();
-  });
+  }, [this, runner_id, worker_id = message.worker_id(), epoch = message.epoch(),
+      last_seq = message.last_seq()](absl::Status status) {
+    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, last_seq, /*finished=*/true, status);
+  }, message.ByteSizeLong());
 }
 
 void Dispatcher::ChargeInTx(JournalTx& tx, const std::string& runner_id, const Attached& a,

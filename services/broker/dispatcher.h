@@ -41,6 +41,8 @@ struct DispatcherOptions {
   int heartbeat_interval_ms = 10000;
   // Runners silent for this many intervals are cut off.
   int missed_heartbeats = 3;
+  // A task whose runner has not accepted it by then goes back to the queue.
+  int accept_timeout_ms = 30000;
 };
 
 // Scheduling and the life of tasks and workers: creates tasks and pushes
@@ -78,6 +80,9 @@ class Dispatcher {
                std::map<std::string, std::string> credentials = {});
   void Disconnect(const std::string& runner_id);
   void OnMessage(const std::string& runner_id, const pb::RunnerMessage& message);
+  // Whether the journal has room for more of the runners' messages; when
+  // not, `when_room` runs once it has (see Journal::HasRoom).
+  bool HasRoom(std::function<void()> when_room) { return journal_.HasRoom(std::move(when_room)); }
   // The account's grants or keys changed ("" for every account).
   void RefreshAccount(const std::string& account_id,
                       std::function<absl::StatusOr<RunnerSlot>(const RunnerSlot&)> reauth);
@@ -116,6 +121,18 @@ class Dispatcher {
                                      int64_t epoch);
   void OnAccept(const std::string& runner_id, const pb::Accept& accept);
   void OnReject(const std::string& runner_id, const pb::Reject& reject);
+  // Takes a worker its runner has not started (refused, or no Accept in
+  // time) off that runner and puts its task back in the queue. `refused`:
+  // the runner said no, and the attempt does not count.
+  void GiveBack(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
+                const std::string& reason, bool refused);
+  void ArmAcceptTimer(const std::string& runner_id, const std::string& worker_id, int64_t epoch);
+  // A runner's event or Finished that could not be stored: the worker gets
+  // an error event in its place, and the runner its ack, so that nothing
+  // waits on it; a database that is away closes the stream instead (the
+  // runner replays it on the next).
+  void OnNotStored(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
+                   int64_t seq, bool finished, const absl::Status& status);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
   void OnFinished(const std::string& runner_id, const pb::Finished& finished);
   void ExpireWorkers(std::vector<std::string> worker_ids);

@@ -5,6 +5,8 @@ namespace buildd::broker {
 void EventHub::Reset(int64_t last_id) {
   absl::MutexLock lock(&mu_);
   ring_.clear();
+  sizes_.clear();
+  ring_bytes_ = 0;
   last_id_ = last_id;
 }
 
@@ -14,9 +16,15 @@ void EventHub::Publish(const std::vector<pb::Event>& events) {
     absl::MutexLock lock(&mu_);
     for (const pb::Event& e : events) {
       ring_.push_back(e);
+      sizes_.push_back(sizeof(pb::Event) + e.ByteSizeLong());
+      ring_bytes_ += sizes_.back();
       last_id_ = e.id();
     }
-    while (ring_.size() > capacity_) ring_.pop_front();
+    while (!ring_.empty() && (ring_.size() > capacity_ || ring_bytes_ > max_bytes_)) {
+      ring_bytes_ -= sizes_.front();
+      sizes_.pop_front();
+      ring_.pop_front();
+    }
     for (const auto& [token, wake] : subscribers_) wakes.push_back(wake);
   }
   for (auto& wake : wakes) wake();

@@ -19,7 +19,9 @@ namespace pb = ::buildd::v1;
 // arrive. Publish() receives batches in id order without gaps. Thread-safe.
 class EventHub {
  public:
-  explicit EventHub(size_t capacity = 20000) : capacity_(capacity) {}
+  // The ring keeps at most `capacity` events and `max_bytes` of them.
+  explicit EventHub(size_t capacity = 20000, size_t max_bytes = 64 << 20)
+      : capacity_(capacity), max_bytes_(max_bytes) {}
 
   // REQUIRES: called once at start, before Publish: the last committed id.
   void Reset(int64_t last_id);
@@ -37,8 +39,11 @@ class EventHub {
 
  private:
   const size_t capacity_;
+  const size_t max_bytes_;
   mutable absl::Mutex mu_;
   std::deque<pb::Event> ring_ ABSL_GUARDED_BY(mu_);
+  std::deque<size_t> sizes_ ABSL_GUARDED_BY(mu_);  // of ring_'s events
+  size_t ring_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t last_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int, std::function<void()>> subscribers_ ABSL_GUARDED_BY(mu_);
   int next_token_ ABSL_GUARDED_BY(mu_) = 0;

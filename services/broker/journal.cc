@@ -13,8 +13,12 @@
 
 namespace buildd::broker {
 
-Journal::Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch)
-    : session_(std::move(session)), publish_(std::move(publish)), max_batch_(max_batch) {
+Journal::Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch,
+                 size_t max_queued_bytes)
+    : session_(std::move(session)),
+      publish_(std::move(publish)),
+      max_batch_(max_batch),
+      max_queued_bytes_(max_queued_bytes) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -29,16 +33,24 @@ void Journal::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Journal::Submit(Op op, Done done) {
+void Journal::Submit(Op op, Done done, size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       if (done) done(absl::UnavailableError("broker is shutting down"));
       return;
     }
-    queue_.push_back(Item{std::move(op), std::move(done)});
+    queue_.push_back(Item{std::move(op), std::move(done), bytes});
+    queued_bytes_ += bytes;
   }
   cv_.notify_one();
+}
+
+bool Journal::HasRoom(std::function<void()> when_room) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queued_bytes_ < max_queued_bytes_ || stopping_) return true;
+  waiting_for_room_.push_back(std::move(when_room));
+  return false;
 }
 
 absl::Status Journal::Run(Op op) {
@@ -51,15 +63,24 @@ absl::Status Journal::Run(Op op) {
 void Journal::Loop() {
   while (true) {
     std::vector<Item> batch;
+    std::vector<std::function<void()>> room;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      if (queue_.empty() && stopping_) {
+        room.swap(waiting_for_room_);
+        lock.unlock();
+        for (auto& fn : room) fn();
+        return;
+      }
       while (!queue_.empty() && batch.size() < max_batch_) {
+        queued_bytes_ -= queue_.front().bytes;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      if (queued_bytes_ < max_queued_bytes_) room.swap(waiting_for_room_);
     }
+    for (auto& fn : room) fn();
     if (RunBatch(batch, batch.size() == 1)) continue;
     // Something threw: find it by running each operation on its own.
     for (Item& item : batch) {

@@ -77,11 +77,18 @@ class Journal {
   // thread (keep it short).
   using Publish = std::function<void(const std::vector<pb::Event>&)>;
 
-  Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch = 512);
+  // `max_queued_bytes`: see HasRoom.
+  Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch = 512,
+          size_t max_queued_bytes = 64 << 20);
   ~Journal();
 
   // Queues `op`; `done` runs on the writer thread after commit or failure.
-  void Submit(Op op, Done done = nullptr);
+  // `bytes`: what the op holds (a runner's message), counted until it runs.
+  void Submit(Op op, Done done = nullptr, size_t bytes = 0);
+  // Whether the queued operations hold less than max_queued_bytes. When
+  // not, `when_room` runs (on the writer thread) once they do; a producer
+  // that can wait (a runner stream) takes its next message only then.
+  bool HasRoom(std::function<void()> when_room);
   // Runs `op` and waits for its outcome (not from the writer thread).
   absl::Status Run(Op op);
 
@@ -97,6 +104,7 @@ class Journal {
   struct Item {
     Op op;
     Done done;
+    size_t bytes = 0;
   };
   void Loop();
   // Runs `items` in one transaction; false when it threw and rolled back.
@@ -105,9 +113,12 @@ class Journal {
   std::unique_ptr<soci::session> session_;
   Publish publish_;
   size_t max_batch_;
+  const size_t max_queued_bytes_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
+  size_t queued_bytes_ = 0;
+  std::vector<std::function<void()>> waiting_for_room_;
   bool stopping_ = false;
   std::thread thread_;
   std::atomic<int64_t> batches_{0};

@@ -17,6 +17,7 @@
 #include "common/health_service.h"
 #include "common/logging.h"
 #include "common/service_main.h"
+#include "common/tls.h"
 #include "services/broker/accounts_client.h"
 #include "services/broker/broker_service.h"
 #include "services/broker/dispatcher.h"
@@ -40,6 +41,10 @@ ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
 ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
 ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
 ABSL_FLAG(int, heartbeat_interval_ms, 10000, "runner heartbeat interval");
+ABSL_FLAG(int, accept_timeout_ms, 30000,
+          "a task its runner has not accepted by then goes back to the queue");
+ABSL_FLAG(int, journal_queue_mb, 64,
+          "runner messages waiting to be stored, in MiB, beyond which runner streams are not read");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
 
@@ -95,7 +100,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   Journal journal(std::move(writer_session),
-                  [&hub](const std::vector<pb::Event>& events) { hub.Publish(events); });
+                  [&hub](const std::vector<pb::Event>& events) { hub.Publish(events); },
+                  /*max_batch=*/512,
+                  static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_journal_queue_mb))) << 20);
 
   boost::asio::io_context timers;
   auto work = boost::asio::make_work_guard(timers);
@@ -106,14 +113,23 @@ int main(int argc, char** argv) {
   DispatcherOptions options;
   options.lease_grace_ms = absl::GetFlag(FLAGS_lease_grace_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
+  options.accept_timeout_ms = absl::GetFlag(FLAGS_accept_timeout_ms);
   Dispatcher dispatcher(journal, scheduler, store, timers, workers, options);
   if (auto st = dispatcher.Start(); !st.ok()) {
     Log()->critical("dispatcher: {}", st.message());
     return 1;
   }
 
+  auto server_credentials = ServerCredentials(TlsServerFlags());
+  auto accounts_credentials = ChannelCredentials(TlsClientFlags());
+  for (const absl::Status& st : {server_credentials.status(), accounts_credentials.status()}) {
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+  }
   RunnerServiceImpl* runner_service_ptr = nullptr;
-  AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), service_key,
+  AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), *accounts_credentials, service_key,
                           [&](const std::string& account_id) {
     if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);
   });
@@ -129,7 +145,10 @@ int main(int argc, char** argv) {
                        [&db] { return DatabaseReachable(db); });
   int port = 0;
   const std::string address = ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
-  auto server = StartGrpcServer(address, {&broker_service, &runner_service, &health}, &port);
+  // A runner's Finished is the largest message; unary calls are held to
+  // less by the services themselves.
+  auto server = StartGrpcServer(address, {&broker_service, &runner_service, &health}, &port,
+                                *server_credentials, kMaxFinishedBytes);
   if (!server.ok()) {
     Log()->critical("{}", server.status().message());
     return 1;
@@ -147,7 +166,8 @@ int main(int argc, char** argv) {
                           [&journal] { return static_cast<double>(journal.committed_ops()); });
   Metrics::Global().Gauge("buildd_broker_journal_busy_seconds", "Time the journal spent in transactions.",
                           [&journal] { return journal.busy_us() / 1e6; });
-  Log()->info("broker listening on {}", address.substr(0, address.rfind(':') + 1) + std::to_string(port));
+  Log()->info("broker listening on {}{}", address.substr(0, address.rfind(':') + 1) + std::to_string(port),
+              TlsServerFlags().enabled() ? " (TLS)" : "");
 
   const int sig = WaitForTermination();
   Log()->info("signal {} received, draining", sig);

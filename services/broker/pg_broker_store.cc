@@ -440,9 +440,11 @@ google::protobuf::Value Text(const std::string& s) {
   return v;
 }
 
-google::protobuf::Value Number(double n) {
+// An integer as JSON text of its decimal digits: a JSON number would be a
+// double, printed in exponent form from 1e15 on, which ::bigint refuses.
+google::protobuf::Value Integer(int64_t n) {
   google::protobuf::Value v;
-  v.set_number_value(n);
+  v.set_string_value(absl::StrCat(n));
   return v;
 }
 
@@ -490,11 +492,11 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
     f["ws"] = Text(t.workspace_id);
     f["pref"] = Text(t.runner_preference);
     f["provider"] = Text(t.provider);
-    f["prio"] = Number(t.priority);
+    f["prio"] = Integer(t.priority);
     f["state"] = Text(t.state);
-    f["att"] = Number(t.attempts);
-    f["maxatt"] = Number(t.max_attempts);
-    f["epoch"] = Number(static_cast<double>(t.epoch));
+    f["att"] = Integer(t.attempts);
+    f["maxatt"] = Integer(t.max_attempts);
+    f["epoch"] = Integer(t.epoch);
     f["worker"] = Text(t.worker_id);
     f["by"] = Text(t.created_by);
     std::string json;
@@ -514,17 +516,17 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
     f["runner"] = Text(w.runner_id);
     f["rname"] = Text(w.runner_name);
     f["state"] = Text(w.state);
-    f["epoch"] = Number(static_cast<double>(w.epoch));
+    f["epoch"] = Integer(w.epoch);
   }
   for (const WorkerChange& c : changes_) {
     auto& f = *change_rows.add_values()->mutable_struct_value()->mutable_fields();
     f["id"] = Text(c.worker_id);
-    f["epoch"] = Number(static_cast<double>(c.epoch));
+    f["epoch"] = Integer(c.epoch);
     if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
     if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
-    if (c.exit_code) f["code"] = Number(*c.exit_code);
+    if (c.exit_code) f["code"] = Integer(*c.exit_code);
     if (c.error) f["err"] = Text(*c.error);
-    f["seq"] = Number(static_cast<double>(c.seq));
+    f["seq"] = Integer(c.seq);
   }
   std::string events_json = "[";
   if (events != nullptr) {

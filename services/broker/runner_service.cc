@@ -9,6 +9,8 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/status.h"
+#include "common/text.h"
 #include "common/write_queue.h"
 
 namespace buildd::broker {
@@ -21,9 +23,23 @@ using StreamBase = QueuedWrites<grpc::ServerBidiReactor<pb::RunnerMessage, pb::B
 class StreamLink final : public RunnerLink {
  public:
   explicit StreamLink(StreamBase* reactor) : reactor_(reactor) {}
+  // Nothing goes before the Welcome: what comes earlier (an Assign of a task
+  // created while the runner's Hello was being stored) waits for it.
   void Send(pb::BrokerMessage message) override {
     absl::MutexLock lock(&mu_);
-    if (reactor_ != nullptr) reactor_->Send(std::move(message));
+    if (reactor_ == nullptr) return;
+    if (!welcomed_) {
+      if (!message.has_welcome()) {
+        held_.push_back(std::move(message));
+        return;
+      }
+      welcomed_ = true;
+      reactor_->Send(std::move(message));
+      for (pb::BrokerMessage& held : held_) reactor_->Send(std::move(held));
+      held_.clear();
+      return;
+    }
+    reactor_->Send(std::move(message));
   }
   void Close(const absl::Status& status) override {
     absl::MutexLock lock(&mu_);
@@ -39,7 +55,44 @@ class StreamLink final : public RunnerLink {
  private:
   absl::Mutex mu_;
   StreamBase* reactor_ ABSL_GUARDED_BY(mu_);
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<pb::BrokerMessage> held_ ABSL_GUARDED_BY(mu_);
 };
+
+namespace {
+
+// Whether a runner's message may be taken: not too large, and its
+// sequence numbers and epochs in range.
+absl::Status CheckRunnerMessage(const pb::RunnerMessage& m) {
+  // Sequence numbers and epochs also travel to JavaScript clients.
+  constexpr int64_t kMaxCounter = (int64_t{1} << 53) - 1;
+  const size_t bytes = m.ByteSizeLong();
+  const size_t limit = m.has_finished() ? kMaxFinishedBytes : kMaxRunnerMessageBytes;
+  if (bytes > limit) {
+    const auto* kind = m.GetDescriptor()->FindFieldByNumber(m.msg_case());
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a runner message (", kind != nullptr ? kind->name() : "unknown", ") of ",
+                     bytes, " bytes is larger than the ", limit, " allowed"));
+  }
+  auto in_range = [&](const char* field, int64_t value, int64_t low) {
+    if (value >= low && value <= kMaxCounter) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " ", value, " is outside ", low, "…", kMaxCounter));
+  };
+  if (m.has_event()) {
+    BUILDD_RETURN_IF_ERROR(in_range("event.seq", m.event().seq(), 1));
+    return in_range("event.epoch", m.event().epoch(), 1);
+  }
+  if (m.has_finished()) {
+    BUILDD_RETURN_IF_ERROR(in_range("finished.lastSeq", m.finished().last_seq(), 0));
+    return in_range("finished.epoch", m.finished().epoch(), 1);
+  }
+  if (m.has_accept()) return in_range("accept.epoch", m.accept().epoch(), 1);
+  if (m.has_reject()) return in_range("reject.epoch", m.reject().epoch(), 1);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 class RunnerStream final : public StreamBase {
  public:
@@ -77,18 +130,43 @@ class RunnerStream final : public StreamBase {
       // The reactor cannot be done meanwhile: nothing finishes it but this
       // path, OnCancel (deferred until the pool task ran) or a link Close
       // (not registered yet).
+      if (absl::Status st = CheckRunnerMessage(in_); !st.ok()) {
+        FinishOnce(ToGrpcStatus(st));
+        return;
+      }
+      ReplaceNul(&in_);
       {
         absl::MutexLock lock(&setup_mu_);
         in_setup_ = true;
       }
-      boost::asio::post(service_->pool_, [this, hello = in_.hello()] { Register(hello); });
+      // Held until Register is done with us, whatever ends the stream.
+      AddHold();
+      boost::asio::post(service_->pool_, [this, hello = in_.hello()] {
+        Register(hello);
+        RemoveHold();
+      });
       return;
     }
     static auto& received = Metrics::Global().Counter(
         "buildd_broker_runner_messages_total", "Messages received on runner streams.");
     ++received;
+    if (absl::Status st = CheckRunnerMessage(in_); !st.ok()) {
+      Log()->warn("runner={} name={}: {}; closing its stream", runner_id_, name_, st.message());
+      FinishOnce(ToGrpcStatus(st));
+      return;
+    }
+    // PostgreSQL keeps no NUL in text: a line with one is stored with U+FFFD.
+    ReplaceNul(&in_);
     service_->dispatcher_.OnMessage(runner_id_, in_);
-    StartRead(&in_);
+    // Backpressure: the next message is read once the journal has room.
+    AddHold();
+    if (service_->dispatcher_.HasRoom([this] {
+          StartRead(&in_);
+          RemoveHold();
+        })) {
+      RemoveHold();
+      StartRead(&in_);
+    }
   }
 
   void OnCancel() override {
@@ -141,10 +219,10 @@ class RunnerStream final : public StreamBase {
     if (p.ok()) {
       RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
       name_ = slot.name;
+      // Before Connect: a stream closed from here on disconnects the runner.
       registered_ = true;
       Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
                   slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
-      StartRead(&in_);
       service_->dispatcher_.Connect(std::move(slot), link_, hello, std::move(credentials));
     }
     // Leave set-up last: from here on a cancel may finish and free us.
@@ -158,6 +236,8 @@ class RunnerStream final : public StreamBase {
       FinishOnce(grpc::Status::CANCELLED);
     } else if (!p.ok()) {
       FinishOnce(ToGrpcStatus(p.status()));
+    } else {
+      StartRead(&in_);
     }
   }
 
@@ -210,7 +290,6 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
       slot.providers.insert(c.name());
     }
   }
-  if (hello.capabilities_size() == 0) slot.providers.insert("command");
   slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
   slot.account_max_cost_per_day = p.max_cost_per_day;
   return slot;

@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/tls.h"
 #include "services/runner/capabilities.h"
 #include "services/runner/drain.h"
 #include "services/runner/runner_agent.h"
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
                              {"sandbox", "BUILDD_SANDBOX"},
                              {"task_user", "BUILDD_TASK_USER"},
                              {"task_env", "BUILDD_TASK_ENV"}},
-                            "buildd-runner --api_key=KEY [--server=host:port] [flags]\n"
+                            "buildd-runner --api_key=KEY [--server=host:port | https://host:port] [flags]\n"
                             "Runs the tasks the buildd broker pushes to it.");
   buildd::InitLogging("runner", absl::GetFlag(FLAGS_log_level));
 
@@ -130,8 +131,16 @@ int main(int argc, char** argv) {
   if (client_options.api_key.empty()) {
     return Fail("an API key is required: pass --api_key or set BUILDD_API_KEY");
   }
-  client_options.server = runner::NormalizeServerAddress(absl::GetFlag(FLAGS_server));
-  if (client_options.server.empty()) return Fail("--server must not be empty");
+  buildd::TlsClientFiles tls = buildd::TlsClientFlags();
+  absl::StatusOr<runner::ServerAddress> server =
+      runner::ParseServerAddress(absl::GetFlag(FLAGS_server), tls.tls);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  client_options.server = server->address;
+  tls.tls = server->tls;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      buildd::ChannelCredentials(tls);
+  if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+  client_options.credentials = *std::move(credentials);
   const int max_tasks = absl::GetFlag(FLAGS_max_tasks);
   if (max_tasks < 1) return Fail("--max_tasks must be at least 1");
   const int cancel_grace_ms = absl::GetFlag(FLAGS_cancel_grace_ms);
@@ -215,9 +224,9 @@ int main(int argc, char** argv) {
     described.push_back(capability.name + " " + capability.version);
   }
   buildd::Log()->info(
-      "runner {} version {} server={} max_tasks={} labels=[{}] workspace={} "
+      "runner {} version {} server={}{} max_tasks={} labels=[{}] workspace={} "
       "work_dir={} capabilities=[{}]",
-      agent_options.name, BUILDD_VERSION, client_options.server, max_tasks,
+      agent_options.name, BUILDD_VERSION, client_options.server, tls.tls ? " (TLS)" : "", max_tasks,
       absl::StrJoin(agent_options.labels, ","),
       agent_options.workspace_id.empty() ? "*" : agent_options.workspace_id, agent_options.work_dir,
       absl::StrJoin(described, ", "));

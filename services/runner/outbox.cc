@@ -2,7 +2,39 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "common/grpc_server.h"
+#include "common/logging.h"
+
 namespace buildd::runner {
+namespace {
+
+// Room left in a runner message for the envelope around an event.
+constexpr size_t kEnvelopeBytes = 4 * 1024;
+
+// Keeps an event within what the broker takes: its text is cut, and a
+// data payload too large to fit is replaced by a note of its size.
+void BoundEvent(pb::Event& event) {
+  const size_t limit = kMaxRunnerMessageBytes - kEnvelopeBytes;
+  if (event.ByteSizeLong() <= limit) return;
+  if (event.has_data() && event.data().ByteSizeLong() > limit / 2) {
+    const size_t bytes = event.data().ByteSizeLong();
+    event.clear_data();
+    (*event.mutable_data()->mutable_fields())["truncatedBytes"].set_number_value(
+        static_cast<double>(bytes));
+  }
+  const size_t over = event.ByteSizeLong() > limit ? event.ByteSizeLong() - limit : 0;
+  if (over > 0 && event.text().size() > over + 64) {
+    size_t keep = event.text().size() - over - 64;
+    // Not in the middle of a UTF-8 sequence.
+    while (keep > 0 && (static_cast<unsigned char>(event.text()[keep]) & 0xC0) == 0x80) --keep;
+    const size_t cut = event.text().size() - keep;
+    event.mutable_text()->resize(keep);
+    absl::StrAppend(event.mutable_text(), "\n[", cut, " more bytes not sent]");
+  }
+}
+
+}  // namespace
 
 void Outbox::Open(const std::string& worker_id, int64_t epoch) {
   WorkerBox box;
@@ -16,6 +48,7 @@ pb::RunnerEvent Outbox::Append(const std::string& worker_id, pb::Event event) {
   out.set_worker_id(worker_id);
   out.set_epoch(box.epoch);
   out.set_seq(++box.last_seq);
+  BoundEvent(event);
   *out.mutable_event() = std::move(event);
   box.unacked.push_back(out);
   return out;
@@ -26,6 +59,12 @@ pb::Finished Outbox::Finish(const std::string& worker_id, pb::Finished finished)
   finished.set_worker_id(worker_id);
   finished.set_epoch(box.epoch);
   finished.set_last_seq(box.last_seq);
+  if (finished.ByteSizeLong() > static_cast<size_t>(kMaxFinishedBytes) && finished.has_session()) {
+    Log()->warn("worker={}: its session transcript ({} bytes) is larger than a Finished may be; "
+                "the task cannot be resumed",
+                worker_id, finished.session().ByteSizeLong());
+    finished.clear_session();
+  }
   box.finished = finished;
   box.finished_sent = false;
   return finished;

@@ -239,8 +239,10 @@ bool RunnerClient::RunSession() {
               static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_cap.count()));
-  auto channel =
-      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      options_.server,
+      options_.credentials != nullptr ? options_.credentials : grpc::InsecureChannelCredentials(),
+      args);
   auto stub = pb::RunnerService::NewStub(channel);
   session->set_stream(stub->Connect(&session->context()));
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include <grpcpp/security/credentials.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "services/runner/runner_agent.h"
@@ -16,6 +18,9 @@ namespace buildd::runner {
 struct ClientOptions {
   // "host:port" of the broker's RunnerService.
   std::string server;
+  // How the broker is dialed (null: plaintext). A TLS runner never falls
+  // back to plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   // Sent as `authorization: Bearer <api_key>`; never logged.
   std::string api_key;
   std::chrono::milliseconds backoff_base{200};

@@ -4,24 +4,42 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 
 namespace buildd::runner {
 
-std::string NormalizeServerAddress(const std::string& value) {
+absl::StatusOr<ServerAddress> ParseServerAddress(const std::string& value, bool tls_flags) {
   absl::string_view address = absl::StripAsciiWhitespace(value);
-  for (absl::string_view scheme : {"http://", "https://", "grpc://"}) {
+  std::optional<bool> scheme_tls;
+  for (auto [scheme, tls] : {std::pair<absl::string_view, bool>{"http://", false},
+                             {"grpc://", false},
+                             {"https://", true},
+                             {"grpcs://", true}}) {
     if (absl::StartsWithIgnoreCase(address, scheme)) {
       address.remove_prefix(scheme.size());
+      scheme_tls = tls;
       break;
     }
   }
+  if (!scheme_tls && absl::StrContains(address, "://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--server: unknown scheme in \"", value, "\" (https:// or grpcs:// for TLS, http:// or none for plaintext)"));
+  }
   while (absl::EndsWith(address, "/")) address.remove_suffix(1);
-  return std::string(address);
+  if (address.empty()) return absl::InvalidArgumentError("--server must not be empty");
+  if (scheme_tls == false && tls_flags) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--server \"", value, "\" is plaintext, but TLS files (--tls_ca, --tls_client_cert) were given: "
+        "use https://"));
+  }
+  return ServerAddress{std::string(address), scheme_tls.value_or(tls_flags)};
 }
 
 std::vector<std::string> SplitLabels(const std::string& value) {

@@ -2,13 +2,23 @@
 #define BUILDD_SERVICES_RUNNER_RUNNER_CONFIG_H_
 
 #include <string>
+
+#include "absl/status/statusor.h"
 #include <vector>
 
 namespace buildd::runner {
 
-// The broker address as gRPC wants it ("host:port"): surrounding blanks, a
-// leading "http://", "https://" or "grpc://" and trailing '/' are removed.
-std::string NormalizeServerAddress(const std::string& value);
+// Where the broker is and how to reach it.
+struct ServerAddress {
+  std::string address;  // "host:port", as gRPC wants it
+  bool tls = false;
+};
+
+// The broker address of --server: surrounding blanks and trailing '/' are
+// removed; "https://" or "grpcs://" mean TLS, "http://", "grpc://" or no
+// scheme plaintext. `tls_flags`: TLS files were given (--tls_ca…), which a
+// bare address then uses and a plaintext scheme contradicts.
+absl::StatusOr<ServerAddress> ParseServerAddress(const std::string& value, bool tls_flags);
 
 // "a, b,,c" → {"a", "b", "c"}: trimmed, empty items dropped, duplicates
 // dropped (first one kept).

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -19,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "buildd/v1/runner.grpc.pb.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/mesh.h"
 
@@ -168,6 +171,74 @@ class MeshTest : public ::testing::Test {
   }
 
   Mesh mesh_;
+};
+
+// A runner stream driven by hand, as an attacker's client would.
+class RawRunner {
+ public:
+  RawRunner(const std::string& broker, const std::string& key,
+            std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials())
+      : stub_(v1::RunnerService::NewStub(grpc::CreateChannel(broker, credentials))) {
+    context_.AddMetadata("authorization", "Bearer " + key);
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stream_ = stub_->Connect(&context_);
+  }
+  ~RawRunner() { Close(); }
+
+  // Sends Hello (resuming `resume`: {worker, epoch}) and reads the answer.
+  v1::BrokerMessage Hello(const std::string& name,
+                          const std::vector<std::pair<std::string, int64_t>>& resume = {},
+                          const std::vector<std::string>& capabilities = {"command"}) {
+    v1::RunnerMessage hello;
+    hello.mutable_hello()->set_name(name);
+    hello.mutable_hello()->set_max_tasks(1);
+    for (const std::string& c : capabilities) hello.mutable_hello()->add_capabilities()->set_name(c);
+    for (const auto& [worker, epoch] : resume) {
+      v1::ResumeWorker* r = hello.mutable_hello()->add_resume();
+      r->set_worker_id(worker);
+      r->set_epoch(epoch);
+    }
+    EXPECT_TRUE(stream_->Write(hello));
+    return Read();
+  }
+  v1::BrokerMessage Read() {
+    v1::BrokerMessage in;
+    if (!stream_->Read(&in)) in.Clear();
+    return in;
+  }
+  void Write(const v1::RunnerMessage& m) { EXPECT_TRUE(stream_->Write(m)); }
+  // Event `type` with `text` and a runner name, as worker `worker` at `epoch`.
+  void Event(const std::string& worker, int64_t epoch, int64_t seq, const std::string& type,
+             const std::string& text) {
+    v1::RunnerMessage m;
+    m.mutable_event()->set_worker_id(worker);
+    m.mutable_event()->set_epoch(epoch);
+    m.mutable_event()->set_seq(seq);
+    m.mutable_event()->mutable_event()->set_type(type);
+    m.mutable_event()->mutable_event()->set_text(text);
+    m.mutable_event()->mutable_event()->set_runner_name("someone-else");
+    Write(m);
+  }
+  // Waits for the broker to end the stream; its status.
+  grpc::Status Finish() {
+    v1::BrokerMessage ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    finished_ = true;
+    return stream_->Finish();
+  }
+  void Close() {
+    if (finished_) return;
+    stream_->WritesDone();
+    context_.TryCancel();
+    (void)Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<v1::RunnerService::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::RunnerMessage, v1::BrokerMessage>> stream_;
+  bool finished_ = false;
 };
 
 }  // namespace buildd

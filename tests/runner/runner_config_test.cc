@@ -11,16 +11,36 @@ namespace {
 
 using ::testing::ElementsAre;
 
-TEST(RunnerConfigTest, ServerAddressKeepsHostAndPort) {
-  EXPECT_EQ(NormalizeServerAddress("127.0.0.1:7002"), "127.0.0.1:7002");
-  EXPECT_EQ(NormalizeServerAddress("broker.example:443"), "broker.example:443");
+// "host:port, tls" of a --server value, or the error's message.
+std::string Parsed(const std::string& value, bool tls_flags = false) {
+  absl::StatusOr<ServerAddress> a = ParseServerAddress(value, tls_flags);
+  if (!a.ok()) return std::string(a.status().message());
+  return a->address + (a->tls ? " tls" : " plaintext");
 }
 
-TEST(RunnerConfigTest, ServerAddressDropsSchemeAndTrailingSlash) {
-  EXPECT_EQ(NormalizeServerAddress("http://localhost:7002/"), "localhost:7002");
-  EXPECT_EQ(NormalizeServerAddress("https://broker:7002"), "broker:7002");
-  EXPECT_EQ(NormalizeServerAddress("grpc://broker:7002//"), "broker:7002");
-  EXPECT_EQ(NormalizeServerAddress("  HTTP://broker:1 "), "broker:1");
+TEST(RunnerConfigTest, ServerAddressKeepsHostAndPort) {
+  EXPECT_EQ(Parsed("127.0.0.1:7002"), "127.0.0.1:7002 plaintext");
+  EXPECT_EQ(Parsed("broker.example:443"), "broker.example:443 plaintext");
+}
+
+TEST(RunnerConfigTest, ServerAddressSchemeSaysWhetherTls) {
+  EXPECT_EQ(Parsed("http://localhost:7002/"), "localhost:7002 plaintext");
+  EXPECT_EQ(Parsed("https://broker:7002"), "broker:7002 tls");
+  EXPECT_EQ(Parsed("grpcs://broker:7002"), "broker:7002 tls");
+  EXPECT_EQ(Parsed("grpc://broker:7002//"), "broker:7002 plaintext");
+  EXPECT_EQ(Parsed("  HTTP://broker:1 "), "broker:1 plaintext");
+  EXPECT_EQ(Parsed("HTTPS://broker:1"), "broker:1 tls");
+}
+
+TEST(RunnerConfigTest, TlsFilesMakeABareAddressTlsAndContradictPlaintext) {
+  EXPECT_EQ(Parsed("broker:7002", true), "broker:7002 tls");
+  EXPECT_EQ(Parsed("https://broker:7002", true), "broker:7002 tls");
+  EXPECT_THAT(Parsed("http://broker:7002", true), ::testing::HasSubstr("is plaintext, but TLS files"));
+}
+
+TEST(RunnerConfigTest, ServerAddressRefusesUnknownSchemesAndEmpty) {
+  EXPECT_THAT(Parsed("ftp://broker:21"), ::testing::HasSubstr("unknown scheme"));
+  EXPECT_THAT(Parsed("https://"), ::testing::HasSubstr("must not be empty"));
 }
 
 TEST(RunnerConfigTest, LabelsAreTrimmedWithoutEmptiesOrDuplicates) {

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
@@ -19,9 +20,15 @@ Mesh::Mesh(Options options) : options_(options) {
   master_key_ = RandomHex(32);
   session_key_ = RandomHex(32);
   service_key_ = RandomHex(32);
+  if (options_.tls || options_.mtls) {
+    options_.tls = true;
+    const std::string make = absl::StrCat("bash ", SourceFile("scripts/tls_certs.sh"), " ", tls_dir());
+    EXPECT_EQ(std::system(make.c_str()), 0) << make;
+  }
   accounts_port_ = FreePort();
-  accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"),
-                             {absl::StrCat("--listen=127.0.0.1:", accounts_port_)},
+  std::vector<std::string> accounts_args = {absl::StrCat("--listen=127.0.0.1:", accounts_port_)};
+  for (const std::string& arg : ServerTlsArgs()) accounts_args.push_back(arg);
+  accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"), accounts_args,
                              {{"BUILDD_DATABASE_URL", db_.url()},
                               {"BUILDD_KEY_PEPPER", pepper_},
                               {"BUILDD_MASTER_KEY", master_key_},
@@ -34,12 +41,13 @@ Mesh::Mesh(Options options) : options_(options) {
   StartBroker();
   if (options_.gateway) {
     gateway_port_ = FreePort();
-    gateway_ = Process::Start(BuiltBinary("gateway/buildd-gateway"),
-                              {absl::StrCat("--listen=127.0.0.1:", gateway_port_),
-                               absl::StrCat("--accounts_addr=", accounts_addr()),
-                               absl::StrCat("--broker_addr=", broker_addr()),
-                               absl::StrCat("--sse_heartbeat_ms=", options_.sse_heartbeat_ms)},
-                              {}, dir_ + "/gateway.log");
+    std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", gateway_port_),
+                                     absl::StrCat("--accounts_addr=", accounts_addr()),
+                                     absl::StrCat("--broker_addr=", broker_addr()),
+                                     absl::StrCat("--sse_heartbeat_ms=", options_.sse_heartbeat_ms)};
+    for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
+    gateway_ = Process::Start(BuiltBinary("gateway/buildd-gateway"), args, {},
+                              dir_ + "/gateway.log");
     EXPECT_TRUE(gateway_->WaitForLog("gateway listening on", 30000)) << gateway_->Log();
   }
 }
@@ -68,6 +76,8 @@ void Mesh::StartBroker() {
                                    absl::StrCat("--accounts_addr=", accounts_addr()),
                                    absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
                                    absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)};
+  for (const std::string& arg : ServerTlsArgs()) args.push_back(arg);
+  for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
   broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
                            {{"BUILDD_DATABASE_URL", db_.url()},
@@ -75,6 +85,24 @@ void Mesh::StartBroker() {
                             {"BUILDD_SERVICE_KEY", service_key_}},
                            absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
   EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();
+}
+
+std::vector<std::string> Mesh::ServerTlsArgs() const {
+  if (!options_.tls) return {};
+  std::vector<std::string> args = {absl::StrCat("--tls_cert=", tls_dir(), "/server.pem"),
+                                   absl::StrCat("--tls_key=", tls_dir(), "/server.key")};
+  if (options_.mtls) args.push_back(absl::StrCat("--tls_client_ca=", tls_dir(), "/ca.pem"));
+  return args;
+}
+
+std::vector<std::string> Mesh::ClientTlsArgs() const {
+  if (!options_.tls) return {};
+  std::vector<std::string> args = {absl::StrCat("--tls_ca=", tls_dir(), "/ca.pem")};
+  if (options_.mtls) {
+    args.push_back(absl::StrCat("--tls_client_cert=", tls_dir(), "/client.pem"));
+    args.push_back(absl::StrCat("--tls_client_key=", tls_dir(), "/client.key"));
+  }
+  return args;
 }
 
 void Mesh::RestartBroker() {
@@ -85,10 +113,12 @@ void Mesh::RestartBroker() {
 Process& Mesh::StartRunner(const std::string& api_key, const std::string& name,
                            const std::vector<std::string>& extra_args,
                            const std::map<std::string, std::string>& env) {
-  std::vector<std::string> args = {absl::StrCat("--server=", broker_addr()),
+  std::vector<std::string> args = {absl::StrCat("--server=", options_.tls ? "https://" : "",
+                                                broker_addr()),
                                    absl::StrCat("--name=", name),
                                    absl::StrCat("--listen=127.0.0.1:", FreePort()),
                                    absl::StrCat("--work_dir=", dir_, "/", name)};
+  for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::map<std::string, std::string> runner_env = env;
   runner_env["BUILDD_API_KEY"] = api_key;

@@ -21,6 +21,11 @@ class Mesh {
     int sse_heartbeat_ms = 15000;
     // More flags for the broker.
     std::vector<std::string> broker_args;
+    // Every gRPC link on TLS (certificates from scripts/tls_certs.sh in
+    // tls_dir()); with `mtls`, the broker and accounts also require client
+    // certificates.
+    bool tls = false;
+    bool mtls = false;
   };
   Mesh() : Mesh(Options{}) {}
   explicit Mesh(Options options);
@@ -36,6 +41,8 @@ class Mesh {
   int broker_metrics_port() const { return broker_metrics_port_; }
   const std::string& database_url() const { return db_.url(); }
   const std::string& dir() const { return dir_; }
+  // ca.pem, server.pem/key and client.pem/key, with Options::tls.
+  std::string tls_dir() const { return dir_ + "/tls"; }
   Process& accounts() { return *accounts_; }
   Process& broker() { return *broker_; }
   Process& gateway() { return *gateway_; }
@@ -50,6 +57,9 @@ class Mesh {
 
  private:
   void StartBroker();
+  // TLS flags of a server and of a client of the mesh's services.
+  std::vector<std::string> ServerTlsArgs() const;
+  std::vector<std::string> ClientTlsArgs() const;
 
   Options options_;
   TestDatabase db_;

@@ -95,6 +95,15 @@ bool Process::Running() {
   return true;
 }
 
+int Process::WaitForExit(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+}
+
 int Process::Stop(int sig, int timeout_ms) {
   if (reaped_) return status_;
   kill(pid_, sig);
@@ -126,6 +135,10 @@ int FreePort() {
 std::string BuiltBinary(const std::string& relative) {
   const char* dir = std::getenv("BUILDD_BUILD_DIR");
   return absl::StrCat(dir != nullptr && *dir ? dir : BUILDD_DEFAULT_BUILD_DIR, "/", relative);
+}
+
+std::string SourceFile(const std::string& relative) {
+  return absl::StrCat(BUILDD_SOURCE_DIR, "/", relative);
 }
 
 std::string MakeTempDir(const std::string& prefix) {

@@ -27,6 +27,9 @@ class Process {
   // Waits until the log holds `needle`; false on timeout or exit.
   bool WaitForLog(const std::string& needle, int timeout_ms) const;
   bool Running();
+  // Waits for it to exit by itself: its exit code (128 + the signal that
+  // ended it), or -1 when still running after `timeout_ms`.
+  int WaitForExit(int timeout_ms);
   // Sends `sig` and waits up to `timeout_ms`; returns the wait status or -1.
   int Stop(int sig, int timeout_ms);
 
@@ -42,6 +45,8 @@ int FreePort();
 
 // Path of a built binary, e.g. "services/broker/buildd-broker".
 std::string BuiltBinary(const std::string& relative);
+// A file of the source tree (a script), by its path in the tree.
+std::string SourceFile(const std::string& relative);
 
 // A fresh directory under the test's temporary dir.
 std::string MakeTempDir(const std::string& prefix);

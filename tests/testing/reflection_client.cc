@@ -63,8 +63,12 @@ absl::Status LoadSymbol(refl::ServerReflection::Stub& stub, const std::string& s
 
 }  // namespace
 
+std::shared_ptr<grpc::ChannelCredentials> ReflectionClient::Credentials() const {
+  return credentials_ != nullptr ? credentials_ : grpc::InsecureChannelCredentials();
+}
+
 absl::StatusOr<std::vector<std::string>> ReflectionClient::ListServices() {
-  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(address_, Credentials());
   auto stub = refl::ServerReflection::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -89,7 +93,7 @@ absl::StatusOr<std::string> ReflectionClient::Call(const std::string& method,
   const size_t slash = method.find('/');
   if (slash == std::string::npos) return absl::InvalidArgumentError("method is Service/Method");
   const std::string service_name = method.substr(0, slash);
-  auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(address_, Credentials());
   auto stub = refl::ServerReflection::NewStub(channel);
   gp::DescriptorPool pool;
   if (absl::Status st = LoadSymbol(*stub, service_name, pool); !st.ok()) return st;

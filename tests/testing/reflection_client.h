@@ -1,8 +1,11 @@
 #ifndef BUILDD_TESTS_TESTING_REFLECTION_CLIENT_H_
 #define BUILDD_TESTS_TESTING_REFLECTION_CLIENT_H_
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include <grpcpp/security/credentials.h>
 
 #include "absl/status/statusor.h"
 
@@ -13,7 +16,10 @@ namespace buildd::testing {
 // service and calls methods with dynamic messages.
 class ReflectionClient {
  public:
-  explicit ReflectionClient(std::string address) : address_(std::move(address)) {}
+  // `credentials` null: plaintext.
+  explicit ReflectionClient(std::string address,
+                            std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
+      : address_(std::move(address)), credentials_(std::move(credentials)) {}
 
   // The services the server lists.
   absl::StatusOr<std::vector<std::string>> ListServices();
@@ -24,7 +30,10 @@ class ReflectionClient {
                                    const std::string& bearer = "");
 
  private:
+  std::shared_ptr<grpc::ChannelCredentials> Credentials() const;
+
   std::string address_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
 };
 
 }  // namespace buildd::testing
