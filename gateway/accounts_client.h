@@ -35,6 +35,12 @@ class AccountsClient {
                               Callback<pb::Grant> done) = 0;
   virtual void Authenticate(const CallMeta& meta, const pb::AuthenticateRequest& request,
                             Callback<pb::Principal> done) = 0;
+  virtual void CreateSession(const CallMeta& meta, const pb::CreateSessionRequest& request,
+                             Callback<pb::CreateSessionResponse> done) = 0;
+  virtual void ListSessions(const CallMeta& meta, const pb::ListSessionsRequest& request,
+                            Callback<pb::ListSessionsResponse> done) = 0;
+  virtual void RevokeSession(const CallMeta& meta, const pb::RevokeSessionRequest& request,
+                             Callback<pb::Session> done) = 0;
   // grpc.health.v1 Check: "SERVING", "NOT_SERVING", ... or the call's error.
   virtual void CheckHealth(Callback<std::string> done) = 0;
 };

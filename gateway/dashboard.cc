@@ -4,9 +4,11 @@ namespace buildd::gateway {
 
 namespace {
 
-// The key stays in sessionStorage (this tab only) for fetch's Authorization
-// header; EventSource rides on the HttpOnly cookie that /api/session sets.
-// Text from the API is only ever set through textContent.
+// Signing in trades the key for a session: an HttpOnly cookie that fetch and
+// EventSource send by themselves; the page never keeps the key. Requests
+// that change something send JSON, which the gateway requires of
+// cookie-signed requests (with their Origin). Text from the API is only
+// ever set through textContent.
 constexpr char kPage[] = R"html(<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -21,8 +23,8 @@ td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
 .err{color:#b00}
 </style></head><body>
 <h1>buildd</h1>
-<form id="signin"><input id="key" type="password" size="48" placeholder="API key (buildd_...)" autocomplete="off">
-<button>Sign in</button> <span id="who"></span></form>
+<form id="signin"><input id="key" type="password" size="48" placeholder="API key (buildd_...)" autocomplete="off" aria-label="API key">
+<button>Sign in</button> <button id="signout" type="button">Sign out</button> <span id="who"></span></form>
 <h2>Tasks <button id="reload" type="button">Reload</button></h2>
 <table><thead><tr><th>Title</th><th>State</th><th>Provider</th><th>Workspace</th><th>Updated</th><th>Id</th><th>Result</th></tr></thead>
 <tbody id="tasks"></tbody></table>
@@ -35,27 +37,32 @@ const TYPES = ["created","assigned","rejected","requeued","started","status","ou
   "session","assistant_message","tool_use","tool_result","result","warning","plan","question",
   "input","budget","completed","error","failed","canceled"];
 let source = null, reloadTimer = null;
-function key() { return sessionStorage.getItem("buildd_key") || ""; }
 function show(el, text, bad) { el.textContent = text; el.className = bad ? "err" : ""; }
 async function api(path, options) {
-  options = options || {};
-  options.headers = Object.assign({"Authorization": "Bearer " + key()}, options.headers || {});
+  options = Object.assign({credentials: "same-origin"}, options || {});
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
   return body;
 }
 async function signIn(k) {
-  const response = await fetch("/api/session", {method: "POST",
+  const body = await api("/api/session", {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify({apiKey: k})});
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
-  sessionStorage.setItem("buildd_key", k);
-  show($("who"), "signed in as " + body.accountId + (body.isAdmin ? " (admin)" : ""));
+  const p = body.principal || {};
+  show($("who"), "signed in as " + p.accountId + (p.isAdmin ? " (admin)" : ""));
   await loadTasks();
   listen();
 }
-async function loadTasks() {
+async function signOut() {
+  await api("/api/session", {method: "DELETE"});
+  if (source) source.close();
+  source = null;
+  $("tasks").replaceChildren();
+  show($("who"), "signed out");
+  show($("live"), "");
+}
+// Whether the tasks could be read (`quiet`: without saying why not).
+async function loadTasks(quiet) {
   const tbody = $("tasks");
   try {
     const body = await api("/api/tasks?limit=100");
@@ -70,7 +77,11 @@ async function loadTasks() {
       row.append(resultCell(t));
       tbody.append(row);
     }
-  } catch (e) { show($("who"), e.message, true); }
+    return true;
+  } catch (e) {
+    if (!quiet) show($("who"), e.message, true);
+    return false;
+  }
 }
 // What a task left, or, while it waits for input, a box to answer it.
 function resultCell(t) {
@@ -88,7 +99,7 @@ function resultCell(t) {
       const body = text.value.trim() ? {text: text.value} : {approve: true};
       api("/api/workers/" + t.workerId + "/input", {method: "POST",
           headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})
-        .then(loadTasks).catch((err) => show($("who"), err.message, true));
+        .then(() => loadTasks()).catch((err) => show($("who"), err.message, true));
     });
     cell.append(form);
   } else {
@@ -107,7 +118,7 @@ function addEvent(type, e) {
   list.prepend(item);
   while (list.children.length > 300) list.lastChild.remove();
   clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(loadTasks, 500);
+  reloadTimer = setTimeout(() => loadTasks(), 500);
 }
 function listen() {
   if (source) source.close();
@@ -121,8 +132,10 @@ $("signin").addEventListener("submit", (e) => {
   signIn($("key").value.trim()).catch((err) => show($("who"), err.message, true));
   $("key").value = "";
 });
-$("reload").addEventListener("click", loadTasks);
-if (key()) signIn(key()).catch((err) => show($("who"), err.message, true));
+$("reload").addEventListener("click", () => loadTasks());
+$("signout").addEventListener("click", () => signOut().catch((err) => show($("who"), err.message, true)));
+// A session from earlier in this browser.
+loadTasks(true).then((signedIn) => { if (signedIn) listen(); });
 </script></body></html>
 )html";
 

@@ -1,7 +1,10 @@
 #include "gateway/http_message.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace buildd::gateway {
@@ -134,9 +137,34 @@ Credential CredentialFromHeaders(const http::fields& headers) {
       return credential;
     }
     credential.api_key = std::move(key);
+    credential.from_cookie = true;
     return credential;
   }
   return credential;
+}
+
+absl::Status CheckCookieRequest(const HttpRequest& request,
+                                const std::vector<std::string>& allowed_origins) {
+  if (!request.key_from_cookie) return absl::OkStatus();
+  if (request.method == http::verb::get || request.method == http::verb::head ||
+      request.method == http::verb::options) {
+    return absl::OkStatus();
+  }
+  const std::string origin = request.Header(http::field::origin);
+  const std::string host = request.Header(http::field::host);
+  const bool own = !host.empty() && (origin == "http://" + host || origin == "https://" + host);
+  if (!own && std::find(allowed_origins.begin(), allowed_origins.end(), origin) == allowed_origins.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "a request signed in by the session cookie must come from the dashboard's own origin, not ",
+        origin.empty() ? "one without an Origin header" : origin,
+        " (other clients send Authorization: Bearer <key>)"));
+  }
+  const std::string type = absl::AsciiStrToLower(request.Header(http::field::content_type));
+  if (!request.body.empty() && !absl::StartsWith(type, "application/json")) {
+    return absl::PermissionDeniedError(
+        "a request signed in by the session cookie must send its body as application/json");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace buildd::gateway

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace buildd::gateway {
@@ -31,6 +32,9 @@ struct HttpRequest {
   std::string request_id;
   // From `Authorization: Bearer <key>`, else the session cookie; "" if neither.
   std::string api_key;
+  bool key_from_cookie = false;
+  // It came over HTTPS.
+  bool secure = false;
   unsigned version = 11;
 
   // The last value of query parameter `name`, or "" when absent.
@@ -66,6 +70,8 @@ struct Credential {
   std::string api_key;  // "" when none was given or it was malformed.
   // Set when an Authorization header was present but is not `Bearer <key>`.
   std::string error;
+  // The key came from the session cookie (which a browser sends by itself).
+  bool from_cookie = false;
 };
 
 // `Authorization: Bearer <key>` wins; without that header, the session cookie.
@@ -74,6 +80,15 @@ Credential CredentialFromHeaders(const boost::beast::http::fields& headers);
 
 // True for a string usable as an API key in metadata and in a cookie.
 bool IsWellFormedKey(absl::string_view key);
+
+// A browser sends the session cookie with requests that other pages make
+// (another port of the same host is the same site), so a request that
+// changes something and is signed in by cookie must come from the
+// gateway's own origin (its Origin header names the Host it was sent to, or
+// one of `allowed_origins`) and carry a JSON body: PermissionDenied
+// otherwise. Requests with an Authorization header and safe methods pass.
+absl::Status CheckCookieRequest(const HttpRequest& request,
+                                const std::vector<std::string>& allowed_origins);
 
 }  // namespace buildd::gateway
 

@@ -165,6 +165,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request.params = std::move(match.params);
     Credential credential = CredentialFromHeaders(request.headers);
     request.api_key = std::move(credential.api_key);
+    request.key_from_cookie = credential.from_cookie;
+    if (absl::Status csrf = CheckCookieRequest(request, state_->options.allowed_origins);
+        !csrf.ok()) {
+      return Write(ErrorResponse(403, csrf.code(), std::string(csrf.message())));
+    }
     if (match.route->auth == Auth::kRequired && request.api_key.empty()) {
       HttpResponse response = ErrorResponse(
           401, absl::StatusCode::kUnauthenticated,

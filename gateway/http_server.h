@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,6 +23,9 @@ struct HttpServerOptions {
   absl::Duration idle_timeout = absl::Seconds(60);
   // How long a request's header and body may take to arrive.
   absl::Duration read_timeout = absl::Seconds(30);
+  // Origins besides the gateway's own whose pages may make cookie-signed
+  // requests (see CheckCookieRequest), e.g. behind a proxy that rewrites Host.
+  std::vector<std::string> allowed_origins;
 };
 
 // HTTP/1.1 server (Boost.Beast) dispatching through a Router. Each

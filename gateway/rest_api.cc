@@ -249,41 +249,75 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
   });
 }
 
-// The dashboard signs in once with a key and gets it back as an HttpOnly
-// cookie, since EventSource cannot send an Authorization header.
+// The session cookie: HttpOnly, SameSite=Strict, Secure over HTTPS. It
+// lasts as long as the browser's session (accounts ends the session itself
+// when it expires); `clear` removes it.
+std::string SessionCookie(const HttpRequest& request, const std::string& value, bool clear) {
+  return absl::StrCat(kSessionCookie, "=", value, "; Path=/", clear ? "; Max-Age=0" : "",
+                      "; HttpOnly; SameSite=Strict", request.secure ? "; Secure" : "");
+}
+
+// The dashboard signs in once with a key and gets a session for it: a
+// random token in an HttpOnly cookie (EventSource cannot send an
+// Authorization header), never the key. Signing out revokes the session.
 void AddSessionRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) {
   router.Post(
       "/api/session",
       [accounts](const HttpRequest& request, Reply reply) {
-        pb::AuthenticateRequest authenticate;
-        if (!ParseBody(request, &authenticate, reply)) return;
-        const std::string key = authenticate.api_key();
+        pb::AuthenticateRequest sign_in;
+        if (!ParseBody(request, &sign_in, reply)) return;
+        const std::string key = sign_in.api_key();
         if (!IsWellFormedKey(key)) {
           return reply(ErrorResponse(
               absl::InvalidArgumentError("invalid value for field apiKey (expected an API key)")));
         }
-        accounts->Authenticate(
-            CallMeta{key, request.request_id}, authenticate,
-            [reply = std::move(reply), key](absl::StatusOr<pb::Principal> principal) {
-              if (!principal.ok()) return reply(ErrorResponse(principal.status()));
-              HttpResponse response = JsonResponse(200, ToJson(*principal));
-              response.headers.emplace_back(
-                  "Set-Cookie",
-                  absl::StrCat(kSessionCookie, "=", key, "; Path=/; HttpOnly; SameSite=Strict"));
+        pb::CreateSessionRequest create;
+        create.set_user_agent(request.Header(boost::beast::http::field::user_agent));
+        accounts->CreateSession(
+            CallMeta{key, request.request_id}, create,
+            [reply = std::move(reply), request](absl::StatusOr<pb::CreateSessionResponse> made) {
+              if (!made.ok()) return reply(ErrorResponse(made.status()));
+              const std::string token = made->token();
+              made->clear_token();
+              HttpResponse response = JsonResponse(200, ToJson(*made));
+              response.headers.emplace_back("Set-Cookie",
+                                            SessionCookie(request, token, false));
+              response.headers.emplace_back("Cache-Control", "no-store");
               reply(std::move(response));
             });
       },
       Auth::kNone);
   router.Delete(
       "/api/session",
-      [](const HttpRequest& request, Reply reply) {
-        HttpResponse response = JsonResponse(200, "{}");
-        response.headers.emplace_back(
-            "Set-Cookie",
-            absl::StrCat(kSessionCookie, "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"));
-        reply(std::move(response));
+      [accounts](const HttpRequest& request, Reply reply) {
+        auto signed_out = [reply = std::move(reply), request](absl::Status status) {
+          HttpResponse response = status.ok() ? JsonResponse(200, "{}") : ErrorResponse(status);
+          response.headers.emplace_back("Set-Cookie", SessionCookie(request, "", true));
+          reply(std::move(response));
+        };
+        if (request.api_key.empty()) return signed_out(absl::OkStatus());
+        accounts->RevokeSession(MetaOf(request), pb::RevokeSessionRequest(),
+                                [signed_out](absl::StatusOr<pb::Session> revoked) {
+                                  // A key (not a session) or an ended session: nothing to end.
+                                  const absl::StatusCode code = revoked.status().code();
+                                  signed_out(code == absl::StatusCode::kInvalidArgument ||
+                                                     code == absl::StatusCode::kUnauthenticated
+                                                 ? absl::OkStatus()
+                                                 : revoked.status());
+                                });
       },
       Auth::kNone);
+  router.Get("/api/sessions", [accounts](const HttpRequest& request, Reply reply) {
+    pb::ListSessionsRequest list;
+    list.set_account_id(request.Query("accountId"));
+    accounts->ListSessions(MetaOf(request), list,
+                           RespondJson<pb::ListSessionsResponse>(std::move(reply)));
+  });
+  router.Delete("/api/sessions/:id", [accounts](const HttpRequest& request, Reply reply) {
+    pb::RevokeSessionRequest revoke;
+    revoke.set_id(request.Param("id"));
+    accounts->RevokeSession(MetaOf(request), revoke, RespondJson<pb::Session>(std::move(reply)));
+  });
 }
 
 // Both services' grpc.health.v1 Check, in parallel.

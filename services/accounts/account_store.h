@@ -1,6 +1,7 @@
 #ifndef BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_
 #define BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,18 @@ struct PrincipalRecord {
   AccountRecord account;
   std::string key_id;
   std::vector<GrantRecord> grants;
+  // Set when found through a session rather than the key.
+  std::string session_id;
+};
+
+struct SessionRecord {
+  std::string id;
+  std::string account_id;
+  std::string key_id;
+  std::string user_agent;
+  std::string created_at;
+  std::string expires_at;
+  bool revoked = false;
 };
 
 // Accounts, their API keys (hashes only) and workspace grants. Every method
@@ -67,6 +80,22 @@ class AccountStore {
 
   // The principal of an active (unrevoked) key with this hash.
   virtual absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) = 0;
+
+  // A session standing for key `key_id` for `ttl_seconds`.
+  virtual absl::StatusOr<SessionRecord> CreateSession(const std::string& key_id,
+                                                      const std::string& session_id,
+                                                      const std::string& token_hash,
+                                                      int64_t ttl_seconds,
+                                                      const std::string& user_agent) = 0;
+  // The principal of a session with this token hash that is neither
+  // revoked nor expired, and whose key is not revoked.
+  virtual absl::StatusOr<PrincipalRecord> FindBySessionHash(const std::string& token_hash) = 0;
+  // The account's sessions that have not ended, newest first.
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListSessions(const std::string& account_id) = 0;
+  // Revokes one of the account's sessions; NotFound when it has none by
+  // that id.
+  virtual absl::StatusOr<SessionRecord> RevokeSession(const std::string& account_id,
+                                                      const std::string& session_id) = 0;
 
   // The account's sealed provider credentials; "" when it has none.
   virtual absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) = 0;

@@ -42,6 +42,7 @@ void ToProto(const PrincipalRecord& p, pb::Principal* out) {
   out->set_max_concurrent_workers(p.account.max_concurrent_workers);
   out->set_max_cost_per_day(p.account.max_cost_per_day);
   out->set_claim_all(p.account.claim_all);
+  out->set_session_id(p.session_id);
   for (const GrantRecord& g : p.grants) {
     pb::Grant* grant = out->add_grants();
     grant->set_account_id(g.account_id);
@@ -50,6 +51,16 @@ void ToProto(const PrincipalRecord& p, pb::Principal* out) {
     grant->set_can_create(g.can_create);
     grant->set_share_credentials(g.share_credentials);
   }
+}
+
+void ToProto(const SessionRecord& s, pb::Session* out) {
+  out->set_id(s.id);
+  out->set_account_id(s.account_id);
+  out->set_key_id(s.key_id);
+  out->set_user_agent(s.user_agent);
+  out->set_created_at(s.created_at);
+  out->set_expires_at(s.expires_at);
+  out->set_revoked(s.revoked);
 }
 
 namespace {
@@ -94,11 +105,13 @@ class AccountsService::Watcher final : public QueuedWriteReactor<pb::AccountChan
 };
 
 AccountsService::AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box,
-                                 std::string service_key, size_t threads)
+                                 std::string service_key, size_t threads,
+                                 int64_t session_ttl_seconds)
     : store_(store),
       hasher_(std::move(hasher)),
       box_(std::move(box)),
       service_key_(std::move(service_key)),
+      session_ttl_seconds_(session_ttl_seconds),
       pool_(threads) {}
 
 AccountsService::~AccountsService() {
@@ -108,7 +121,21 @@ AccountsService::~AccountsService() {
 absl::StatusOr<PrincipalRecord> AccountsService::Resolve(const std::string& key) {
   if (key.empty()) return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");
   if (!LooksLikeKey(key)) return absl::UnauthenticatedError("invalid or revoked API key");
+  if (IsSessionToken(key)) return store_.FindBySessionHash(hasher_.Hash(key));
   return store_.FindByKeyHash(hasher_.Hash(key));
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* AccountsService::RunAuthenticated(grpc::CallbackServerContext* ctx, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  boost::asio::post(pool_, [this, reactor, key = BearerToken(*ctx), fn = std::move(fn)]() mutable {
+    absl::Status status = [&]() -> absl::Status {
+      BUILDD_ASSIGN_OR_RETURN(PrincipalRecord principal, Resolve(key));
+      return fn(principal);
+    }();
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
 }
 
 template <typename Fn>
@@ -288,6 +315,9 @@ grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
   }
   boost::asio::post(pool_, [this, reactor, req, resp] {
     absl::Status status = [&]() -> absl::Status {
+      if (IsSessionToken(req->api_key())) {
+        return absl::PermissionDeniedError("a dashboard session has no provider credentials");
+      }
       BUILDD_ASSIGN_OR_RETURN(PrincipalRecord principal, Resolve(req->api_key()));
       BUILDD_ASSIGN_OR_RETURN(std::string sealed,
                               store_.SealedCredentials(principal.account.id));
@@ -303,6 +333,65 @@ grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
     reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AccountsService::CreateSession(grpc::CallbackServerContext* ctx,
+                                                         const pb::CreateSessionRequest* req,
+                                                         pb::CreateSessionResponse* resp) {
+  const bool by_session = IsSessionToken(BearerToken(*ctx));
+  return RunAuthenticated(ctx, [this, req, resp, by_session](const PrincipalRecord& p) -> absl::Status {
+    // A session lives no longer than it was given: it makes no others.
+    if (by_session) return absl::PermissionDeniedError("a session is made with an API key, not a session");
+    std::string user_agent = req->user_agent().substr(0, 200);
+    for (char& c : user_agent) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    }
+    const std::string token = KeyHasher::NewKey(kSessionTokenType);
+    BUILDD_ASSIGN_OR_RETURN(SessionRecord session,
+                            store_.CreateSession(p.key_id, NewUuid(), hasher_.Hash(token),
+                                                 session_ttl_seconds_, user_agent));
+    ToProto(session, resp->mutable_session());
+    resp->set_token(token);
+    PrincipalRecord principal = p;
+    principal.session_id = session.id;
+    ToProto(principal, resp->mutable_principal());
+    Log()->info("session created account={} session={}", p.account.id, session.id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::ListSessions(grpc::CallbackServerContext* ctx,
+                                                        const pb::ListSessionsRequest* req,
+                                                        pb::ListSessionsResponse* resp) {
+  return RunAuthenticated(ctx, [this, req, resp](const PrincipalRecord& p) -> absl::Status {
+    std::string account_id = p.account.id;
+    if (!req->account_id().empty() && req->account_id() != account_id) {
+      if (!p.account.is_admin) return absl::PermissionDeniedError("listing another account's sessions needs an admin key");
+      BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
+      account_id = req->account_id();
+    }
+    BUILDD_ASSIGN_OR_RETURN(std::vector<SessionRecord> sessions, store_.ListSessions(account_id));
+    for (const SessionRecord& s : sessions) ToProto(s, resp->add_sessions());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::RevokeSession(grpc::CallbackServerContext* ctx,
+                                                         const pb::RevokeSessionRequest* req,
+                                                         pb::Session* resp) {
+  return RunAuthenticated(ctx, [this, req, resp](const PrincipalRecord& p) -> absl::Status {
+    std::string id = req->id();
+    if (id.empty()) {
+      if (p.session_id.empty()) return absl::InvalidArgumentError("id is required: this call is not made with a session");
+      id = p.session_id;
+    }
+    BUILDD_RETURN_IF_ERROR(CheckUuid(id, "id"));
+    BUILDD_ASSIGN_OR_RETURN(SessionRecord session, store_.RevokeSession(p.account.id, id));
+    ToProto(session, resp);
+    Publish(p.account.id, "session_revoked");
+    Log()->info("session revoked account={} session={}", p.account.id, id);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerWriteReactor<pb::AccountChange>* AccountsService::WatchChanges(

@@ -23,8 +23,9 @@ class AccountsService final : public pb::AccountService::CallbackService {
   // `service_key`: what the broker (and other services) present in
   // `authorization: Bearer …` for WatchChanges and RunnerCredentials; those
   // calls refuse every account key, the admin's included.
+  // `session_ttl_seconds`: how long a dashboard session lasts.
   AccountsService(AccountStore& store, KeyHasher hasher, SecretBox box, std::string service_key,
-                  size_t threads = 4);
+                  size_t threads = 4, int64_t session_ttl_seconds = 12 * 3600);
   ~AccountsService() override;
 
   grpc::ServerUnaryReactor* CreateAccount(grpc::CallbackServerContext* ctx,
@@ -53,6 +54,15 @@ class AccountsService final : public pb::AccountService::CallbackService {
   grpc::ServerUnaryReactor* RunnerCredentials(grpc::CallbackServerContext* ctx,
                                               const pb::RunnerCredentialsRequest* req,
                                               pb::RunnerCredentialsResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
+                                          const pb::CreateSessionRequest* req,
+                                          pb::CreateSessionResponse* resp) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
+                                         const pb::ListSessionsRequest* req,
+                                         pb::ListSessionsResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeSession(grpc::CallbackServerContext* ctx,
+                                          const pb::RevokeSessionRequest* req,
+                                          pb::Session* resp) override;
 
  private:
   class Watcher;
@@ -61,6 +71,9 @@ class AccountsService final : public pb::AccountService::CallbackService {
   // caller holds an admin key, then finishes the call.
   template <typename Fn>
   grpc::ServerUnaryReactor* RunAdmin(grpc::CallbackServerContext* ctx, Fn fn);
+  // Runs `fn(principal)` on the pool for any valid key or session.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* RunAuthenticated(grpc::CallbackServerContext* ctx, Fn fn);
   absl::StatusOr<PrincipalRecord> Resolve(const std::string& key);
   // OK when the call's bearer token is the service key.
   absl::Status CheckService(const grpc::CallbackServerContext& ctx) const;
@@ -70,6 +83,7 @@ class AccountsService final : public pb::AccountService::CallbackService {
   KeyHasher hasher_;
   SecretBox box_;
   const std::string service_key_;
+  const int64_t session_ttl_seconds_;
   boost::asio::thread_pool pool_;
   absl::Mutex mu_;
   std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);

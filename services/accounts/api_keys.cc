@@ -36,4 +36,8 @@ bool LooksLikeKey(const std::string& key) {
   return second != std::string::npos && second > 7 && key.size() - second > 16;
 }
 
+bool IsSessionToken(const std::string& key) {
+  return LooksLikeKey(key) && absl::StartsWith(key, absl::StrCat("buildd_", kSessionTokenType, "_"));
+}
+
 }  // namespace buildd::accounts

@@ -30,6 +30,11 @@ class KeyHasher {
 // True when `key` has the `buildd_<type>_<random>` shape.
 bool LooksLikeKey(const std::string& key);
 
+// Dashboard session tokens look like keys of the type "session" (no account
+// has that type).
+inline constexpr char kSessionTokenType[] = "session";
+bool IsSessionToken(const std::string& key);
+
 }  // namespace buildd::accounts
 
 #endif  // BUILDD_SERVICES_ACCOUNTS_API_KEYS_H_

@@ -33,6 +33,7 @@ ABSL_FLAG(std::string, admin_key_file, "", "file holding --admin_key");
 ABSL_FLAG(std::string, runner_key_file, "", "file holding --runner_key");
 ABSL_FLAG(std::string, service_key_file, "", "file holding --service_key");
 ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections");
+ABSL_FLAG(int, session_ttl_s, 12 * 3600, "how long a dashboard session lasts, in seconds");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
 
@@ -102,7 +103,12 @@ int main(int argc, char** argv) {
     }
   }
 
-  accounts::AccountsService service(store, hasher, *std::move(box), service_key);
+  const int session_ttl_s = absl::GetFlag(FLAGS_session_ttl_s);
+  if (session_ttl_s < 60) {
+    std::fprintf(stderr, "--session_ttl_s must be at least 60\n");
+    return 2;
+  }
+  accounts::AccountsService service(store, hasher, *std::move(box), service_key, 4, session_ttl_s);
   soci::connection_pool& db = **pool;
   HealthService health({"buildd.v1.AccountService"}, [&db] { return DatabaseReachable(db); });
   auto credentials = ServerCredentials(TlsServerFlags());

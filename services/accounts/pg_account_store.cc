@@ -179,35 +179,140 @@ absl::StatusOr<std::string> PgAccountStore::SealedCredentials(const std::string&
   });
 }
 
+namespace {
+
+// The principal whose key `where` finds (one row of api_keys k, with
+// k.key_hash or s.token_hash compared to `hash` in constant time).
+absl::StatusOr<PrincipalRecord> FindPrincipal(soci::session& sql, const std::string& from_where,
+                                              const std::string& hash_column,
+                                              const std::string& hash) {
+  PrincipalRecord p;
+  bool found = false;
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT ", kAccountColumns, ", k.id::text, ", hash_column,
+                                     from_where),
+         soci::use(hash));
+    for (const soci::row& row : rows) {
+      // The index found the row; compare in constant time all the same.
+      if (!KeyHasher::Equal(row.get<std::string>(kAccountColumnCount + 1), hash)) continue;
+      p.account = AccountFromRow(row);
+      p.key_id = row.get<std::string>(kAccountColumnCount);
+      found = true;
+    }
+  }
+  if (!found) return absl::UnauthenticatedError("invalid or revoked API key");
+  soci::rowset<soci::row> grants =
+      (sql.prepare << "SELECT workspace_id::text, can_claim::int, can_create::int,"
+                      " share_credentials::int FROM account_workspaces WHERE account_id = :a",
+       soci::use(p.account.id));
+  for (const soci::row& row : grants) {
+    p.grants.push_back(GrantRecord{p.account.id, row.get<std::string>(0), row.get<int>(1) != 0,
+                                   row.get<int>(2) != 0, row.get<int>(3) != 0});
+  }
+  return p;
+}
+
+constexpr char kSessionColumns[] =
+    "s.id::text, k.account_id::text, s.key_id::text, s.user_agent, "
+    "to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "(s.revoked_at IS NOT NULL)::int";
+
+SessionRecord SessionFromRow(const soci::row& row) {
+  SessionRecord s;
+  s.id = row.get<std::string>(0);
+  s.account_id = row.get<std::string>(1);
+  s.key_id = row.get<std::string>(2);
+  s.user_agent = row.get<std::string>(3);
+  s.created_at = row.get<std::string>(4);
+  s.expires_at = row.get<std::string>(5);
+  s.revoked = row.get<int>(6) != 0;
+  return s;
+}
+
+absl::StatusOr<SessionRecord> GetSessionIn(soci::session& sql, const std::string& id) {
+  soci::rowset<soci::row> rows =
+      (sql.prepare << absl::StrCat("SELECT ", kSessionColumns,
+                                   " FROM sessions s JOIN api_keys k ON k.id = s.key_id"
+                                   " WHERE s.id = :id"),
+       soci::use(id));
+  for (const soci::row& row : rows) return SessionFromRow(row);
+  return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
+}
+
+}  // namespace
+
 absl::StatusOr<PrincipalRecord> PgAccountStore::FindByKeyHash(const std::string& key_hash) {
-  return WithSession(pool_, "authenticate", [&](soci::session& sql) -> absl::StatusOr<PrincipalRecord> {
-    PrincipalRecord p;
-    bool found = false;
-    {
-      soci::rowset<soci::row> rows =
-          (sql.prepare << absl::StrCat("SELECT ", kAccountColumns,
-                                       ", k.id::text, k.key_hash FROM api_keys k"
-                                       " JOIN accounts a ON a.id = k.account_id"
-                                       " WHERE k.key_hash = :h AND k.revoked_at IS NULL"),
-           soci::use(key_hash));
-      for (const soci::row& row : rows) {
-        // The index found the row; compare in constant time all the same.
-        if (!KeyHasher::Equal(row.get<std::string>(kAccountColumnCount + 1), key_hash)) continue;
-        p.account = AccountFromRow(row);
-        p.key_id = row.get<std::string>(kAccountColumnCount);
-        found = true;
-      }
-    }
-    if (!found) return absl::UnauthenticatedError("invalid or revoked API key");
-    soci::rowset<soci::row> grants =
-        (sql.prepare << "SELECT workspace_id::text, can_claim::int, can_create::int,"
-                        " share_credentials::int FROM account_workspaces WHERE account_id = :a",
-         soci::use(p.account.id));
-    for (const soci::row& row : grants) {
-      p.grants.push_back(GrantRecord{p.account.id, row.get<std::string>(0), row.get<int>(1) != 0,
-                                     row.get<int>(2) != 0, row.get<int>(3) != 0});
-    }
+  return WithSession(pool_, "authenticate", [&](soci::session& sql) {
+    return FindPrincipal(sql,
+                         " FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+                         " WHERE k.key_hash = :h AND k.revoked_at IS NULL",
+                         "k.key_hash", key_hash);
+  });
+}
+
+absl::StatusOr<PrincipalRecord> PgAccountStore::FindBySessionHash(const std::string& token_hash) {
+  return WithSession(pool_, "authenticate session", [&](soci::session& sql) -> absl::StatusOr<PrincipalRecord> {
+    std::string session_id;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT id::text FROM sessions WHERE token_hash = :h", soci::use(token_hash),
+        soci::into(session_id, ind);
+    BUILDD_ASSIGN_OR_RETURN(
+        PrincipalRecord p,
+        FindPrincipal(sql,
+                      " FROM sessions s JOIN api_keys k ON k.id = s.key_id"
+                      " JOIN accounts a ON a.id = k.account_id"
+                      " WHERE s.token_hash = :h AND s.revoked_at IS NULL AND s.expires_at > now()"
+                      " AND k.revoked_at IS NULL",
+                      "s.token_hash", token_hash));
+    p.session_id = session_id;
     return p;
+  });
+}
+
+absl::StatusOr<SessionRecord> PgAccountStore::CreateSession(const std::string& key_id,
+                                                            const std::string& session_id,
+                                                            const std::string& token_hash,
+                                                            int64_t ttl_seconds,
+                                                            const std::string& user_agent) {
+  return WithSession(pool_, "create session", [&](soci::session& sql) {
+    const long long ttl = ttl_seconds;
+    sql << "INSERT INTO sessions (id, key_id, token_hash, user_agent, expires_at)"
+           " VALUES (:id, :k, :h, :ua, now() + make_interval(secs => :ttl))",
+        soci::use(session_id), soci::use(key_id), soci::use(token_hash), soci::use(user_agent),
+        soci::use(ttl);
+    return GetSessionIn(sql, session_id);
+  });
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PgAccountStore::ListSessions(const std::string& account_id) {
+  return WithSession(pool_, "list sessions", [&](soci::session& sql) -> absl::StatusOr<std::vector<SessionRecord>> {
+    std::vector<SessionRecord> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT ", kSessionColumns,
+                                     " FROM sessions s JOIN api_keys k ON k.id = s.key_id"
+                                     " WHERE k.account_id = :a AND s.revoked_at IS NULL"
+                                     " AND s.expires_at > now() AND k.revoked_at IS NULL"
+                                     " ORDER BY s.created_at DESC"),
+         soci::use(account_id));
+    for (const soci::row& row : rows) out.push_back(SessionFromRow(row));
+    return out;
+  });
+}
+
+absl::StatusOr<SessionRecord> PgAccountStore::RevokeSession(const std::string& account_id,
+                                                            const std::string& session_id) {
+  return WithSession(pool_, "revoke session", [&](soci::session& sql) -> absl::StatusOr<SessionRecord> {
+    soci::statement st =
+        (sql.prepare << "UPDATE sessions s SET revoked_at = COALESCE(s.revoked_at, now())"
+                        " FROM api_keys k WHERE k.id = s.key_id AND s.id = :id AND k.account_id = :a",
+         soci::use(session_id), soci::use(account_id));
+    st.execute(true);
+    if (st.get_affected_rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+    }
+    return GetSessionIn(sql, session_id);
   });
 }
 

@@ -25,6 +25,14 @@ class PgAccountStore final : public AccountStore {
                                  const std::string& key_id) override;
   absl::StatusOr<GrantRecord> UpsertGrant(const GrantRecord& grant) override;
   absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) override;
+  absl::StatusOr<SessionRecord> CreateSession(const std::string& key_id,
+                                              const std::string& session_id,
+                                              const std::string& token_hash, int64_t ttl_seconds,
+                                              const std::string& user_agent) override;
+  absl::StatusOr<PrincipalRecord> FindBySessionHash(const std::string& token_hash) override;
+  absl::StatusOr<std::vector<SessionRecord>> ListSessions(const std::string& account_id) override;
+  absl::StatusOr<SessionRecord> RevokeSession(const std::string& account_id,
+                                              const std::string& session_id) override;
   absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) override;
   absl::Status EnsureAdminKey(const std::string& key_hash) override;
   absl::Status EnsureRunnerKey(const std::string& name, const std::string& key_hash) override;

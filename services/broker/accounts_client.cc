@@ -59,11 +59,24 @@ absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_ke
   if (api_key.empty()) {
     return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");
   }
+  // How long a refused key is refused without asking again, and how many
+  // such keys are remembered.
+  constexpr auto kRefusedFor = std::chrono::seconds(5);
+  constexpr size_t kMaxRefused = 10000;
+  // Changes arrive on the watch; what has no notice (a session's expiry)
+  // is seen when the cached answer is this old.
+  constexpr auto kCachedFor = std::chrono::seconds(60);
   uint64_t generation;
+  const auto now = std::chrono::steady_clock::now();
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(api_key);
-    if (it != cache_.end()) return it->second;
+    if (it != cache_.end() && it->second.until > now) return it->second.principal;
+    auto refused = refused_.find(api_key);
+    if (refused != refused_.end()) {
+      if (refused->second > now) return absl::UnauthenticatedError("invalid or revoked API key");
+      refused_.erase(refused);
+    }
     generation = generation_;
   }
   grpc::ClientContext context;
@@ -77,9 +90,20 @@ absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_ke
         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       return absl::UnavailableError("accounts service unavailable");
     }
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      absl::MutexLock lock(&mu_);
+      if (refused_.size() >= kMaxRefused) {
+        for (auto it = refused_.begin(); it != refused_.end();) {
+          it = it->second <= now ? refused_.erase(it) : std::next(it);
+        }
+        if (refused_.size() >= kMaxRefused) refused_.erase(refused_.begin());
+      }
+      refused_[api_key] = now + kRefusedFor;
+    }
     return FromGrpcStatus(status);
   }
   Principal p;
+  p.session_id = reply.session_id();
   p.account_id = reply.account_id();
   p.type = pb::Account::Type_Name(reply.type());
   p.is_admin = reply.is_admin();
@@ -93,7 +117,7 @@ absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_ke
     if (g.can_claim() || g.can_create()) p.visible.insert(g.workspace_id());
   }
   absl::MutexLock lock(&mu_);
-  if (watching_ && generation == generation_) cache_[api_key] = p;
+  if (watching_ && generation == generation_) cache_[api_key] = Cached{p, now + kCachedFor};
   return p;
 }
 
@@ -127,7 +151,8 @@ void AccountsClient::WatchLoop() {
         absl::MutexLock lock(&mu_);
         ++generation_;
         for (auto it = cache_.begin(); it != cache_.end();) {
-          it = it->second.account_id == change.account_id() ? cache_.erase(it) : std::next(it);
+          it = it->second.principal.account_id == change.account_id() ? cache_.erase(it)
+                                                                       : std::next(it);
         }
       }
       if (on_change_) on_change_(change.account_id());

@@ -2,6 +2,7 @@
 #define BUILDD_SERVICES_BROKER_ACCOUNTS_CLIENT_H_
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,6 +35,9 @@ struct Principal {
   std::set<std::string> share_credentials;
   // Workspaces with any grant (what the account may read).
   std::set<std::string> visible;
+
+  // Set when the credential is a dashboard session, not an API key.
+  std::string session_id;
 
   bool CanCreate(const std::string& ws) const { return is_admin || can_create.count(ws) > 0; }
   bool CanSee(const std::string& ws) const { return is_admin || visible.count(ws) > 0; }
@@ -77,7 +81,14 @@ class AccountsClient final : public Authenticator {
   const std::string service_key_;
   std::function<void(const std::string&)> on_change_;
   absl::Mutex mu_;
-  std::map<std::string, Principal> cache_ ABSL_GUARDED_BY(mu_);
+  struct Cached {
+    Principal principal;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  // Keys refused lately, until when: a client that retries a wrong key does
+  // not hold a pool thread on a call to accounts each time.
+  std::map<std::string, std::chrono::steady_clock::time_point> refused_ ABSL_GUARDED_BY(mu_);
   bool watching_ ABSL_GUARDED_BY(mu_) = false;
   // Bumped on every change: an answer fetched across a change is not cached.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

@@ -204,8 +204,16 @@ absl::Status ValidateNewTask(pb::Task& task) {
 
 BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store,
                                      Dispatcher& dispatcher, Journal& journal, EventHub& hub,
-                                     boost::asio::thread_pool& pool)
-    : auth_(auth), store_(store), dispatcher_(dispatcher), journal_(journal), hub_(hub), pool_(pool) {}
+                                     boost::asio::thread_pool& pool,
+                                     boost::asio::thread_pool& stream_pool, Options options)
+    : auth_(auth),
+      store_(store),
+      dispatcher_(dispatcher),
+      journal_(journal),
+      hub_(hub),
+      pool_(pool),
+      stream_pool_(stream_pool),
+      options_(options) {}
 
 template <typename Fn>
 grpc::ServerUnaryReactor* BrokerServiceImpl::Run(grpc::CallbackServerContext* ctx,
@@ -492,11 +500,11 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
 
 namespace {
 
-// One Subscribe call: reads what was missed from the hub's ring or the
-// database, then follows the hub. Everything pool tasks touch lives in the
-// shared State; they reach the reactor only through State::reactor, under
-// State::mu, which OnClosed clears. The reactor cannot finish while its
-// set-up (authentication) runs: OnCancel defers to it.
+// One Subscribe call: reads what was missed from the hub's ring or, when
+// older, from the database in bounded ranges of ids (one range per turn on
+// the stream pool, filtered in the query), then follows the hub. The state
+// outlives the reactor: pool work and the hub's wake-ups hold it, not the
+// reactor.
 class Subscription final : public QueuedWriteReactor<pb::Event> {
  public:
   struct State {
@@ -505,6 +513,8 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
     PgBrokerStore& store;
     EventHub& hub;
     boost::asio::thread_pool& pool;
+    // Runs once the stream is done (the service forgets it).
+    std::function<void()> on_closed;
     absl::Mutex mu;
     Subscription* reactor ABSL_GUARDED_BY(mu) = nullptr;
     bool in_setup ABSL_GUARDED_BY(mu) = true;
@@ -549,6 +559,17 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
     if (follow) Schedule(s);
   }
 
+  // Ends the stream with `status` (revoked key, removed grant), if open.
+  static void End(const std::shared_ptr<State>& s, const absl::Status& status) {
+    absl::MutexLock lock(&s->mu);
+    if (s->reactor != nullptr && !s->in_setup) s->reactor->FinishOnce(ToGrpcStatus(status));
+  }
+
+  static void SetAllowed(const std::shared_ptr<State>& s, std::set<std::string> allowed) {
+    absl::MutexLock lock(&s->mu);
+    s->filter.allowed_workspaces = std::move(allowed);
+  }
+
  protected:
   void OnCancel() override {
     {
@@ -560,13 +581,19 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
   }
   void OnQueueEmpty() override { Schedule(state_); }
   void OnClosed() override {
-    absl::MutexLock lock(&state_->mu);
-    if (state_->hub_token >= 0) state_->hub.Unsubscribe(state_->hub_token);
-    state_->reactor = nullptr;
+    {
+      absl::MutexLock lock(&state_->mu);
+      if (state_->hub_token >= 0) state_->hub.Unsubscribe(state_->hub_token);
+      state_->reactor = nullptr;
+    }
+    if (state_->on_closed) state_->on_closed();
   }
 
  private:
   static constexpr size_t kHighWater = 256;
+  // Ids one database read of a backfill spans, and events it returns.
+  static constexpr int64_t kScanIds = 5000;
+  static constexpr int kScanEvents = 500;
 
   static void Schedule(const std::shared_ptr<State>& s) {
     {
@@ -585,15 +612,20 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
   static void Pump(const std::shared_ptr<State>& s) {
     while (true) {
       int64_t cursor;
+      EventFilter filter;
       {
         absl::MutexLock lock(&s->mu);
         if (s->reactor == nullptr) return;
         cursor = s->cursor;
+        filter = s->filter;
         s->again = false;
       }
       std::vector<pb::Event> events;
-      if (cursor < s->hub.last_id() && !s->hub.ReadAfter(cursor, 500, &events)) {
-        auto from_db = s->store.ReadEvents(cursor, EventFilter{}, 500);
+      const int64_t last = s->hub.last_id();
+      int64_t scanned_to = 0;  // set when read from the database
+      if (cursor < last && !s->hub.ReadAfter(cursor, 500, &events)) {
+        const int64_t up_to = std::min(last, cursor + kScanIds);
+        auto from_db = s->store.ReadEvents(cursor, filter, kScanEvents, up_to);
         if (!from_db.ok()) {
           absl::MutexLock lock(&s->mu);
           if (s->reactor) {
@@ -602,6 +634,7 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
           return;
         }
         events = std::move(*from_db);
+        scanned_to = events.size() == static_cast<size_t>(kScanEvents) ? events.back().id() : up_to;
       }
       absl::MutexLock lock(&s->mu);
       if (s->reactor == nullptr) return;
@@ -609,10 +642,16 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
         s->cursor = e.id();
         if (s->filter.Matches(e)) s->reactor->Send(e);
       }
+      s->cursor = std::max(s->cursor, scanned_to);
       const bool full = s->reactor->Queued() >= kHighWater;
-      if (full || (events.empty() && !s->again)) {
+      if (full || (events.empty() && scanned_to == 0 && !s->again)) {
         // Caught up, or waiting for the client to read: a wake-up resumes.
         s->pumping = false;
+        return;
+      }
+      if (scanned_to > 0) {
+        // One range per turn: other streams' work goes in between.
+        boost::asio::post(s->pool, [s] { Pump(s); });
         return;
       }
     }
@@ -623,9 +662,19 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
 
 }  // namespace
 
+// An open Subscribe stream, for revalidation.
+struct BrokerServiceImpl::Watched {
+  std::string key;
+  std::string account_id;
+  bool is_admin = false;
+  // The workspaces its key could see when it started; losing one ends it.
+  std::set<std::string> visible;
+  std::weak_ptr<Subscription::State> state;
+};
+
 grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
     grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) {
-  auto* sub = new Subscription(store_, hub_, pool_);
+  auto* sub = new Subscription(store_, hub_, stream_pool_);
   boost::asio::post(pool_, [this, state = sub->state(), req = *req, key = BearerToken(*ctx)] {
     absl::StatusOr<Principal> p = auth_.Authenticate(key);
     absl::Status status = p.status();
@@ -645,9 +694,77 @@ grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
     filter.task_id = req.task_id();
     filter.worker_id = req.worker_id();
     if (status.ok() && !p->is_admin) filter.allowed_workspaces = p->visible;
+    if (status.ok()) {
+      auto watched = std::make_shared<Watched>();
+      watched->key = key;
+      watched->account_id = p->account_id;
+      watched->is_admin = p->is_admin;
+      watched->visible = p->visible;
+      watched->state = state;
+      absl::StatusOr<int64_t> id = Watch(std::move(watched));
+      status = id.status();
+      if (id.ok()) {
+        state->on_closed = [this, id = *id] {
+          absl::MutexLock lock(&watched_mu_);
+          watched_.erase(id);
+        };
+      }
+    }
     Subscription::EndSetup(state, status, req.after_id(), std::move(filter));
   });
   return sub;
+}
+
+absl::StatusOr<int64_t> BrokerServiceImpl::Watch(std::shared_ptr<Watched> watched) {
+  absl::MutexLock lock(&watched_mu_);
+  const auto same_key = std::count_if(watched_.begin(), watched_.end(), [&](const auto& entry) {
+    return entry.second->key == watched->key;
+  });
+  if (same_key >= options_.max_subscriptions_per_key) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("this key already follows ", same_key, " event streams, the most one key may"));
+  }
+  const int64_t id = next_watched_++;
+  watched_[id] = std::move(watched);
+  return id;
+}
+
+void BrokerServiceImpl::RefreshSubscriptions(const std::string& account_id) {
+  std::vector<std::shared_ptr<Watched>> affected;
+  {
+    absl::MutexLock lock(&watched_mu_);
+    for (const auto& [id, w] : watched_) {
+      if (account_id.empty() || w->account_id == account_id) affected.push_back(w);
+    }
+  }
+  if (affected.empty()) return;
+  boost::asio::post(pool_, [this, affected = std::move(affected)] {
+    for (const std::shared_ptr<Watched>& w : affected) {
+      std::shared_ptr<Subscription::State> state = w->state.lock();
+      if (state == nullptr) continue;
+      absl::StatusOr<Principal> p = auth_.Authenticate(w->key);
+      if (!p.ok()) {
+        // The key (or session) is gone; an unreachable accounts service
+        // leaves the stream alone.
+        if (p.status().code() == absl::StatusCode::kUnavailable) continue;
+        Log()->info("account={}: its key no longer works; ending its event stream", w->account_id);
+        Subscription::End(state, absl::UnauthenticatedError(absl::StrCat(
+                                     "the credential of this stream no longer works: ",
+                                     p.status().message())));
+        continue;
+      }
+      if (p->is_admin || w->is_admin) continue;
+      const bool lost = std::any_of(w->visible.begin(), w->visible.end(),
+                                    [&](const std::string& ws) { return p->visible.count(ws) == 0; });
+      if (lost) {
+        Log()->info("account={}: a grant was removed; ending its event stream", w->account_id);
+        Subscription::End(state, absl::PermissionDeniedError(
+                                     "a workspace grant this stream relied on was removed"));
+        continue;
+      }
+      Subscription::SetAllowed(state, p->visible);
+    }
+  });
 }
 
 }  // namespace buildd::broker

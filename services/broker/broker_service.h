@@ -16,8 +16,15 @@ namespace buildd::broker {
 // the pool it is given, never on gRPC's callback threads.
 class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
  public:
+  struct Options {
+    // Subscribe streams one key may hold open at once; one more is refused.
+    int max_subscriptions_per_key = 16;
+  };
+  // `pool` runs unary calls; `stream_pool` the Subscribe streams' reads,
+  // so that a long backfill never holds up a unary call.
   BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store, Dispatcher& dispatcher,
-                    Journal& journal, EventHub& hub, boost::asio::thread_pool& pool);
+                    Journal& journal, EventHub& hub, boost::asio::thread_pool& pool,
+                    boost::asio::thread_pool& stream_pool, Options options);
 
   grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
                                             const pb::CreateWorkspaceRequest* req,
@@ -49,6 +56,12 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerWriteReactor<pb::Event>* Subscribe(grpc::CallbackServerContext* ctx,
                                                  const pb::SubscribeRequest* req) override;
 
+  // Checks the open Subscribe streams of `account_id` ("" for all) against
+  // its keys and grants now: a stream whose key (or session) stopped
+  // working, or that lost a workspace grant, ends; others follow the
+  // grants as they are.
+  void RefreshSubscriptions(const std::string& account_id);
+
  private:
   // Authenticates on the pool, runs fn(principal) there and finishes.
   template <typename Fn>
@@ -65,6 +78,15 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   Journal& journal_;
   EventHub& hub_;
   boost::asio::thread_pool& pool_;
+  boost::asio::thread_pool& stream_pool_;
+  const Options options_;
+
+  struct Watched;
+  // Registers an open stream, unless its key holds too many; its id.
+  absl::StatusOr<int64_t> Watch(std::shared_ptr<Watched> watched);
+  absl::Mutex watched_mu_;
+  std::map<int64_t, std::shared_ptr<Watched>> watched_ ABSL_GUARDED_BY(watched_mu_);
+  int64_t next_watched_ ABSL_GUARDED_BY(watched_mu_) = 0;
 };
 
 // Bounds of a task's priority and attempts.

@@ -2,6 +2,7 @@
 #define BUILDD_SERVICES_BROKER_BROKER_STORE_H_
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -157,10 +158,11 @@ class PgBrokerStore {
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers(
       const std::string& task_id, const std::string& workspace_id,
       const std::optional<std::set<std::string>>& only);
-  // Events with id > after_id in id order, at most `limit`, filtered.
-  absl::StatusOr<std::vector<::buildd::v1::Event>> ReadEvents(int64_t after_id,
-                                                              const EventFilter& filter,
-                                                              int limit);
+  // Events with after_id < id <= up_to_id in id order, at most `limit`,
+  // filtered (in the query, so a filter that matches little scans little).
+  absl::StatusOr<std::vector<::buildd::v1::Event>> ReadEvents(
+      int64_t after_id, const EventFilter& filter, int limit,
+      int64_t up_to_id = std::numeric_limits<int64_t>::max());
   absl::StatusOr<int64_t> LastEventId();
   // Whether a pending task of `workspace_id` has concurrency key `key`.
   absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,

@@ -1,10 +1,12 @@
 // buildd-broker: workspaces, tasks, workers, events and the runner stream.
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <soci/postgresql/soci-postgresql.h>
 
@@ -41,6 +43,7 @@ ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
 ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
 ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
 ABSL_FLAG(int, heartbeat_interval_ms, 10000, "runner heartbeat interval");
+ABSL_FLAG(int, max_subscriptions_per_key, 16, "event streams one API key may hold open at once");
 ABSL_FLAG(int, accept_timeout_ms, 30000,
           "a task its runner has not accepted by then goes back to the queue");
 ABSL_FLAG(int, journal_queue_mb, 64,
@@ -129,11 +132,30 @@ int main(int argc, char** argv) {
     }
   }
   RunnerServiceImpl* runner_service_ptr = nullptr;
+  BrokerServiceImpl* broker_service_ptr = nullptr;
   AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), *accounts_credentials, service_key,
                           [&](const std::string& account_id) {
     if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);
+    if (broker_service_ptr != nullptr) broker_service_ptr->RefreshSubscriptions(account_id);
   });
-  BrokerServiceImpl broker_service(accounts, store, dispatcher, journal, hub, workers);
+  boost::asio::thread_pool stream_pool(2);
+  BrokerServiceImpl::Options service_options;
+  service_options.max_subscriptions_per_key = absl::GetFlag(FLAGS_max_subscriptions_per_key);
+  BrokerServiceImpl broker_service(accounts, store, dispatcher, journal, hub, workers, stream_pool,
+                                   service_options);
+  broker_service_ptr = &broker_service;
+  // Sessions expire without a notice: open streams are checked now and then
+  // (through the cache, which forgets a principal after a minute).
+  boost::asio::steady_timer recheck(timers);
+  std::function<void()> arm_recheck = [&] {
+    recheck.expires_after(std::chrono::seconds(30));
+    recheck.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      broker_service.RefreshSubscriptions("");
+      arm_recheck();
+    });
+  };
+  arm_recheck();
   RunnerServiceImpl::Options stream_options;
   stream_options.max_streams_per_key = absl::GetFlag(FLAGS_max_streams_per_key);
   stream_options.hello_timeout_ms = absl::GetFlag(FLAGS_hello_timeout_ms);
@@ -173,7 +195,9 @@ int main(int argc, char** argv) {
   Log()->info("signal {} received, draining", sig);
   health.Drain();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  recheck.cancel();
   workers.join();
+  stream_pool.join();
   journal.Stop();
   work.reset();
   timers.stop();

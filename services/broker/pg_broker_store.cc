@@ -215,21 +215,28 @@ absl::StatusOr<std::vector<WorkerRecord>> PgBrokerStore::ListWorkers(
 }
 
 absl::StatusOr<std::vector<::buildd::v1::Event>> PgBrokerStore::ReadEvents(
-    int64_t after_id, const EventFilter& filter, int limit) {
+    int64_t after_id, const EventFilter& filter, int limit, int64_t up_to_id) {
   return WithSession(pool_, "read events",
                      [&](soci::session& sql) -> absl::StatusOr<std::vector<::buildd::v1::Event>> {
                        std::vector<::buildd::v1::Event> out;
-                       const long long after = after_id;
+                       const long long after = after_id, up_to = up_to_id;
+                       const int all = filter.allowed_workspaces ? 0 : 1;
+                       const std::string ids =
+                           filter.allowed_workspaces ? IdsJson(*filter.allowed_workspaces) : "[]";
                        soci::rowset<soci::row> rows =
                            (sql.prepare << "SELECT body::text FROM events WHERE id > :after"
+                                           " AND id <= :upto"
                                            " AND (:t = '' OR task_id::text = :t2)"
                                            " AND (:w = '' OR worker_id::text = :w2)"
                                            " AND (:s = '' OR workspace_id::text = :s2)"
+                                           " AND (:all <> 0 OR workspace_id::text IN"
+                                           " (SELECT jsonb_array_elements_text(:ids::jsonb)))"
                                            " ORDER BY id LIMIT :lim",
-                            soci::use(after), soci::use(filter.task_id),
+                            soci::use(after), soci::use(up_to), soci::use(filter.task_id),
                             soci::use(filter.task_id), soci::use(filter.worker_id),
                             soci::use(filter.worker_id), soci::use(filter.workspace_id),
-                            soci::use(filter.workspace_id), soci::use(limit));
+                            soci::use(filter.workspace_id), soci::use(all), soci::use(ids),
+                            soci::use(limit));
                        for (const soci::row& r : rows) {
                          ::buildd::v1::Event e;
                          google::protobuf::util::JsonParseOptions options;

@@ -191,6 +191,9 @@ class RunnerStream final : public StreamBase {
  private:
   void Register(const pb::Hello& hello) {
     absl::StatusOr<Principal> p = service_->auth_.Authenticate(key_);
+    if (p.ok() && !p->session_id.empty()) {
+      p = absl::PermissionDeniedError("a dashboard session cannot connect a runner: use an API key");
+    }
     std::map<std::string, std::string> credentials;
     if (p.ok()) {
       absl::StatusOr<std::map<std::string, std::string>> fetched =

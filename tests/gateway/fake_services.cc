@@ -83,6 +83,11 @@ BUILDD_FAKE_UNARY(FakeAccountService, RotateKey, pb::RotateKeyRequest, pb::Rotat
 BUILDD_FAKE_UNARY(FakeAccountService, RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
 BUILDD_FAKE_UNARY(FakeAccountService, GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)
 BUILDD_FAKE_UNARY(FakeAccountService, Authenticate, pb::AuthenticateRequest, pb::Principal)
+BUILDD_FAKE_UNARY(FakeAccountService, CreateSession, pb::CreateSessionRequest,
+                  pb::CreateSessionResponse)
+BUILDD_FAKE_UNARY(FakeAccountService, ListSessions, pb::ListSessionsRequest,
+                  pb::ListSessionsResponse)
+BUILDD_FAKE_UNARY(FakeAccountService, RevokeSession, pb::RevokeSessionRequest, pb::Session)
 
 // --- BrokerService ----------------------------------------------------------
 

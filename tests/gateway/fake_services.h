@@ -92,6 +92,15 @@ class FakeAccountService final : public pb::AccountService::CallbackService, pub
   grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* context,
                                          const pb::AuthenticateRequest* request,
                                          pb::Principal* response) override;
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* context,
+                                          const pb::CreateSessionRequest* request,
+                                          pb::CreateSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
+                                         const pb::ListSessionsRequest* request,
+                                         pb::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* RevokeSession(grpc::CallbackServerContext* context,
+                                          const pb::RevokeSessionRequest* request,
+                                          pb::Session* response) override;
 };
 
 class FakeSubscription;

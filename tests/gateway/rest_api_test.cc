@@ -472,24 +472,30 @@ TEST_F(RestApiTest, KeepAliveCarriesSeveralRequests) {
   EXPECT_EQ(gateway_.broker().CallCount(), 4u);
 }
 
-TEST_F(RestApiTest, SessionSignInValidatesTheKeyAndSetsAnHttpOnlyCookie) {
-  pb::Principal principal;
-  principal.set_account_id("acc1");
-  gateway_.accounts().RespondWith("Authenticate", principal);
+TEST_F(RestApiTest, SessionSignInTradesTheKeyForASessionCookie) {
+  pb::CreateSessionResponse made;
+  made.mutable_principal()->set_account_id("acc1");
+  made.mutable_session()->set_id("s1");
+  made.set_token("buildd_session_0123456789abcdefghij");
+  gateway_.accounts().RespondWith("CreateSession", made);
   HttpResult r = Request("POST", gateway_.url(), "/api/session", {},
                          absl::StrCat(R"({"apiKey":")", kKey, R"("})"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr(R"("accountId":"acc1")"));
+  EXPECT_THAT(r.body, Not(HasSubstr("buildd_session_0123456789abcdefghij")));
+  EXPECT_THAT(r.body, Not(HasSubstr(kKey)));
   const std::string cookie = r.Header("Set-Cookie");
-  EXPECT_THAT(cookie, HasSubstr(absl::StrCat("buildd_session=", kKey)));
+  EXPECT_THAT(cookie, HasSubstr("buildd_session=buildd_session_0123456789abcdefghij;"));
+  EXPECT_THAT(cookie, Not(HasSubstr(kKey)));
   EXPECT_THAT(cookie, HasSubstr("HttpOnly"));
   EXPECT_THAT(cookie, HasSubstr("SameSite=Strict"));
-  EXPECT_EQ(gateway_.accounts().Last("Authenticate").Request<pb::AuthenticateRequest>().api_key(),
-            kKey);
+  const auto& call = gateway_.accounts().Last("CreateSession");
+  EXPECT_EQ(call.Request<pb::CreateSessionRequest>().user_agent(), "buildd-test");
+  EXPECT_EQ(call.authorization, kBearer);
 }
 
 TEST_F(RestApiTest, SessionSignInWithARefusedKeyIs401WithoutCookie) {
-  gateway_.accounts().FailWith("Authenticate",
+  gateway_.accounts().FailWith("CreateSession",
                                grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown key"));
   HttpResult r =
       Request("POST", gateway_.url(), "/api/session", {}, R"({"apiKey":"buildd_user_wrong"})");
@@ -497,10 +503,25 @@ TEST_F(RestApiTest, SessionSignInWithARefusedKeyIs401WithoutCookie) {
   EXPECT_EQ(r.Header("Set-Cookie"), "");
 }
 
-TEST_F(RestApiTest, SessionSignOutClearsTheCookie) {
-  HttpResult r = Request("DELETE", gateway_.url(), "/api/session");
-  ASSERT_EQ(r.status, 200);
+TEST_F(RestApiTest, SessionSignOutRevokesTheSessionAndClearsTheCookie) {
+  gateway_.accounts().RespondWith("RevokeSession", pb::Session());
+  HttpResult r = Request("DELETE", gateway_.url(), "/api/session",
+                         {{"Cookie", "buildd_session=buildd_session_0123456789abcdefghij"},
+                          {"Origin", gateway_.url()}});
+  ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.Header("Set-Cookie"), HasSubstr("Max-Age=0"));
+  EXPECT_EQ(gateway_.accounts().CallCount(), 1u);
+  // Without a cookie there is nothing to end.
+  EXPECT_EQ(Request("DELETE", gateway_.url(), "/api/session").status, 200);
+}
+
+TEST_F(RestApiTest, ACookieSignedChangeFromAnotherOriginIs403) {
+  const testing::Headers cookie = {{"Cookie", "buildd_session=buildd_session_0123456789abcdefghij"},
+                                   {"Origin", "http://127.0.0.1:3000"},
+                                   {"Content-Type", "text/plain"}};
+  HttpResult r = Request("POST", gateway_.url(), "/api/tasks", cookie, R"({"task":{}})");
+  EXPECT_THAT(r, IsError(403, "PERMISSION_DENIED"));
+  EXPECT_EQ(gateway_.broker().CallCount(), 0u);
 }
 
 TEST_F(RestApiTest, HealthIsOkWhenBothServicesServe) {
@@ -522,7 +543,7 @@ TEST_F(RestApiTest, DashboardIsServedWithoutKey) {
   EXPECT_EQ(r.Header("Content-Type"), "text/html; charset=utf-8");
   EXPECT_THAT(r.body, HasSubstr("EventSource"));
   EXPECT_THAT(r.body, HasSubstr("/api/session"));
-  EXPECT_THAT(r.body, HasSubstr("sessionStorage"));
+  EXPECT_THAT(r.body, Not(HasSubstr("sessionStorage")));
   EXPECT_THAT(r.body, Not(HasSubstr("http://")));  // No external assets.
 }
 
