@@ -204,6 +204,7 @@ class RawRunner {
     pb::RunnerMessage hello;
     hello.mutable_hello()->set_name(name);
     hello.mutable_hello()->set_max_tasks(1);
+    hello.mutable_hello()->add_capabilities()->set_name("command");
     for (const auto& [worker, epoch] : resume) {
       pb::ResumeWorker* r = hello.mutable_hello()->add_resume();
       r->set_worker_id(worker);
