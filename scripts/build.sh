@@ -10,8 +10,10 @@ build_all() {
   export CCACHE_DIR=${CCACHE_DIR:-${HOME:-/root}/.cache/ccache}
   mkdir -p "$CCACHE_DIR"
 
-  # `up` and `test` may run at the same time; only one may drive the build.
-  exec 8>"$STATE_DIR/build.lock"
+  # `up` and `test` may run at the same time, also from other state
+  # directories (BUILDD_STATE_DIR); only one may drive the build.
+  mkdir -p build
+  exec 8>build/.lock
   if ! flock -n 8; then
     log "waiting for another build in this checkout to finish"
     flock 8

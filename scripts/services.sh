@@ -67,46 +67,92 @@ load_secrets() {
 # Starts the binary in its own session (so a Ctrl-C in the terminal reaches
 # only this script, which then stops services in order), with secrets passed
 # only through the environment given here: argv is readable by every local
-# user, a process's environment only by its owner. Waits until it accepts TCP
-# connections on the dial address of its listen flag.
+# user, a process's environment only by its owner. Returns once it accepts
+# TCP connections on the dial address of its listen flag. The command is kept
+# for restarts (see supervise_services); an exit before it listens already
+# counts as a crash.
 start_service() {
-  local name=$1 bin log pidfile listen host port pid i
+  local name=$1 bin log host port
   shift
-  local -a envs=()
+  # The command, as arrays named after the service (bash has no arrays of
+  # arrays), reached through namerefs.
+  declare -ga "SERVICE_ENV_$name=()" "SERVICE_ARGS_$name=()"
+  # shellcheck disable=SC2178 # namerefs to those arrays
+  local -n envs=SERVICE_ENV_$name args=SERVICE_ARGS_$name
   while (($#)) && [[ $1 != -- ]]; do
     envs+=("$1")
     shift
   done
   shift
+  args=("$@")
   bin=$(service_binary "$name")
   log=$(service_log_file "$name")
-  pidfile=$(service_pid_file "$name")
   [[ -x $bin ]] || die "$bin was not built"
-  listen=$(service_listen "$name")
-  read -r host port < <(dial_parts "$listen")
+  read -r host port < <(dial_parts "$(service_listen "$name")")
   if port_open "$host" "$port"; then
     die "port $port ($name) is already in use; choose another with ./buildd up --$name-port N"
   fi
-
+  # One log per `up`, the previous one kept; restarts append to it.
   if [[ -f $log ]]; then mv -f "$log" "$log.1"; fi
+  start_once "$name" || restart_service "$name"
+}
+
+# ---- supervision -------------------------------------------------------------
+#
+# A service that exits while `up` runs is started again with the command
+# start_service kept, while the others keep running (a runner keeps its tasks
+# through a broker restart). Restarts wait RESTART_DELAY_MIN_MS, doubling up to
+# RESTART_DELAY_MAX_MS; a run that lasted RESTART_RESET_AFTER seconds starts the
+# doubling over. The RESTART_LIMIT-th exit of one service within RESTART_WINDOW
+# seconds ends `up`, which then stops everything.
+
+RESTART_DELAY_MIN_MS=500
+RESTART_DELAY_MAX_MS=30000
+RESTART_RESET_AFTER=60
+RESTART_LIMIT=5
+RESTART_WINDOW=300
+
+declare -A SERVICE_PID=()        # name -> pid of its current process
+declare -A SERVICE_STARTED_AT=() # name -> when that process started (epoch seconds)
+declare -A SERVICE_EXITS=()      # name -> its exits within RESTART_WINDOW (epoch seconds)
+declare -A SERVICE_DELAY_MS=()   # name -> how long its next restart waits
+RESTART_PAUSE_PID=""             # the sleep of a restart delay in progress
+
+# Runs NAME's kept command once, appending to its log; records its pid.
+launch_service() {
+  local name=$1 bin log pid
+  # shellcheck disable=SC2178 # namerefs to the arrays start_service made
+  local -n envs=SERVICE_ENV_$name args=SERVICE_ARGS_$name
+  bin=$(service_binary "$name")
+  log=$(service_log_file "$name")
   {
     printf '==== %s: starting %s' "$(date -u +%FT%TZ)" "$bin"
-    printf ' %q' "$@"
+    printf ' %q' "${args[@]}"
     printf '\n'
   } >>"$log"
   env -u BUILDD_MASTER_KEY -u BUILDD_SESSION_KEY -u BUILDD_KEY_PEPPER -u BUILDD_ADMIN_KEY -u BUILDD_API_KEY \
     -u BUILDD_DATABASE_URL -u BUILDD_SERVICE_KEY -u BUILDD_RUNNER_KEY -u BUILDD_PG_PASSWORD \
     -u PGPASSWORD "${envs[@]}" \
-    setsid "$bin" "$@" </dev/null >>"$log" 2>&1 9>&- 8>&- &
+    setsid "$bin" "${args[@]}" </dev/null >>"$log" 2>&1 9>&- 8>&- &
   pid=$!
-  echo "$pid" >"$pidfile"
-  STARTED+=("$name")
+  SERVICE_PID[$name]=$pid
+  SERVICE_STARTED_AT[$name]=$EPOCHSECONDS
+  echo "$pid" >"$(service_pid_file "$name")"
+}
 
+# Launches NAME and waits until it listens: true then, false when its
+# process exited first (counted by service_exited, which may give up).
+start_once() {
+  local name=$1 host port pid rc i
+  read -r host port < <(dial_parts "$(service_listen "$name")")
+  launch_service "$name"
+  pid=${SERVICE_PID[$name]}
   for ((i = 1; i <= START_TIMEOUT * 10; i++)); do
     if ! pid_alive "$pid"; then
-      wait "$pid" 2>/dev/null || true
-      show_log_tail "$log"
-      die "$name exited during start-up (log: $log)"
+      rc=0
+      wait "$pid" 2>/dev/null || rc=$?
+      service_exited "$name" "$rc"
+      return 1
     fi
     if port_open "$host" "$port"; then
       log "$name is up on $host:$port (pid $pid)"
@@ -114,8 +160,87 @@ start_service() {
     fi
     sleep 0.1
   done
-  show_log_tail "$log"
-  die "$name did not listen on $host:$port within ${START_TIMEOUT}s (log: $log)"
+  show_last_run "$name"
+  die "$name did not listen on $host:$port within ${START_TIMEOUT}s (log: $(service_log_file "$name"))"
+}
+
+# Starts NAME again after its restart delay, and again, until it listens.
+restart_service() {
+  restart_pause "$1"
+  until start_once "$1"; do restart_pause "$1"; done
+}
+
+# service_exited NAME STATUS: reports that NAME's process ended with STATUS
+# (as `wait` gives it) and sets the delay of its restart; gives up (dies,
+# which stops everything) at its RESTART_LIMIT-th exit within RESTART_WINDOW.
+service_exited() {
+  local name=$1 rc=$2 now=$EPOCHSECONDS how ran t delay log
+  local -a recent=()
+  log=$(service_log_file "$name")
+  ran=$((now - SERVICE_STARTED_AT[$name]))
+  if ((rc > 128)); then how="signal $((rc - 128))"; else how="exit status $rc"; fi
+  for t in ${SERVICE_EXITS[$name]:-}; do
+    if ((now - t < RESTART_WINDOW)); then recent+=("$t"); fi
+  done
+  recent+=("$now")
+  SERVICE_EXITS[$name]=${recent[*]}
+  if ((${#recent[@]} >= RESTART_LIMIT)); then
+    show_last_run "$name"
+    die "$name keeps crashing: ${#recent[@]} exits within ${RESTART_WINDOW}s, the last with $how;" \
+      "giving up and stopping everything (log: $log)"
+  fi
+  delay=${SERVICE_DELAY_MS[$name]:-0}
+  if ((delay == 0 || ran >= RESTART_RESET_AFTER)); then
+    delay=$RESTART_DELAY_MIN_MS
+  else
+    delay=$((delay * 2 < RESTART_DELAY_MAX_MS ? delay * 2 : RESTART_DELAY_MAX_MS))
+  fi
+  SERVICE_DELAY_MS[$name]=$delay
+  show_last_run "$name" 10
+  warn "$name (pid ${SERVICE_PID[$name]}) ended with $how after ${ran}s; restarting it in" \
+    "$(ms_as_seconds "$delay")s (restart ${#recent[@]} of $((RESTART_LIMIT - 1)) within" \
+    "${RESTART_WINDOW}s; log: $log)"
+}
+
+# Waits out NAME's restart delay. The sleep runs in the background: `wait` is
+# interrupted by a trapped signal (Ctrl-C, ./buildd down), a foreground sleep
+# would hold the trap back until it ends.
+restart_pause() {
+  sleep "$(ms_as_seconds "${SERVICE_DELAY_MS[$1]}")" 9>&- 8>&- &
+  RESTART_PAUSE_PID=$!
+  wait "$RESTART_PAUSE_PID" || true
+  RESTART_PAUSE_PID=""
+}
+
+ms_as_seconds() { printf '%g' "$1e-3"; }
+
+# Prints the end (at most $2 lines) of what NAME's last run wrote to its log.
+show_last_run() {
+  local log lines=${2:-40}
+  log=$(service_log_file "$1")
+  [[ -f $log ]] || return 0
+  printf 'buildd: ---- %s: its last run ----\n' "$log" >&2
+  awk '/^==== /{run=""} {run=run $0 "\n"} END{printf "%s", run}' "$log" | tail -n "$lines" |
+    sed 's/^/  | /' >&2
+  printf 'buildd: ----\n' >&2
+}
+
+# Restarts whichever service exits, for as long as `up` runs. Never returns:
+# `up` ends by giving up (see service_exited) or in a signal's trap, which
+# runs (and exits) while `wait -n` waits.
+supervise_services() {
+  local name pid rc
+  local -A name_of=()
+  while :; do
+    name_of=()
+    for name in "${SERVICES[@]}"; do name_of[${SERVICE_PID[$name]}]=$name; done
+    pid="" rc=0
+    wait -n -p pid "${!name_of[@]}" 2>/dev/null || rc=$?
+    [[ -n ${pid:-} ]] || die "lost track of the services (wait -n: status $rc)"
+    name=${name_of[$pid]}
+    service_exited "$name" "$rc"
+    restart_service "$name"
+  done
 }
 
 # The listen address each service is started with.
@@ -146,9 +271,11 @@ stop_service() {
   rm -f "$pidfile"
 }
 
-# Stops every service whose pid file names a live process, in reverse order.
+# Stops every service whose pid file names a live process, in reverse order,
+# and ends a restart delay in progress (its sleep would outlive us).
 stop_services() {
   local i
+  if [[ -n $RESTART_PAUSE_PID ]]; then kill "$RESTART_PAUSE_PID" 2>/dev/null || true; fi
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     stop_service "${SERVICES[i]}"
   done

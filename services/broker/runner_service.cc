@@ -288,11 +288,9 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   slot.access = AccessOf(p);
   slot.only_workspace = hello.workspace_id();
   slot.labels.insert(hello.labels().begin(), hello.labels().end());
-  for (const pb::Capability& c : hello.capabilities()) {
-    if (c.name() == "command" || c.name() == "claude" || c.name() == "codex") {
-      slot.providers.insert(c.name());
-    }
-  }
+  std::vector<std::string> capabilities;
+  for (const pb::Capability& c : hello.capabilities()) capabilities.push_back(c.name());
+  slot.providers = ProvidersOf(capabilities);
   slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
   slot.account_max_cost_per_day = p.max_cost_per_day;
   return slot;

@@ -7,6 +7,14 @@
 
 namespace buildd::broker {
 
+std::set<std::string> ProvidersOf(const std::vector<std::string>& capabilities) {
+  std::set<std::string> providers;
+  for (const std::string& name : capabilities) {
+    if (name == "command" || name == "claude" || name == "codex") providers.insert(name);
+  }
+  return providers;
+}
+
 std::string TodayUtc() {
   return absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone());
 }

@@ -46,6 +46,7 @@ struct RunnerSlot {
   // Hello.workspace_id: only this workspace, when set.
   std::string only_workspace;
   std::set<std::string> labels;
+  // What it may run (ProvidersOf its Hello's capabilities).
   std::set<std::string> providers;
   int max_tasks = 1;
   int active = 0;
@@ -62,6 +63,10 @@ struct RunnerSlot {
   // The providers the runner may take now (only `command` once spent).
   std::set<std::string> AvailableProviders() const;
 };
+
+// The providers among the names of a runner's capabilities ("command",
+// "claude", "codex"); none, so no task, for a runner that declares none.
+std::set<std::string> ProvidersOf(const std::vector<std::string>& capabilities);
 
 // Today's UTC date, "YYYY-MM-DD".
 std::string TodayUtc();

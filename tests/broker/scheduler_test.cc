@@ -52,6 +52,25 @@ TEST(SchedulerTest, SkipsRunnerWithoutTheProvider) {
   EXPECT_FALSE(Eligible(Runner("r", "service"), t));
 }
 
+TEST(SchedulerTest, ARunnerOffersTheProvidersAmongItsCapabilities) {
+  EXPECT_EQ(ProvidersOf({"os", "git", "command", "claude", "docker"}),
+            (std::set<std::string>{"command", "claude"}));
+}
+
+TEST(SchedulerTest, ARunnerThatDeclaresNoCapabilitiesTakesNoTask) {
+  RunnerSlot r = Runner("r", "service");
+  r.providers = ProvidersOf({});
+  EXPECT_TRUE(r.providers.empty());
+  for (const char* provider : {"command", "claude", "codex"}) {
+    TaskRoute t = Task();
+    t.provider = provider;
+    EXPECT_FALSE(Eligible(r, t)) << provider;
+  }
+  Scheduler scheduler;
+  scheduler.AddRunner(r);
+  EXPECT_FALSE(scheduler.Reserve(Task()).has_value());
+}
+
 TEST(SchedulerTest, AnAccountThatSpentItsBudgetTodayTakesOnlyCommands) {
   Scheduler scheduler;
   RunnerSlot r = Runner("r", "service");

@@ -1,8 +1,8 @@
 #ifndef BUILDD_TESTS_E2E_MESH_FIXTURE_H_
 #define BUILDD_TESTS_E2E_MESH_FIXTURE_H_
 
-// A fixture over the real binaries (tests/testing/mesh.h) with the REST and
-// SSE helpers end-to-end tests share.
+// The REST and SSE helpers end-to-end tests share (GatewayTest), and a
+// fixture over the real binaries (tests/testing/mesh.h) that uses them.
 
 #include <chrono>
 #include <set>
@@ -56,15 +56,17 @@ inline const Struct& Obj(const Struct& s, const std::string& key) {
   return it == s.fields().end() ? empty : it->second.struct_value();
 }
 
-class MeshTest : public ::testing::Test {
+// Calls to one gateway, as the key given or as its admin.
+class GatewayTest : public ::testing::Test {
  protected:
-  explicit MeshTest(Mesh::Options options = Mesh::Options{}) : mesh_(options) {}
+  virtual std::string gateway_url() const = 0;
+  virtual std::string admin_key() const = 0;
 
   HttpResult Call(const std::string& method, const std::string& path, const std::string& key,
                   const std::string& body = "") {
     testing::Headers headers = {{"Content-Type", "application/json"}};
     if (!key.empty()) headers.push_back({"Authorization", "Bearer " + key});
-    return testing::Request(method, mesh_.gateway_url(), path, headers, body);
+    return testing::Request(method, gateway_url(), path, headers, body);
   }
 
   // A service account with canClaim/canCreate on a new workspace.
@@ -74,18 +76,18 @@ class MeshTest : public ::testing::Test {
   Setup CreateAccountAndWorkspace(const std::string& type, bool claim, bool create,
                                   const std::string& extra = "") {
     Setup s;
-    HttpResult acc = Call("POST", "/api/accounts", mesh_.admin_key(),
+    HttpResult acc = Call("POST", "/api/accounts", admin_key(),
                           absl::StrCat(R"({"type":")", type, R"(","name":"runner )", type,
                                        R"(","maxConcurrentWorkers":8)", extra, "}"));
     EXPECT_EQ(acc.status, 201) << acc.body;
     Struct a = Json(acc.body);
     s.account_id = Str(a, "id");
     s.api_key = Str(a, "apiKey");
-    HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(), R"({"name":"demo"})");
+    HttpResult ws = Call("POST", "/api/workspaces", admin_key(), R"({"name":"demo"})");
     EXPECT_EQ(ws.status, 201) << ws.body;
     s.workspace_id = Str(Json(ws.body), "id");
     HttpResult grant = Call("POST", absl::StrCat("/api/accounts/", s.account_id, "/workspaces"),
-                            mesh_.admin_key(),
+                            admin_key(),
                             absl::StrCat(R"({"workspaceId":")", s.workspace_id, R"(","canClaim":)",
                                          claim ? "true" : "false", R"(,"canCreate":)",
                                          create ? "true" : "false", "}"));
@@ -119,7 +121,7 @@ class MeshTest : public ::testing::Test {
     Struct last;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (std::chrono::steady_clock::now() < deadline) {
-      HttpResult r = Call("GET", path, mesh_.admin_key());
+      HttpResult r = Call("GET", path, admin_key());
       if (r.status == 200) {
         last = Json(r.body);
         if (done(last)) return last;
@@ -157,6 +159,14 @@ class MeshTest : public ::testing::Test {
     }
     return out;
   }
+};
+
+class MeshTest : public GatewayTest {
+ protected:
+  explicit MeshTest(Mesh::Options options = Mesh::Options{}) : mesh_(options) {}
+
+  std::string gateway_url() const override { return mesh_.gateway_url(); }
+  std::string admin_key() const override { return mesh_.admin_key(); }
 
   int64_t Metric(const std::string& name) {
     HttpResult r = testing::Request("GET", absl::StrCat("127.0.0.1:", mesh_.broker_metrics_port()),

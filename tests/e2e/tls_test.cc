@@ -3,6 +3,7 @@
 // broker and accounts require client certificates, and clients that speak
 // plaintext or bring no certificate are refused.
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <string>
@@ -138,7 +139,8 @@ TEST(TlsFlagsTest, AMissingCertificateFileNamesItsFlag) {
       {"--server=https://127.0.0.1:1", absl::StrCat("--tls_ca=", dir, "/missing.pem"),
        absl::StrCat("--work_dir=", dir, "/w")},
       {{"BUILDD_API_KEY", "buildd_service_x"}}, dir + "/runner.log");
-  EXPECT_EQ(runner->WaitForExit(10000), 2);
+  const int status = runner->Wait(10000);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
   EXPECT_THAT(runner->Log(), HasSubstr("--tls_ca: cannot read"));
   std::filesystem::remove_all(dir);
 }

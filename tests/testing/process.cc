@@ -95,23 +95,19 @@ bool Process::Running() {
   return true;
 }
 
-int Process::WaitForExit(int timeout_ms) {
+int Process::Wait(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (Running()) {
     if (std::chrono::steady_clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+  return status_;
 }
 
 int Process::Stop(int sig, int timeout_ms) {
   if (reaped_) return status_;
   kill(pid_, sig);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (!Running()) return status_;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  if (const int status = Wait(timeout_ms); status != -1) return status;
   kill(-pid_, SIGKILL);
   kill(pid_, SIGKILL);
   waitpid(pid_, &status_, 0);

@@ -27,10 +27,11 @@ class Process {
   // Waits until the log holds `needle`; false on timeout or exit.
   bool WaitForLog(const std::string& needle, int timeout_ms) const;
   bool Running();
-  // Waits for it to exit by itself: its exit code (128 + the signal that
-  // ended it), or -1 when still running after `timeout_ms`.
-  int WaitForExit(int timeout_ms);
-  // Sends `sig` and waits up to `timeout_ms`; returns the wait status or -1.
+  // Waits up to `timeout_ms` for the process to exit; returns its wait
+  // status, or -1 while it still runs.
+  int Wait(int timeout_ms);
+  // Sends `sig` and waits up to `timeout_ms`; returns the wait status or -1
+  // (and kills its process group).
   int Stop(int sig, int timeout_ms);
 
  private:
