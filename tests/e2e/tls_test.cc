@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -29,6 +31,7 @@ Mesh::Options MutualTls() {
   Mesh::Options options;
   options.tls = true;
   options.mtls = true;
+  options.broker_args = {"--tls_reload_s=1"};
   return options;
 }
 
@@ -111,6 +114,49 @@ TEST_F(TlsTest, ReflectionAndHealthAnswerOverTls) {
     ASSERT_TRUE(health.ok()) << health.status();
     EXPECT_THAT(*health, HasSubstr("SERVING"));
   }
+}
+
+// The certificate the broker presents to a new connection.
+std::string PresentedCertificate(const Mesh& mesh) {
+  auto stub = pb::BrokerService::NewStub(
+      grpc::CreateChannel(mesh.broker_addr(), TlsCredentials(mesh, true)));
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + mesh.admin_key());
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  pb::ListWorkspacesResponse response;
+  if (!stub->ListWorkspaces(&context, pb::ListWorkspacesRequest(), &response).ok()) return "";
+  auto auth = context.auth_context();
+  if (auth == nullptr) return "";
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues("x509_pem_cert");
+  return pem.empty() ? "" : std::string(pem.front().data(), pem.front().size());
+}
+
+TEST_F(TlsTest, ARenewedCertificateIsServedWithoutARestart) {
+  const std::string before = PresentedCertificate(mesh_);
+  ASSERT_THAT(before, HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_EQ(before, testing::ReadFile(mesh_.tls_dir() + "/server.pem"));
+  // A new server certificate from the same CA, written over the old files.
+  const std::string renewed = mesh_.dir() + "/renewed";
+  std::filesystem::create_directories(renewed);
+  for (const char* file : {"ca.pem", "ca.key"}) {
+    std::filesystem::copy_file(mesh_.tls_dir() + "/" + file, renewed + "/" + file);
+  }
+  ASSERT_EQ(std::system(absl::StrCat("bash ", testing::SourceFile("scripts/tls_certs.sh"), " ", renewed).c_str()), 0);
+  const std::string next = testing::ReadFile(renewed + "/server.pem");
+  ASSERT_NE(next, before);
+  std::filesystem::copy_file(renewed + "/server.key", mesh_.tls_dir() + "/server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(renewed + "/server.pem", mesh_.tls_dir() + "/server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  std::string now;
+  while (std::chrono::steady_clock::now() < deadline) {
+    now = PresentedCertificate(mesh_);
+    if (now == next) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(now, next);
+  EXPECT_TRUE(mesh_.broker().Running());
 }
 
 // A runner told https:// does not fall back to plaintext.
