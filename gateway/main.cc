@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
@@ -26,6 +27,9 @@ ABSL_FLAG(std::string, accounts_addr, "127.0.0.1:7001", "gRPC address of buildd-
 ABSL_FLAG(std::string, broker_addr, "127.0.0.1:7002", "gRPC address of buildd-broker");
 ABSL_FLAG(int, sse_heartbeat_ms, 15000, "Idle time after which an SSE stream gets a comment");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
+          "origins (scheme://host:port, comma-separated) besides the gateway's own whose pages may "
+          "make cookie-signed changes, e.g. behind a proxy that rewrites Host");
 
 int main(int argc, char** argv) {
   buildd::ParseFlagsWithEnv(argc, argv,
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
   api_options.sse.heartbeat = absl::Milliseconds(heartbeat_ms);
   gw::HttpServerOptions server_options;
   server_options.listen = buildd::ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
+  server_options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   auto server =
       gw::HttpServer::Start(server_options, gw::BuildRouter(accounts, broker, api_options));
   if (!server.ok()) {
