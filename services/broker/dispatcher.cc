@@ -1,7 +1,5 @@
 #include "services/broker/dispatcher.h"
 
-#include <set>
-
 #include <boost/asio/post.hpp>
 #include <google/protobuf/util/json_util.h>
 
@@ -9,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "services/broker/runner_reports.h"
 
 namespace buildd::broker {
 namespace {
@@ -26,21 +25,6 @@ pb::Event NewEvent(const std::string& type, const std::string& task_id,
   e.set_workspace_id(workspace_id);
   e.set_created_at(NowRfc3339());
   return e;
-}
-
-// Whether a runner may report `e`: the event types of a task's run, never
-// the broker's own (created, assigned, completed, budget…), and a status only
-// of the states a runner moves a worker to.
-bool RunnerMaySend(const pb::Event& e) {
-  static const std::set<std::string> kTypes = {
-      "started", "output", "status", "error", "git", "plan", "question", "input", "session",
-      "assistant_message", "tool_use", "tool_result", "result", "warning"};
-  if (kTypes.count(e.type()) == 0) return false;
-  if (e.type() == "status") {
-    return e.status() == "running" || e.status() == "paused" || e.status() == "waiting_input" ||
-           e.status() == "canceled";
-  }
-  return true;
 }
 
 }  // namespace
@@ -776,23 +760,8 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
       tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
       return absl::OkStatus();
     }
-    // The broker owns the ids, the time and the runner's name.
-    pb::Event e = event.event();
-    e.set_id(0);
-    e.set_task_id(before.task_id);
-    e.set_worker_id(event.worker_id());
-    e.set_workspace_id(before.workspace_id);
-    e.set_created_at(NowRfc3339());
-    e.clear_runner_name();
-
-    std::string new_state = before.state;
-    if (e.type() == "started") {
-      new_state = "running";
-    } else if (e.type() == "status" &&
-               (e.status() == "running" || e.status() == "paused" ||
-                e.status() == "waiting_input")) {
-      new_state = e.status();
-    }
+    pb::Event e = RecordedEvent(event, before.task_id, before.workspace_id);
+    const std::string new_state = WorkerStateAfter(before.state, e);
     WorkerChange change;
     change.worker_id = event.worker_id();
     change.epoch = event.epoch();
@@ -864,7 +833,7 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& me
     // A Finished is acked as the message after the last event.
     pb::BrokerMessage ack;
     ack.mutable_ack()->set_worker_id(finished.worker_id());
-    ack.mutable_ack()->set_up_to_seq(finished.last_seq() + 1);
+    ack.mutable_ack()->set_up_to_seq(FinishedAckSeq(finished));
     if (!known) {
       tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
       return absl::OkStatus();

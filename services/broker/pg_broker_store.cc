@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "services/broker/runner_reports.h"
 
 namespace buildd {
 const std::vector<Migration>& BrokerMigrationList();
@@ -535,16 +536,7 @@ int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event
     if (c.error) f["err"] = Text(*c.error);
     f["seq"] = Integer(c.seq);
   }
-  std::string events_json = "[";
-  if (events != nullptr) {
-    google::protobuf::util::JsonPrintOptions options;
-    for (size_t i = 0; i < events->size(); ++i) {
-      std::string json;
-      google::protobuf::util::MessageToJsonString((*events)[i], &json, options);
-      absl::StrAppend(&events_json, i == 0 ? "" : ",", json);
-    }
-  }
-  events_json += "]";
+  const std::string events_json = events == nullptr ? "[]" : EventsJson(*events);
   const std::string workers_json = ToJson(worker_rows), changes_json = ToJson(change_rows);
   // One statement, one round trip: data-modifying CTEs all run, against one
   // snapshot (an operation never changes a row inserted in the same batch:

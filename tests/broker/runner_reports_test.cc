@@ -1,0 +1,67 @@
+#include "services/broker/runner_reports.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+namespace buildd::broker {
+namespace {
+
+pb::Event Event(const std::string& type, const std::string& status = "") {
+  pb::Event e;
+  e.set_type(type);
+  e.set_status(status);
+  return e;
+}
+
+TEST(RunnerReportsTest, RunnersMayNotSendTheBrokersOwnEvents) {
+  EXPECT_TRUE(RunnerMaySend(Event("assistant_message")));
+  EXPECT_TRUE(RunnerMaySend(Event("status", "waiting_input")));
+  EXPECT_FALSE(RunnerMaySend(Event("completed")));
+  EXPECT_FALSE(RunnerMaySend(Event("budget")));
+  EXPECT_FALSE(RunnerMaySend(Event("status", "completed")));
+}
+
+TEST(RunnerReportsTest, RecordedEventCarriesTheBrokersIdsAndNoRunnerName) {
+  pb::RunnerEvent report;
+  report.set_worker_id("w1");
+  *report.mutable_event() = Event("output");
+  report.mutable_event()->set_id(77);
+  report.mutable_event()->set_task_id("forged");
+  report.mutable_event()->set_runner_name("laptop");
+  report.mutable_event()->set_text("hello");
+  const pb::Event e = RecordedEvent(report, "t1", "ws1");
+  EXPECT_EQ(e.id(), 0);
+  EXPECT_EQ(e.task_id(), "t1");
+  EXPECT_EQ(e.worker_id(), "w1");
+  EXPECT_EQ(e.workspace_id(), "ws1");
+  EXPECT_TRUE(e.runner_name().empty());
+  EXPECT_FALSE(e.created_at().empty());
+  EXPECT_EQ(e.text(), "hello");
+}
+
+TEST(RunnerReportsTest, OnlyStartedAndRunnerStatusesMoveTheWorker) {
+  EXPECT_EQ(WorkerStateAfter("starting", Event("started")), "running");
+  EXPECT_EQ(WorkerStateAfter("running", Event("status", "paused")), "paused");
+  EXPECT_EQ(WorkerStateAfter("running", Event("status", "canceled")), "running");
+  EXPECT_EQ(WorkerStateAfter("waiting_input", Event("output")), "waiting_input");
+}
+
+TEST(RunnerReportsTest, FinishedIsAckedAsTheMessageAfterItsLastEvent) {
+  pb::Finished finished;
+  finished.set_last_seq(12);
+  EXPECT_EQ(FinishedAckSeq(finished), 13);
+}
+
+TEST(RunnerReportsTest, EventsJsonIsAnArrayOfTheEvents) {
+  EXPECT_EQ(EventsJson({}), "[]");
+  google::protobuf::ListValue rows;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  EventsJson({Event("output"), Event("status", "paused")}), &rows)
+                  .ok());
+  ASSERT_EQ(rows.values_size(), 2);
+  EXPECT_EQ(rows.values(1).struct_value().fields().at("status").string_value(), "paused");
+}
+
+}  // namespace
+}  // namespace buildd::broker
