@@ -1,5 +1,6 @@
 #include "services/broker/runner_reports.h"
 
+#include <limits>
 #include <set>
 
 #include <google/protobuf/util/json_util.h>
@@ -42,7 +43,12 @@ std::string WorkerStateAfter(const std::string& state, const pb::Event& e) {
   return state;
 }
 
-int64_t FinishedAckSeq(const pb::Finished& finished) { return finished.last_seq() + 1; }
+int64_t FinishedAckSeq(const pb::Finished& finished) {
+  // No runner counts that far; one that says it did must not make the sum
+  // overflow.
+  if (finished.last_seq() == std::numeric_limits<int64_t>::max()) return finished.last_seq();
+  return finished.last_seq() + 1;
+}
 
 std::string EventsJson(const std::vector<pb::Event>& events) {
   std::string out = "[";

@@ -31,7 +31,7 @@ pb::Event RecordedEvent(const pb::RunnerEvent& report, const std::string& task_i
 std::string WorkerStateAfter(const std::string& state, const pb::Event& e);
 
 // The up_to_seq that acknowledges `finished`, which counts as the message
-// after its last event.
+// after its last event (saturating at the largest seq).
 int64_t FinishedAckSeq(const pb::Finished& finished);
 
 // `events` as the JSON array (protobuf's JSON mapping) the journal writes

@@ -4,6 +4,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace buildd::broker {
 namespace {
 
@@ -51,6 +53,8 @@ TEST(RunnerReportsTest, FinishedIsAckedAsTheMessageAfterItsLastEvent) {
   pb::Finished finished;
   finished.set_last_seq(12);
   EXPECT_EQ(FinishedAckSeq(finished), 13);
+  finished.set_last_seq(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(FinishedAckSeq(finished), std::numeric_limits<int64_t>::max());
 }
 
 TEST(RunnerReportsTest, EventsJsonIsAnArrayOfTheEvents) {
