@@ -1,5 +1,7 @@
 #include "gateway/http_message.h"
 
+#include <google/protobuf/stubs/common.h>
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -68,7 +70,8 @@ bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out) {
       out->push_back(c);
     }
   }
-  return true;
+  return google::protobuf::internal::IsStructurallyValidUTF8(out->data(),
+                                                             static_cast<int>(out->size()));
 }
 
 bool ParseQueryString(absl::string_view query, QueryParams* out) {

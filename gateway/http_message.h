@@ -56,10 +56,12 @@ struct HttpResponse {
 HttpResponse JsonResponse(unsigned status, std::string body);
 
 // Percent-decoding; with `plus_is_space` ('+' → ' ') for query strings.
-// Returns false on a malformed escape.
+// Returns false on a malformed escape, and when the result is not UTF-8:
+// what is decoded goes into protobuf string fields, which must be.
 bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out);
 
-// Splits "a=1&b=two" into decoded pairs. Returns false on a malformed escape.
+// Splits "a=1&b=two" into decoded pairs. Returns false when a part does not
+// decode (see PercentDecode).
 bool ParseQueryString(absl::string_view query, QueryParams* out);
 
 // The value of cookie `name` in a Cookie header, or "".

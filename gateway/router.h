@@ -53,7 +53,8 @@ class Router {
     std::vector<boost::beast::http::verb> allowed;  // Methods the path accepts.
   };
   // `path` is the request target without its query; a trailing '/' is
-  // ignored. A percent-escape that does not decode makes the path unknown.
+  // ignored. A parameter that does not decode (see PercentDecode) makes the
+  // path unknown.
   Match Find(boost::beast::http::verb method, absl::string_view path) const;
 
  private:

@@ -374,6 +374,16 @@ TEST_F(RestApiTest, BadQueryValuesAre400NamingTheParameter) {
   EXPECT_EQ(gateway_.broker().CallCount(), 0u);
 }
 
+// The services could not read such a request: proto3 strings are UTF-8.
+TEST_F(RestApiTest, PercentEscapesThatAreNotUtf8AreRefusedBeforeTheServices) {
+  EXPECT_THAT(gateway_.Get("/api/tasks?workspaceId=%FF"), IsError(400, "INVALID_ARGUMENT"));
+  EXPECT_THAT(gateway_.Get("/api/tasks/%C3"), IsError(404, "NOT_FOUND"));
+  EXPECT_EQ(gateway_.broker().CallCount(), 0u);
+  ASSERT_EQ(gateway_.Get("/api/tasks?workspaceId=caf%C3%A9").status, 200);
+  EXPECT_EQ(gateway_.broker().Last("ListTasks").Request<pb::ListTasksRequest>().workspace_id(),
+            "caf\xC3\xA9");
+}
+
 TEST_F(RestApiTest, GetTaskAnswersTaskAndWorkers) {
   pb::GetTaskResponse response;
   response.mutable_task()->set_id("t1");

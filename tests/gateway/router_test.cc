@@ -71,5 +71,27 @@ TEST(RouterTest, BadEscapeInParameterDoesNotMatch) {
   EXPECT_EQ(router.Find(http::verb::get, "/api/tasks/%zz").route, nullptr);
 }
 
+TEST(RouterTest, ParameterThatIsNotUtf8DoesNotMatch) {
+  Router router = MakeRouter();
+  EXPECT_EQ(router.Find(http::verb::get, "/api/tasks/%FF").route, nullptr);
+  Router::Match match = router.Find(http::verb::get, "/api/tasks/caf%C3%A9");
+  ASSERT_NE(match.route, nullptr);
+  EXPECT_THAT(match.params, ElementsAre(Pair("id", "caf\xC3\xA9")));
+}
+
+TEST(QueryStringTest, DecodesPairsInOrder) {
+  QueryParams query;
+  ASSERT_TRUE(ParseQueryString("a=1&&b=two+words&c&a=%3D", &query));
+  EXPECT_THAT(query, ElementsAre(Pair("a", "1"), Pair("b", "two words"), Pair("c", ""),
+                                 Pair("a", "=")));
+}
+
+TEST(QueryStringTest, RefusesMalformedEscapesAndBytesThatAreNotUtf8) {
+  QueryParams query;
+  EXPECT_FALSE(ParseQueryString("a=%4", &query));
+  EXPECT_FALSE(ParseQueryString("a=%FF", &query));
+  EXPECT_FALSE(ParseQueryString("%C3=1", &query));
+}
+
 }  // namespace
 }  // namespace buildd::gateway
