@@ -1,6 +1,7 @@
 #include "gateway/json_codec.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
@@ -404,6 +405,11 @@ absl::Status ParseJsonBody(absl::string_view body, protobuf::Message* message, b
   if (IsBlank(body)) {
     if (allow_empty) return absl::OkStatus();
     return absl::InvalidArgumentError("the request body must be a JSON object");
+  }
+  // Before json_util: it may find a syntax error ahead of the bad bytes, and
+  // its description would quote them.
+  if (!protobuf::internal::IsStructurallyValidUTF8(body.data(), static_cast<int>(body.size()))) {
+    return absl::InvalidArgumentError("the request body is not valid UTF-8");
   }
   protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;

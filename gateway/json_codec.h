@@ -18,7 +18,8 @@ namespace buildd::gateway {
 // returns INVALID_ARGUMENT whose message names the offending field by its
 // JSON name, e.g. `invalid value "sometimes" for field runnerPreference
 // (expected one of: any, user, service, action)` or `unknown field "bogus"`.
-// A blank body reads as `{}` when `allow_empty`, and is an error otherwise.
+// A blank body reads as `{}` when `allow_empty`, and is an error otherwise;
+// a body that is not UTF-8 is refused as such.
 absl::Status ParseJsonBody(absl::string_view body, google::protobuf::Message* message,
                            bool allow_empty = false);
 

@@ -101,6 +101,10 @@ TEST(JsonCodecTest, NonObjectBodiesAreRefused) {
 TEST(JsonCodecTest, InvalidUtf8IsReported) {
   pb::Task task;
   EXPECT_EQ(ParseError("{\"title\":\"\xff\"}", &task), "the request body is not valid UTF-8");
+  // Also when json_util stops earlier (at the lone surrogate): the syntax
+  // error found next would quote the bytes.
+  EXPECT_EQ(ParseError("{\"title\":\"\\ude00\",\"\xed\"}", &task),
+            "the request body is not valid UTF-8");
 }
 
 TEST(JsonCodecTest, PrintsCamelCaseWithDefaultsOnOneLine) {
