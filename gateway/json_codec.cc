@@ -24,7 +24,10 @@ constexpr size_t kMaxQuotedValue = 80;
 
 std::string Truncated(absl::string_view s) {
   if (s.size() <= kMaxQuotedValue) return std::string(s);
-  return absl::StrCat(s.substr(0, kMaxQuotedValue), "...");
+  // Between characters: UTF-8 continuation bytes are 10xxxxxx.
+  size_t cut = kMaxQuotedValue;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(s.substr(0, cut), "...");
 }
 
 // Finds the first syntax error in a JSON text and where it is: the field

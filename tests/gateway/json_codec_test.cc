@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "buildd/v1/accounts.pb.h"
 #include "buildd/v1/broker.pb.h"
 
@@ -137,6 +138,17 @@ TEST(JsonCodecTest, QueryErrorsNameTheParameter) {
   EXPECT_EQ(QueryToMessage({{"limit", "x"}}, &list).message(),
             R"(invalid value "x" for field limit (expected a 32-bit integer))");
   EXPECT_EQ(QueryToMessage({{"nope", "1"}}, &list).message(), R"(unknown query parameter "nope")");
+}
+
+TEST(JsonCodecTest, LongValuesAreCutBetweenCharacters) {
+  pb::ListTasksRequest list;
+  std::string value = "x";
+  for (int i = 0; i < 50; ++i) value += "\xC3\xA9";  // é
+  std::string kept = "x";
+  for (int i = 0; i < 39; ++i) kept += "\xC3\xA9";  // 79 bytes: the 80th is inside an é
+  EXPECT_EQ(QueryToMessage({{"state", value}}, &list).message(),
+            absl::StrCat("invalid value \"", kept, "...\" for field state (expected one of: "
+                         "pending, assigned, running, waiting_input, completed, failed, canceled)"));
 }
 
 TEST(JsonCodecTest, JsonQuoteEscapes) {
