@@ -76,7 +76,7 @@ class JsonScanner {
   std::string Path(absl::string_view last = "") const {
     std::string out;
     auto append = [&out](absl::string_view segment) {
-      if (!out.empty() && segment[0] != '[') out += '.';
+      if (!out.empty() && !absl::StartsWith(segment, "[")) out += '.';
       absl::StrAppend(&out, segment);
     };
     for (const std::string& segment : path_) append(segment);

@@ -86,6 +86,12 @@ TEST(JsonCodecTest, SyntaxErrorAfterAFieldNamesThatField) {
               HasSubstr(R"(after field "task.title")"));
 }
 
+TEST(JsonCodecTest, SyntaxErrorUnderAnEmptyFieldNameIsReported) {
+  pb::CreateTaskRequest create;
+  EXPECT_EQ(ParseError(R"({"task": {"": tru}})", &create),
+            R"(malformed JSON in field "task." at line 1, column 15: expected a value)");
+}
+
 TEST(JsonCodecTest, UnterminatedStringIsReported) {
   pb::Task task;
   EXPECT_THAT(ParseError(R"({"title": "x)", &task),
