@@ -436,7 +436,11 @@ std::string ToJson(const protobuf::Message& message) {
 absl::Status QueryToMessage(const QueryParams& query, protobuf::Message* message) {
   const protobuf::Descriptor* descriptor = message->GetDescriptor();
   const protobuf::Reflection* reflection = message->GetReflection();
-  for (const auto& [name, value] : query) {
+  for (const auto& param : query) {
+    // Named references, not a structured binding: clang 15 cannot capture
+    // one in the lambda below.
+    const std::string& name = param.first;
+    const std::string& value = param.second;
     const protobuf::FieldDescriptor* field = descriptor->FindFieldByName(name);
     for (int i = 0; field == nullptr && i < descriptor->field_count(); ++i) {
       if (descriptor->field(i)->json_name() == name) field = descriptor->field(i);
