@@ -3,6 +3,9 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "common/ids.h"
 
 namespace buildd::runner {
@@ -177,7 +180,10 @@ std::vector<pb::Event> CodexStreamParser::ParseMessage(const Struct& msg) {
         if (completed) {
           e.set_text(Str(*item, "aggregated_output"));
           if (const Value* code = Field(*item, "exit_code"); code != nullptr && code->has_number_value()) {
-            e.set_exit_code(static_cast<int>(code->number_value()));
+            // Clamped first: converting a double out of int's range is undefined.
+            e.set_exit_code(static_cast<int>(std::clamp(
+                code->number_value(), static_cast<double>(std::numeric_limits<int>::min()),
+                static_cast<double>(std::numeric_limits<int>::max()))));
           }
         }
       }

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace buildd::runner {
 namespace {
 
@@ -176,6 +178,17 @@ TEST(CodexStreamParserTest, AFailedOrDeclinedCommandIsAnErrorResult) {
   EXPECT_EQ(events[0].exit_code(), 1);
   EXPECT_TRUE(Data(events[0], "isError").bool_value());
   EXPECT_TRUE(Data(events[1], "isError").bool_value());
+}
+
+TEST(CodexStreamParserTest, AnExitCodeOutOfRangeIsClamped) {
+  CodexStreamParser parser;
+  auto events = Feed(
+      parser,
+      {R"({"type":"item.completed","item":{"id":"i","type":"command_execution","exit_code":1e10}})",
+       R"({"type":"item.completed","item":{"id":"j","type":"command_execution","exit_code":-1e10}})"});
+  ASSERT_THAT(Types(events), ElementsAre("tool_result", "tool_result"));
+  EXPECT_EQ(events[0].exit_code(), std::numeric_limits<int>::max());
+  EXPECT_EQ(events[1].exit_code(), std::numeric_limits<int>::min());
 }
 
 }  // namespace
