@@ -8,6 +8,10 @@ BUILDD_PACKAGES=(
   libgtest-dev libgmock-dev bubblewrap
 )
 
+# What only `./buildd test` needs: the libFuzzer targets build with clang
+# (tests/fuzz/).
+BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev)
+
 package_installed() {
   [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
