@@ -3,9 +3,11 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/accept_backoff.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -13,30 +15,48 @@
 namespace buildd {
 
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
+namespace beast = boost::beast;
+namespace http = beast::http;
 using tcp = asio::ip::tcp;
+
+namespace {
+// A client has this long from its connection to the end of its response.
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+}  // namespace
 
 struct AdminHttpServer::Impl {
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  asio::steady_timer retry{io};
+  AcceptBackoff backoff{"admin http"};
   std::function<bool()> healthy;
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-      if (ec) return;
-      auto sock = std::make_shared<tcp::socket>(std::move(socket));
-      auto buffer = std::make_shared<boost::beast::flat_buffer>();
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) {
+        retry.expires_after(backoff.Failed(ec));
+        retry.async_wait([this](boost::system::error_code ec) {
+          if (!ec) Accept();
+        });
+        return;
+      }
+      backoff.Succeeded();
+      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      auto buffer = std::make_shared<beast::flat_buffer>();
       auto request = std::make_shared<http::request<http::string_body>>();
-      http::async_read(*sock, *buffer, *request,
-                       [this, sock, buffer, request](boost::system::error_code ec, size_t) {
-                         if (!ec) Respond(sock, *request);
+      stream->expires_after(kRequestTimeout);
+      http::async_read(*stream, *buffer, *request,
+                       [this, stream, buffer, request](boost::system::error_code ec, size_t) {
+                         if (!ec) Respond(stream, *request);
                        });
       Accept();
     });
   }
 
-  void Respond(std::shared_ptr<tcp::socket> sock, const http::request<http::string_body>& req) {
+  void Respond(std::shared_ptr<beast::tcp_stream> stream,
+               const http::request<http::string_body>& req) {
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(req.version());
     res->keep_alive(false);
@@ -55,9 +75,9 @@ struct AdminHttpServer::Impl {
       res->body() = R"({"error":{"code":"NOT_FOUND","message":"no such path"}})";
     }
     res->prepare_payload();
-    http::async_write(*sock, *res, [sock, res](boost::system::error_code, size_t) {
+    http::async_write(*stream, *res, [stream, res](boost::system::error_code, size_t) {
       boost::system::error_code ignored;
-      sock->shutdown(tcp::socket::shutdown_both, ignored);
+      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
     });
   }
 };

@@ -10,9 +10,13 @@
 
 namespace buildd {
 
-// A small HTTP/1.1 server for `GET /health` and `GET /metrics` (Prometheus
-// text from Metrics::Global()), on its own thread. `/health` answers 200 with
-// `{"status":"ok"}` while `healthy()` is true and 503 otherwise.
+// A small HTTP/1.1 server for `GET /health` (also `/healthz`) and
+// `GET /metrics` (Prometheus text from Metrics::Global()), on its own thread.
+// `/health` answers 200 with `{"status":"ok"}` while `healthy()` is true and
+// 503 otherwise. One request per connection; a client has 10 s from its
+// connection to the end of the response. A failed accept (the process out of
+// file descriptors) is retried after a backoff (AcceptBackoff), so the server
+// answers again once descriptors are free.
 class AdminHttpServer {
  public:
   static absl::StatusOr<std::unique_ptr<AdminHttpServer>> Start(const std::string& address,

@@ -1,11 +1,15 @@
 #include "gateway/http_server.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -13,9 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/accept_backoff.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "gateway/http_errors.h"
+#include "gateway/http_stream.h"
+#include "gateway/tls_context.h"
 
 namespace buildd::gateway {
 
@@ -32,12 +39,75 @@ constexpr auto kWriteTimeout = std::chrono::seconds(30);
 // that it reads our 413 instead of a connection reset.
 constexpr auto kLingerTime = std::chrono::seconds(5);
 constexpr size_t kLingerBytes = 64 << 20;
+// Between keep-alive requests, how much of the next request one read takes.
+constexpr size_t kFirstReadBytes = 4096;
+// A connection over the cap gets its 503 and is closed within this, after
+// at most this much of its request was read and dropped.
+constexpr auto kRefusalTime = std::chrono::seconds(1);
+constexpr size_t kRefusalDrainBytes = 64 * 1024;
 
 struct ServerState {
   HttpServerOptions options;
   std::shared_ptr<const Router> router;
   std::shared_ptr<ConnectionTracker> tracker = ConnectionTracker::Create();
   std::atomic<bool> stopping{false};
+};
+
+// The whole answer to a connection over the cap, as sent.
+const std::string& BusyResponse() {
+  static const std::string* const kResponse = [] {
+    HttpResponse response = ErrorResponse(503, absl::StatusCode::kUnavailable,
+                                          "the gateway is at its connection limit; retry later");
+    http::response<http::string_body> res{http::status::service_unavailable, 11};
+    res.set(http::field::server, "buildd-gateway");
+    res.set(http::field::content_type, response.content_type);
+    res.set(http::field::retry_after, "1");
+    res.body() = std::move(response.body);
+    res.keep_alive(false);
+    res.prepare_payload();
+    std::ostringstream out;
+    out << res;
+    return new std::string(out.str());
+  }();
+  return *kResponse;
+}
+
+// Reads and drops what the client still sends until it closes, the stream's
+// deadline passes or `limit` bytes came, then calls `done`; so that a client
+// still sending reads the answer it was given instead of a connection reset.
+// `self` keeps the owner of `stream` and `buffer` alive.
+template <typename Stream, typename Self, typename Done>
+void DrainThen(Stream& stream, std::vector<char>& buffer, size_t limit, std::shared_ptr<Self> self,
+               Done done, size_t drained = 0) {
+  stream.async_read_some(
+      asio::buffer(buffer), [&stream, &buffer, limit, self = std::move(self),
+                             done = std::move(done), drained](beast::error_code ec, std::size_t n) {
+        if (ec || drained + n > limit) return done();
+        DrainThen(stream, buffer, limit, std::move(self), std::move(done), drained + n);
+      });
+}
+
+// A connection over the cap: the 503 at once, without reading the request.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  explicit Refusal(tcp::socket socket) : stream_(std::move(socket)) {}
+
+  void Start() {
+    stream_.expires_after(kRefusalTime);
+    asio::async_write(stream_, asio::buffer(BusyResponse()),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec) return self->stream_.close();
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                        self->buffer_.resize(4096);
+                        DrainThen(self->stream_, self->buffer_, kRefusalDrainBytes, self,
+                                  [self] { self->stream_.close(); });
+                      });
+  }
+
+ private:
+  beast::tcp_stream stream_;
+  std::vector<char> buffer_;
 };
 
 bool IsDisconnect(const beast::error_code& ec) {
@@ -52,8 +122,8 @@ bool IsDisconnect(const beast::error_code& ec) {
 // posted back onto it.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket socket, std::shared_ptr<ServerState> state)
-      : token_(state->tracker->Track()), state_(std::move(state)), stream_(std::move(socket)) {}
+  HttpSession(HttpStream stream, std::shared_ptr<ServerState> state)
+      : token_(state->tracker->Track()), state_(std::move(state)), stream_(std::move(stream)) {}
 
   void Start() {
     std::weak_ptr<HttpSession> weak = weak_from_this();
@@ -63,7 +133,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         if (auto self = weak.lock()) self->OnServerStopping();
       });
     });
-    asio::dispatch(executor, [self = shared_from_this()] { self->ReadRequest(); });
+    asio::dispatch(executor, [self = shared_from_this()] {
+      // One deadline from the connection to the first request's complete
+      // header, the TLS handshake included.
+      self->waiting_ = true;
+      self->stream_.expires_after(absl::ToChronoMilliseconds(self->state_->options.header_timeout));
+      if (!self->stream_.secure()) return self->ReadRequest();
+      self->stream_.async_handshake([self](beast::error_code ec) {
+        if (ec) {
+          // Plain HTTP on the HTTPS port, a scanner, a client gone or slow.
+          Log()->debug("https handshake failed: {}", ec.message());
+          return self->Close();
+        }
+        self->ReadRequest();
+      });
+    });
   }
 
  private:
@@ -74,15 +158,38 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_.emplace();
     parser_->body_limit(state_->options.max_body_bytes);
     parser_->header_limit(kHeaderLimit);
-    idle_ = true;
+    waiting_ = true;
+    if (requests_ > 0) {
+      if (buffer_.size() == 0) return AwaitNextRequest();
+      // Pipelined: the next request is already arriving.
+      stream_.expires_after(absl::ToChronoMilliseconds(state_->options.header_timeout));
+    }
+    ReadHeader();
+  }
+
+  // Keep-alive: waits up to idle_timeout for the next request's first bytes;
+  // from those its header has header_timeout.
+  void AwaitNextRequest() {
     stream_.expires_after(absl::ToChronoMilliseconds(state_->options.idle_timeout));
+    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) return self->Close();
+                              self->stream_.expires_after(
+                                  absl::ToChronoMilliseconds(self->state_->options.header_timeout));
+                              self->ReadHeader();
+                            });
+  }
+
+  void ReadHeader() {
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
   }
 
   void OnHeader(beast::error_code ec, std::size_t) {
-    idle_ = false;
+    waiting_ = false;
     if (IsDisconnect(ec)) return Close();
+    ++requests_;
     started_ = Clock::now();
     request_id_ = RandomHex(8);
     const auto& header = parser_->get();
@@ -135,6 +242,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     HttpRequest request;
     request.method = message.method();
     request.version = version_;
+    request.secure = stream_.secure();
     request.request_id = request_id_;
     const absl::string_view target(message.target().data(), message.target().size());
     const size_t question = target.find('?');
@@ -240,35 +348,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void Linger() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.expires_after(kLingerTime);
     drain_buffer_.resize(16 * 1024);
-    Drain();
-  }
-
-  void Drain() {
-    stream_.async_read_some(asio::buffer(drain_buffer_),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->drained_ += n;
-                              if (ec || self->drained_ > kLingerBytes) return self->Close();
-                              self->Drain();
-                            });
+    DrainThen(stream_, drain_buffer_, kLingerBytes, shared_from_this(),
+              [self = shared_from_this()] { self->Close(); });
   }
 
   void Close() {
     if (handed_off_) return;
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    stream_.Close();
   }
 
   // On the strand, when the server stops.
   void OnServerStopping() {
     if (handed_off_) return;
     closing_ = true;
-    // Idle between requests: stop waiting. A request in flight finishes
+    // Waiting for a request: stop waiting. A request in flight finishes
     // and its response says Connection: close.
-    if (idle_) stream_.cancel();
+    if (waiting_) stream_.cancel();
   }
 
   // Declared first so that it is released last: once the tracker sees no
@@ -276,19 +374,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // the io context.
   std::shared_ptr<ConnectionTracker::Token> token_;
   std::shared_ptr<ServerState> state_;
-  beast::tcp_stream stream_;
+  HttpStream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::vector<char> drain_buffer_;
-  size_t drained_ = 0;
 
   Clock::time_point started_ = Clock::now();
   std::string request_id_;
   std::string method_;
   std::string path_;
   unsigned version_ = 11;
+  int64_t requests_ = 0;
   bool keep_alive_ = true;
-  bool idle_ = false;
+  // Between requests (or before the first): nothing is in flight.
+  bool waiting_ = false;
   bool closing_ = false;
   bool linger_ = false;
   bool handed_off_ = false;
@@ -296,10 +395,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 }  // namespace
 
+int ConnectionCapForFileLimit(int requested, uint64_t max_open_files) {
+  const uint64_t reserve = std::max<uint64_t>(32, max_open_files / 8);
+  const uint64_t room = max_open_files > reserve ? max_open_files - reserve : 1;
+  return static_cast<int>(std::clamp<uint64_t>(room, 1, std::max(requested, 1)));
+}
+
 struct HttpServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{asio::make_strand(io)};
+  // On the acceptor's strand, as is everything below that Accept touches.
+  asio::steady_timer accept_retry{acceptor.get_executor()};
+  AcceptBackoff backoff{"http"};
+  LogLimiter refusal_log;
   std::shared_ptr<ServerState> state = std::make_shared<ServerState>();
+  std::unique_ptr<TlsContextSource> tls;
+  int max_connections = 1;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   absl::Mutex stop_mu;
@@ -309,12 +420,41 @@ struct HttpServer::Impl {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       if (ec) {
-        Log()->warn("http accept failed: {}", ec.message());
-      } else {
-        std::make_shared<HttpSession>(std::move(socket), state)->Start();
+        accept_retry.expires_after(backoff.Failed(ec));
+        accept_retry.async_wait([this](beast::error_code ec) {
+          if (!ec && acceptor.is_open()) Accept();
+        });
+        return;
       }
+      backoff.Succeeded();
+      OnAccepted(std::move(socket));
       Accept();
     });
+  }
+
+  void OnAccepted(tcp::socket socket) {
+    const size_t open = state->tracker->open();
+    if (open >= static_cast<size_t>(max_connections)) return Refuse(std::move(socket));
+    beast::tcp_stream tcp(std::move(socket));
+    if (tls == nullptr) {
+      std::make_shared<HttpSession>(HttpStream(std::move(tcp)), state)->Start();
+    } else {
+      std::make_shared<HttpSession>(HttpStream(std::move(tcp), tls->Current()), state)->Start();
+    }
+  }
+
+  void Refuse(tcp::socket socket) {
+    if (const int64_t refused = refusal_log.Count(); refused > 0) {
+      Log()->warn(
+          "http: at the connection limit ({}): refused {} connection(s) since the last line",
+          max_connections, refused);
+    }
+    if (tls != nullptr) {
+      beast::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    std::make_shared<Refusal>(std::move(socket))->Start();
   }
 
   void Run() {
@@ -337,6 +477,30 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   const std::string address = options.listen;
   impl.state->options = std::move(options);
   impl.state->router = std::move(router);
+  const HttpServerOptions& opts = impl.state->options;
+
+  if (opts.tls.enabled()) {
+    if (opts.tls.cert_file.empty() || opts.tls.key_file.empty()) {
+      return absl::InvalidArgumentError("HTTPS needs both a certificate file and a key file");
+    }
+    absl::StatusOr<std::unique_ptr<TlsContextSource>> tls =
+        TlsContextSource::Create(opts.tls.cert_file, opts.tls.key_file);
+    if (!tls.ok()) return tls.status();
+    impl.tls = *std::move(tls);
+  }
+
+  impl.max_connections = std::max(1, opts.max_connections);
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    impl.max_connections = ConnectionCapForFileLimit(impl.max_connections, files.rlim_cur);
+    if (impl.max_connections < opts.max_connections) {
+      Log()->warn(
+          "http: max_connections lowered from {} to {}: the open-file limit (RLIMIT_NOFILE) is {} "
+          "and {} descriptors are kept for the rest of the process",
+          opts.max_connections, impl.max_connections, files.rlim_cur,
+          files.rlim_cur - impl.max_connections);
+    }
+  }
 
   const size_t colon = address.rfind(':');
   int port = 0;
@@ -386,6 +550,7 @@ void HttpServer::Stop(absl::Duration grace) {
   asio::post(impl.acceptor.get_executor(), [&impl] {
     beast::error_code ignored;
     impl.acceptor.close(ignored);
+    impl.accept_retry.cancel();
   });
   impl.state->tracker->CloseAll();
   if (!impl.state->tracker->WaitUntilIdle(grace)) {
@@ -397,6 +562,10 @@ void HttpServer::Stop(absl::Duration grace) {
   for (std::thread& thread : impl.threads) thread.join();
   impl.threads.clear();
 }
+
+const char* HttpServer::scheme() const { return impl_->tls != nullptr ? "https" : "http"; }
+
+int HttpServer::max_connections() const { return impl_->max_connections; }
 
 HttpServer::~HttpServer() { Stop(); }
 

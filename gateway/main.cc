@@ -23,6 +23,12 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080",
           "HTTP listen address, host:port (port 0 picks a free port)");
+ABSL_FLAG(int, max_connections, 4096,
+          "Open HTTP connections at most, lowered to fit the open-file limit; a connection "
+          "beyond it is answered 503 at once");
+ABSL_FLAG(int, header_timeout_ms, 10000,
+          "How long a request header may take, whole; for a new connection counted from the "
+          "connection, the TLS handshake included");
 ABSL_FLAG(std::string, accounts_addr, "127.0.0.1:7001", "gRPC address of buildd-accounts");
 ABSL_FLAG(std::string, broker_addr, "127.0.0.1:7002", "gRPC address of buildd-broker");
 ABSL_FLAG(int, sse_heartbeat_ms, 15000, "Idle time after which an SSE stream gets a comment");
@@ -34,6 +40,8 @@ ABSL_FLAG(std::vector<std::string>, allowed_origins, {},
 int main(int argc, char** argv) {
   buildd::ParseFlagsWithEnv(argc, argv,
                             {{"listen", "BUILDD_GATEWAY_LISTEN"},
+                             {"max_connections", "BUILDD_GATEWAY_MAX_CONNECTIONS"},
+                             {"header_timeout_ms", "BUILDD_GATEWAY_HEADER_TIMEOUT_MS"},
                              {"accounts_addr", "BUILDD_ACCOUNTS_ADDR"},
                              {"broker_addr", "BUILDD_BROKER_ADDR"},
                              {"sse_heartbeat_ms", "BUILDD_SSE_HEARTBEAT_MS"},
@@ -77,6 +85,20 @@ int main(int argc, char** argv) {
   gw::HttpServerOptions server_options;
   server_options.listen = buildd::ListenAddress(absl::GetFlag(FLAGS_listen), "127.0.0.1");
   server_options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
+  server_options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  server_options.header_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_header_timeout_ms));
+  if (server_options.max_connections <= 0 ||
+      server_options.header_timeout <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "--max_connections and --header_timeout_ms must be positive\n");
+    return 2;
+  }
+  // --tls_cert and --tls_key (common/tls.h) make the gateway serve HTTPS.
+  const buildd::TlsServerFiles https = buildd::TlsServerFlags();
+  if (!https.client_ca.empty()) {
+    std::fprintf(stderr, "--tls_client_ca: the gateway does not ask browsers for certificates\n");
+    return 2;
+  }
+  server_options.tls = {https.cert, https.key};
   auto server =
       gw::HttpServer::Start(server_options, gw::BuildRouter(accounts, broker, api_options));
   if (!server.ok()) {
@@ -85,8 +107,8 @@ int main(int argc, char** argv) {
   }
   const std::string& host = (*server)->host();
   const bool ipv6 = host.find(':') != std::string::npos;
-  std::printf("gateway listening on http://%s%s%s:%d\n", ipv6 ? "[" : "", host.c_str(),
-              ipv6 ? "]" : "", (*server)->port());
+  std::printf("gateway listening on %s://%s%s%s:%d\n", (*server)->scheme(), ipv6 ? "[" : "",
+              host.c_str(), ipv6 ? "]" : "", (*server)->port());
   std::fflush(stdout);
   buildd::Log()->info("gateway listening on {}:{} accounts={} broker={}", host, (*server)->port(),
                       accounts_addr, broker_addr);

@@ -1,7 +1,6 @@
 #ifndef BUILDD_GATEWAY_ROUTER_H_
 #define BUILDD_GATEWAY_ROUTER_H_
 
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <functional>
 #include <map>
@@ -12,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "gateway/connection_tracker.h"
 #include "gateway/http_message.h"
+#include "gateway/http_stream.h"
 
 namespace buildd::gateway {
 
@@ -20,8 +20,9 @@ using Reply = std::function<void(HttpResponse)>;
 using UnaryHandler = std::function<void(const HttpRequest& request, Reply reply)>;
 
 // Takes over a connection for a streaming response (SSE). The handler owns
-// `stream` from then on and keeps `token` until it no longer touches it.
-using StreamHandler = std::function<void(HttpRequest request, boost::beast::tcp_stream stream,
+// `stream` (plain or TLS) from then on and keeps `token` until it no longer
+// touches it.
+using StreamHandler = std::function<void(HttpRequest request, HttpStream stream,
                                          std::shared_ptr<ConnectionTracker::Token> token)>;
 
 enum class Auth { kRequired, kNone };

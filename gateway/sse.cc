@@ -19,7 +19,6 @@ namespace buildd::gateway {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = asio::ip::tcp;
 
 absl::StatusOr<pb::SubscribeRequest> SubscribeRequestFromHttp(const HttpRequest& request) {
   pb::SubscribeRequest subscribe;
@@ -72,7 +71,7 @@ constexpr auto kWriteTimeout = std::chrono::seconds(30);
 // that nothing is posted to a server that already stopped.
 class SseSession : public std::enable_shared_from_this<SseSession> {
  public:
-  SseSession(HttpRequest request, beast::tcp_stream stream,
+  SseSession(HttpRequest request, HttpStream stream,
              std::shared_ptr<ConnectionTracker::Token> token, std::shared_ptr<BrokerClient> broker,
              SseOptions options)
       : token_(std::move(token)),
@@ -292,9 +291,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     closed_ = true;
     commit_timer_.cancel();
     heartbeat_timer_.cancel();
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    stream_.Close();
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
     Log()->info("http method=GET path={} status={} ms={} request_id={} events={}{}", request_.path,
@@ -305,7 +302,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   // Declared first so that it is released last (see HttpSession).
   std::shared_ptr<ConnectionTracker::Token> token_;
   HttpRequest request_;
-  beast::tcp_stream stream_;
+  HttpStream stream_;
   std::shared_ptr<BrokerClient> broker_;
   SseOptions options_;
   std::shared_ptr<EventSubscription> subscription_;
@@ -332,7 +329,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
 }  // namespace
 
 StreamHandler EventStreamHandler(std::shared_ptr<BrokerClient> broker, SseOptions options) {
-  return [broker = std::move(broker), options](HttpRequest request, beast::tcp_stream stream,
+  return [broker = std::move(broker), options](HttpRequest request, HttpStream stream,
                                                std::shared_ptr<ConnectionTracker::Token> token) {
     std::make_shared<SseSession>(std::move(request), std::move(stream), std::move(token), broker,
                                  options)

@@ -4,8 +4,8 @@
 BUILDD_PACKAGES=(
   build-essential cmake ccache git pkg-config curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libsoci-dev libboost-dev libsodium-dev libspdlog-dev libabsl-dev libpq-dev
-  libgtest-dev libgmock-dev bubblewrap
+  libsoci-dev libboost-dev libsodium-dev libspdlog-dev libabsl-dev libpq-dev libssl-dev
+  libgtest-dev libgmock-dev bubblewrap openssl
 )
 
 # What only `./buildd test` needs: the libFuzzer targets build with clang

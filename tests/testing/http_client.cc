@@ -1,10 +1,17 @@
 #include "tests/testing/http_client.h"
 
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <deque>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -16,24 +23,34 @@ namespace buildd::testing {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct HostPort {
+struct Target {
   std::string host;
   std::string port;
+  bool https = false;
 };
 
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view url) {
-  if (absl::StartsWith(url, "http://")) url.remove_prefix(7);
+absl::StatusOr<Target> ParseUrl(absl::string_view url) {
+  Target target;
+  if (absl::StartsWith(url, "https://")) {
+    target.https = true;
+    url.remove_prefix(8);
+  } else if (absl::StartsWith(url, "http://")) {
+    url.remove_prefix(7);
+  }
   url = url.substr(0, url.find('/'));
   const size_t colon = url.rfind(':');
   if (colon == absl::string_view::npos || colon + 1 == url.size()) {
     return absl::InvalidArgumentError(absl::StrCat("no port in ", url));
   }
-  return HostPort{std::string(url.substr(0, colon)), std::string(url.substr(colon + 1))};
+  target.host = std::string(url.substr(0, colon));
+  target.port = std::string(url.substr(colon + 1));
+  return target;
 }
 
 // Runs `io` until `*done` or `deadline`. Returns false on the deadline.
@@ -44,6 +61,98 @@ bool RunUntil(asio::io_context& io, const bool* done, Clock::time_point deadline
   }
   return true;
 }
+
+// Starts one operation with a handler that keeps its error, and runs `io`
+// until nothing is left to do (timeouts of the tcp_stream included).
+template <typename Start>
+beast::error_code RunToCompletion(asio::io_context& io, Start start) {
+  beast::error_code result;
+  start([&result](beast::error_code ec, auto&&...) { result = ec; });
+  io.restart();
+  io.run();
+  return result;
+}
+
+// A client connection, plain or TLS, run on its owner's io_context.
+class ClientStream {
+ public:
+  explicit ClientStream(asio::io_context& io) : io_(io), tcp_(io) {}
+
+  beast::tcp_stream& tcp() { return tcp_; }
+
+  // Calls `f` with the stream to read and write: TLS when connected so.
+  template <typename F>
+  void Visit(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(tcp_);
+    }
+  }
+
+  // Connects, and for an https target verifies the server's certificate
+  // and name in the handshake, by `deadline`.
+  absl::Status Connect(const Target& target, const TlsClientOptions& options,
+                       Clock::time_point deadline) {
+    const std::string name = absl::StrCat(target.host, ":", target.port);
+    tcp::resolver resolver(io_);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(target.host, target.port, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("resolve ", name, ": ", ec.message()));
+    tcp_.expires_at(deadline);
+    ec = RunToCompletion(io_, [&](auto handler) { tcp_.async_connect(endpoints, handler); });
+    if (ec) return absl::UnavailableError(absl::StrCat("connect ", name, ": ", ec.message()));
+    if (target.https) {
+      context_ = std::make_unique<ssl::context>(ssl::context::tls_client);
+      if (options.ca_file.empty()) {
+        context_->set_default_verify_paths(ec);
+      } else {
+        context_->load_verify_file(options.ca_file, ec);
+      }
+      if (ec) return absl::InvalidArgumentError(absl::StrCat("CA file: ", ec.message()));
+      context_->set_verify_mode(ssl::verify_peer);
+      tls_.emplace(tcp_, *context_);
+      tls_->set_verify_callback(ssl::host_name_verification(target.host));
+      asio::ip::make_address(target.host, ec);
+      if (ec) SSL_set_tlsext_host_name(tls_->native_handle(), target.host.c_str());
+      ec = RunToCompletion(
+          io_, [&](auto handler) { tls_->async_handshake(ssl::stream_base::client, handler); });
+      if (ec) {
+        return absl::UnavailableError(
+            absl::StrCat("TLS handshake with ", name, ": ", ec.message()));
+      }
+    }
+    tcp_.expires_never();
+    return absl::OkStatus();
+  }
+
+  std::string PeerCertificate() {
+    if (!tls_) return "";
+    X509* cert = SSL_get1_peer_certificate(tls_->native_handle());
+    if (cert == nullptr) return "";
+    BIO* out = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(out, cert);
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(out, &data);
+    std::string pem(data, static_cast<size_t>(size));
+    BIO_free(out);
+    X509_free(cert);
+    return pem;
+  }
+
+  // Ends the TCP connection (no TLS close_notify).
+  void Close() {
+    beast::error_code ignored;
+    tcp_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_.close();
+  }
+
+ private:
+  asio::io_context& io_;
+  beast::tcp_stream tcp_;
+  std::unique_ptr<ssl::context> context_;
+  std::optional<beast::ssl_stream<beast::tcp_stream&>> tls_;
+};
 
 http::request<http::string_body> MakeRequest(const std::string& method, const std::string& host,
                                              const std::string& path, const Headers& headers,
@@ -101,45 +210,29 @@ std::string HttpResult::Header(absl::string_view name) const { return FindHeader
 
 struct HttpConnection::Impl {
   asio::io_context io;
-  beast::tcp_stream stream{io};
+  ClientStream stream{io};
   beast::flat_buffer buffer;
   std::string host;
   bool open = false;
-
-  // Runs one operation of `stream` to completion (its timeout included).
-  template <typename Start>
-  beast::error_code Run(Start start) {
-    beast::error_code result;
-    start([&result](beast::error_code ec, auto&&...) { result = ec; });
-    io.restart();
-    io.run();
-    return result;
-  }
 };
 
 HttpConnection::HttpConnection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-HttpConnection::~HttpConnection() {
-  beast::error_code ignored;
-  impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  impl_->stream.close();
-}
+HttpConnection::~HttpConnection() { impl_->stream.Close(); }
 
 bool HttpConnection::open() const { return impl_->open; }
 
+std::string HttpConnection::PeerCertificate() const { return impl_->stream.PeerCertificate(); }
+
 absl::StatusOr<std::unique_ptr<HttpConnection>> HttpConnection::Open(
-    const std::string& url_or_host_port, absl::Duration timeout) {
-  absl::StatusOr<HostPort> target = ParseHostPort(url_or_host_port);
+    const std::string& url_or_host_port, absl::Duration timeout, const TlsClientOptions& tls) {
+  absl::StatusOr<Target> target = ParseUrl(url_or_host_port);
   if (!target.ok()) return target.status();
   auto impl = std::make_unique<Impl>();
   impl->host = absl::StrCat(target->host, ":", target->port);
-  tcp::resolver resolver(impl->io);
-  beast::error_code ec;
-  auto endpoints = resolver.resolve(target->host, target->port, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("resolve ", impl->host, ": ", ec.message()));
-  impl->stream.expires_after(absl::ToChronoMilliseconds(timeout));
-  ec = impl->Run([&](auto handler) { impl->stream.async_connect(endpoints, handler); });
-  if (ec) return absl::UnavailableError(absl::StrCat("connect ", impl->host, ": ", ec.message()));
+  absl::Status connected =
+      impl->stream.Connect(*target, tls, Clock::now() + absl::ToChronoMilliseconds(timeout));
+  if (!connected.ok()) return connected;
   impl->open = true;
   return std::unique_ptr<HttpConnection>(new HttpConnection(std::move(impl)));
 }
@@ -154,16 +247,18 @@ HttpResult HttpConnection::Request(const std::string& method, const std::string&
     return result;
   }
   http::request<http::string_body> request = MakeRequest(method, impl.host, path, headers, body);
-  impl.stream.expires_after(absl::ToChronoMilliseconds(timeout));
-  const beast::error_code write_error =
-      impl.Run([&](auto handler) { http::async_write(impl.stream, request, handler); });
+  impl.stream.tcp().expires_after(absl::ToChronoMilliseconds(timeout));
+  const beast::error_code write_error = RunToCompletion(impl.io, [&](auto handler) {
+    impl.stream.Visit([&](auto& s) { http::async_write(s, request, handler); });
+  });
   // A server refusing a body may answer before reading all of it: read the
   // answer even when the write failed.
   http::response_parser<http::string_body> parser;
   parser.body_limit(boost::none);
-  impl.stream.expires_after(absl::ToChronoMilliseconds(timeout));
-  const beast::error_code read_error =
-      impl.Run([&](auto handler) { http::async_read(impl.stream, impl.buffer, parser, handler); });
+  impl.stream.tcp().expires_after(absl::ToChronoMilliseconds(timeout));
+  const beast::error_code read_error = RunToCompletion(impl.io, [&](auto handler) {
+    impl.stream.Visit([&](auto& s) { http::async_read(s, impl.buffer, parser, handler); });
+  });
   if (read_error) {
     impl.open = false;
     result.error =
@@ -196,7 +291,7 @@ HttpResult Request(const std::string& method, const std::string& url_or_host_por
 
 struct SseStream::Impl {
   asio::io_context io;
-  tcp::socket socket{io};
+  ClientStream stream{io};
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   char chunk[8192];
@@ -219,20 +314,25 @@ struct SseStream::Impl {
     reading = true;
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
-    http::async_read_some(socket, buffer, parser, [this](beast::error_code ec, std::size_t) {
-      reading = false;
-      if (ec == http::error::need_buffer) ec = {};
-      const size_t n = sizeof chunk - parser.get().body().size;
-      text.append(chunk, n);
-      if (parse_events) ParseLines();
-      if (ec) {
-        ended = true;
-        end_reason = ec.message();
-      } else if (parser.is_done()) {
-        ended = true;
-        end_reason = "end of response";
-      }
+    stream.Visit([this](auto& s) {
+      http::async_read_some(s, buffer, parser,
+                            [this](beast::error_code ec, std::size_t) { OnRead(ec); });
     });
+  }
+
+  void OnRead(beast::error_code ec) {
+    reading = false;
+    if (ec == http::error::need_buffer) ec = {};
+    const size_t n = sizeof chunk - parser.get().body().size;
+    text.append(chunk, n);
+    if (parse_events) ParseLines();
+    if (ec) {
+      ended = true;
+      end_reason = ec.message();
+    } else if (parser.is_done()) {
+      ended = true;
+      end_reason = "end of response";
+    }
   }
 
   void ParseLines() {
@@ -293,9 +393,7 @@ struct SseStream::Impl {
   }
 
   void Close() {
-    beast::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
-    socket.close(ignored);
+    stream.Close();
     // Let a pending read finish (aborted) while this object is alive.
     io.restart();
     io.run();
@@ -317,43 +415,40 @@ const std::string& SseStream::body() const { return impl_->body; }
 absl::StatusOr<std::unique_ptr<SseStream>> SseStream::Open(const std::string& url_or_host_port,
                                                            const std::string& path,
                                                            const Headers& headers,
-                                                           absl::Duration timeout) {
-  absl::StatusOr<HostPort> target = ParseHostPort(url_or_host_port);
+                                                           absl::Duration timeout,
+                                                           const TlsClientOptions& tls) {
+  absl::StatusOr<Target> target = ParseUrl(url_or_host_port);
   if (!target.ok()) return target.status();
+  // Declared before the stream: an operation still pending when it returns
+  // early completes (aborted) in the stream's destructor and sets them.
+  bool done = false;
+  beast::error_code ec;
   auto impl = std::make_unique<Impl>();
   std::unique_ptr<SseStream> stream(new SseStream(std::move(impl)));
   Impl& s = *stream->impl_;
   const Clock::time_point deadline = Clock::now() + absl::ToChronoMilliseconds(timeout);
   const std::string host = absl::StrCat(target->host, ":", target->port);
-
-  tcp::resolver resolver(s.io);
-  beast::error_code ec;
-  auto endpoints = resolver.resolve(target->host, target->port, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
-
-  bool done = false;
-  asio::async_connect(s.socket, endpoints, [&](beast::error_code e, const tcp::endpoint&) {
-    ec = e;
-    done = true;
-  });
-  if (!RunUntil(s.io, &done, deadline)) return absl::DeadlineExceededError("connect timed out");
-  if (ec) return absl::UnavailableError(absl::StrCat("connect ", host, ": ", ec.message()));
+  absl::Status connected = s.stream.Connect(*target, tls, deadline);
+  if (!connected.ok()) return connected;
 
   Headers all = headers;
   all.emplace_back("Accept", "text/event-stream");
   http::request<http::string_body> request = MakeRequest("GET", host, path, all, "");
-  done = false;
-  http::async_write(s.socket, request, [&](beast::error_code e, std::size_t) {
-    ec = e;
-    done = true;
+  s.stream.Visit([&](auto& out) {
+    http::async_write(out, request, [&](beast::error_code e, std::size_t) {
+      ec = e;
+      done = true;
+    });
   });
   if (!RunUntil(s.io, &done, deadline)) return absl::DeadlineExceededError("write timed out");
   if (ec) return absl::UnavailableError(absl::StrCat("write: ", ec.message()));
 
   done = false;
-  http::async_read_header(s.socket, s.buffer, s.parser, [&](beast::error_code e, std::size_t) {
-    ec = e;
-    done = true;
+  s.stream.Visit([&](auto& in) {
+    http::async_read_header(in, s.buffer, s.parser, [&](beast::error_code e, std::size_t) {
+      ec = e;
+      done = true;
+    });
   });
   if (!RunUntil(s.io, &done, deadline)) {
     return absl::DeadlineExceededError("no response head in time");

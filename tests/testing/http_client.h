@@ -3,7 +3,8 @@
 
 // A small synchronous HTTP/1.1 client (Boost.Beast) for tests: one-shot
 // requests, keep-alive connections and a Server-Sent Events reader, all with
-// timeouts. Not thread-safe: use one object per thread.
+// timeouts, over plain HTTP or, for "https://" URLs, TLS. Not thread-safe:
+// use one object per thread.
 
 #include <memory>
 #include <string>
@@ -18,6 +19,12 @@ namespace buildd::testing {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// For "https://" URLs: the server's certificate must chain to `ca_file` (PEM;
+// empty: the system's store) and name the URL's host.
+struct TlsClientOptions {
+  std::string ca_file;
+};
+
 struct HttpResult {
   // 0 when the request failed before a response arrived; see `error`.
   int status = 0;
@@ -30,7 +37,8 @@ struct HttpResult {
 };
 
 // One request on a fresh connection. `url_or_host_port` is
-// "http://host:port" or "host:port"; `path` includes any query. A
+// "http://host:port" or "host:port" (plain HTTP; for HTTPS open an
+// HttpConnection); `path` includes any query. A
 // "Transfer-Encoding: chunked" header sends `body` chunked; otherwise a
 // Content-Length is set.
 HttpResult Request(const std::string& method, const std::string& url_or_host_port,
@@ -41,7 +49,8 @@ HttpResult Request(const std::string& method, const std::string& url_or_host_por
 class HttpConnection {
  public:
   static absl::StatusOr<std::unique_ptr<HttpConnection>> Open(
-      const std::string& url_or_host_port, absl::Duration timeout = absl::Seconds(10));
+      const std::string& url_or_host_port, absl::Duration timeout = absl::Seconds(10),
+      const TlsClientOptions& tls = {});
   ~HttpConnection();
 
   HttpResult Request(const std::string& method, const std::string& path,
@@ -49,6 +58,8 @@ class HttpConnection {
                      absl::Duration timeout = absl::Seconds(10));
   // False once the server closed the connection or a request failed.
   bool open() const;
+  // Over TLS, the certificate the server presented (PEM); else "".
+  std::string PeerCertificate() const;
 
  private:
   struct Impl;
@@ -78,7 +89,7 @@ class SseStream {
   // status is not 200 the whole body is read into body().
   static absl::StatusOr<std::unique_ptr<SseStream>> Open(
       const std::string& url_or_host_port, const std::string& path, const Headers& headers = {},
-      absl::Duration timeout = absl::Seconds(10));
+      absl::Duration timeout = absl::Seconds(10), const TlsClientOptions& tls = {});
   ~SseStream();
 
   int status() const;

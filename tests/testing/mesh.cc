@@ -3,10 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -58,12 +55,7 @@ Mesh::~Mesh() {
   if (broker_) broker_->Stop(SIGTERM, 10000);
   if (accounts_) accounts_->Stop(SIGTERM, 10000);
   // The logs, worktrees and repositories stay for a failed test only.
-  if (::testing::Test::HasFailure()) {
-    std::fprintf(stderr, "the mesh's logs and files are kept in %s\n", dir_.c_str());
-  } else {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  RemoveUnlessFailed(dir_, "mesh's logs and files");
 }
 
 std::string Mesh::accounts_addr() const { return absl::StrCat("127.0.0.1:", accounts_port_); }

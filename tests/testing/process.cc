@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -24,7 +27,8 @@ namespace buildd::testing {
 std::unique_ptr<Process> Process::Start(const std::string& binary,
                                         const std::vector<std::string>& args,
                                         const std::map<std::string, std::string>& env,
-                                        const std::string& log_path) {
+                                        const std::string& log_path,
+                                        const ProcessOptions& options) {
   std::map<std::string, std::string> merged;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv(*e);
@@ -53,6 +57,10 @@ std::unique_ptr<Process> Process::Start(const std::string& binary,
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     setpgid(0, 0);
+    if (options.max_open_files > 0) {
+      const rlimit files{options.max_open_files, options.max_open_files};
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
     execve(binary.c_str(), argv.data(), envp.data());
     std::fprintf(stderr, "exec %s: %s\n", binary.c_str(), std::strerror(errno));
     _exit(127);
@@ -115,6 +123,34 @@ int Process::Stop(int sig, int timeout_ms) {
   return -1;
 }
 
+absl::Duration CpuTime(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name, which is in parentheses and may hold
+  // spaces: state is field 3, utime 14, stime 15.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return absl::ZeroDuration();
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::atoll(field.c_str());
+    if (i == 15) stime = std::atoll(field.c_str());
+  }
+  return absl::Seconds(static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK));
+}
+
+uint64_t RaiseOpenFileLimit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0) return 0;
+  if (files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+    getrlimit(RLIMIT_NOFILE, &files);
+  }
+  return files.rlim_cur;
+}
+
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -137,11 +173,25 @@ std::string SourceFile(const std::string& relative) {
   return absl::StrCat(BUILDD_SOURCE_DIR, "/", relative);
 }
 
+bool MakeTlsCertificates(const std::string& dir) {
+  const std::string make = absl::StrCat("bash ", SourceFile("scripts/tls_certs.sh"), " ", dir);
+  return std::system(make.c_str()) == 0;
+}
+
 std::string MakeTempDir(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
   std::string templ = absl::StrCat(base != nullptr && *base ? base : "/tmp", "/", prefix, "XXXXXX");
   char* made = mkdtemp(templ.data());
   return made != nullptr ? std::string(made) : std::string();
+}
+
+void RemoveUnlessFailed(const std::string& dir, const std::string& what) {
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "the %s are kept in %s\n", what.c_str(), dir.c_str());
+  } else {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
 }
 
 }  // namespace buildd::testing
