@@ -20,6 +20,7 @@
 #include "common/accept_backoff.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "gateway/auth_limiter.h"
 #include "gateway/http_errors.h"
 #include "gateway/http_stream.h"
 #include "gateway/tls_context.h"
@@ -47,7 +48,11 @@ constexpr auto kRefusalTime = std::chrono::seconds(1);
 constexpr size_t kRefusalDrainBytes = 64 * 1024;
 
 struct ServerState {
+  explicit ServerState(HttpServerOptions o)
+      : options(std::move(o)),
+        auth_limiter(options.max_auth_failures, absl::ToChronoNanoseconds(options.auth_failure_window)) {}
   HttpServerOptions options;
+  AuthLimiter auth_limiter;
   std::shared_ptr<const Router> router;
   std::shared_ptr<ConnectionTracker> tracker = ConnectionTracker::Create();
   std::atomic<bool> stopping{false};
@@ -278,6 +283,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         !csrf.ok()) {
       return Write(ErrorResponse(403, csrf.code(), std::string(csrf.message())));
     }
+    with_credential_ = !request.api_key.empty();
+    if (with_credential_) {
+      const auto wait = state_->auth_limiter.RetryAfter(peer_);
+      if (wait > AuthLimiter::Clock::duration::zero()) {
+        const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
+        HttpResponse response = ErrorResponse(
+            429, absl::StatusCode::kResourceExhausted,
+            absl::StrCat("too many refused credentials from this address; retry in ", seconds, " s"));
+        response.headers.emplace_back("Retry-After", absl::StrCat(seconds));
+        return Write(std::move(response));
+      }
+    }
     if (match.route->auth == Auth::kRequired && request.api_key.empty()) {
       HttpResponse response = ErrorResponse(
           401, absl::StatusCode::kUnauthenticated,
@@ -319,6 +336,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Write(HttpResponse response) {
+    if (response.status == 401 && with_credential_) state_->auth_limiter.Failed(peer_);
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(response.status);
@@ -337,6 +355,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                         if (ec || !res->keep_alive()) return self->Close();
                         self->ReadRequest();
                       });
+  }
+
+  std::string PeerAddress() {
+    beast::error_code ec;
+    const tcp::endpoint peer = stream_.tcp().socket().remote_endpoint(ec);
+    return ec ? std::string() : peer.address().to_string();
   }
 
   void LogRequest(unsigned status) {
@@ -391,6 +415,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool closing_ = false;
   bool linger_ = false;
   bool handed_off_ = false;
+  // The client's address, and whether the request being answered brought
+  // a credential (a 401 then counts against the address).
+  const std::string peer_ = PeerAddress();
+  bool with_credential_ = false;
 };
 
 }  // namespace
@@ -408,7 +436,7 @@ struct HttpServer::Impl {
   asio::steady_timer accept_retry{acceptor.get_executor()};
   AcceptBackoff backoff{"http"};
   LogLimiter refusal_log;
-  std::shared_ptr<ServerState> state = std::make_shared<ServerState>();
+  std::shared_ptr<ServerState> state;
   std::unique_ptr<TlsContextSource> tls;
   int max_connections = 1;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -475,7 +503,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   server->impl_ = std::make_unique<Impl>();
   Impl& impl = *server->impl_;
   const std::string address = options.listen;
-  impl.state->options = std::move(options);
+  impl.state = std::make_shared<ServerState>(std::move(options));
   impl.state->router = std::move(router);
   const HttpServerOptions& opts = impl.state->options;
 

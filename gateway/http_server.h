@@ -42,6 +42,11 @@ struct HttpServerOptions {
   // Origins besides the gateway's own whose pages may make cookie-signed
   // requests (see CheckCookieRequest), e.g. behind a proxy that rewrites Host.
   std::vector<std::string> allowed_origins;
+  // A client address whose credentials are refused (401) this many times
+  // within the window gets 429 for the window, without the services being
+  // asked (see AuthLimiter).
+  int max_auth_failures = 20;
+  absl::Duration auth_failure_window = absl::Seconds(10);
   // Set: HTTPS only, the certificate reloaded when its files change
   // (TlsContextSource). Empty: plain HTTP.
   TlsFiles tls;

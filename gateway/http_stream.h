@@ -29,7 +29,7 @@ class HttpStream {
         stream_(std::in_place_type<Tls>, std::move(stream), *context_) {}
 
   HttpStream(HttpStream&&) = default;
-  HttpStream& operator=(HttpStream&&) = default;
+  // Not assignable: an ssl_stream is not.
 
   // True over TLS.
   bool secure() const { return std::holds_alternative<Tls>(stream_); }

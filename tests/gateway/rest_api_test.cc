@@ -534,6 +534,22 @@ TEST_F(RestApiTest, ACookieSignedChangeFromAnotherOriginIs403) {
   EXPECT_EQ(gateway_.broker().CallCount(), 0u);
 }
 
+TEST_F(RestApiTest, AnAddressWhoseKeysKeepFailingIsRefusedWithoutAsking) {
+  gateway_.broker().FailWith("ListTasks",
+                             grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid key"));
+  for (int i = 0; i < 20; ++i) {
+    HttpResult r = Request("GET", gateway_.url(), "/api/tasks",
+                           {{"Authorization", absl::StrCat("Bearer buildd_user_guess", i, "xxxxxxxxxxxxxxxx")}});
+    ASSERT_EQ(r.status, 401) << i << r.body;
+  }
+  HttpResult limited = Request("GET", gateway_.url(), "/api/tasks", {{"Authorization", kBearer}});
+  EXPECT_THAT(limited, IsError(429, "RESOURCE_EXHAUSTED"));
+  EXPECT_NE(limited.Header("Retry-After"), "");
+  EXPECT_EQ(gateway_.broker().CallCount(), 20u);
+  // What needs no credential still answers.
+  EXPECT_EQ(Request("GET", gateway_.url(), "/").status, 200);
+}
+
 TEST_F(RestApiTest, HealthIsOkWhenBothServicesServe) {
   HttpResult r = Request("GET", gateway_.url(), "/health");
   EXPECT_EQ(r.status, 200);
