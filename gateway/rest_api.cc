@@ -252,9 +252,9 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
 // The session cookie: HttpOnly, SameSite=Strict, Secure over HTTPS. It
 // lasts as long as the browser's session (accounts ends the session itself
 // when it expires); `clear` removes it.
-std::string SessionCookie(const HttpRequest& request, const std::string& value, bool clear) {
+std::string SessionCookie(bool secure, const std::string& value, bool clear) {
   return absl::StrCat(kSessionCookie, "=", value, "; Path=/", clear ? "; Max-Age=0" : "",
-                      "; HttpOnly; SameSite=Strict", request.secure ? "; Secure" : "");
+                      "; HttpOnly; SameSite=Strict", secure ? "; Secure" : "");
 }
 
 // The dashboard signs in once with a key and gets a session for it: a
@@ -275,13 +275,14 @@ void AddSessionRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
         create.set_user_agent(request.Header(boost::beast::http::field::user_agent));
         accounts->CreateSession(
             CallMeta{key, request.request_id}, create,
-            [reply = std::move(reply), request](absl::StatusOr<pb::CreateSessionResponse> made) {
+            [reply = std::move(reply),
+             secure = request.secure](absl::StatusOr<pb::CreateSessionResponse> made) {
               if (!made.ok()) return reply(ErrorResponse(made.status()));
               const std::string token = made->token();
               made->clear_token();
               HttpResponse response = JsonResponse(200, ToJson(*made));
               response.headers.emplace_back("Set-Cookie",
-                                            SessionCookie(request, token, false));
+                                            SessionCookie(secure, token, false));
               response.headers.emplace_back("Cache-Control", "no-store");
               reply(std::move(response));
             });
@@ -290,9 +291,9 @@ void AddSessionRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
   router.Delete(
       "/api/session",
       [accounts](const HttpRequest& request, Reply reply) {
-        auto signed_out = [reply = std::move(reply), request](absl::Status status) {
+        auto signed_out = [reply = std::move(reply), secure = request.secure](absl::Status status) {
           HttpResponse response = status.ok() ? JsonResponse(200, "{}") : ErrorResponse(status);
-          response.headers.emplace_back("Set-Cookie", SessionCookie(request, "", true));
+          response.headers.emplace_back("Set-Cookie", SessionCookie(secure, "", true));
           reply(std::move(response));
         };
         if (request.api_key.empty()) return signed_out(absl::OkStatus());

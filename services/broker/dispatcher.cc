@@ -682,18 +682,20 @@ void Dispatcher::GiveBack(const std::string& runner_id, const std::string& worke
 }
 
 void Dispatcher::OnNotStored(const std::string& runner_id, const std::string& worker_id,
-                             int64_t epoch, int64_t seq, bool finished, const absl::Status& status) {
+                             int64_t epoch, int64_t seq, int64_t ack_up_to, bool finished,
+                             const absl::Status& status) {
   Log()->error("runner={} worker={} seq={}: its {} could not be stored: {}", runner_id, worker_id,
                seq, finished ? "Finished" : "event", status.ToString());
   if (status.code() == absl::StatusCode::kUnavailable) {
     if (auto link = Link(runner_id)) link->Close(absl::UnavailableError("the broker cannot store events now"));
     return;
   }
-  journal_.Submit([this, runner_id, worker_id, epoch, seq, finished, status](JournalTx& tx) -> absl::Status {
+  journal_.Submit([this, runner_id, worker_id, epoch, seq, ack_up_to, finished,
+                   status](JournalTx& tx) -> absl::Status {
     const std::optional<Attached> known = AttachedTo(runner_id, worker_id, epoch);
     pb::BrokerMessage ack;
     ack.mutable_ack()->set_worker_id(worker_id);
-    ack.mutable_ack()->set_up_to_seq(finished ? seq + 1 : seq);
+    ack.mutable_ack()->set_up_to_seq(ack_up_to);
     tx.OnCommit([this, runner_id, ack] { Send(runner_id, ack); });
     if (!known) return absl::OkStatus();
     const std::string text =
@@ -792,7 +794,7 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
     return absl::OkStatus();
   }, [this, runner_id, worker_id = event.worker_id(), epoch = event.epoch(),
       seq = event.seq()](absl::Status status) {
-    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, seq, /*finished=*/false, status);
+    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, seq, seq, /*finished=*/false, status);
   }, event.ByteSizeLong());
 }
 
@@ -892,8 +894,10 @@ void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& me
     });
     return absl::OkStatus();
   }, [this, runner_id, worker_id = message.worker_id(), epoch = message.epoch(),
-      last_seq = message.last_seq()](absl::Status status) {
-    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, last_seq, /*finished=*/true, status);
+      last_seq = message.last_seq(), ack_up_to = FinishedAckSeq(message)](absl::Status status) {
+    if (!status.ok()) {
+      OnNotStored(runner_id, worker_id, epoch, last_seq, ack_up_to, /*finished=*/true, status);
+    }
   }, message.ByteSizeLong());
 }
 

@@ -130,9 +130,10 @@ class Dispatcher {
   // A runner's event or Finished that could not be stored: the worker gets
   // an error event in its place, and the runner its ack, so that nothing
   // waits on it; a database that is away closes the stream instead (the
-  // runner replays it on the next).
+  // runner replays it on the next). `seq`: the last seq it covers;
+  // `ack_up_to`: what acknowledges it.
   void OnNotStored(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
-                   int64_t seq, bool finished, const absl::Status& status);
+                   int64_t seq, int64_t ack_up_to, bool finished, const absl::Status& status);
   void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
   void OnFinished(const std::string& runner_id, const pb::Finished& finished);
   void ExpireWorkers(std::vector<std::string> worker_ids);

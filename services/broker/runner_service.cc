@@ -119,6 +119,13 @@ class RunnerStream final : public StreamBase {
       FinishOnce(grpc::Status::OK);
       return;
     }
+    if (absl::Status st = CheckRunnerMessage(in_); !st.ok()) {
+      Log()->warn("runner={} name={}: {}; closing its stream", runner_id_, name_, st.message());
+      FinishOnce(ToGrpcStatus(st));
+      return;
+    }
+    // PostgreSQL keeps no NUL in text: a line with one is stored with U+FFFD.
+    ReplaceNul(&in_);
     if (!registered_) {
       link_->hello_seen = true;
       if (!in_.has_hello()) {
@@ -127,19 +134,12 @@ class RunnerStream final : public StreamBase {
         return;
       }
       // Authenticate off the reaction thread; the next read starts after.
-      // The reactor cannot be done meanwhile: nothing finishes it but this
-      // path, OnCancel (deferred until the pool task ran) or a link Close
-      // (not registered yet).
-      if (absl::Status st = CheckRunnerMessage(in_); !st.ok()) {
-        FinishOnce(ToGrpcStatus(st));
-        return;
-      }
-      ReplaceNul(&in_);
+      // A cancel meanwhile is deferred until the pool task ran (in_setup_),
+      // and the hold keeps us alive until Register is done with us.
       {
         absl::MutexLock lock(&setup_mu_);
         in_setup_ = true;
       }
-      // Held until Register is done with us, whatever ends the stream.
       AddHold();
       boost::asio::post(service_->pool_, [this, hello = in_.hello()] {
         Register(hello);
@@ -150,13 +150,6 @@ class RunnerStream final : public StreamBase {
     static auto& received = Metrics::Global().Counter(
         "buildd_broker_runner_messages_total", "Messages received on runner streams.");
     ++received;
-    if (absl::Status st = CheckRunnerMessage(in_); !st.ok()) {
-      Log()->warn("runner={} name={}: {}; closing its stream", runner_id_, name_, st.message());
-      FinishOnce(ToGrpcStatus(st));
-      return;
-    }
-    // PostgreSQL keeps no NUL in text: a line with one is stored with U+FFFD.
-    ReplaceNul(&in_);
     service_->dispatcher_.OnMessage(runner_id_, in_);
     // Backpressure: the next message is read once the journal has room.
     AddHold();

@@ -114,6 +114,32 @@ TEST_F(SessionTest, TheCookieIsARevocableSessionNotTheKey) {
   EXPECT_EQ(Call("GET", "/api/tasks", s.api_key).status, 200);
 }
 
+TEST_F(SessionTest, AnotherAccountCanNeitherListNorRevokeASession) {
+  Setup owner = CreateAccountAndWorkspace("user", true, true);
+  Setup other = CreateAccountAndWorkspace("user", true, true);
+  const std::string cookie = SignIn(owner.api_key);
+  HttpResult mine = WithCookie("GET", "/api/sessions", cookie, "");
+  ASSERT_EQ(mine.status, 200) << mine.body;
+  const Struct listed = Json(mine.body);
+  ASSERT_EQ(listed.fields().at("sessions").list_value().values_size(), 1);
+  const std::string id =
+      Str(listed.fields().at("sessions").list_value().values(0).struct_value(), "id");
+  ASSERT_FALSE(id.empty());
+  // Not listed for another account's key, nor revoked by it.
+  HttpResult peek = Call("GET", "/api/sessions?accountId=" + owner.account_id, other.api_key);
+  EXPECT_EQ(peek.status, 403) << peek.body;
+  HttpResult revoke = Call("DELETE", "/api/sessions/" + id, other.api_key);
+  EXPECT_EQ(revoke.status, 404) << revoke.body;
+  EXPECT_EQ(WithCookie("GET", "/api/tasks", cookie, "").status, 200);
+  // An admin may list them; the owner's key ends it.
+  HttpResult admin = Call("GET", "/api/sessions?accountId=" + owner.account_id, mesh_.admin_key());
+  ASSERT_EQ(admin.status, 200) << admin.body;
+  EXPECT_THAT(admin.body, HasSubstr(id));
+  ASSERT_EQ(Call("DELETE", "/api/sessions/" + id, owner.api_key).status, 200);
+  EXPECT_EQ(WithCookie("GET", "/api/tasks", cookie, "").status, 401);
+  EXPECT_THAT(Call("GET", "/api/sessions", owner.api_key).body, Not(HasSubstr(id)));
+}
+
 TEST_F(SessionTest, ACrossOriginTextPlainPostIsRefused) {
   Setup s = CreateAccountAndWorkspace("user", true, true);
   const std::string cookie = SignIn(mesh_.admin_key());
