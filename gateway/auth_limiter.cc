@@ -17,7 +17,9 @@ void AuthLimiter::Failed(const std::string& address, Clock::time_point now) {
       const bool quiet = it->second.blocked_until <= now && now - it->second.window_start > window_;
       it = quiet ? entries_.erase(it) : std::next(it);
     }
-    if (entries_.size() >= kMaxAddresses) entries_.erase(entries_.begin());
+    // Full of addresses failing now: none of them is forgotten to make room
+    // (that would lift a block); this one goes unremembered.
+    if (entries_.size() >= kMaxAddresses) return;
   }
   Entry& e = entries_[address];
   if (now - e.window_start > window_) {

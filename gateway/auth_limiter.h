@@ -31,7 +31,7 @@ class AuthLimiter {
     Clock::time_point window_start;
     Clock::time_point blocked_until;
   };
-  // Addresses remembered at most; the oldest quiet ones go first.
+  // Addresses remembered at most; quiet ones are forgotten to make room.
   static constexpr size_t kMaxAddresses = 10000;
 
   const int max_failures_;

@@ -3,6 +3,7 @@
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -35,6 +36,9 @@ struct HttpRequest {
   bool key_from_cookie = false;
   // It came over HTTPS.
   bool secure = false;
+  // For handlers that answer by themselves (streams): call on answering 401,
+  // so that the client's address counts the refused credential.
+  std::function<void()> on_refused;
   unsigned version = 11;
 
   // The last value of query parameter `name`, or "" when absent.

@@ -283,8 +283,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         !csrf.ok()) {
       return Write(ErrorResponse(403, csrf.code(), std::string(csrf.message())));
     }
-    with_credential_ = !request.api_key.empty();
-    if (with_credential_) {
+    // An address that keeps sending refused credentials waits; the
+    // dashboard page and /health stay open to it.
+    if (match.route->auth == Auth::kRequired || request.method != http::verb::get) {
       const auto wait = state_->auth_limiter.RetryAfter(peer_);
       if (wait > AuthLimiter::Clock::duration::zero()) {
         const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
@@ -303,6 +304,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       response.headers.emplace_back("WWW-Authenticate", "Bearer");
       return Write(std::move(response));
     }
+    // From here on a 401 is a credential the services refused (a sign-in's
+    // too), and counts against the address.
+    counts_refusals_ = true;
+    request.on_refused = [state = state_, peer = peer_] { state->auth_limiter.Failed(peer); };
 
     if (match.route->stream) {
       handed_off_ = true;
@@ -336,7 +341,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Write(HttpResponse response) {
-    if (response.status == 401 && with_credential_) state_->auth_limiter.Failed(peer_);
+    if (response.status == 401 && counts_refusals_) state_->auth_limiter.Failed(peer_);
+    counts_refusals_ = false;
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(response.status);
@@ -415,10 +421,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool closing_ = false;
   bool linger_ = false;
   bool handed_off_ = false;
-  // The client's address, and whether the request being answered brought
-  // a credential (a 401 then counts against the address).
+  // The client's address, and whether a 401 to the request being answered
+  // counts against it (not the gateway's own "missing API key").
   const std::string peer_ = PeerAddress();
-  bool with_credential_ = false;
+  bool counts_refusals_ = false;
 };
 
 }  // namespace
@@ -593,7 +599,6 @@ void HttpServer::Stop(absl::Duration grace) {
 
 const char* HttpServer::scheme() const { return impl_->tls != nullptr ? "https" : "http"; }
 
-int HttpServer::max_connections() const { return impl_->max_connections; }
 
 HttpServer::~HttpServer() { Stop(); }
 

@@ -86,8 +86,6 @@ class HttpServer {
   int port() const { return port_; }
   // "https" with TLS, else "http".
   const char* scheme() const;
-  // options.max_connections, or less under the open-file limit.
-  int max_connections() const;
 
   // Stops accepting, asks every connection to finish (streams end, idle
   // keep-alive connections close, requests in flight complete), waits up to

@@ -195,6 +195,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   // Answers with an ordinary error response, then closes.
   void Fail(HttpResponse response) {
     status_ = response.status;
+    if (status_ == 401 && request_.on_refused) request_.on_refused();
     http::response<http::string_body> res{static_cast<http::status>(response.status),
                                           request_.version};
     res.set(http::field::server, "buildd-gateway");

@@ -71,13 +71,7 @@ class UpTest : public GatewayTest {
     std::unique_ptr<Process> down = Buildd({"down"}, {}, "teardown.log");
     if (down->Wait(120000) != 0) ADD_FAILURE() << "./buildd down: " << down->Log();
     if (up_) up_->Stop(SIGKILL, 5000);
-    if (HasFailure()) {
-      std::fprintf(stderr, "the state directory of ./buildd up is kept in %s\n",
-                   state_dir_.c_str());
-    } else {
-      std::error_code ignored;
-      std::filesystem::remove_all(state_dir_, ignored);
-    }
+    testing::RemoveUnlessFailed(state_dir_, "state directory of ./buildd up");
   }
 
   std::string gateway_url() const override {

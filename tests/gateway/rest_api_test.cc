@@ -550,6 +550,25 @@ TEST_F(RestApiTest, AnAddressWhoseKeysKeepFailingIsRefusedWithoutAsking) {
   EXPECT_EQ(Request("GET", gateway_.url(), "/").status, 200);
 }
 
+TEST_F(RestApiTest, RefusedSignInsAndEventStreamsCountAgainstTheAddressToo) {
+  gateway_.accounts().FailWith("CreateSession",
+                               grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown key"));
+  gateway_.broker().FailWith("Subscribe",
+                             grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown key"));
+  for (int i = 0; i < 10; ++i) {
+    HttpResult r = Request("POST", gateway_.url(), "/api/session", {},
+                           absl::StrCat(R"({"apiKey":"buildd_user_guess)", i, R"(xxxxxxxxxxxxxxxx"})"));
+    ASSERT_EQ(r.status, 401) << i << r.body;
+    HttpResult events = Request("GET", gateway_.url(), "/api/events",
+                                {{"Authorization", absl::StrCat("Bearer buildd_user_guess", i, "yyyyyyyyyyyyyyyy")}});
+    ASSERT_EQ(events.status, 401) << i << events.body;
+  }
+  HttpResult limited = Request("POST", gateway_.url(), "/api/session", {},
+                               absl::StrCat(R"({"apiKey":")", kKey, R"("})"));
+  EXPECT_THAT(limited, IsError(429, "RESOURCE_EXHAUSTED"));
+  EXPECT_EQ(gateway_.accounts().CallCount(), 10u);
+}
+
 TEST_F(RestApiTest, HealthIsOkWhenBothServicesServe) {
   HttpResult r = Request("GET", gateway_.url(), "/health");
   EXPECT_EQ(r.status, 200);
