@@ -17,16 +17,17 @@ int64_t LogLimiter::Count() {
 }
 
 AcceptBackoff::AcceptBackoff(std::string listener, absl::Duration first, absl::Duration max)
-    : listener_(std::move(listener)), first_(first), max_(max), delay_(first) {}
+    : listener_(std::move(listener)),
+      // No jitter: one listener paces itself.
+      backoff_(absl::ToChronoMilliseconds(first), absl::ToChronoMilliseconds(max), [] { return 1.0; }) {}
 
 std::chrono::milliseconds AcceptBackoff::Failed(const boost::system::error_code& error) {
-  const absl::Duration delay = delay_;
-  delay_ = std::min(delay_ * 2, max_);
+  const std::chrono::milliseconds delay = backoff_.Next();
   if (const int64_t failures = log_.Count(); failures > 0) {
     Log()->warn("{}: accept failed: {} ({} time(s) since the last line); next try in {}", listener_,
-                error.message(), failures, absl::FormatDuration(delay));
+                error.message(), failures, absl::FormatDuration(absl::FromChrono(delay)));
   }
-  return absl::ToChronoMilliseconds(delay);
+  return delay;
 }
 
 }  // namespace buildd

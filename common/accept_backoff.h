@@ -9,6 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/backoff.h"
 
 namespace buildd {
 
@@ -45,13 +46,11 @@ class AcceptBackoff {
   // After a failed accept: how long to wait before the next one.
   std::chrono::milliseconds Failed(const boost::system::error_code& error);
   // After a successful accept.
-  void Succeeded() { delay_ = first_; }
+  void Succeeded() { backoff_.Reset(); }
 
  private:
   const std::string listener_;
-  const absl::Duration first_;
-  const absl::Duration max_;
-  absl::Duration delay_;
+  Backoff backoff_;
   LogLimiter log_;
 };
 

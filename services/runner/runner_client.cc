@@ -9,9 +9,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "buildd/v1/runner.grpc.pb.h"
+#include "common/backoff.h"
 #include "common/grpc_server.h"
 #include "common/logging.h"
-#include "services/runner/backoff.h"
 
 namespace buildd::runner {
 

@@ -1,4 +1,4 @@
-#include "services/runner/backoff.h"
+#include "common/backoff.h"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include "services/runner/backoff.h"
+#include "common/backoff.h"
 
 #include <algorithm>
 
-namespace buildd::runner {
+namespace buildd {
 
 Backoff::Backoff(std::chrono::milliseconds base, std::chrono::milliseconds cap,
                  std::function<double()> unit_random)
@@ -31,4 +31,4 @@ std::chrono::milliseconds Backoff::Next() {
   return std::chrono::milliseconds(static_cast<int64_t>(unit * static_cast<double>(ceiling)));
 }
 
-}  // namespace buildd::runner
+}  // namespace buildd

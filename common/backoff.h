@@ -1,14 +1,15 @@
-#ifndef BUILDD_SERVICES_RUNNER_BACKOFF_H_
-#define BUILDD_SERVICES_RUNNER_BACKOFF_H_
+#ifndef BUILDD_COMMON_BACKOFF_H_
+#define BUILDD_COMMON_BACKOFF_H_
 
 #include <chrono>
 #include <functional>
 #include <random>
 
-namespace buildd::runner {
+namespace buildd {
 
 // Exponential backoff with full jitter: the n-th delay (n = 0, 1, …) is drawn
-// uniformly from [0, min(cap, base * 2^n)]. Not thread-safe.
+// uniformly from [0, min(cap, base * 2^n)]; with a `unit_random` of 1, the
+// delays are the ceilings themselves. Not thread-safe.
 class Backoff {
  public:
   // `unit_random` returns values in [0, 1); the default draws from a seeded
@@ -35,6 +36,6 @@ class Backoff {
   int attempt_ = 0;
 };
 
-}  // namespace buildd::runner
+}  // namespace buildd
 
-#endif  // BUILDD_SERVICES_RUNNER_BACKOFF_H_
+#endif  // BUILDD_COMMON_BACKOFF_H_
