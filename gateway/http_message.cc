@@ -3,6 +3,11 @@
 #include <google/protobuf/stubs/common.h>
 
 #include <algorithm>
+#include <sstream>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -168,6 +173,21 @@ absl::Status CheckCookieRequest(const HttpRequest& request,
         "a request signed in by the session cookie must send its body as application/json");
   }
   return absl::OkStatus();
+}
+
+std::string SerializeClosingResponse(HttpResponse response, unsigned version,
+                                     const std::string& request_id) {
+  http::response<http::string_body> res{static_cast<http::status>(response.status), version};
+  res.set(http::field::server, "buildd-gateway");
+  res.set(http::field::content_type, response.content_type);
+  if (!request_id.empty()) res.set("X-Request-Id", request_id);
+  for (auto& [name, value] : response.headers) res.insert(name, value);
+  res.body() = std::move(response.body);
+  res.keep_alive(false);
+  res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  return out.str();
 }
 
 }  // namespace buildd::gateway

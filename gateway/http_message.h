@@ -59,6 +59,12 @@ struct HttpResponse {
 
 HttpResponse JsonResponse(unsigned status, std::string body);
 
+// `response` as the bytes of a whole HTTP/1.x message that closes the
+// connection, for answers written in one piece (a refusal, a stream's
+// error). `request_id` "" sends no X-Request-Id.
+std::string SerializeClosingResponse(HttpResponse response, unsigned version,
+                                     const std::string& request_id);
+
 // Percent-decoding; with `plus_is_space` ('+' → ' ') for query strings.
 // Returns false on a malformed escape, and when the result is not UTF-8:
 // what is decoded goes into protobuf string fields, which must be.

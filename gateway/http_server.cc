@@ -9,7 +9,6 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <optional>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -63,16 +62,8 @@ const std::string& BusyResponse() {
   static const std::string* const kResponse = [] {
     HttpResponse response = ErrorResponse(503, absl::StatusCode::kUnavailable,
                                           "the gateway is at its connection limit; retry later");
-    http::response<http::string_body> res{http::status::service_unavailable, 11};
-    res.set(http::field::server, "buildd-gateway");
-    res.set(http::field::content_type, response.content_type);
-    res.set(http::field::retry_after, "1");
-    res.body() = std::move(response.body);
-    res.keep_alive(false);
-    res.prepare_payload();
-    std::ostringstream out;
-    out << res;
-    return new std::string(out.str());
+    response.headers.emplace_back("Retry-After", "1");
+    return new std::string(SerializeClosingResponse(std::move(response), 11, ""));
   }();
   return *kResponse;
 }

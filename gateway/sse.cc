@@ -196,20 +196,9 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   void Fail(HttpResponse response) {
     status_ = response.status;
     if (status_ == 401 && request_.on_refused) request_.on_refused();
-    http::response<http::string_body> res{static_cast<http::status>(response.status),
-                                          request_.version};
-    res.set(http::field::server, "buildd-gateway");
-    res.set(http::field::content_type, response.content_type);
-    res.set("X-Request-Id", request_.request_id);
-    for (auto& [name, value] : response.headers) res.insert(name, value);
-    res.body() = std::move(response.body);
-    res.keep_alive(false);
-    res.prepare_payload();
-    std::ostringstream out;
-    out << res;
     phase_ = Phase::kClosing;
     finishing_ = true;
-    Enqueue(out.str());
+    Enqueue(SerializeClosingResponse(std::move(response), request_.version, request_.request_id));
   }
 
   std::string Chunk(std::string payload) const {
