@@ -1,6 +1,8 @@
 #include "common/db.h"
 
 #include <libpq-fe.h>
+
+#include "common/pg_connection.h"
 #include <soci/postgresql/soci-postgresql.h>
 
 #include "absl/strings/match.h"
@@ -79,11 +81,13 @@ absl::Status ApplyMigrations(soci::connection_pool& pool, const std::string& ser
 }
 
 absl::Status StatusFromDbError(const std::exception& e, const std::string& what) {
-  if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) {
-    const std::string state = pg->sqlstate();
+  std::string state;
+  if (const auto* pg = dynamic_cast<const soci::postgresql_soci_error*>(&e)) state = pg->sqlstate();
+  if (const auto* pg = dynamic_cast<const PgError*>(&e)) state = pg->sqlstate();
+  if (!state.empty()) {
     if (state == "23505") return absl::AlreadyExistsError(absl::StrCat(what, ": already exists"));
     if (state == "23503") return absl::FailedPreconditionError(absl::StrCat(what, ": refers to a missing row"));
-    if (state == "22P02" || state == "22023") return absl::InvalidArgumentError(absl::StrCat(what, ": ", pg->what()));
+    if (state == "22P02" || state == "22023") return absl::InvalidArgumentError(absl::StrCat(what, ": ", e.what()));
     if (absl::StartsWith(state, "08") || state == "57P01") {
       return absl::UnavailableError(absl::StrCat(what, ": database unavailable"));
     }

@@ -1,7 +1,6 @@
 #include "services/broker/broker_service.h"
 
 #include <boost/asio/post.hpp>
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 
@@ -202,7 +201,7 @@ absl::Status ValidateNewTask(pb::Task& task) {
   return absl::OkStatus();
 }
 
-BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store,
+BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, BrokerStore& store,
                                      Dispatcher& dispatcher, Journal& journal, EventHub& hub,
                                      boost::asio::thread_pool& pool,
                                      boost::asio::thread_pool& stream_pool, Options options)
@@ -256,7 +255,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorkspace(grpc::CallbackServe
     w.default_branch = req->default_branch().empty() ? "main" : req->default_branch();
     w.created_by = p.account_id;
     BUILDD_RETURN_IF_ERROR(journal_.Run([&w](JournalTx& tx) {
-      PgBrokerStore::InsertWorkspace(tx.sql(), w);
+      tx.store().InsertWorkspace(w);
       return absl::OkStatus();
     }));
     BUILDD_ASSIGN_OR_RETURN(WorkspaceRecord saved, store_.GetWorkspace(w.id));
@@ -371,27 +370,13 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
                         &pb::Task::clear_exit_code, &pb::Task::clear_error}) {
       (task.*clear)();
     }
-    TaskRecord record;
-    record.id = NewUuid();
-    if (task.work_branch().empty()) task.set_work_branch(TaskRecord::DefaultWorkBranch(record.id));
-    record.concurrency_key =
-        task.concurrency_key().empty() ? task.work_branch() : task.concurrency_key();
-    record.workspace_id = task.workspace_id();
-    record.runner_preference = pb::Task::RunnerPreference_Name(task.runner_preference());
-    record.required_labels.assign(task.required_labels().begin(), task.required_labels().end());
-    record.provider = task.provider();
-    record.priority = task.priority();
-    record.max_attempts = task.max_attempts();
-    record.created_by = principal->account_id;
-    google::protobuf::util::MessageToJsonString(task, &record.spec_json);
-    // The reply is the client's task with the broker's fields on top (no
-    // second trip through JSON).
-    dispatcher_.CreateTask(std::move(record), [reactor, resp, task = std::move(task)](
-                                                  absl::StatusOr<TaskRecord> saved) mutable {
+    // Parsed once: the record keeps the task as it is, for the store and
+    // the runner's Assign alike.
+    TaskRecord record = TaskRecord::FromSpec(NewUuid(), std::move(task), principal->account_id);
+    dispatcher_.CreateTask(std::move(record), [reactor, resp](absl::StatusOr<TaskRecord> saved) {
       if (saved.ok()) {
         saved->created_at = saved->updated_at = NowRfc3339();
-        ApplyTaskState(*saved, &task);
-        *resp = std::move(task);
+        *resp = TaskToProto(*saved);
       }
       reactor->Finish(ToGrpcStatus(saved.status()));
     });
@@ -508,9 +493,9 @@ namespace {
 class Subscription final : public QueuedWriteReactor<pb::Event> {
  public:
   struct State {
-    State(PgBrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
+    State(BrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
         : store(store), hub(hub), pool(pool) {}
-    PgBrokerStore& store;
+    BrokerStore& store;
     EventHub& hub;
     boost::asio::thread_pool& pool;
     // Runs once the stream is done (the service forgets it).
@@ -526,7 +511,7 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
     int hub_token ABSL_GUARDED_BY(mu) = -1;
   };
 
-  Subscription(PgBrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
+  Subscription(BrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
       : state_(std::make_shared<State>(store, hub, pool)) {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = this;

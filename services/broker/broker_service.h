@@ -6,6 +6,7 @@
 #include "buildd/v1/broker.grpc.pb.h"
 #include "services/broker/accounts_client.h"
 #include "services/broker/broker_store.h"
+#include "services/broker/conversions.h"
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_hub.h"
 
@@ -22,7 +23,7 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   };
   // `pool` runs unary calls; `stream_pool` the Subscribe streams' reads,
   // so that a long backfill never holds up a unary call.
-  BrokerServiceImpl(Authenticator& auth, PgBrokerStore& store, Dispatcher& dispatcher,
+  BrokerServiceImpl(Authenticator& auth, BrokerStore& store, Dispatcher& dispatcher,
                     Journal& journal, EventHub& hub, boost::asio::thread_pool& pool,
                     boost::asio::thread_pool& stream_pool, Options options);
 
@@ -73,7 +74,7 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   absl::Status ResolveResumeFrom(const Principal& p, pb::Task& task);
 
   Authenticator& auth_;
-  PgBrokerStore& store_;
+  BrokerStore& store_;
   Dispatcher& dispatcher_;
   Journal& journal_;
   EventHub& hub_;

@@ -1,216 +1,124 @@
 #ifndef BUILDD_SERVICES_BROKER_BROKER_STORE_H_
 #define BUILDD_SERVICES_BROKER_BROKER_STORE_H_
 
+// The broker's store contract: what it keeps (workspaces, tasks, workers,
+// events, costs, agent sessions) and how it is written. Every
+// implementation passes tests/broker/store_contract_test.cc.
+
 #include <cstdint>
+#include <exception>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <soci/soci.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "buildd/v1/common.pb.h"
-#include "buildd/v1/runner.pb.h"
-#include "common/db.h"
-#include "common/secret_box.h"
-#include "services/broker/scheduler.h"
+#include "services/broker/records.h"
 
 namespace buildd::broker {
 
-struct WorkspaceRecord {
-  std::string id;
-  std::string name;
-  std::string repo_url;
-  std::string default_branch;
-  std::string created_by;
-  std::string created_at;
-  // "" or "none" (no network for its tasks).
-  std::string network;
-};
-
-struct TaskRecord {
-  std::string id;
-  std::string workspace_id;
-  std::string runner_preference = "any";
-  std::vector<std::string> required_labels;
-  std::string provider;
-  int priority = 0;
-  std::string state = "pending";
-  int attempts = 0;
-  int max_attempts = 3;
-  int64_t epoch = 0;
-  std::string worker_id;
-  int exit_code = 0;
-  std::string error;
-  // The task as the client described it (protobuf JSON of Task).
-  std::string spec_json;
-  std::string created_by;
-  std::string created_at;
-  std::string updated_at;
-  // Artifacts in the protobuf JSON mapping; empty until an attempt finished.
-  std::string artifacts_json;
-  // Tasks of a workspace with the same key run one at a time, oldest
-  // first: the task's concurrencyKey, else its work branch.
-  std::string concurrency_key;
-
-  // The work branch of a task that names none.
-  static std::string DefaultWorkBranch(const std::string& task_id) {
-    return "buildd/" + task_id.substr(0, 8);
-  }
-  // Whether the key is the task's own default branch, which no other task
-  // shares (so there is nothing to wait for).
-  bool KeyIsOwn() const { return concurrency_key == DefaultWorkBranch(id); }
-
-  TaskRoute Route() const {
-    return TaskRoute{id, workspace_id, runner_preference, required_labels, provider};
-  }
-};
-
-// A task's agent session as stored: its transcript sealed, in base64 (how
-// bytea travels through SOCI).
-struct SealedSession {
-  std::string task_id;
-  std::string provider;
-  std::string session_id;
-  std::string sealed_base64;
-};
-
-struct WorkerRecord {
-  std::string id;
-  std::string task_id;
-  std::string workspace_id;
-  std::string account_id;
-  std::string runner_id;
-  std::string runner_name;
-  std::string state = "idle";
-  int64_t epoch = 0;
-  int64_t last_seq = 0;
-  int exit_code = 0;
-  std::string error;
-  std::string created_at;
-  std::string updated_at;
-};
-
-// A state change of a worker (and, when task_state is set, of its task),
-// fenced by epoch. Unset fields keep their value.
-struct WorkerChange {
-  std::string worker_id;
-  int64_t epoch = 0;
-  std::string worker_state;  // "" keeps it
-  std::string task_state;    // "" leaves the task alone
-  std::optional<int> exit_code;
-  std::optional<std::string> error;
-  int64_t seq = 0;  // events durable up to here
-};
-
-// Row writes collected from journal operations and written with one
-// statement per kind for a whole batch: task inserts, worker inserts, then
-// worker (and task) changes, merged per worker in order. Not thread-safe.
-class BatchedWrites {
+// What one transaction of the single writer may do besides the batched
+// writes (see Journal). Every method throws on a store failure; the
+// journal then rolls back.
+class StoreTx {
  public:
-  void InsertTask(const TaskRecord& t) { tasks_.push_back(t); }
-  void InsertWorker(const WorkerRecord& w) { workers_.push_back(w); }
-  void ChangeWorker(const WorkerChange& change);
-  // Appends `other`'s writes after this one's.
-  void MergeFrom(BatchedWrites& other);
-  bool empty() const { return tasks_.empty() && workers_.empty() && changes_.empty(); }
-  // Writes everything, and `events` (may be null) with ids drawn from the
-  // event counter, in one statement; sets the events' ids and forgets the
-  // writes. Returns the last event id. Throws soci errors.
-  int64_t Flush(soci::session& sql, std::vector<::buildd::v1::Event>* events = nullptr);
+  virtual ~StoreTx() = default;
 
- private:
-  std::vector<TaskRecord> tasks_;
-  std::vector<WorkerRecord> workers_;
-  std::vector<WorkerChange> changes_;  // one per worker, in first-change order
+  // The row, locked until the transaction ends.
+  virtual std::optional<TaskRecord> LockTask(const std::string& id) = 0;
+  virtual std::optional<WorkerRecord> LockWorker(const std::string& id) = 0;
+  // Writes the task's state, attempts, epoch, worker, exit code and error.
+  virtual void UpdateTask(const TaskRecord& t) = 0;
+  // Writes the worker's state, last seq, exit code, error and runner.
+  virtual void UpdateWorker(const WorkerRecord& w) = 0;
+  // Pending to canceled: the canceled task, or nullopt when it is not
+  // pending (any more).
+  virtual std::optional<TaskRecord> CancelPending(const std::string& task_id) = 0;
+  virtual void InsertWorkspace(const WorkspaceRecord& w) = 0;
+  virtual void SetArtifacts(const std::string& task_id, const std::string& artifacts_json) = 0;
+  // Adds to what the account spent today (UTC); returns the day's total.
+  virtual double AddCost(const std::string& account_id, double cost_usd) = 0;
+  // Stores (or replaces) the session a task ended with.
+  virtual void SaveSession(const SealedSession& session) = 0;
+  // Whether a task of `workspace_id` with concurrency key `key` is
+  // unfinished (pending, assigned, running or waiting for input).
+  virtual bool KeyIsBusy(const std::string& workspace_id, const std::string& key) = 0;
+  // Locks up to `n` pending tasks the filter allows, best first (priority,
+  // then age), skipping rows other writers hold and tasks whose concurrency
+  // key is held by an unfinished task or an earlier pending one.
+  virtual std::vector<TaskRecord> ClaimPending(const ClaimFilter& filter, int n) = 0;
+  // Moves a live worker to `runner_id` when `account_id` holds its lease at
+  // `epoch`; false otherwise.
+  virtual bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
+                        const std::string& runner_id) = 0;
 };
 
-// Which events a subscriber wants.
-struct EventFilter {
-  std::string workspace_id;
-  std::string task_id;
-  std::string worker_id;
-  // Empty: every workspace (admins). Otherwise only these.
-  std::optional<std::set<std::string>> allowed_workspaces;
-
-  bool Matches(const ::buildd::v1::Event& e) const;
-};
-
-// The broker's tables on PostgreSQL. Reads take a pooled session; writes
-// take the journal's session (they run inside its transaction). Thread-safe.
-class PgBrokerStore {
+// The single writer's connection (see Journal). Not thread-safe.
+class StoreWriter : public StoreTx {
  public:
-  // `sessions` seals session transcripts at rest.
-  PgBrokerStore(soci::connection_pool& pool, SecretBox sessions)
-      : pool_(pool), sessions_(std::move(sessions)) {}
+  // Opens a transaction: what follows, and the next Write, commit together.
+  virtual void Begin() = 0;
+  virtual void Commit() = 0;
+  virtual void Rollback() = 0;
+  // Writes `batch`, then `events` (may be null) with ids drawn from the
+  // store's gap-free counter, which it sets on them; empties `batch`.
+  // Outside a transaction this commits by itself. A worker change applies
+  // only at the worker's epoch, and to its task only at the task's epoch.
+  virtual void Write(WriteBatch& batch, std::vector<pb::Event>* events) = 0;
+  // The status a failure thrown by this writer stands for: Unavailable
+  // when the store cannot be reached (the writer then reconnects).
+  virtual absl::Status StatusOf(const std::exception& e) = 0;
+  virtual void Reconnect() = 0;
+};
 
-  absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id);
-  absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
-      const std::optional<std::set<std::string>>& only);
-  absl::StatusOr<TaskRecord> GetTask(const std::string& id);
-  absl::StatusOr<std::vector<TaskRecord>> ListTasks(
+// Reads, from any thread, and the writer. Thread-safe.
+class BrokerStore {
+ public:
+  virtual ~BrokerStore() = default;
+
+  virtual absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id) = 0;
+  // Every workspace, or only those in `only`, oldest first.
+  virtual absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
+      const std::optional<std::set<std::string>>& only) = 0;
+  virtual absl::StatusOr<TaskRecord> GetTask(const std::string& id) = 0;
+  // Newest first; "" matches any workspace or state.
+  virtual absl::StatusOr<std::vector<TaskRecord>> ListTasks(
       const std::string& workspace_id, const std::string& state, int limit,
-      const std::optional<std::set<std::string>>& only);
-  absl::StatusOr<WorkerRecord> GetWorker(const std::string& id);
-  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers(
+      const std::optional<std::set<std::string>>& only) = 0;
+  virtual absl::StatusOr<WorkerRecord> GetWorker(const std::string& id) = 0;
+  // Oldest first, at most 1000.
+  virtual absl::StatusOr<std::vector<WorkerRecord>> ListWorkers(
       const std::string& task_id, const std::string& workspace_id,
-      const std::optional<std::set<std::string>>& only);
+      const std::optional<std::set<std::string>>& only) = 0;
   // Events with after_id < id <= up_to_id in id order, at most `limit`,
   // filtered (in the query, so a filter that matches little scans little).
-  absl::StatusOr<std::vector<::buildd::v1::Event>> ReadEvents(
+  virtual absl::StatusOr<std::vector<pb::Event>> ReadEvents(
       int64_t after_id, const EventFilter& filter, int limit,
-      int64_t up_to_id = std::numeric_limits<int64_t>::max());
-  absl::StatusOr<int64_t> LastEventId();
+      int64_t up_to_id = std::numeric_limits<int64_t>::max()) = 0;
+  virtual absl::StatusOr<int64_t> LastEventId() = 0;
   // Whether a pending task of `workspace_id` has concurrency key `key`.
-  absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
-                                         const std::string& key) const;
+  virtual absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
+                                                 const std::string& key) = 0;
+  virtual absl::StatusOr<int64_t> CountPending() = 0;
+  // Every worker that is not done.
+  virtual absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() = 0;
+  // What the account spent today (UTC).
+  virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
 
   // The stored session of a task, with its transcript when `with_data`.
   // DataLoss when the transcript does not open under the session key.
-  absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> GetSession(
-      const std::string& task_id, bool with_data = false) const;
+  virtual absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
+                                                                 bool with_data = false) = 0;
+  // The stored form of a session: its transcript sealed (CPU-heavy for a
+  // large transcript: not for the writer's thread).
+  virtual SealedSession SealSession(const AgentSession& session) const = 0;
 
-  // Writes, inside a journal transaction. They throw soci errors.
-  static void InsertWorkspace(soci::session& sql, const WorkspaceRecord& w);
-  static void UpdateTask(soci::session& sql, const TaskRecord& t);
-  static void UpdateWorker(soci::session& sql, const WorkerRecord& w);
-  static std::optional<TaskRecord> LockTask(soci::session& sql, const std::string& id);
-  static std::optional<WorkerRecord> LockWorker(soci::session& sql, const std::string& id);
-  static std::optional<WorkspaceRecord> FindWorkspace(soci::session& sql, const std::string& id);
-  static void SetArtifacts(soci::session& sql, const std::string& task_id,
-                           const std::string& artifacts_json);
-  // Adds to what the account spent today (UTC); returns the day's total.
-  static double AddCost(soci::session& sql, const std::string& account_id, double cost_usd);
-  static double CostToday(soci::session& sql, const std::string& account_id);
-  // The stored form of the session a task ended with: its transcript
-  // sealed. Made off the journal's thread (a transcript can be megabytes).
-  SealedSession SealSession(const ::buildd::v1::SessionSnapshot& snapshot) const;
-  // Stores (or replaces) it.
-  static void SaveSession(soci::session& sql, const SealedSession& session);
-  // Whether a task of `workspace_id` with concurrency key `key` is
-  // unfinished (pending, assigned, running or waiting for input).
-  static bool KeyIsBusy(soci::session& sql, const std::string& workspace_id, const std::string& key);
-  // Locks up to `n` pending tasks `runner` may take, best first, skipping
-  // rows other replicas hold and tasks whose concurrency key is held by an
-  // active task or an earlier pending one.
-  static std::vector<TaskRecord> ClaimPending(soci::session& sql, const RunnerSlot& runner, int n);
-
- private:
-  absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> FindSession(
-      soci::session& sql, const std::string& task_id, bool with_data) const;
-
-  soci::connection_pool& pool_;
-  const SecretBox sessions_;
+  // A connection for the single writer.
+  virtual absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() = 0;
 };
-
-const std::vector<Migration>& BrokerMigrations();
-
-// JSON array text of strings, and back.
-std::string LabelsToJson(const std::vector<std::string>& labels);
-std::vector<std::string> LabelsFromJson(const std::string& json);
 
 }  // namespace buildd::broker
 

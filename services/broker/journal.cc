@@ -5,17 +5,14 @@
 #include <future>
 #include <map>
 
-#include <google/protobuf/util/json_util.h>
-
 #include "absl/strings/str_cat.h"
-#include "common/db.h"
 #include "common/logging.h"
 
 namespace buildd::broker {
 
-Journal::Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch,
+Journal::Journal(std::unique_ptr<StoreWriter> writer, Publish publish, size_t max_batch,
                  size_t max_queued_bytes)
-    : session_(std::move(session)),
+    : writer_(std::move(writer)),
       publish_(std::move(publish)),
       max_batch_(max_batch),
       max_queued_bytes_(max_queued_bytes) {
@@ -92,18 +89,18 @@ void Journal::Loop() {
 }
 
 bool Journal::RunBatch(std::vector<Item>& items, bool single) {
-  soci::session& sql = *session_;
+  StoreWriter& writer = *writer_;
   const auto started = std::chrono::steady_clock::now();
   std::vector<JournalTx> txs;
   txs.reserve(items.size());
   std::vector<absl::Status> results;
   results.reserve(items.size());
   std::vector<pb::Event> events;
-  BatchedWrites batch;
+  WriteBatch batch;
   bool begun = false;
   try {
     for (Item& item : items) {
-      txs.emplace_back(sql, batch, begun);
+      txs.emplace_back(writer, batch, begun);
       results.push_back(item.op(txs.back()));
       if (results.back().ok()) {
         for (pb::Event& e : txs.back().events_) events.push_back(std::move(e));
@@ -111,18 +108,18 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
       }
     }
     // Without an explicit transaction this one statement commits by itself.
-    batch.Flush(sql, &events);
-    if (begun) sql.commit();
+    writer.Write(batch, &events);
+    if (begun) writer.Commit();
   } catch (const std::exception& e) {
-    absl::Status error = StatusFromDbError(e, "journal");
+    absl::Status error = writer.StatusOf(e);
     Log()->error("journal batch of {} rolled back: {}", items.size(), e.what());
     try {
-      if (begun) sql.rollback();
+      if (begun) writer.Rollback();
     } catch (const std::exception&) {
     }
     if (error.code() == absl::StatusCode::kUnavailable) {
       try {
-        sql.reconnect();
+        writer.Reconnect();
       } catch (const std::exception& re) {
         Log()->error("journal reconnect failed: {}", re.what());
       }

@@ -9,11 +9,9 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <soci/soci.h>
+#include <atomic>
 
 #include "absl/status/status.h"
-#include "buildd/v1/common.pb.h"
 #include "services/broker/broker_store.h"
 
 namespace buildd::broker {
@@ -23,23 +21,23 @@ namespace pb = ::buildd::v1;
 // What an operation may do inside the journal's transaction.
 class JournalTx {
  public:
-  JournalTx(soci::session& session, BatchedWrites& batch, bool& begun)
-      : session_(session), batch_(batch), begun_(begun) {}
+  JournalTx(StoreWriter& writer, WriteBatch& batch, bool& begun)
+      : writer_(writer), batch_(batch), begun_(begun) {}
 
-  // The transaction's session, for reads and rare writes: opens the
-  // transaction (a batch of buffered writes alone needs none: it is one
-  // statement) and flushes the buffered writes of earlier operations, so
-  // they are visible.
-  soci::session& sql() {
+  // The store inside the transaction, for locks, claims and rare writes:
+  // opens the transaction (a batch of buffered writes alone needs none: it
+  // is one statement) and writes the buffered writes of earlier
+  // operations, so they are visible.
+  StoreTx& store() {
     if (!begun_) {
-      session_.begin();
+      writer_.Begin();
       begun_ = true;
     }
-    batch_.Flush(session_);
-    return session_;
+    writer_.Write(batch_, nullptr);
+    return writer_;
   }
-  // Row writes buffered until the end of the batch (or the next sql()).
-  BatchedWrites& writes() { return writes_; }
+  // Row writes buffered until the end of the batch (or the next store()).
+  WriteBatch& writes() { return writes_; }
 
   // Records an event; it gets its id when the transaction commits.
   void Append(pb::Event event) { events_.push_back(std::move(event)); }
@@ -50,10 +48,10 @@ class JournalTx {
 
  private:
   friend class Journal;
-  soci::session& session_;
-  BatchedWrites& batch_;
+  StoreWriter& writer_;
+  WriteBatch& batch_;
   bool& begun_;
-  BatchedWrites writes_;
+  WriteBatch writes_;
   std::vector<pb::Event> events_;
   std::vector<std::function<void()>> on_commit_;
   std::vector<std::function<void()>> on_abort_;
@@ -78,7 +76,7 @@ class Journal {
   using Publish = std::function<void(const std::vector<pb::Event>&)>;
 
   // `max_queued_bytes`: see HasRoom.
-  Journal(std::unique_ptr<soci::session> session, Publish publish, size_t max_batch = 512,
+  Journal(std::unique_ptr<StoreWriter> writer, Publish publish, size_t max_batch = 512,
           size_t max_queued_bytes = 64 << 20);
   ~Journal();
 
@@ -110,7 +108,7 @@ class Journal {
   // Runs `items` in one transaction; false when it threw and rolled back.
   bool RunBatch(std::vector<Item>& items, bool single);
 
-  std::unique_ptr<soci::session> session_;
+  std::unique_ptr<StoreWriter> writer_;
   Publish publish_;
   size_t max_batch_;
   const size_t max_queued_bytes_;

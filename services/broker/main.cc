@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <soci/postgresql/soci-postgresql.h>
 
 #include "absl/flags/flag.h"
 #include "common/admin_http.h"
@@ -25,6 +24,7 @@
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_hub.h"
 #include "services/broker/journal.h"
+#include "services/broker/pg_broker_store.h"
 #include "services/broker/runner_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7002", "gRPC listen address (host:port or :port)");
@@ -85,7 +85,12 @@ int main(int argc, char** argv) {
     Log()->critical("{}", pool.status().message());
     return pool.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  PgBrokerStore store(**pool, *std::move(sessions_box));
+  auto conninfo = ToConninfo(url);
+  if (!conninfo.ok()) {
+    Log()->critical("{}", conninfo.status().message());
+    return 2;
+  }
+  PgBrokerStore store(**pool, *std::move(sessions_box), *conninfo);
   EventHub hub;
   auto last_id = store.LastEventId();
   if (!last_id.ok()) {
@@ -94,15 +99,12 @@ int main(int argc, char** argv) {
   }
   hub.Reset(*last_id);
 
-  auto conninfo = ToConninfo(url);
-  std::unique_ptr<soci::session> writer_session;
-  try {
-    writer_session = std::make_unique<soci::session>(soci::postgresql, *conninfo);
-  } catch (const std::exception& e) {
-    Log()->critical("journal connection: {}", e.what());
+  auto writer = store.OpenWriter();
+  if (!writer.ok()) {
+    Log()->critical("{}", writer.status().message());
     return 1;
   }
-  Journal journal(std::move(writer_session),
+  Journal journal(*std::move(writer),
                   [&hub](const std::vector<pb::Event>& events) { hub.Publish(events); },
                   /*max_batch=*/512,
                   static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_journal_queue_mb))) << 20);
@@ -112,12 +114,12 @@ int main(int argc, char** argv) {
   std::thread timer_thread([&timers] { timers.run(); });
 
   boost::asio::thread_pool workers(absl::GetFlag(FLAGS_threads));
-  Scheduler scheduler;
   DispatcherOptions options;
   options.lease_grace_ms = absl::GetFlag(FLAGS_lease_grace_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
   options.accept_timeout_ms = absl::GetFlag(FLAGS_accept_timeout_ms);
-  Dispatcher dispatcher(journal, scheduler, store, timers, workers, options);
+  options.max_streams_per_key = absl::GetFlag(FLAGS_max_streams_per_key);
+  Dispatcher dispatcher(journal, store, timers, workers, options);
   if (auto st = dispatcher.Start(); !st.ok()) {
     Log()->critical("dispatcher: {}", st.message());
     return 1;
@@ -157,7 +159,6 @@ int main(int argc, char** argv) {
   };
   arm_recheck();
   RunnerServiceImpl::Options stream_options;
-  stream_options.max_streams_per_key = absl::GetFlag(FLAGS_max_streams_per_key);
   stream_options.hello_timeout_ms = absl::GetFlag(FLAGS_hello_timeout_ms);
   RunnerServiceImpl runner_service(accounts, dispatcher, workers, timers, stream_options);
   runner_service_ptr = &runner_service;
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
   health.Drain();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   recheck.cancel();
+  dispatcher.Stop();
   workers.join();
   stream_pool.join();
   journal.Stop();

@@ -1,13 +1,15 @@
-#include "services/broker/broker_store.h"
+#include "services/broker/pg_broker_store.h"
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/pg_connection.h"
 #include "services/broker/runner_reports.h"
+#include "services/broker/task_states.h"
 
 namespace buildd {
 const std::vector<Migration>& BrokerMigrationList();
@@ -22,69 +24,88 @@ std::string TimeCol(const std::string& col) {
   return absl::StrCat("to_char(", col, " AT TIME ZONE 'UTC', ", kTime, ")");
 }
 
-std::string TaskColumns() {
-  return absl::StrCat(
-      "t.id::text, t.workspace_id::text, t.runner_preference, t.required_labels::text,"
-      " t.provider, t.priority, t.state, t.attempts, t.max_attempts, t.epoch,"
-      " COALESCE(t.worker_id::text, ''), t.exit_code, t.error, t.spec::text,"
-      " COALESCE(t.created_by::text, ''), ",
-      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"), ", COALESCE(t.artifacts::text, ''),"
-      " t.concurrency_key");
+int64_t Int(const std::string& s) {
+  int64_t n = 0;
+  (void)absl::SimpleAtoi(s, &n);
+  return n;
 }
 
-TaskRecord TaskFromRow(const soci::row& r) {
+// Every column is selected as text, so that one parser reads the rows of a
+// SOCI session and of the writer's libpq connection alike.
+const std::string& TaskColumns() {
+  static const std::string columns = absl::StrCat(
+      "t.id::text, t.workspace_id::text, t.runner_preference, t.required_labels::text,"
+      " t.provider, t.priority::text, t.state, t.attempts::text, t.max_attempts::text,"
+      " t.epoch::text, COALESCE(t.worker_id::text, ''), t.exit_code::text, t.error, t.spec::text,"
+      " COALESCE(t.created_by::text, ''), ",
+      TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"),
+      ", COALESCE(t.artifacts::text, ''), t.concurrency_key");
+  return columns;
+}
+
+template <typename Col>
+TaskRecord TaskFrom(Col col) {
   TaskRecord t;
-  t.id = r.get<std::string>(0);
-  t.workspace_id = r.get<std::string>(1);
-  t.runner_preference = r.get<std::string>(2);
-  t.required_labels = LabelsFromJson(r.get<std::string>(3));
-  t.provider = r.get<std::string>(4);
-  t.priority = r.get<int>(5);
-  t.state = r.get<std::string>(6);
-  t.attempts = r.get<int>(7);
-  t.max_attempts = r.get<int>(8);
-  t.epoch = r.get<long long>(9);
-  t.worker_id = r.get<std::string>(10);
-  t.exit_code = r.get<int>(11);
-  t.error = r.get<std::string>(12);
-  t.spec_json = r.get<std::string>(13);
-  t.created_by = r.get<std::string>(14);
-  t.created_at = r.get<std::string>(15);
-  t.updated_at = r.get<std::string>(16);
-  t.artifacts_json = r.get<std::string>(17);
-  t.concurrency_key = r.get<std::string>(18);
+  t.id = col(0);
+  t.workspace_id = col(1);
+  t.runner_preference = col(2);
+  t.required_labels = LabelsFromJson(col(3));
+  t.provider = col(4);
+  t.priority = static_cast<int>(Int(col(5)));
+  t.state = col(6);
+  t.attempts = static_cast<int>(Int(col(7)));
+  t.max_attempts = static_cast<int>(Int(col(8)));
+  t.epoch = Int(col(9));
+  t.worker_id = col(10);
+  t.exit_code = static_cast<int>(Int(col(11)));
+  t.error = col(12);
+  auto spec = std::make_shared<pb::Task>();
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  (void)google::protobuf::util::JsonStringToMessage(col(13), spec.get(), options);
+  t.spec = std::move(spec);
+  t.created_by = col(14);
+  t.created_at = col(15);
+  t.updated_at = col(16);
+  t.artifacts_json = col(17);
+  t.concurrency_key = col(18);
   return t;
 }
 
-std::string WorkerColumns() {
-  return absl::StrCat(
+const std::string& WorkerColumns() {
+  static const std::string columns = absl::StrCat(
       "w.id::text, w.task_id::text, w.workspace_id::text, COALESCE(w.account_id::text, ''),"
-      " w.runner_id, w.runner_name, w.state, w.epoch, w.last_seq, w.exit_code, w.error, ",
+      " w.runner_id, w.runner_name, w.state, w.epoch::text, w.last_seq::text, w.exit_code::text,"
+      " w.error, ",
       TimeCol("w.created_at"), ", ", TimeCol("w.updated_at"));
+  return columns;
 }
 
-WorkerRecord WorkerFromRow(const soci::row& r) {
+template <typename Col>
+WorkerRecord WorkerFrom(Col col) {
   WorkerRecord w;
-  w.id = r.get<std::string>(0);
-  w.task_id = r.get<std::string>(1);
-  w.workspace_id = r.get<std::string>(2);
-  w.account_id = r.get<std::string>(3);
-  w.runner_id = r.get<std::string>(4);
-  w.runner_name = r.get<std::string>(5);
-  w.state = r.get<std::string>(6);
-  w.epoch = r.get<long long>(7);
-  w.last_seq = r.get<long long>(8);
-  w.exit_code = r.get<int>(9);
-  w.error = r.get<std::string>(10);
-  w.created_at = r.get<std::string>(11);
-  w.updated_at = r.get<std::string>(12);
+  w.id = col(0);
+  w.task_id = col(1);
+  w.workspace_id = col(2);
+  w.account_id = col(3);
+  w.runner_id = col(4);
+  w.runner_name = col(5);
+  w.state = col(6);
+  w.epoch = Int(col(7));
+  w.last_seq = Int(col(8));
+  w.exit_code = static_cast<int>(Int(col(9)));
+  w.error = col(10);
+  w.created_at = col(11);
+  w.updated_at = col(12);
   return w;
 }
 
-std::string WorkspaceColumns() {
-  return absl::StrCat("s.id::text, s.name, s.repo_url, s.default_branch,"
-                      " COALESCE(s.created_by::text, ''), ",
-                      TimeCol("s.created_at"), ", s.network");
+const std::string& WorkspaceColumns() {
+  static const std::string columns =
+      absl::StrCat("s.id::text, s.name, s.repo_url, s.default_branch,"
+                   " COALESCE(s.created_by::text, ''), ",
+                   TimeCol("s.created_at"), ", s.network");
+  return columns;
 }
 
 WorkspaceRecord WorkspaceFromRow(const soci::row& r) {
@@ -93,10 +114,279 @@ WorkspaceRecord WorkspaceFromRow(const soci::row& r) {
                          r.get<std::string>(6)};
 }
 
-// A JSON array of ids for `= ANY(...)` filters through jsonb.
+auto SociCols(const soci::row& r) {
+  return [&r](int i) { return r.get<std::string>(i); };
+}
+
+auto PgCols(const PgResult& r, int row) {
+  return [&r, row](int i) { return r.Get(row, i); };
+}
+
+// A JSON array of ids for `IN (SELECT jsonb_array_elements_text(...))`.
 std::string IdsJson(const std::set<std::string>& ids) {
   return LabelsToJson(std::vector<std::string>(ids.begin(), ids.end()));
 }
+
+google::protobuf::Value Text(const std::string& s) {
+  google::protobuf::Value v;
+  v.set_string_value(s);
+  return v;
+}
+
+// An integer as JSON text of its decimal digits: a JSON number would be a
+// double, printed in exponent form from 1e15 on, which ::bigint refuses.
+google::protobuf::Value Integer(int64_t n) {
+  google::protobuf::Value v;
+  v.set_string_value(absl::StrCat(n));
+  return v;
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(m, &json);
+  return json;
+}
+
+// The rows of a batch as JSON arrays, one per kind. The spec and labels are
+// JSON already: they go in as they are, not as strings to be escaped here
+// and parsed again by PostgreSQL.
+std::string TasksJson(const std::vector<TaskRecord>& tasks) {
+  std::string json = "[";
+  for (const TaskRecord& t : tasks) {
+    google::protobuf::Struct row;
+    auto& f = *row.mutable_fields();
+    f["id"] = Text(t.id);
+    f["ws"] = Text(t.workspace_id);
+    f["pref"] = Text(t.runner_preference);
+    f["provider"] = Text(t.provider);
+    f["prio"] = Integer(t.priority);
+    f["state"] = Text(t.state);
+    f["att"] = Integer(t.attempts);
+    f["maxatt"] = Integer(t.max_attempts);
+    f["epoch"] = Integer(t.epoch);
+    f["worker"] = Text(t.worker_id);
+    f["by"] = Text(t.created_by);
+    std::string object = ToJson(row);
+    object.pop_back();  // the closing brace
+    absl::StrAppend(&json, json.size() == 1 ? "" : ",", object,
+                    ",\"labels\":", LabelsToJson(t.required_labels),
+                    ",\"spec\":", t.spec == nullptr ? "{}" : ToJson(*t.spec), "}");
+  }
+  return json + "]";
+}
+
+std::string WorkersJson(const std::vector<WorkerRecord>& workers) {
+  google::protobuf::ListValue rows;
+  for (const WorkerRecord& w : workers) {
+    auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
+    f["id"] = Text(w.id);
+    f["task"] = Text(w.task_id);
+    f["ws"] = Text(w.workspace_id);
+    f["acc"] = Text(w.account_id);
+    f["runner"] = Text(w.runner_id);
+    f["rname"] = Text(w.runner_name);
+    f["state"] = Text(w.state);
+    f["epoch"] = Integer(w.epoch);
+  }
+  return ToJson(rows);
+}
+
+std::string ChangesJson(const std::vector<WorkerChange>& changes) {
+  google::protobuf::ListValue rows;
+  for (const WorkerChange& c : changes) {
+    auto& f = *rows.add_values()->mutable_struct_value()->mutable_fields();
+    f["id"] = Text(c.worker_id);
+    f["epoch"] = Integer(c.epoch);
+    if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
+    if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
+    if (c.exit_code) f["code"] = Integer(*c.exit_code);
+    if (c.error) f["err"] = Text(*c.error);
+    f["seq"] = Integer(c.seq);
+  }
+  return ToJson(rows);
+}
+
+// One statement, one round trip: data-modifying CTEs all run, against one
+// snapshot (an operation never changes a row inserted in the same batch: a
+// worker's changes come from its runner, after the commit that pushed it).
+// The event ids come from the counter row, locked until COMMIT.
+constexpr char kWriteBatch[] =
+    "WITH ctr AS (UPDATE event_counter SET last_id = last_id + $1::bigint RETURNING last_id),"
+    " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
+    " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
+    " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', e->'labels',"
+    " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
+    " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
+    " e->'spec', NULLIF(e->>'by', '')::uuid"
+    " FROM jsonb_array_elements($2::jsonb) AS e),"
+    " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
+    " runner_name, state, epoch)"
+    " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
+    " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
+    " (e->>'epoch')::bigint FROM jsonb_array_elements($3::jsonb) AS e),"
+    " v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
+    " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
+    " (e->>'seq')::bigint AS seq FROM jsonb_array_elements($4::jsonb) AS e),"
+    " cw AS (UPDATE workers w SET state = COALESCE(v.ws, w.state),"
+    " exit_code = COALESCE(v.code, w.exit_code), error = COALESCE(v.err, w.error),"
+    " last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
+    " FROM v WHERE w.id = v.id AND w.epoch = v.epoch"
+    " RETURNING w.task_id, v.epoch, v.ts, v.code, v.err),"
+    " ct AS (UPDATE tasks t SET state = cw.ts, exit_code = COALESCE(cw.code, t.exit_code),"
+    " error = COALESCE(cw.err, t.error), updated_at = now()"
+    " FROM cw WHERE t.id = cw.task_id AND t.epoch = cw.epoch AND cw.ts IS NOT NULL),"
+    " ev AS (INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
+    " SELECT ctr.last_id - $1::bigint + x.i, NULLIF(x.e->>'taskId', '')::uuid,"
+    " NULLIF(x.e->>'workerId', '')::uuid, NULLIF(x.e->>'workspaceId', '')::uuid,"
+    " x.e->>'type', jsonb_set(x.e, '{id}', to_jsonb((ctr.last_id - $1::bigint + x.i)::text))"
+    " FROM ctr, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(e, i))"
+    " SELECT last_id FROM ctr";
+
+// The writer's transactions on a libpq connection of its own.
+class PgStoreWriter final : public StoreWriter {
+ public:
+  explicit PgStoreWriter(const std::string& conninfo) : db_(conninfo) {}
+
+  void Begin() override { db_.Exec("BEGIN"); }
+  void Commit() override { db_.Exec("COMMIT"); }
+  void Rollback() override { db_.Exec("ROLLBACK"); }
+  absl::Status StatusOf(const std::exception& e) override { return StatusFromDbError(e, "journal"); }
+  void Reconnect() override { db_.Reset(); }
+
+  void Write(WriteBatch& batch, std::vector<pb::Event>* events) override {
+    const int64_t n = events == nullptr ? 0 : static_cast<int64_t>(events->size());
+    if (batch.empty() && n == 0) return;
+    PgResult r = db_.Run("write_batch", kWriteBatch,
+                         {absl::StrCat(n), TasksJson(batch.tasks()), WorkersJson(batch.workers()),
+                          ChangesJson(batch.changes()), n == 0 ? "[]" : EventsJson(*events)});
+    if (events != nullptr) {
+      int64_t id = Int(r.Get(0, 0)) - n + 1;
+      for (pb::Event& e : *events) e.set_id(id++);
+    }
+    batch.Clear();
+  }
+
+  std::optional<TaskRecord> LockTask(const std::string& id) override {
+    PgResult r = db_.Run("lock_task",
+                         absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = $1::uuid FOR UPDATE"),
+                         {id});
+    if (r.rows() == 0) return std::nullopt;
+    return TaskFrom(PgCols(r, 0));
+  }
+
+  std::optional<WorkerRecord> LockWorker(const std::string& id) override {
+    PgResult r = db_.Run("lock_worker",
+                         absl::StrCat("SELECT ", WorkerColumns(), " FROM workers w WHERE w.id = $1::uuid FOR UPDATE"),
+                         {id});
+    if (r.rows() == 0) return std::nullopt;
+    return WorkerFrom(PgCols(r, 0));
+  }
+
+  void UpdateTask(const TaskRecord& t) override {
+    db_.Run("update_task",
+            "UPDATE tasks SET state = $1, attempts = $2::int, epoch = $3::bigint,"
+            " worker_id = NULLIF($4, '')::uuid, exit_code = $5::int, error = $6,"
+            " updated_at = now() WHERE id = $7::uuid",
+            {t.state, absl::StrCat(t.attempts), absl::StrCat(t.epoch), t.worker_id,
+             absl::StrCat(t.exit_code), t.error, t.id});
+  }
+
+  void UpdateWorker(const WorkerRecord& w) override {
+    db_.Run("update_worker",
+            "UPDATE workers SET state = $1, last_seq = $2::bigint, exit_code = $3::int, error = $4,"
+            " runner_id = $5, updated_at = now() WHERE id = $6::uuid",
+            {w.state, absl::StrCat(w.last_seq), absl::StrCat(w.exit_code), w.error, w.runner_id, w.id});
+  }
+
+  std::optional<TaskRecord> CancelPending(const std::string& task_id) override {
+    PgResult r = db_.Run("cancel_pending",
+                         absl::StrCat("UPDATE tasks t SET state = 'canceled', updated_at = now()"
+                                      " WHERE t.id = $1::uuid AND t.state = 'pending' RETURNING ",
+                                      TaskColumns()),
+                         {task_id});
+    if (r.rows() == 0) return std::nullopt;
+    return TaskFrom(PgCols(r, 0));
+  }
+
+  void InsertWorkspace(const WorkspaceRecord& w) override {
+    db_.Run("insert_workspace",
+            "INSERT INTO workspaces (id, name, repo_url, default_branch, created_by, network)"
+            " VALUES ($1::uuid, $2, $3, $4, NULLIF($5, '')::uuid, $6)",
+            {w.id, w.name, w.repo_url, w.default_branch, w.created_by, w.network});
+  }
+
+  void SetArtifacts(const std::string& task_id, const std::string& artifacts_json) override {
+    db_.Run("set_artifacts", "UPDATE tasks SET artifacts = $1::jsonb WHERE id = $2::uuid",
+            {artifacts_json, task_id});
+  }
+
+  double AddCost(const std::string& account_id, double cost_usd) override {
+    PgResult r = db_.Run(
+        "add_cost",
+        "INSERT INTO account_costs (account_id, day, cost_usd)"
+        " VALUES ($1::uuid, (now() AT TIME ZONE 'UTC')::date, $2::double precision)"
+        " ON CONFLICT (account_id, day) DO UPDATE SET cost_usd = account_costs.cost_usd + EXCLUDED.cost_usd"
+        " RETURNING cost_usd::text",
+        {account_id, absl::StrCat(cost_usd)});
+    double total = 0;
+    (void)absl::SimpleAtod(r.Get(0, 0), &total);
+    return total;
+  }
+
+  void SaveSession(const SealedSession& s) override {
+    db_.Run("save_session",
+            "INSERT INTO session_snapshots (task_id, provider, session_id, data, sealed)"
+            " VALUES ($1::uuid, $2, $3, decode($4, 'base64'), true) ON CONFLICT (task_id) DO UPDATE SET"
+            " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
+            " sealed = true, created_at = now()",
+            {s.task_id, s.provider, s.session_id, absl::Base64Escape(s.sealed)});
+  }
+
+  bool KeyIsBusy(const std::string& workspace_id, const std::string& key) override {
+    static const std::string sql = absl::StrCat(
+        "SELECT 1 FROM tasks WHERE workspace_id = $1::uuid AND concurrency_key = $2"
+        " AND state IN ", SqlList(UnfinishedTaskStates()), " LIMIT 1");
+    return db_.Run("key_is_busy", sql, {workspace_id, key}).rows() > 0;
+  }
+
+  std::vector<TaskRecord> ClaimPending(const ClaimFilter& filter, int n) override {
+    std::vector<TaskRecord> out;
+    if (n <= 0) return out;
+    static const std::string sql = absl::StrCat(
+        "SELECT ", TaskColumns(),
+        " FROM tasks t WHERE t.state = 'pending'"
+        " AND ($1::int <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text($2::jsonb)))"
+        " AND ($3 = '' OR t.workspace_id::text = $3)"
+        " AND (t.runner_preference = 'any' OR t.runner_preference = $4)"
+        " AND t.required_labels <@ $5::jsonb"
+        " AND t.provider IN (SELECT jsonb_array_elements_text($6::jsonb))"
+        " AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.workspace_id = t.workspace_id"
+        " AND o.concurrency_key = t.concurrency_key AND o.id <> t.id"
+        " AND o.state IN ", SqlList(UnfinishedTaskStates()),
+        " AND (o.state <> 'pending' OR o.priority > t.priority"
+        " OR (o.priority = t.priority AND (o.created_at, o.id) < (t.created_at, t.id))))"
+        " ORDER BY t.priority DESC, t.created_at, t.id LIMIT $7::int FOR UPDATE SKIP LOCKED");
+    PgResult r = db_.Run(
+        "claim_pending", sql,
+        {filter.claim_all ? "1" : "0", IdsJson(filter.claim_workspaces), filter.only_workspace,
+         filter.account_type, IdsJson(filter.labels), IdsJson(filter.providers), absl::StrCat(n)});
+    for (int i = 0; i < r.rows(); ++i) out.push_back(TaskFrom(PgCols(r, i)));
+    return out;
+  }
+
+  bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
+                const std::string& runner_id) override {
+    static const std::string sql = absl::StrCat(
+        "UPDATE workers SET runner_id = $1, updated_at = now()"
+        " WHERE id = $2::uuid AND epoch = $3::bigint AND account_id = $4::uuid AND state IN ",
+        SqlList(LiveWorkerStates()));
+    return db_.Run("reattach", sql, {runner_id, worker_id, absl::StrCat(epoch), account_id})
+               .affected() == 1;
+  }
+
+ private:
+  PgConnection db_;
+};
 
 }  // namespace
 
@@ -105,9 +395,7 @@ const std::vector<Migration>& BrokerMigrations() { return BrokerMigrationList();
 std::string LabelsToJson(const std::vector<std::string>& labels) {
   google::protobuf::ListValue list;
   for (const std::string& l : labels) list.add_values()->set_string_value(l);
-  std::string json;
-  google::protobuf::util::MessageToJsonString(list, &json);
-  return json;
+  return ToJson(list);
 }
 
 std::vector<std::string> LabelsFromJson(const std::string& json) {
@@ -118,19 +406,21 @@ std::vector<std::string> LabelsFromJson(const std::string& json) {
   return out;
 }
 
-bool EventFilter::Matches(const ::buildd::v1::Event& e) const {
-  if (!workspace_id.empty() && e.workspace_id() != workspace_id) return false;
-  if (!task_id.empty() && e.task_id() != task_id) return false;
-  if (!worker_id.empty() && e.worker_id() != worker_id) return false;
-  if (allowed_workspaces && allowed_workspaces->count(e.workspace_id()) == 0) return false;
-  return true;
+absl::StatusOr<std::unique_ptr<StoreWriter>> PgBrokerStore::OpenWriter() {
+  try {
+    return std::make_unique<PgStoreWriter>(conninfo_);
+  } catch (const std::exception& e) {
+    return StatusFromDbError(e, "journal connection");
+  }
 }
 
 absl::StatusOr<WorkspaceRecord> PgBrokerStore::GetWorkspace(const std::string& id) {
   return WithSession(pool_, "get workspace", [&](soci::session& sql) -> absl::StatusOr<WorkspaceRecord> {
-    auto w = FindWorkspace(sql, id);
-    if (!w) return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
-    return *w;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT ", WorkspaceColumns(), " FROM workspaces s WHERE s.id = :id"),
+         soci::use(id));
+    for (const soci::row& r : rows) return WorkspaceFromRow(r);
+    return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
   });
 }
 
@@ -146,7 +436,7 @@ absl::StatusOr<std::vector<WorkspaceRecord>> PgBrokerStore::ListWorkspaces(
                                 "SELECT ", WorkspaceColumns(),
                                 " FROM workspaces s WHERE :all <> 0 OR"
                                 " s.id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb))"
-                                " ORDER BY s.created_at"),
+                                " ORDER BY s.created_at, s.id"),
                             soci::use(all), soci::use(ids));
                        for (const soci::row& r : rows) out.push_back(WorkspaceFromRow(r));
                        return out;
@@ -158,7 +448,7 @@ absl::StatusOr<TaskRecord> PgBrokerStore::GetTask(const std::string& id) {
     soci::rowset<soci::row> rows =
         (sql.prepare << absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = :id"),
          soci::use(id));
-    for (const soci::row& r : rows) return TaskFromRow(r);
+    for (const soci::row& r : rows) return TaskFrom(SociCols(r));
     return absl::NotFoundError(absl::StrCat("task ", id, " not found"));
   });
 }
@@ -176,10 +466,10 @@ absl::StatusOr<std::vector<TaskRecord>> PgBrokerStore::ListTasks(
              " FROM tasks t WHERE (:ws = '' OR t.workspace_id::text = :ws2)"
              " AND (:st = '' OR t.state = :st2)"
              " AND (:all <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb)))"
-             " ORDER BY t.created_at DESC LIMIT :lim"),
+             " ORDER BY t.created_at DESC, t.id DESC LIMIT :lim"),
          soci::use(workspace_id), soci::use(workspace_id), soci::use(state), soci::use(state),
          soci::use(all), soci::use(ids), soci::use(limit));
-    for (const soci::row& r : rows) out.push_back(TaskFromRow(r));
+    for (const soci::row& r : rows) out.push_back(TaskFrom(SociCols(r)));
     return out;
   });
 }
@@ -189,7 +479,7 @@ absl::StatusOr<WorkerRecord> PgBrokerStore::GetWorker(const std::string& id) {
     soci::rowset<soci::row> rows =
         (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(), " FROM workers w WHERE w.id = :id"),
          soci::use(id));
-    for (const soci::row& r : rows) return WorkerFromRow(r);
+    for (const soci::row& r : rows) return WorkerFrom(SociCols(r));
     return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
   });
 }
@@ -207,19 +497,20 @@ absl::StatusOr<std::vector<WorkerRecord>> PgBrokerStore::ListWorkers(
              " FROM workers w WHERE (:t = '' OR w.task_id::text = :t2)"
              " AND (:ws = '' OR w.workspace_id::text = :ws2)"
              " AND (:all <> 0 OR w.workspace_id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb)))"
-             " ORDER BY w.created_at LIMIT 1000"),
+             " ORDER BY w.created_at, w.epoch LIMIT 1000"),
          soci::use(task_id), soci::use(task_id), soci::use(workspace_id), soci::use(workspace_id),
          soci::use(all), soci::use(ids));
-    for (const soci::row& r : rows) out.push_back(WorkerFromRow(r));
+    for (const soci::row& r : rows) out.push_back(WorkerFrom(SociCols(r)));
     return out;
   });
 }
 
-absl::StatusOr<std::vector<::buildd::v1::Event>> PgBrokerStore::ReadEvents(
-    int64_t after_id, const EventFilter& filter, int limit, int64_t up_to_id) {
+absl::StatusOr<std::vector<pb::Event>> PgBrokerStore::ReadEvents(int64_t after_id,
+                                                                 const EventFilter& filter,
+                                                                 int limit, int64_t up_to_id) {
   return WithSession(pool_, "read events",
-                     [&](soci::session& sql) -> absl::StatusOr<std::vector<::buildd::v1::Event>> {
-                       std::vector<::buildd::v1::Event> out;
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<pb::Event>> {
+                       std::vector<pb::Event> out;
                        const long long after = after_id, up_to = up_to_id;
                        const int all = filter.allowed_workspaces ? 0 : 1;
                        const std::string ids =
@@ -239,7 +530,7 @@ absl::StatusOr<std::vector<::buildd::v1::Event>> PgBrokerStore::ReadEvents(
                             soci::use(filter.workspace_id), soci::use(all), soci::use(ids),
                             soci::use(limit));
                        for (const soci::row& r : rows) {
-                         ::buildd::v1::Event e;
+                         pb::Event e;
                          google::protobuf::util::JsonParseOptions options;
                          options.ignore_unknown_fields = true;
                          if (!google::protobuf::util::JsonStringToMessage(r.get<std::string>(0), &e, options).ok()) {
@@ -259,130 +550,8 @@ absl::StatusOr<int64_t> PgBrokerStore::LastEventId() {
   });
 }
 
-void PgBrokerStore::InsertWorkspace(soci::session& sql, const WorkspaceRecord& w) {
-  sql << "INSERT INTO workspaces (id, name, repo_url, default_branch, created_by, network)"
-         " VALUES (:id, :name, :repo, :branch, NULLIF(:by, '')::uuid, :net)",
-      soci::use(w.id), soci::use(w.name), soci::use(w.repo_url), soci::use(w.default_branch),
-      soci::use(w.created_by), soci::use(w.network);
-}
-
-void PgBrokerStore::UpdateTask(soci::session& sql, const TaskRecord& t) {
-  const long long epoch = t.epoch;
-  sql << "UPDATE tasks SET state = :state, attempts = :att, epoch = :epoch,"
-         " worker_id = NULLIF(:worker, '')::uuid, exit_code = :code, error = :err,"
-         " updated_at = now() WHERE id = :id",
-      soci::use(t.state), soci::use(t.attempts), soci::use(epoch), soci::use(t.worker_id),
-      soci::use(t.exit_code), soci::use(t.error), soci::use(t.id);
-}
-
-void PgBrokerStore::UpdateWorker(soci::session& sql, const WorkerRecord& w) {
-  const long long seq = w.last_seq;
-  sql << "UPDATE workers SET state = :state, last_seq = :seq, exit_code = :code, error = :err,"
-         " runner_id = :runner, updated_at = now() WHERE id = :id",
-      soci::use(w.state), soci::use(seq), soci::use(w.exit_code), soci::use(w.error),
-      soci::use(w.runner_id), soci::use(w.id);
-}
-
-std::optional<TaskRecord> PgBrokerStore::LockTask(soci::session& sql, const std::string& id) {
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = :id FOR UPDATE"),
-       soci::use(id));
-  for (const soci::row& r : rows) return TaskFromRow(r);
-  return std::nullopt;
-}
-
-std::optional<WorkerRecord> PgBrokerStore::LockWorker(soci::session& sql, const std::string& id) {
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat("SELECT ", WorkerColumns(), " FROM workers w WHERE w.id = :id FOR UPDATE"),
-       soci::use(id));
-  for (const soci::row& r : rows) return WorkerFromRow(r);
-  return std::nullopt;
-}
-
-std::optional<WorkspaceRecord> PgBrokerStore::FindWorkspace(soci::session& sql,
-                                                            const std::string& id) {
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat("SELECT ", WorkspaceColumns(), " FROM workspaces s WHERE s.id = :id"),
-       soci::use(id));
-  for (const soci::row& r : rows) return WorkspaceFromRow(r);
-  return std::nullopt;
-}
-
-void PgBrokerStore::SetArtifacts(soci::session& sql, const std::string& task_id,
-                                 const std::string& artifacts_json) {
-  sql << "UPDATE tasks SET artifacts = :a::jsonb WHERE id = :id", soci::use(artifacts_json),
-      soci::use(task_id);
-}
-
-double PgBrokerStore::AddCost(soci::session& sql, const std::string& account_id, double cost_usd) {
-  double total = 0;
-  sql << "INSERT INTO account_costs (account_id, day, cost_usd)"
-         " VALUES (:a, (now() AT TIME ZONE 'UTC')::date, :c)"
-         " ON CONFLICT (account_id, day) DO UPDATE SET cost_usd = account_costs.cost_usd + EXCLUDED.cost_usd"
-         " RETURNING cost_usd",
-      soci::use(account_id), soci::use(cost_usd), soci::into(total);
-  return total;
-}
-
-double PgBrokerStore::CostToday(soci::session& sql, const std::string& account_id) {
-  double total = 0;
-  soci::indicator ind = soci::i_ok;
-  sql << "SELECT cost_usd FROM account_costs WHERE account_id = :a"
-         " AND day = (now() AT TIME ZONE 'UTC')::date",
-      soci::use(account_id), soci::into(total, ind);
-  return sql.got_data() && ind == soci::i_ok ? total : 0;
-}
-
-SealedSession PgBrokerStore::SealSession(const ::buildd::v1::SessionSnapshot& s) const {
-  return SealedSession{s.task_id(), s.provider(), s.session_id(),
-                       absl::Base64Escape(sessions_.Seal(s.data(), s.task_id()))};
-}
-
-void PgBrokerStore::SaveSession(soci::session& sql, const SealedSession& s) {
-  sql << "INSERT INTO session_snapshots (task_id, provider, session_id, data, sealed)"
-         " VALUES (:t, :p, :s, decode(:d, 'base64'), true) ON CONFLICT (task_id) DO UPDATE SET"
-         " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
-         " sealed = true, created_at = now()",
-      soci::use(s.task_id), soci::use(s.provider), soci::use(s.session_id),
-      soci::use(s.sealed_base64);
-}
-
-absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::FindSession(
-    soci::session& sql, const std::string& task_id, bool with_data) const {
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat("SELECT provider, session_id, ",
-                                   with_data ? "encode(data, 'base64')" : "''",
-                                   ", sealed::int FROM session_snapshots WHERE task_id = :t"),
-       soci::use(task_id));
-  for (const soci::row& r : rows) {
-    ::buildd::v1::SessionSnapshot s;
-    s.set_task_id(task_id);
-    s.set_provider(r.get<std::string>(0));
-    s.set_session_id(r.get<std::string>(1));
-    if (!with_data) return s;
-    std::string data;
-    // PostgreSQL's base64 output breaks lines every 76 characters.
-    if (!absl::Base64Unescape(absl::StrReplaceAll(r.get<std::string>(2), {{"\n", ""}}), &data)) {
-      return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id,
-                                              " is not valid base64"));
-    }
-    if (r.get<int>(3) != 0) {
-      absl::StatusOr<std::string> opened = sessions_.Open(data, task_id);
-      if (!opened.ok()) {
-        return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id, ": ",
-                                                opened.status().message(),
-                                                " (is --session_key the one it was stored with?)"));
-      }
-      data = std::move(*opened);
-    }
-    s.set_data(std::move(data));
-    return s;
-  }
-  return std::nullopt;
-}
-
 absl::StatusOr<bool> PgBrokerStore::HasPendingWithKey(const std::string& workspace_id,
-                                                      const std::string& key) const {
+                                                      const std::string& key) {
   return WithSession(pool_, "look for waiting tasks", [&](soci::session& sql) -> absl::StatusOr<bool> {
     int waiting = 0;
     sql << "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE workspace_id = :w::uuid"
@@ -392,197 +561,87 @@ absl::StatusOr<bool> PgBrokerStore::HasPendingWithKey(const std::string& workspa
   });
 }
 
-absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> PgBrokerStore::GetSession(
-    const std::string& task_id, bool with_data) const {
+absl::StatusOr<int64_t> PgBrokerStore::CountPending() {
+  return WithSession(pool_, "count pending tasks", [&](soci::session& sql) -> absl::StatusOr<int64_t> {
+    long long pending = 0;
+    sql << "SELECT count(*) FROM tasks WHERE state = 'pending'", soci::into(pending);
+    return static_cast<int64_t>(pending);
+  });
+}
+
+absl::StatusOr<std::vector<LiveWorker>> PgBrokerStore::LiveWorkers() {
+  return WithSession(pool_, "live workers", [&](soci::session& sql) -> absl::StatusOr<std::vector<LiveWorker>> {
+    std::vector<LiveWorker> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat(
+             "SELECT w.id::text, w.runner_id, COALESCE(w.account_id::text, ''), w.epoch::text,"
+             " w.task_id::text, w.workspace_id::text, w.last_seq::text, w.state, t.concurrency_key"
+             " FROM workers w JOIN tasks t ON t.id = w.task_id WHERE w.state IN ",
+             SqlList(LiveWorkerStates())));
+    for (const soci::row& r : rows) {
+      LiveWorker w;
+      w.worker_id = r.get<std::string>(0);
+      w.runner_id = r.get<std::string>(1);
+      w.account_id = r.get<std::string>(2);
+      w.epoch = Int(r.get<std::string>(3));
+      w.task_id = r.get<std::string>(4);
+      w.workspace_id = r.get<std::string>(5);
+      w.last_seq = Int(r.get<std::string>(6));
+      w.state = r.get<std::string>(7);
+      w.concurrency_key = r.get<std::string>(8);
+      out.push_back(std::move(w));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<double> PgBrokerStore::CostToday(const std::string& account_id) {
+  return WithSession(pool_, "cost today", [&](soci::session& sql) -> absl::StatusOr<double> {
+    double total = 0;
+    soci::indicator ind = soci::i_ok;
+    sql << "SELECT cost_usd FROM account_costs WHERE account_id = :a::uuid"
+           " AND day = (now() AT TIME ZONE 'UTC')::date",
+        soci::use(account_id), soci::into(total, ind);
+    return sql.got_data() && ind == soci::i_ok ? total : 0;
+  });
+}
+
+SealedSession PgBrokerStore::SealSession(const AgentSession& s) const {
+  return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+}
+
+absl::StatusOr<std::optional<AgentSession>> PgBrokerStore::GetSession(const std::string& task_id,
+                                                                      bool with_data) {
   return WithSession(pool_, "get session",
-                     [&](soci::session& sql) -> absl::StatusOr<std::optional<::buildd::v1::SessionSnapshot>> {
-                       return FindSession(sql, task_id, with_data);
-                     });
-}
-
-bool PgBrokerStore::KeyIsBusy(soci::session& sql, const std::string& workspace_id,
-                              const std::string& key) {
-  int busy = 0;
-  sql << "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE workspace_id = :w::uuid"
-         " AND concurrency_key = :k AND state IN ('pending', 'assigned', 'running', 'waiting_input')"
-         " LIMIT 1) b",
-      soci::use(workspace_id), soci::use(key), soci::into(busy);
-  return busy > 0;
-}
-
-std::vector<TaskRecord> PgBrokerStore::ClaimPending(soci::session& sql, const RunnerSlot& runner,
-                                                    int n) {
-  std::vector<TaskRecord> out;
-  if (n <= 0) return out;
-  const int all = runner.access.claim_all ? 1 : 0;
-  const std::string workspaces = IdsJson(runner.access.claim_workspaces);
-  const std::string only = runner.only_workspace;
-  const std::string labels = LabelsToJson(std::vector<std::string>(runner.labels.begin(), runner.labels.end()));
-  const std::string providers = IdsJson(runner.AvailableProviders());
-  soci::rowset<soci::row> rows =
-      (sql.prepare << absl::StrCat(
-           "SELECT ", TaskColumns(),
-           " FROM tasks t WHERE t.state = 'pending'"
-           " AND (:all <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text(:ws::jsonb)))"
-           " AND (:only = '' OR t.workspace_id::text = :only2)"
-           " AND (t.runner_preference = 'any' OR t.runner_preference = :type)"
-           " AND t.required_labels <@ :labels::jsonb"
-           " AND t.provider IN (SELECT jsonb_array_elements_text(:providers::jsonb))"
-           " AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.workspace_id = t.workspace_id"
-           " AND o.concurrency_key = t.concurrency_key AND o.id <> t.id"
-           " AND o.state IN ('pending', 'assigned', 'running', 'waiting_input')"
-           " AND (o.state <> 'pending' OR o.priority > t.priority"
-           " OR (o.priority = t.priority AND (o.created_at, o.id) < (t.created_at, t.id))))"
-           " ORDER BY t.priority DESC, t.created_at, t.id LIMIT :n FOR UPDATE SKIP LOCKED"),
-       soci::use(all), soci::use(workspaces), soci::use(only), soci::use(only),
-       soci::use(runner.account_type), soci::use(labels), soci::use(providers), soci::use(n));
-  for (const soci::row& r : rows) out.push_back(TaskFromRow(r));
-  return out;
-}
-
-namespace {
-
-google::protobuf::Value Text(const std::string& s) {
-  google::protobuf::Value v;
-  v.set_string_value(s);
-  return v;
-}
-
-// An integer as JSON text of its decimal digits: a JSON number would be a
-// double, printed in exponent form from 1e15 on, which ::bigint refuses.
-google::protobuf::Value Integer(int64_t n) {
-  google::protobuf::Value v;
-  v.set_string_value(absl::StrCat(n));
-  return v;
-}
-
-std::string ToJson(const google::protobuf::ListValue& rows) {
-  std::string json;
-  google::protobuf::util::MessageToJsonString(rows, &json);
-  return json;
-}
-
-}  // namespace
-
-void BatchedWrites::ChangeWorker(const WorkerChange& change) {
-  for (WorkerChange& c : changes_) {
-    if (c.worker_id != change.worker_id || c.epoch != change.epoch) continue;
-    if (!change.worker_state.empty()) c.worker_state = change.worker_state;
-    if (!change.task_state.empty()) c.task_state = change.task_state;
-    if (change.exit_code) c.exit_code = change.exit_code;
-    if (change.error) c.error = change.error;
-    c.seq = std::max(c.seq, change.seq);
-    return;
-  }
-  changes_.push_back(change);
-}
-
-void BatchedWrites::MergeFrom(BatchedWrites& other) {
-  for (auto& t : other.tasks_) tasks_.push_back(std::move(t));
-  for (auto& w : other.workers_) workers_.push_back(std::move(w));
-  for (const auto& c : other.changes_) ChangeWorker(c);
-  other.tasks_.clear();
-  other.workers_.clear();
-  other.changes_.clear();
-}
-
-int64_t BatchedWrites::Flush(soci::session& sql, std::vector<::buildd::v1::Event>* events) {
-  const long long n = events == nullptr ? 0 : static_cast<long long>(events->size());
-  if (empty() && n == 0) return 0;
-  google::protobuf::ListValue worker_rows, change_rows;
-  // The spec and labels are JSON already: they go in as they are, not as
-  // strings to be escaped here and parsed again by PostgreSQL.
-  std::string tasks_json = "[";
-  for (const TaskRecord& t : tasks_) {
-    google::protobuf::Struct row;
-    auto& f = *row.mutable_fields();
-    f["id"] = Text(t.id);
-    f["ws"] = Text(t.workspace_id);
-    f["pref"] = Text(t.runner_preference);
-    f["provider"] = Text(t.provider);
-    f["prio"] = Integer(t.priority);
-    f["state"] = Text(t.state);
-    f["att"] = Integer(t.attempts);
-    f["maxatt"] = Integer(t.max_attempts);
-    f["epoch"] = Integer(t.epoch);
-    f["worker"] = Text(t.worker_id);
-    f["by"] = Text(t.created_by);
-    std::string json;
-    google::protobuf::util::MessageToJsonString(row, &json);
-    json.pop_back();  // the closing brace
-    absl::StrAppend(&tasks_json, tasks_json.size() == 1 ? "" : ",", json,
-                    ",\"labels\":", LabelsToJson(t.required_labels), ",\"spec\":",
-                    t.spec_json.empty() ? "{}" : t.spec_json, "}");
-  }
-  tasks_json += "]";
-  for (const WorkerRecord& w : workers_) {
-    auto& f = *worker_rows.add_values()->mutable_struct_value()->mutable_fields();
-    f["id"] = Text(w.id);
-    f["task"] = Text(w.task_id);
-    f["ws"] = Text(w.workspace_id);
-    f["acc"] = Text(w.account_id);
-    f["runner"] = Text(w.runner_id);
-    f["rname"] = Text(w.runner_name);
-    f["state"] = Text(w.state);
-    f["epoch"] = Integer(w.epoch);
-  }
-  for (const WorkerChange& c : changes_) {
-    auto& f = *change_rows.add_values()->mutable_struct_value()->mutable_fields();
-    f["id"] = Text(c.worker_id);
-    f["epoch"] = Integer(c.epoch);
-    if (!c.worker_state.empty()) f["ws"] = Text(c.worker_state);
-    if (!c.task_state.empty()) f["ts"] = Text(c.task_state);
-    if (c.exit_code) f["code"] = Integer(*c.exit_code);
-    if (c.error) f["err"] = Text(*c.error);
-    f["seq"] = Integer(c.seq);
-  }
-  const std::string events_json = events == nullptr ? "[]" : EventsJson(*events);
-  const std::string workers_json = ToJson(worker_rows), changes_json = ToJson(change_rows);
-  // One statement, one round trip: data-modifying CTEs all run, against one
-  // snapshot (an operation never changes a row inserted in the same batch:
-  // a worker's changes come from its runner, after the commit that pushed
-  // it). The event ids come from the counter row, locked until COMMIT.
-  long long last = 0;
-  sql << "WITH ctr AS (UPDATE event_counter SET last_id = last_id + :n RETURNING last_id),"
-         " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
-         " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
-         " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', e->'labels',"
-         " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
-         " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
-         " e->'spec', NULLIF(e->>'by', '')::uuid"
-         " FROM jsonb_array_elements(:tasks::jsonb) AS e),"
-         " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
-         " runner_name, state, epoch)"
-         " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
-         " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
-         " (e->>'epoch')::bigint FROM jsonb_array_elements(:workers::jsonb) AS e),"
-         " v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
-         " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
-         " (e->>'seq')::bigint AS seq FROM jsonb_array_elements(:changes::jsonb) AS e),"
-         " cw AS (UPDATE workers w SET state = COALESCE(v.ws, w.state),"
-         " exit_code = COALESCE(v.code, w.exit_code), error = COALESCE(v.err, w.error),"
-         " last_seq = GREATEST(w.last_seq, v.seq), updated_at = now()"
-         " FROM v WHERE w.id = v.id AND w.epoch = v.epoch"
-         " RETURNING w.task_id, v.epoch, v.ts, v.code, v.err),"
-         " ct AS (UPDATE tasks t SET state = cw.ts, exit_code = COALESCE(cw.code, t.exit_code),"
-         " error = COALESCE(cw.err, t.error), updated_at = now()"
-         " FROM cw WHERE t.id = cw.task_id AND t.epoch = cw.epoch AND cw.ts IS NOT NULL),"
-         " ev AS (INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
-         " SELECT ctr.last_id - :n2 + x.i, NULLIF(x.e->>'taskId', '')::uuid,"
-         " NULLIF(x.e->>'workerId', '')::uuid, NULLIF(x.e->>'workspaceId', '')::uuid,"
-         " x.e->>'type', jsonb_set(x.e, '{id}', to_jsonb((ctr.last_id - :n3 + x.i)::text))"
-         " FROM ctr, jsonb_array_elements(:events::jsonb) WITH ORDINALITY AS x(e, i))"
-         " SELECT last_id FROM ctr",
-      soci::use(n), soci::use(tasks_json), soci::use(workers_json), soci::use(changes_json),
-      soci::use(n), soci::use(n), soci::use(events_json), soci::into(last);
-  if (events != nullptr) {
-    long long id = last - n + 1;
-    for (auto& e : *events) e.set_id(id++);
-  }
-  tasks_.clear();
-  workers_.clear();
-  changes_.clear();
-  return last;
+                     [&](soci::session& sql) -> absl::StatusOr<std::optional<AgentSession>> {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat("SELECT provider, session_id, ",
+                                     with_data ? "encode(data, 'base64')" : "''",
+                                     ", sealed::int FROM session_snapshots WHERE task_id = :t"),
+         soci::use(task_id));
+    for (const soci::row& r : rows) {
+      AgentSession s{task_id, r.get<std::string>(0), r.get<std::string>(1), ""};
+      if (!with_data) return s;
+      std::string data;
+      // PostgreSQL's base64 output breaks lines every 76 characters.
+      if (!absl::Base64Unescape(absl::StrReplaceAll(r.get<std::string>(2), {{"\n", ""}}), &data)) {
+        return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id,
+                                                " is not valid base64"));
+      }
+      if (r.get<int>(3) != 0) {
+        absl::StatusOr<std::string> opened = sessions_.Open(data, task_id);
+        if (!opened.ok()) {
+          return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id, ": ",
+                                                  opened.status().message(),
+                                                  " (is --session_key the one it was stored with?)"));
+        }
+        data = std::move(*opened);
+      }
+      s.data = std::move(data);
+      return s;
+    }
+    return std::nullopt;
+  });
 }
 
 }  // namespace buildd::broker

@@ -175,8 +175,6 @@ class RunnerStream final : public StreamBase {
     link_->Detach();
     if (registered_) {
       service_->dispatcher_.Disconnect(runner_id_);
-      absl::MutexLock lock(&service_->mu_);
-      service_->keys_.erase(runner_id_);
       Log()->info("runner={} name={} disconnected", runner_id_, name_);
     }
   }
@@ -200,26 +198,23 @@ class RunnerStream final : public StreamBase {
       }
     }
     if (p.ok()) {
-      absl::MutexLock lock(&service_->mu_);
-      const auto same_key = std::count_if(service_->keys_.begin(), service_->keys_.end(),
-                                          [&](const auto& entry) { return entry.second == key_; });
-      if (same_key >= service_->options_.max_streams_per_key) {
-        Log()->warn("account={} refused: its key already holds {} runner streams", p->account_id,
-                    same_key);
-        p = absl::ResourceExhaustedError(absl::StrCat(
-            "this key already holds ", same_key, " runner streams, the most one key may hold"));
-      } else {
-        service_->keys_[runner_id_] = key_;
-      }
-    }
-    if (p.ok()) {
-      RunnerSlot slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
-      name_ = slot.name;
+      ConnectedRunner runner;
+      runner.slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
+      runner.link = link_;
+      runner.key = key_;
+      runner.credentials = std::move(credentials);
+      name_ = runner.slot.name;
+      const std::string account_id = runner.slot.account_id;
+      const int max_tasks = runner.slot.max_tasks;
       // Before Connect: a stream closed from here on disconnects the runner.
       registered_ = true;
-      Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
-                  slot.name, slot.account_id, slot.max_tasks, hello.resume_size());
-      service_->dispatcher_.Connect(std::move(slot), link_, hello, std::move(credentials));
+      if (absl::Status st = service_->dispatcher_.Connect(std::move(runner), hello); !st.ok()) {
+        registered_ = false;
+        p = st;
+      } else {
+        Log()->info("runner={} name={} account={} connected max_tasks={} resume={}", runner_id_,
+                    name_, account_id, max_tasks, hello.resume_size());
+      }
     }
     // Leave set-up last: from here on a cancel may finish and free us.
     bool cancelled;
@@ -260,6 +255,7 @@ RunnerAccess RunnerServiceImpl::AccessOf(const Principal& p) {
   access.claim_workspaces = p.can_claim;
   access.share_workspaces = p.share_credentials;
   access.account_max_workers = p.is_admin ? 0 : p.max_concurrent_workers;
+  access.account_max_cost_per_day = p.max_cost_per_day;
   return access;
 }
 
@@ -285,24 +281,14 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   for (const pb::Capability& c : hello.capabilities()) capabilities.push_back(c.name());
   slot.providers = ProvidersOf(capabilities);
   slot.max_tasks = std::clamp(hello.max_tasks(), 1, 1000);
-  slot.account_max_cost_per_day = p.max_cost_per_day;
   return slot;
 }
 
 void RunnerServiceImpl::RefreshAccount(const std::string& account_id) {
-  dispatcher_.RefreshAccount(account_id, [this](const RunnerSlot& runner) -> absl::StatusOr<RunnerSlot> {
-    std::string key;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = keys_.find(runner.runner_id);
-      if (it == keys_.end()) return absl::NotFoundError("runner gone");
-      key = it->second;
-    }
+  dispatcher_.RefreshAccount(account_id, [this](const std::string& key) -> absl::StatusOr<RunnerAccess> {
     absl::StatusOr<Principal> p = auth_.Authenticate(key);
     if (!p.ok()) return p.status();
-    RunnerSlot fresh = runner;
-    fresh.access = AccessOf(*p);
-    return fresh;
+    return AccessOf(*p);
   });
 }
 

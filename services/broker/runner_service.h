@@ -23,8 +23,6 @@ class RunnerServiceImpl final : public pb::RunnerService::CallbackService {
   struct Options {
     // A stream that sends no Hello within this time is closed.
     int hello_timeout_ms = 10000;
-    // Streams one key may hold at once; one more is refused.
-    int max_streams_per_key = 64;
   };
   RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher, boost::asio::thread_pool& pool,
                     boost::asio::io_context& timers, Options options);
@@ -49,8 +47,6 @@ class RunnerServiceImpl final : public pb::RunnerService::CallbackService {
   boost::asio::thread_pool& pool_;
   boost::asio::io_context& timers_;
   const Options options_;
-  absl::Mutex mu_;
-  std::map<std::string, std::string> keys_ ABSL_GUARDED_BY(mu_);  // runner id → key
 };
 
 }  // namespace buildd::broker

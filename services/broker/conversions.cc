@@ -1,0 +1,76 @@
+#include "services/broker/conversions.h"
+
+#include <google/protobuf/util/json_util.h>
+
+namespace buildd::broker {
+
+pb::Task TaskToProto(const TaskRecord& t) {
+  pb::Task task;
+  if (t.spec != nullptr) task = *t.spec;
+  ApplyTaskState(t, &task);
+  return task;
+}
+
+void ApplyTaskState(const TaskRecord& t, pb::Task* out) {
+  pb::Task& task = *out;
+  task.set_id(t.id);
+  task.set_workspace_id(t.workspace_id);
+  pb::Task::RunnerPreference pref = pb::Task::any;
+  pb::Task::RunnerPreference_Parse(t.runner_preference, &pref);
+  task.set_runner_preference(pref);
+  task.clear_required_labels();
+  for (const auto& l : t.required_labels) task.add_required_labels(l);
+  task.set_provider(t.provider);
+  task.set_priority(t.priority);
+  pb::Task::State state = pb::Task::state_unspecified;
+  pb::Task::State_Parse(t.state, &state);
+  task.set_state(state);
+  task.set_attempts(t.attempts);
+  task.set_max_attempts(t.max_attempts);
+  task.set_worker_id(t.worker_id);
+  task.set_exit_code(t.exit_code);
+  task.set_error(t.error);
+  task.set_created_by(t.created_by);
+  task.set_created_at(t.created_at);
+  task.set_updated_at(t.updated_at);
+  task.clear_artifacts();
+  if (!t.artifacts_json.empty()) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    (void)google::protobuf::util::JsonStringToMessage(t.artifacts_json, task.mutable_artifacts(),
+                                                      options);
+  }
+}
+
+pb::Worker WorkerToProto(const WorkerRecord& w) {
+  pb::Worker worker;
+  worker.set_id(w.id);
+  worker.set_task_id(w.task_id);
+  worker.set_workspace_id(w.workspace_id);
+  worker.set_account_id(w.account_id);
+  worker.set_runner_id(w.runner_id);
+  worker.set_runner_name(w.runner_name);
+  pb::Worker::State state = pb::Worker::state_unspecified;
+  pb::Worker::State_Parse(w.state, &state);
+  worker.set_state(state);
+  worker.set_epoch(w.epoch);
+  worker.set_last_seq(w.last_seq);
+  worker.set_exit_code(w.exit_code);
+  worker.set_error_message(w.error);
+  worker.set_created_at(w.created_at);
+  worker.set_updated_at(w.updated_at);
+  return worker;
+}
+
+pb::Workspace WorkspaceToProto(const WorkspaceRecord& w) {
+  pb::Workspace ws;
+  ws.set_id(w.id);
+  ws.set_name(w.name);
+  ws.set_repo_url(w.repo_url);
+  ws.set_default_branch(w.default_branch);
+  ws.set_created_at(w.created_at);
+  ws.set_network(w.network);
+  return ws;
+}
+
+}  // namespace buildd::broker

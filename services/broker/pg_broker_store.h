@@ -1,0 +1,61 @@
+#ifndef BUILDD_SERVICES_BROKER_PG_BROKER_STORE_H_
+#define BUILDD_SERVICES_BROKER_PG_BROKER_STORE_H_
+
+// The broker's store on PostgreSQL; it owns every SQL statement of the
+// broker. Reads take a pooled SOCI session; the writer has its own libpq
+// connection with its statements prepared once.
+
+#include <soci/soci.h>
+
+#include "common/db.h"
+#include "common/secret_box.h"
+#include "services/broker/broker_store.h"
+
+namespace buildd::broker {
+
+class PgBrokerStore final : public BrokerStore {
+ public:
+  // `sessions` seals session transcripts at rest; `conninfo` is where the
+  // writer connects (libpq form).
+  PgBrokerStore(soci::connection_pool& pool, SecretBox sessions, std::string conninfo)
+      : pool_(pool), sessions_(std::move(sessions)), conninfo_(std::move(conninfo)) {}
+
+  absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id) override;
+  absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
+      const std::optional<std::set<std::string>>& only) override;
+  absl::StatusOr<TaskRecord> GetTask(const std::string& id) override;
+  absl::StatusOr<std::vector<TaskRecord>> ListTasks(
+      const std::string& workspace_id, const std::string& state, int limit,
+      const std::optional<std::set<std::string>>& only) override;
+  absl::StatusOr<WorkerRecord> GetWorker(const std::string& id) override;
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers(
+      const std::string& task_id, const std::string& workspace_id,
+      const std::optional<std::set<std::string>>& only) override;
+  absl::StatusOr<std::vector<pb::Event>> ReadEvents(int64_t after_id, const EventFilter& filter,
+                                                    int limit, int64_t up_to_id) override;
+  absl::StatusOr<int64_t> LastEventId() override;
+  absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
+                                         const std::string& key) override;
+  absl::StatusOr<int64_t> CountPending() override;
+  absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() override;
+  absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
+                                                         bool with_data) override;
+  SealedSession SealSession(const AgentSession& session) const override;
+  absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
+
+ private:
+  soci::connection_pool& pool_;
+  const SecretBox sessions_;
+  const std::string conninfo_;
+};
+
+const std::vector<Migration>& BrokerMigrations();
+
+// JSON array text of strings, and back.
+std::string LabelsToJson(const std::vector<std::string>& labels);
+std::vector<std::string> LabelsFromJson(const std::string& json);
+
+}  // namespace buildd::broker
+
+#endif  // BUILDD_SERVICES_BROKER_PG_BROKER_STORE_H_
