@@ -1,6 +1,8 @@
 #ifndef BUILDD_SERVICES_BROKER_BROKER_SERVICE_H_
 #define BUILDD_SERVICES_BROKER_BROKER_SERVICE_H_
 
+#include <functional>
+
 #include <boost/asio/thread_pool.hpp>
 
 #include "buildd/v1/broker.grpc.pb.h"
@@ -9,12 +11,14 @@
 #include "services/broker/conversions.h"
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_hub.h"
+#include "services/broker/subscription.h"
 
 namespace buildd::broker {
 
-// The gRPC adapter of BrokerService: authenticates the caller, validates,
-// calls the store or the dispatcher, converts back. Blocking work runs on
-// the pool it is given, never on gRPC's callback threads.
+// The gRPC adapter of BrokerService: authenticates the caller, validates
+// (task_validation.h), calls the store or the dispatcher, converts back.
+// Subscribe streams are Subscriptions'. Blocking work runs on the pool it is
+// given, never on gRPC's callback threads.
 class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
  public:
   struct Options {
@@ -58,46 +62,31 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
                                                  const pb::SubscribeRequest* req) override;
 
   // Checks the open Subscribe streams of `account_id` ("" for all) against
-  // its keys and grants now: a stream whose key (or session) stopped
-  // working, or that lost a workspace grant, ends; others follow the
-  // grants as they are.
+  // its keys and grants now (Subscriptions::Refresh).
   void RefreshSubscriptions(const std::string& account_id);
 
  private:
-  // Authenticates on the pool, runs fn(principal) there and finishes.
+  // Finishes a call once, with its status; callable from any thread.
+  using Reply = std::function<void(const absl::Status&)>;
+  // Checks the request's size, authenticates on the pool, runs
+  // fn(principal) there and finishes with the status it returns.
   template <typename Fn>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx,
                                 const google::protobuf::Message& request, Fn fn);
-  // For a task with resume_from: checks the earlier task (visible, same
-  // workspace and provider, a stored session) and takes its provider and
-  // branches where the new task names none.
-  absl::Status ResolveResumeFrom(const Principal& p, pb::Task& task);
+  // The same for a call answered later: fn(principal, reply) returns an
+  // error to finish with it now, or OK once it handed `reply` on (to be
+  // called once, later).
+  template <typename Fn>
+  grpc::ServerUnaryReactor* RunAsync(grpc::CallbackServerContext* ctx,
+                                     const google::protobuf::Message& request, Fn fn);
 
   Authenticator& auth_;
   BrokerStore& store_;
   Dispatcher& dispatcher_;
   Journal& journal_;
-  EventHub& hub_;
   boost::asio::thread_pool& pool_;
-  boost::asio::thread_pool& stream_pool_;
-  const Options options_;
-
-  struct Watched;
-  // Registers an open stream, unless its key holds too many; its id.
-  absl::StatusOr<int64_t> Watch(std::shared_ptr<Watched> watched);
-  absl::Mutex watched_mu_;
-  std::map<int64_t, std::shared_ptr<Watched>> watched_ ABSL_GUARDED_BY(watched_mu_);
-  int64_t next_watched_ ABSL_GUARDED_BY(watched_mu_) = 0;
+  Subscriptions subscriptions_;
 };
-
-// Bounds of a task's priority and attempts.
-inline constexpr int kMinPriority = -100;
-inline constexpr int kMaxPriority = 100;
-inline constexpr int kMaxAttempts = 10;
-inline constexpr int kDefaultMaxAttempts = 3;
-
-// Checks a new task's fields; fills defaults. The message names the field.
-absl::Status ValidateNewTask(pb::Task& task);
 
 }  // namespace buildd::broker
 

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/text.h"
 #include "common/write_queue.h"
+#include "services/broker/stream_setup.h"
 
 namespace buildd::broker {
 
@@ -134,12 +135,9 @@ class RunnerStream final : public StreamBase {
         return;
       }
       // Authenticate off the reaction thread; the next read starts after.
-      // A cancel meanwhile is deferred until the pool task ran (in_setup_),
-      // and the hold keeps us alive until Register is done with us.
-      {
-        absl::MutexLock lock(&setup_mu_);
-        in_setup_ = true;
-      }
+      // A cancel meanwhile is deferred until Register ends the set-up, and
+      // the hold keeps us alive until Register is done with us.
+      setup_.Begin();
       AddHold();
       boost::asio::post(service_->pool_, [this, hello = in_.hello()] {
         Register(hello);
@@ -163,12 +161,7 @@ class RunnerStream final : public StreamBase {
   }
 
   void OnCancel() override {
-    {
-      absl::MutexLock lock(&setup_mu_);
-      cancelled_ = true;
-      if (in_setup_) return;
-    }
-    FinishOnce(grpc::Status::CANCELLED);
+    if (setup_.Cancel()) FinishOnce(grpc::Status::CANCELLED);
   }
 
   void OnClosed() override {
@@ -217,13 +210,7 @@ class RunnerStream final : public StreamBase {
       }
     }
     // Leave set-up last: from here on a cancel may finish and free us.
-    bool cancelled;
-    {
-      absl::MutexLock lock(&setup_mu_);
-      in_setup_ = false;
-      cancelled = cancelled_;
-    }
-    if (cancelled) {
+    if (setup_.End()) {
       FinishOnce(grpc::Status::CANCELLED);
     } else if (!p.ok()) {
       FinishOnce(ToGrpcStatus(p.status()));
@@ -239,9 +226,7 @@ class RunnerStream final : public StreamBase {
   pb::RunnerMessage in_;
   std::string name_;
   std::atomic<bool> registered_{false};
-  absl::Mutex setup_mu_;
-  bool in_setup_ ABSL_GUARDED_BY(setup_mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(setup_mu_) = false;
+  StreamSetup setup_;
 };
 
 RunnerServiceImpl::RunnerServiceImpl(Authenticator& auth, Dispatcher& dispatcher,
