@@ -1,0 +1,449 @@
+#include "tests/broker/memory_broker_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "services/broker/task_states.h"
+
+namespace buildd::broker {
+namespace {
+
+using Tables = MemoryBrokerStore::Tables;
+
+bool Contains(const std::vector<std::string_view>& states, const std::string& state) {
+  return std::find(states.begin(), states.end(), state) != states.end();
+}
+
+bool Visible(const std::optional<std::set<std::string>>& only, const std::string& workspace_id) {
+  return !only || only->count(workspace_id) > 0;
+}
+
+// Whether pending task `t` must wait: an unfinished task has its key and is
+// not pending, or is pending and goes first.
+bool Blocked(const Tables& tables, const std::string& id, int64_t order, const TaskRecord& t) {
+  for (const auto& [oid, entry] : tables.tasks) {
+    const auto& [o_order, o] = entry;
+    if (oid == id || o.workspace_id != t.workspace_id || o.concurrency_key != t.concurrency_key) continue;
+    if (!Contains(UnfinishedTaskStates(), o.state)) continue;
+    if (o.state != "pending" || o.priority > t.priority ||
+        (o.priority == t.priority && std::pair(o_order, oid) < std::pair(order, id))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Claimable(const ClaimFilter& f, const TaskRecord& t) {
+  if (t.state != "pending") return false;
+  if (!f.claim_all && f.claim_workspaces.count(t.workspace_id) == 0) return false;
+  if (!f.only_workspace.empty() && f.only_workspace != t.workspace_id) return false;
+  if (t.runner_preference != "any" && t.runner_preference != f.account_type) return false;
+  for (const std::string& l : t.required_labels) {
+    if (f.labels.count(l) == 0) return false;
+  }
+  return f.providers.count(t.provider) > 0;
+}
+
+}  // namespace
+
+class MemoryStoreWriter final : public StoreWriter {
+ private:
+  [[noreturn]] static void Throw(absl::Status status) { throw MemoryStoreError(std::move(status)); }
+
+  // Runs `fn` on the transaction's tables, or outside one as a transaction
+  // of its own.
+  template <typename Fn>
+  auto Apply(bool writes, Fn fn) {
+    if (in_tx_) {
+      if (writes) store_.MaybeFail();
+      return fn(work_);
+    }
+    absl::MutexLock writer(&store_.writer_mu_);
+    Tables copy;
+    {
+      absl::MutexLock lock(&store_.mu_);
+      copy = store_.tables_;
+    }
+    if (writes) store_.MaybeFail();
+    auto result = fn(copy);
+    absl::MutexLock lock(&store_.mu_);
+    store_.tables_ = std::move(copy);
+    return result;
+  }
+
+
+ public:
+  explicit MemoryStoreWriter(MemoryBrokerStore& store) : store_(store) {}
+  ~MemoryStoreWriter() override {
+    if (in_tx_) store_.writer_mu_.Unlock();
+  }
+
+  void Begin() override {
+    store_.writer_mu_.Lock();
+    absl::MutexLock lock(&store_.mu_);
+    work_ = store_.tables_;
+    in_tx_ = true;
+  }
+  void Commit() override {
+    {
+      absl::MutexLock lock(&store_.mu_);
+      store_.tables_ = std::move(work_);
+    }
+    in_tx_ = false;
+    store_.writer_mu_.Unlock();
+  }
+  void Rollback() override {
+    if (!in_tx_) return;
+    work_ = Tables();
+    in_tx_ = false;
+    store_.writer_mu_.Unlock();
+  }
+  absl::Status StatusOf(const std::exception& e) override {
+    if (const auto* m = dynamic_cast<const MemoryStoreError*>(&e)) return m->status();
+    return absl::InternalError(e.what());
+  }
+  void Reconnect() override {}
+
+  void Write(WriteBatch& batch, std::vector<pb::Event>* events) override {
+    const bool events_to_write = events != nullptr && !events->empty();
+    if (batch.empty() && !events_to_write) return;
+    Apply(true, [&](Tables& t) {
+      const std::string now = NowRfc3339();
+      for (TaskRecord task : batch.tasks()) {
+        if (t.tasks.count(task.id) > 0) Throw(absl::AlreadyExistsError("task already exists"));
+        if (t.workspaces.count(task.workspace_id) == 0) {
+          Throw(absl::FailedPreconditionError("journal: refers to a missing row"));
+        }
+        task.created_at = task.updated_at = now;
+        const std::string id = task.id;
+        t.tasks[id] = {++t.clock, std::move(task)};
+      }
+      for (WorkerRecord worker : batch.workers()) {
+        if (t.tasks.count(worker.task_id) == 0) {
+          Throw(absl::FailedPreconditionError("journal: refers to a missing row"));
+        }
+        worker.created_at = worker.updated_at = now;
+        const std::string id = worker.id;
+        t.workers[id] = {++t.clock, std::move(worker)};
+      }
+      for (const WorkerChange& c : batch.changes()) {
+        auto w = t.workers.find(c.worker_id);
+        if (w == t.workers.end() || w->second.second.epoch != c.epoch) continue;
+        WorkerRecord& worker = w->second.second;
+        if (!c.worker_state.empty()) worker.state = c.worker_state;
+        if (c.exit_code) worker.exit_code = *c.exit_code;
+        if (c.error) worker.error = *c.error;
+        worker.last_seq = std::max(worker.last_seq, c.seq);
+        worker.updated_at = now;
+        auto task = t.tasks.find(worker.task_id);
+        if (c.task_state.empty() || task == t.tasks.end() || task->second.second.epoch != c.epoch) continue;
+        TaskRecord& tr = task->second.second;
+        tr.state = c.task_state;
+        if (c.exit_code) tr.exit_code = *c.exit_code;
+        if (c.error) tr.error = *c.error;
+        tr.updated_at = now;
+      }
+      if (events != nullptr) {
+        for (pb::Event& e : *events) {
+          e.set_id(++t.last_event_id);
+          t.events.push_back(e);
+        }
+      }
+      return 0;
+    });
+    batch.Clear();
+  }
+
+  std::optional<TaskRecord> LockTask(const std::string& id) override {
+    return Apply(false, [&](Tables& t) -> std::optional<TaskRecord> {
+      auto it = t.tasks.find(id);
+      if (it == t.tasks.end()) return std::nullopt;
+      return it->second.second;
+    });
+  }
+  std::optional<WorkerRecord> LockWorker(const std::string& id) override {
+    return Apply(false, [&](Tables& t) -> std::optional<WorkerRecord> {
+      auto it = t.workers.find(id);
+      if (it == t.workers.end()) return std::nullopt;
+      return it->second.second;
+    });
+  }
+  void UpdateTask(const TaskRecord& task) override {
+    Apply(true, [&](Tables& t) {
+      auto it = t.tasks.find(task.id);
+      if (it == t.tasks.end()) return 0;
+      TaskRecord& r = it->second.second;
+      r.state = task.state;
+      r.attempts = task.attempts;
+      r.epoch = task.epoch;
+      r.worker_id = task.worker_id;
+      r.exit_code = task.exit_code;
+      r.error = task.error;
+      r.updated_at = NowRfc3339();
+      return 0;
+    });
+  }
+  void UpdateWorker(const WorkerRecord& worker) override {
+    Apply(true, [&](Tables& t) {
+      auto it = t.workers.find(worker.id);
+      if (it == t.workers.end()) return 0;
+      WorkerRecord& r = it->second.second;
+      r.state = worker.state;
+      r.last_seq = worker.last_seq;
+      r.exit_code = worker.exit_code;
+      r.error = worker.error;
+      r.runner_id = worker.runner_id;
+      r.updated_at = NowRfc3339();
+      return 0;
+    });
+  }
+  std::optional<TaskRecord> CancelPending(const std::string& task_id) override {
+    return Apply(true, [&](Tables& t) -> std::optional<TaskRecord> {
+      auto it = t.tasks.find(task_id);
+      if (it == t.tasks.end() || it->second.second.state != "pending") return std::nullopt;
+      it->second.second.state = "canceled";
+      it->second.second.updated_at = NowRfc3339();
+      return it->second.second;
+    });
+  }
+  void InsertWorkspace(const WorkspaceRecord& w) override {
+    Apply(true, [&](Tables& t) {
+      if (t.workspaces.count(w.id) > 0) Throw(absl::AlreadyExistsError("workspace already exists"));
+      WorkspaceRecord r = w;
+      r.created_at = NowRfc3339();
+      t.workspaces[w.id] = {++t.clock, std::move(r)};
+      return 0;
+    });
+  }
+  void SetArtifacts(const std::string& task_id, const std::string& artifacts_json) override {
+    Apply(true, [&](Tables& t) {
+      auto it = t.tasks.find(task_id);
+      if (it != t.tasks.end()) it->second.second.artifacts_json = artifacts_json;
+      return 0;
+    });
+  }
+  double AddCost(const std::string& account_id, double cost_usd) override {
+    return Apply(true, [&](Tables& t) { return t.costs_today[account_id] += cost_usd; });
+  }
+  void SaveSession(const SealedSession& session) override {
+    Apply(true, [&](Tables& t) {
+      t.sessions[session.task_id] = session;
+      return 0;
+    });
+  }
+  bool KeyIsBusy(const std::string& workspace_id, const std::string& key) override {
+    return Apply(false, [&](Tables& t) {
+      return std::any_of(t.tasks.begin(), t.tasks.end(), [&](const auto& e) {
+        const TaskRecord& r = e.second.second;
+        return r.workspace_id == workspace_id && r.concurrency_key == key &&
+               Contains(UnfinishedTaskStates(), r.state);
+      });
+    });
+  }
+  std::vector<TaskRecord> ClaimPending(const ClaimFilter& filter, int n) override {
+    return Apply(false, [&](Tables& t) {
+      std::vector<std::pair<int64_t, const TaskRecord*>> found;
+      for (const auto& [id, entry] : t.tasks) {
+        if (Claimable(filter, entry.second) && !Blocked(t, id, entry.first, entry.second)) {
+          found.push_back({entry.first, &entry.second});
+        }
+      }
+      std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+        if (a.second->priority != b.second->priority) return a.second->priority > b.second->priority;
+        return std::pair(a.first, a.second->id) < std::pair(b.first, b.second->id);
+      });
+      std::vector<TaskRecord> out;
+      for (const auto& [order, task] : found) {
+        if (static_cast<int>(out.size()) >= n) break;
+        out.push_back(*task);
+      }
+      return out;
+    });
+  }
+  bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
+                const std::string& runner_id) override {
+    return Apply(true, [&](Tables& t) {
+      auto it = t.workers.find(worker_id);
+      if (it == t.workers.end()) return false;
+      WorkerRecord& w = it->second.second;
+      if (w.epoch != epoch || w.account_id != account_id || !Contains(LiveWorkerStates(), w.state)) {
+        return false;
+      }
+      w.runner_id = runner_id;
+      return true;
+    });
+  }
+
+ private:
+  MemoryBrokerStore& store_;
+  bool in_tx_ = false;
+  Tables work_;
+};
+
+void MemoryBrokerStore::FailWrites(absl::Status status, int count) {
+  absl::MutexLock lock(&mu_);
+  failure_ = std::move(status);
+  failures_ = count;
+}
+
+void MemoryBrokerStore::MaybeFail() {
+  absl::MutexLock lock(&mu_);
+  if (failures_ <= 0) return;
+  --failures_;
+  throw MemoryStoreError(failure_);
+}
+
+absl::StatusOr<std::unique_ptr<StoreWriter>> MemoryBrokerStore::OpenWriter() {
+  return std::make_unique<MemoryStoreWriter>(*this);
+}
+
+absl::StatusOr<WorkspaceRecord> MemoryBrokerStore::GetWorkspace(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.workspaces.find(id);
+  if (it == tables_.workspaces.end()) return absl::NotFoundError(absl::StrCat("workspace ", id, " not found"));
+  return it->second.second;
+}
+
+absl::StatusOr<std::vector<WorkspaceRecord>> MemoryBrokerStore::ListWorkspaces(
+    const std::optional<std::set<std::string>>& only) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int64_t, WorkspaceRecord>> rows;
+  for (const auto& [id, entry] : tables_.workspaces) {
+    if (Visible(only, id)) rows.push_back(entry);
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<WorkspaceRecord> out;
+  for (auto& [order, w] : rows) out.push_back(std::move(w));
+  return out;
+}
+
+absl::StatusOr<TaskRecord> MemoryBrokerStore::GetTask(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.tasks.find(id);
+  if (it == tables_.tasks.end()) return absl::NotFoundError(absl::StrCat("task ", id, " not found"));
+  return it->second.second;
+}
+
+absl::StatusOr<std::vector<TaskRecord>> MemoryBrokerStore::ListTasks(
+    const std::string& workspace_id, const std::string& state, int limit,
+    const std::optional<std::set<std::string>>& only) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int64_t, TaskRecord>> rows;
+  for (const auto& [id, entry] : tables_.tasks) {
+    const TaskRecord& t = entry.second;
+    if (!workspace_id.empty() && t.workspace_id != workspace_id) continue;
+    if (!state.empty() && t.state != state) continue;
+    if (Visible(only, t.workspace_id)) rows.push_back(entry);
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<TaskRecord> out;
+  for (auto& [order, t] : rows) {
+    if (static_cast<int>(out.size()) >= limit) break;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::StatusOr<WorkerRecord> MemoryBrokerStore::GetWorker(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.workers.find(id);
+  if (it == tables_.workers.end()) return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
+  return it->second.second;
+}
+
+absl::StatusOr<std::vector<WorkerRecord>> MemoryBrokerStore::ListWorkers(
+    const std::string& task_id, const std::string& workspace_id,
+    const std::optional<std::set<std::string>>& only) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int64_t, WorkerRecord>> rows;
+  for (const auto& [id, entry] : tables_.workers) {
+    const WorkerRecord& w = entry.second;
+    if (!task_id.empty() && w.task_id != task_id) continue;
+    if (!workspace_id.empty() && w.workspace_id != workspace_id) continue;
+    if (Visible(only, w.workspace_id)) rows.push_back(entry);
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<WorkerRecord> out;
+  for (auto& [order, w] : rows) {
+    if (out.size() >= 1000) break;
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<pb::Event>> MemoryBrokerStore::ReadEvents(int64_t after_id,
+                                                                     const EventFilter& filter,
+                                                                     int limit, int64_t up_to_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<pb::Event> out;
+  for (const pb::Event& e : tables_.events) {
+    if (e.id() <= after_id || e.id() > up_to_id || !filter.Matches(e)) continue;
+    if (static_cast<int>(out.size()) >= limit) break;
+    out.push_back(e);
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> MemoryBrokerStore::LastEventId() {
+  absl::MutexLock lock(&mu_);
+  return tables_.last_event_id;
+}
+
+absl::StatusOr<bool> MemoryBrokerStore::HasPendingWithKey(const std::string& workspace_id,
+                                                          const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  return std::any_of(tables_.tasks.begin(), tables_.tasks.end(), [&](const auto& e) {
+    const TaskRecord& t = e.second.second;
+    return t.workspace_id == workspace_id && t.concurrency_key == key && t.state == "pending";
+  });
+}
+
+absl::StatusOr<int64_t> MemoryBrokerStore::CountPending() {
+  absl::MutexLock lock(&mu_);
+  return std::count_if(tables_.tasks.begin(), tables_.tasks.end(),
+                       [](const auto& e) { return e.second.second.state == "pending"; });
+}
+
+absl::StatusOr<std::vector<LiveWorker>> MemoryBrokerStore::LiveWorkers() {
+  absl::MutexLock lock(&mu_);
+  std::vector<LiveWorker> out;
+  for (const auto& [id, entry] : tables_.workers) {
+    const WorkerRecord& w = entry.second;
+    if (!Contains(LiveWorkerStates(), w.state)) continue;
+    auto task = tables_.tasks.find(w.task_id);
+    out.push_back(LiveWorker{w.id, w.runner_id, w.account_id, w.epoch, w.task_id, w.workspace_id,
+                             w.last_seq, w.state,
+                             task == tables_.tasks.end() ? "" : task->second.second.concurrency_key});
+  }
+  return out;
+}
+
+absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.costs_today.find(account_id);
+  return it == tables_.costs_today.end() ? 0.0 : it->second;
+}
+
+absl::StatusOr<std::optional<AgentSession>> MemoryBrokerStore::GetSession(const std::string& task_id,
+                                                                          bool with_data) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.sessions.find(task_id);
+  if (it == tables_.sessions.end()) return std::nullopt;
+  const SealedSession& s = it->second;
+  AgentSession out{task_id, s.provider, s.session_id, ""};
+  if (!with_data) return out;
+  absl::StatusOr<std::string> opened = sessions_.Open(s.sealed, task_id);
+  if (!opened.ok()) {
+    return absl::DataLossError(absl::StrCat("the session transcript of task ", task_id, ": ",
+                                            opened.status().message()));
+  }
+  out.data = *std::move(opened);
+  return out;
+}
+
+SealedSession MemoryBrokerStore::SealSession(const AgentSession& s) const {
+  return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+}
+
+}  // namespace buildd::broker

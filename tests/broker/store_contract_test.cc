@@ -1,0 +1,408 @@
+// The store contract: every BrokerStore implementation (PostgreSQL, and the
+// in-memory one the dispatcher's unit tests use) passes the same cases.
+#include <memory>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/db.h"
+#include "common/ids.h"
+#include "services/broker/pg_broker_store.h"
+#include "tests/broker/memory_broker_store.h"
+#include "tests/testing/matchers.h"
+#include "tests/testing/pg_fixture.h"
+
+namespace buildd::broker {
+namespace {
+
+using ::buildd::testing::IsOk;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+enum class Kind { kPostgres, kMemory };
+
+void PrintTo(Kind kind, std::ostream* os) { *os << (kind == Kind::kPostgres ? "postgres" : "memory"); }
+
+SecretBox Box(char digit) { return *SecretBox::FromHex(std::string(64, digit)); }
+
+class StoreContractTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Kind::kPostgres) {
+      db_ = std::make_unique<buildd::testing::TestDatabase>();
+      pool_ = db_->Pool(2);
+      ASSERT_THAT(ApplyMigrations(*pool_, "broker", BrokerMigrations()), IsOk());
+      store_ = std::make_unique<PgBrokerStore>(*pool_, Box('a'), *ToConninfo(db_->url()));
+    } else {
+      store_ = std::make_unique<MemoryBrokerStore>(Box('a'));
+    }
+    auto writer = store_->OpenWriter();
+    ASSERT_THAT(writer.status(), IsOk());
+    writer_ = *std::move(writer);
+  }
+
+  std::string Workspace(const std::string& name) {
+    WorkspaceRecord w;
+    w.id = NewUuid();
+    w.name = name;
+    w.default_branch = "main";
+    writer_->InsertWorkspace(w);
+    return w.id;
+  }
+
+  static TaskRecord Task(const std::string& ws, const std::string& prompt, int priority = 0,
+                         const std::string& key = "") {
+    pb::Task spec;
+    spec.set_workspace_id(ws);
+    spec.set_provider("claude");
+    spec.set_prompt(prompt);
+    spec.set_priority(priority);
+    spec.set_max_attempts(3);
+    spec.set_concurrency_key(key);
+    return TaskRecord::FromSpec(NewUuid(), spec, "");
+  }
+
+  void Insert(const std::vector<TaskRecord>& tasks, const std::vector<WorkerRecord>& workers = {}) {
+    WriteBatch batch;
+    for (const TaskRecord& t : tasks) batch.InsertTask(t);
+    for (const WorkerRecord& w : workers) batch.InsertWorker(w);
+    writer_->Write(batch, nullptr);
+  }
+
+  void Change(const WorkerChange& c) {
+    WriteBatch batch;
+    batch.ChangeWorker(c);
+    writer_->Write(batch, nullptr);
+  }
+
+  // `t` assigned to a new worker of `account` at epoch 1; returns the worker.
+  WorkerRecord Assigned(TaskRecord& t, const std::string& account = "") {
+    WorkerRecord w;
+    w.id = NewUuid();
+    w.task_id = t.id;
+    w.workspace_id = t.workspace_id;
+    w.account_id = account;
+    w.runner_id = "runner-1";
+    w.runner_name = "one";
+    w.epoch = 1;
+    t.state = "assigned";
+    t.epoch = 1;
+    t.attempts = 1;
+    t.worker_id = w.id;
+    Insert({t}, {w});
+    return w;
+  }
+
+  static pb::Event Event(const std::string& type, const std::string& task_id,
+                         const std::string& ws) {
+    pb::Event e;
+    e.set_type(type);
+    e.set_task_id(task_id);
+    e.set_workspace_id(ws);
+    return e;
+  }
+
+  static ClaimFilter Everything() {
+    ClaimFilter f;
+    f.claim_all = true;
+    f.account_type = "service";
+    f.providers = {"claude", "codex", "command"};
+    return f;
+  }
+
+  std::vector<std::string> Ids(const std::vector<TaskRecord>& tasks) {
+    std::vector<std::string> ids;
+    for (const TaskRecord& t : tasks) ids.push_back(t.id);
+    return ids;
+  }
+
+  std::unique_ptr<buildd::testing::TestDatabase> db_;
+  std::unique_ptr<soci::connection_pool> pool_;
+  std::unique_ptr<BrokerStore> store_;
+  std::unique_ptr<StoreWriter> writer_;
+};
+
+TEST_P(StoreContractTest, ATaskReadsBackAsWritten) {
+  const std::string ws = Workspace("one");
+  TaskRecord t = Task(ws, "fix the tests", 7);
+  t.required_labels = {"gpu", "linux"};
+  t.created_by = NewUuid();
+  Insert({t});
+  absl::StatusOr<TaskRecord> read = store_->GetTask(t.id);
+  ASSERT_THAT(read.status(), IsOk());
+  EXPECT_EQ(read->workspace_id, ws);
+  EXPECT_EQ(read->state, "pending");
+  EXPECT_EQ(read->priority, 7);
+  EXPECT_EQ(read->provider, "claude");
+  EXPECT_EQ(read->created_by, t.created_by);
+  EXPECT_THAT(read->required_labels, ElementsAre("gpu", "linux"));
+  ASSERT_NE(read->spec, nullptr);
+  EXPECT_EQ(read->spec->prompt(), "fix the tests");
+  EXPECT_EQ(read->spec->work_branch(), TaskRecord::DefaultWorkBranch(t.id));
+  EXPECT_EQ(read->concurrency_key, TaskRecord::DefaultWorkBranch(t.id));
+  EXPECT_FALSE(read->created_at.empty());
+
+  absl::StatusOr<TaskRecord> missing = store_->GetTask(NewUuid());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("task "));
+}
+
+TEST_P(StoreContractTest, ATaskOfAMissingWorkspaceIsRefused) {
+  try {
+    Insert({Task(NewUuid(), "nowhere")});
+    FAIL() << "the write went through";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(writer_->StatusOf(e).code(), absl::StatusCode::kFailedPrecondition) << e.what();
+  }
+  EXPECT_EQ(store_->CountPending().value_or(-1), 0);
+}
+
+TEST_P(StoreContractTest, TasksListNewestFirstFilteredByWorkspaceStateAndVisibility) {
+  const std::string a = Workspace("a"), b = Workspace("b");
+  TaskRecord t1 = Task(a, "one"), t2 = Task(b, "two"), t3 = Task(a, "three");
+  Insert({t1});
+  Insert({t2});
+  Assigned(t3);
+  EXPECT_EQ(Ids(*store_->ListTasks("", "", 10, std::nullopt)),
+            (std::vector<std::string>{t3.id, t2.id, t1.id}));
+  EXPECT_EQ(Ids(*store_->ListTasks(a, "", 10, std::nullopt)), (std::vector<std::string>{t3.id, t1.id}));
+  EXPECT_EQ(Ids(*store_->ListTasks("", "pending", 10, std::nullopt)),
+            (std::vector<std::string>{t2.id, t1.id}));
+  EXPECT_EQ(Ids(*store_->ListTasks("", "", 10, std::set<std::string>{b})),
+            (std::vector<std::string>{t2.id}));
+  EXPECT_EQ(Ids(*store_->ListTasks("", "", 1, std::nullopt)), (std::vector<std::string>{t3.id}));
+  EXPECT_TRUE(store_->ListTasks("", "", 10, std::set<std::string>{})->empty());
+
+  const auto workspaces = *store_->ListWorkspaces(std::set<std::string>{b});
+  ASSERT_EQ(workspaces.size(), 1u);
+  EXPECT_EQ(workspaces[0].name, "b");
+  EXPECT_EQ(store_->ListWorkspaces(std::nullopt)->size(), 2u);
+  EXPECT_EQ(store_->GetWorkspace(a)->default_branch, "main");
+}
+
+TEST_P(StoreContractTest, EventIdsAreGapFreeAndReadBackFiltered) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "x");
+  Insert({t});
+  std::vector<pb::Event> first = {Event("created", t.id, ws), Event("output", t.id, ws)};
+  WriteBatch none;
+  writer_->Write(none, &first);
+  std::vector<pb::Event> second = {Event("output", "", ws), Event("completed", t.id, ws)};
+  writer_->Write(none, &second);
+  EXPECT_EQ(first[0].id(), 1);
+  EXPECT_EQ(first[1].id(), 2);
+  EXPECT_EQ(second[0].id(), 3);
+  EXPECT_EQ(second[1].id(), 4);
+  EXPECT_EQ(*store_->LastEventId(), 4);
+
+  EventFilter of_task;
+  of_task.task_id = t.id;
+  auto events = *store_->ReadEvents(0, of_task, 100);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].type(), "completed");
+  EXPECT_EQ(events[2].id(), 4);
+  EXPECT_EQ(store_->ReadEvents(1, EventFilter{}, 2)->size(), 2u);
+  EXPECT_EQ(store_->ReadEvents(0, EventFilter{}, 100, 2)->back().id(), 2);
+  EventFilter hidden;
+  hidden.allowed_workspaces = std::set<std::string>{};
+  EXPECT_TRUE(store_->ReadEvents(0, hidden, 100)->empty());
+}
+
+TEST_P(StoreContractTest, AWriteThatFailsInATransactionLeavesNothing) {
+  const std::string ws = Workspace("w");
+  const int64_t last = *store_->LastEventId();
+  TaskRecord t = Task(ws, "x");
+  writer_->Begin();
+  Insert({t});
+  std::vector<pb::Event> events = {Event("created", t.id, ws)};
+  WriteBatch none;
+  writer_->Write(none, &events);
+  writer_->Rollback();
+  EXPECT_EQ(store_->GetTask(t.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->LastEventId(), last);
+  // The next write draws the same id: none is lost.
+  std::vector<pb::Event> again = {Event("created", "", ws)};
+  writer_->Write(none, &again);
+  EXPECT_EQ(again[0].id(), last + 1);
+}
+
+TEST_P(StoreContractTest, AWorkerChangeAppliesOnlyAtItsEpoch) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "x");
+  const WorkerRecord w = Assigned(t);
+
+  WorkerChange stale;
+  stale.worker_id = w.id;
+  stale.epoch = 2;
+  stale.worker_state = "running";
+  stale.task_state = "running";
+  stale.seq = 9;
+  Change(stale);
+  EXPECT_EQ(store_->GetWorker(w.id)->state, "idle");
+  EXPECT_EQ(store_->GetTask(t.id)->state, "assigned");
+
+  WorkerChange running = stale;
+  running.epoch = 1;
+  running.seq = 5;
+  Change(running);
+  WorkerChange older;
+  older.worker_id = w.id;
+  older.epoch = 1;
+  older.seq = 3;
+  Change(older);
+  EXPECT_EQ(store_->GetWorker(w.id)->state, "running");
+  EXPECT_EQ(store_->GetWorker(w.id)->last_seq, 5) << "a lower seq never moves it back";
+  EXPECT_EQ(store_->GetTask(t.id)->state, "running");
+
+  WorkerChange done;
+  done.worker_id = w.id;
+  done.epoch = 1;
+  done.worker_state = "error";
+  done.task_state = "failed";
+  done.exit_code = 3;
+  done.error = "boom";
+  Change(done);
+  const TaskRecord failed = *store_->GetTask(t.id);
+  EXPECT_EQ(failed.state, "failed");
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_EQ(failed.error, "boom");
+  EXPECT_EQ(store_->GetWorker(w.id)->error, "boom");
+  const auto workers = *store_->ListWorkers(t.id, "", std::nullopt);
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].runner_name, "one");
+}
+
+TEST_P(StoreContractTest, ClaimsTakeTheBestPendingTasksTheFilterAllows) {
+  const std::string a = Workspace("a"), b = Workspace("b");
+  TaskRecord low = Task(a, "low", 1), high = Task(a, "high", 5), later_high = Task(a, "later", 5);
+  TaskRecord elsewhere = Task(b, "b", 9);
+  TaskRecord gpu = Task(a, "gpu", 9);
+  gpu.required_labels = {"gpu"};
+  TaskRecord codex = Task(a, "codex", 9);
+  codex.provider = "codex";
+  TaskRecord users = Task(a, "user", 9);
+  users.runner_preference = "user";
+  for (const TaskRecord& t : {low, high, later_high, elsewhere, gpu, codex, users}) Insert({t});
+
+  ClaimFilter f = Everything();
+  f.claim_all = false;
+  f.claim_workspaces = {a};
+  f.providers = {"claude"};
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(f, 2)), (std::vector<std::string>{high.id, later_high.id}));
+  EXPECT_EQ(Ids(writer_->ClaimPending(f, 10)),
+            (std::vector<std::string>{high.id, later_high.id, low.id}));
+  f.labels = {"gpu"};
+  f.providers = {"claude", "codex"};
+  f.account_type = "user";
+  EXPECT_EQ(writer_->ClaimPending(f, 10).size(), 6u) << "gpu, codex and user tasks too";
+  f.only_workspace = b;
+  EXPECT_TRUE(writer_->ClaimPending(f, 10).empty()) << "b is not granted";
+  EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 1)), (std::vector<std::string>{elsewhere.id}));
+  writer_->Rollback();
+}
+
+TEST_P(StoreContractTest, ATaskWaitsBehindAnUnfinishedOneWithItsKey) {
+  const std::string ws = Workspace("w");
+  TaskRecord first = Task(ws, "first", 0, "deploy"), second = Task(ws, "second", 0, "deploy");
+  TaskRecord other = Task(ws, "other", 0, "docs");
+  Insert({first});
+  Insert({second});
+  Insert({other});
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 10)), (std::vector<std::string>{first.id, other.id}));
+  EXPECT_TRUE(writer_->KeyIsBusy(ws, "deploy"));
+  EXPECT_FALSE(writer_->KeyIsBusy(ws, "nobody"));
+  writer_->Rollback();
+  EXPECT_TRUE(*store_->HasPendingWithKey(ws, "deploy"));
+
+  // The first one running still holds the key.
+  first.state = "running";
+  first.epoch = 1;
+  writer_->UpdateTask(first);
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 10)), (std::vector<std::string>{other.id}));
+  writer_->Rollback();
+  first.state = "completed";
+  writer_->UpdateTask(first);
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 10)), (std::vector<std::string>{second.id, other.id}));
+  writer_->Rollback();
+}
+
+TEST_P(StoreContractTest, OnlyAPendingTaskIsCanceledAtOnce) {
+  const std::string ws = Workspace("w");
+  TaskRecord pending = Task(ws, "p"), assigned = Task(ws, "a");
+  Insert({pending});
+  Assigned(assigned);
+  EXPECT_EQ(*store_->CountPending(), 1);
+  std::optional<TaskRecord> canceled = writer_->CancelPending(pending.id);
+  ASSERT_TRUE(canceled.has_value());
+  EXPECT_EQ(canceled->state, "canceled");
+  EXPECT_EQ(canceled->spec->prompt(), "p");
+  EXPECT_FALSE(writer_->CancelPending(pending.id).has_value());
+  EXPECT_FALSE(writer_->CancelPending(assigned.id).has_value());
+  EXPECT_EQ(store_->GetTask(assigned.id)->state, "assigned");
+  EXPECT_EQ(*store_->CountPending(), 0);
+}
+
+TEST_P(StoreContractTest, OnlyTheLeaseHoldersAccountReattachesALiveWorker) {
+  const std::string ws = Workspace("w");
+  const std::string account = NewUuid(), other = NewUuid();
+  TaskRecord t = Task(ws, "x");
+  const WorkerRecord w = Assigned(t, account);
+  const auto live = *store_->LiveWorkers();
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].worker_id, w.id);
+  EXPECT_EQ(live[0].concurrency_key, t.concurrency_key);
+  EXPECT_EQ(live[0].account_id, account);
+
+  EXPECT_FALSE(writer_->Reattach(w.id, 1, other, "runner-2"));
+  EXPECT_FALSE(writer_->Reattach(w.id, 2, account, "runner-2"));
+  EXPECT_TRUE(writer_->Reattach(w.id, 1, account, "runner-2"));
+  EXPECT_EQ(store_->GetWorker(w.id)->runner_id, "runner-2");
+
+  WorkerRecord done = *store_->GetWorker(w.id);
+  done.state = "completed";
+  writer_->UpdateWorker(done);
+  EXPECT_FALSE(writer_->Reattach(w.id, 1, account, "runner-3"));
+  EXPECT_TRUE(store_->LiveWorkers()->empty());
+}
+
+TEST_P(StoreContractTest, CostsAddUpPerAccount) {
+  const std::string a = NewUuid(), b = NewUuid();
+  EXPECT_DOUBLE_EQ(writer_->AddCost(a, 0.25), 0.25);
+  EXPECT_DOUBLE_EQ(writer_->AddCost(a, 0.5), 0.75);
+  EXPECT_DOUBLE_EQ(writer_->AddCost(b, 1), 1);
+  EXPECT_DOUBLE_EQ(*store_->CostToday(a), 0.75);
+  EXPECT_DOUBLE_EQ(*store_->CostToday(NewUuid()), 0);
+}
+
+TEST_P(StoreContractTest, ASessionIsKeptSealedAndOpensAgain) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "x");
+  Insert({t});
+  const std::string transcript(100000, 'z');
+  const SealedSession sealed = store_->SealSession(AgentSession{t.id, "claude", "sess-1", transcript});
+  EXPECT_EQ(sealed.sealed.find(transcript), std::string::npos);
+  writer_->SaveSession(sealed);
+  auto meta = *store_->GetSession(t.id, false);
+  ASSERT_TRUE(meta.has_value());
+  EXPECT_EQ(meta->session_id, "sess-1");
+  EXPECT_TRUE(meta->data.empty());
+  auto full = *store_->GetSession(t.id, true);
+  ASSERT_TRUE(full.has_value());
+  EXPECT_EQ(full->data, transcript);
+  EXPECT_FALSE(store_->GetSession(NewUuid(), true)->has_value());
+  writer_->SetArtifacts(t.id, R"({"commitSha":"abc1234"})");
+  EXPECT_THAT(store_->GetTask(t.id)->artifacts_json, HasSubstr("abc1234"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,
+                         ::testing::Values(Kind::kPostgres, Kind::kMemory),
+                         [](const auto& info) {
+                           return info.param == Kind::kPostgres ? "Postgres" : "Memory";
+                         });
+
+}  // namespace
+}  // namespace buildd::broker
