@@ -13,6 +13,7 @@ class GrpcAccountsClient final : public internal::GrpcClient<AccountsClient, pb:
   BUILDD_FORWARD_UNARY(CreateAccount, pb::CreateAccountRequest, pb::CreateAccountResponse)
   BUILDD_FORWARD_UNARY(ListAccounts, pb::ListAccountsRequest, pb::ListAccountsResponse)
   BUILDD_FORWARD_UNARY(GetAccount, pb::GetAccountRequest, pb::Account)
+  BUILDD_FORWARD_UNARY(UpdateAccount, pb::UpdateAccountRequest, pb::Account)
   BUILDD_FORWARD_UNARY(RotateKey, pb::RotateKeyRequest, pb::RotateKeyResponse)
   BUILDD_FORWARD_UNARY(RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
   BUILDD_FORWARD_UNARY(GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)

@@ -27,6 +27,8 @@ class AccountsClient {
                             Callback<pb::ListAccountsResponse> done) = 0;
   virtual void GetAccount(const CallMeta& meta, const pb::GetAccountRequest& request,
                           Callback<pb::Account> done) = 0;
+  virtual void UpdateAccount(const CallMeta& meta, const pb::UpdateAccountRequest& request,
+                             Callback<pb::Account> done) = 0;
   virtual void RotateKey(const CallMeta& meta, const pb::RotateKeyRequest& request,
                          Callback<pb::RotateKeyResponse> done) = 0;
   virtual void RevokeKey(const CallMeta& meta, const pb::RevokeKeyRequest& request,

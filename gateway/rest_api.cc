@@ -134,6 +134,14 @@ void AddAccountRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
     get.set_id(request.Param("id"));
     accounts->GetAccount(MetaOf(request), get, RespondJson<pb::Account>(std::move(reply)));
   });
+  // The fields the body names change; the others keep their value.
+  router.Patch("/api/accounts/:id", [accounts](const HttpRequest& request, Reply reply) {
+    pb::UpdateAccountRequest update;
+    if (!ParseBody(request, &update, reply)) return;
+    if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
+    update.set_id(request.Param("id"));
+    accounts->UpdateAccount(MetaOf(request), update, RespondJson<pb::Account>(std::move(reply)));
+  });
   router.Post("/api/accounts/:id/workspaces", [accounts](const HttpRequest& request, Reply reply) {
     pb::GrantWorkspaceRequest grant;
     if (!ParseBody(request, &grant, reply)) return;

@@ -29,6 +29,10 @@ void Router::Post(std::string pattern, UnaryHandler handler, Auth auth) {
   Add(Route{http::verb::post, std::move(pattern), auth, std::move(handler), nullptr});
 }
 
+void Router::Patch(std::string pattern, UnaryHandler handler, Auth auth) {
+  Add(Route{http::verb::patch, std::move(pattern), auth, std::move(handler), nullptr});
+}
+
 void Router::Delete(std::string pattern, UnaryHandler handler, Auth auth) {
   Add(Route{http::verb::delete_, std::move(pattern), auth, std::move(handler), nullptr});
 }

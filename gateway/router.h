@@ -45,6 +45,7 @@ class Router {
   void Add(Route route);
   void Get(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Post(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Patch(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Delete(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void GetStream(std::string pattern, StreamHandler handler, Auth auth = Auth::kRequired);
 

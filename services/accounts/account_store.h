@@ -2,6 +2,7 @@
 #define BUILDD_SERVICES_ACCOUNTS_ACCOUNT_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,19 @@ struct AccountRecord {
   bool claim_all = false;
   bool has_credentials = false;
   std::string created_at;
+};
+
+// What UpdateAccount changes: the fields that hold a value; the others keep
+// theirs.
+struct AccountUpdate {
+  std::optional<std::string> name;
+  std::optional<int> max_concurrent_workers;
+  std::optional<int> max_concurrent_sessions;
+  std::optional<double> max_cost_per_day;
+
+  bool empty() const {
+    return !name && !max_concurrent_workers && !max_concurrent_sessions && !max_cost_per_day;
+  }
 };
 
 struct GrantRecord {
@@ -67,6 +81,11 @@ class AccountStore {
                                                       const std::string& key_hash) = 0;
   virtual absl::StatusOr<AccountRecord> GetAccount(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<AccountRecord>> ListAccounts() = 0;
+  // Sets the fields `update` holds, in one statement, and returns the
+  // account as it is afterwards. REQUIRES: the values are valid (the caller
+  // checked them).
+  virtual absl::StatusOr<AccountRecord> UpdateAccount(const std::string& id,
+                                                      const AccountUpdate& update) = 0;
 
   // Adds a key; with `revoke_others`, revokes the account's other keys in the
   // same transaction.

@@ -1,5 +1,7 @@
 #include "services/accounts/accounts_service.h"
 
+#include <cmath>
+
 #include <boost/asio/post.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +66,24 @@ void ToProto(const SessionRecord& s, pb::Session* out) {
 }
 
 namespace {
+
+// The rules an account's name and limits follow, on creation and update.
+absl::Status CheckName(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("name is required");
+  if (name.size() > 200) return absl::InvalidArgumentError("name is longer than 200 characters");
+  return CheckText("name", name);
+}
+
+absl::Status CheckLimit(absl::string_view field, int value) {
+  if (value < 0) return absl::InvalidArgumentError(absl::StrCat(field, " must not be negative"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckCost(double value) {
+  if (!std::isfinite(value)) return absl::InvalidArgumentError("maxCostPerDay must be a finite number");
+  if (value < 0) return absl::InvalidArgumentError("maxCostPerDay must not be negative");
+  return absl::OkStatus();
+}
 
 // A WatchChanges call refused before it starts.
 class Refusal final : public grpc::ServerWriteReactor<pb::AccountChange> {
@@ -172,18 +192,10 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
     if (req->type() == pb::Account::type_unspecified) {
       return absl::InvalidArgumentError("type is required: user, service or action");
     }
-    if (req->name().empty()) return absl::InvalidArgumentError("name is required");
-    if (req->name().size() > 200) return absl::InvalidArgumentError("name is longer than 200 characters");
-    BUILDD_RETURN_IF_ERROR(CheckText("name", req->name()));
-    if (req->max_concurrent_workers() < 0) {
-      return absl::InvalidArgumentError("maxConcurrentWorkers must not be negative");
-    }
-    if (req->max_concurrent_sessions() < 0) {
-      return absl::InvalidArgumentError("maxConcurrentSessions must not be negative");
-    }
-    if (req->max_cost_per_day() < 0) {
-      return absl::InvalidArgumentError("maxCostPerDay must not be negative");
-    }
+    BUILDD_RETURN_IF_ERROR(CheckName(req->name()));
+    BUILDD_RETURN_IF_ERROR(CheckLimit("maxConcurrentWorkers", req->max_concurrent_workers()));
+    BUILDD_RETURN_IF_ERROR(CheckLimit("maxConcurrentSessions", req->max_concurrent_sessions()));
+    BUILDD_RETURN_IF_ERROR(CheckCost(req->max_cost_per_day()));
     AccountRecord account;
     account.id = NewUuid();
     account.type = pb::Account::Type_Name(req->type());
@@ -239,6 +251,46 @@ grpc::ServerUnaryReactor* AccountsService::GetAccount(grpc::CallbackServerContex
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
     BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->id()));
     ToProto(account, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AccountsService::UpdateAccount(grpc::CallbackServerContext* ctx,
+                                                         const pb::UpdateAccountRequest* req,
+                                                         pb::Account* resp) {
+  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
+    AccountUpdate update;
+    if (req->has_name()) {
+      BUILDD_RETURN_IF_ERROR(CheckName(req->name()));
+      update.name = req->name();
+    }
+    if (req->has_max_concurrent_workers()) {
+      BUILDD_RETURN_IF_ERROR(CheckLimit("maxConcurrentWorkers", req->max_concurrent_workers()));
+      update.max_concurrent_workers = req->max_concurrent_workers();
+    }
+    if (req->has_max_concurrent_sessions()) {
+      BUILDD_RETURN_IF_ERROR(CheckLimit("maxConcurrentSessions", req->max_concurrent_sessions()));
+      update.max_concurrent_sessions = req->max_concurrent_sessions();
+    }
+    if (req->has_max_cost_per_day()) {
+      BUILDD_RETURN_IF_ERROR(CheckCost(req->max_cost_per_day()));
+      update.max_cost_per_day = req->max_cost_per_day();
+    }
+    if (update.empty()) {
+      return absl::InvalidArgumentError(
+          "nothing to change: give name, maxConcurrentWorkers, maxConcurrentSessions or "
+          "maxCostPerDay");
+    }
+    BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.UpdateAccount(req->id(), update));
+    ToProto(account, resp);
+    // Whoever cached the account's principal (the broker, for its runners'
+    // limits) asks again.
+    Publish(account.id, "limits_changed");
+    Log()->info("account updated account={} maxConcurrentWorkers={} maxConcurrentSessions={} "
+                "maxCostPerDay={}",
+                account.id, account.max_concurrent_workers, account.max_concurrent_sessions,
+                account.max_cost_per_day);
     return absl::OkStatus();
   });
 }

@@ -37,6 +37,9 @@ class AccountsService final : public pb::AccountService::CallbackService {
   grpc::ServerUnaryReactor* GetAccount(grpc::CallbackServerContext* ctx,
                                        const pb::GetAccountRequest* req,
                                        pb::Account* resp) override;
+  grpc::ServerUnaryReactor* UpdateAccount(grpc::CallbackServerContext* ctx,
+                                          const pb::UpdateAccountRequest* req,
+                                          pb::Account* resp) override;
   grpc::ServerUnaryReactor* RotateKey(grpc::CallbackServerContext* ctx,
                                       const pb::RotateKeyRequest* req,
                                       pb::RotateKeyResponse* resp) override;

@@ -110,6 +110,33 @@ absl::StatusOr<std::vector<AccountRecord>> PgAccountStore::ListAccounts() {
                      });
 }
 
+absl::StatusOr<AccountRecord> PgAccountStore::UpdateAccount(const std::string& id,
+                                                            const AccountUpdate& update) {
+  return WithSession(pool_, "update account", [&](soci::session& sql) -> absl::StatusOr<AccountRecord> {
+    // A field left out binds NULL and keeps the column's value.
+    const std::string name = update.name.value_or("");
+    const int workers = update.max_concurrent_workers.value_or(0);
+    const int sessions = update.max_concurrent_sessions.value_or(0);
+    const double cost = update.max_cost_per_day.value_or(0);
+    soci::indicator name_ind = update.name ? soci::i_ok : soci::i_null;
+    soci::indicator workers_ind = update.max_concurrent_workers ? soci::i_ok : soci::i_null;
+    soci::indicator sessions_ind = update.max_concurrent_sessions ? soci::i_ok : soci::i_null;
+    soci::indicator cost_ind = update.max_cost_per_day ? soci::i_ok : soci::i_null;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat(
+             "UPDATE accounts a SET name = COALESCE(:name, a.name),"
+             " max_concurrent_workers = COALESCE(:mcw, a.max_concurrent_workers),"
+             " max_concurrent_sessions = COALESCE(:mcs, a.max_concurrent_sessions),"
+             " max_cost_per_day = COALESCE(:cost, a.max_cost_per_day)"
+             " WHERE a.id = :id RETURNING ",
+             kAccountColumns),
+         soci::use(name, name_ind), soci::use(workers, workers_ind),
+         soci::use(sessions, sessions_ind), soci::use(cost, cost_ind), soci::use(id));
+    for (const soci::row& row : rows) return AccountFromRow(row);
+    return absl::NotFoundError(absl::StrCat("account ", id, " not found"));
+  });
+}
+
 absl::Status PgAccountStore::AddKey(const std::string& account_id, const std::string& key_id,
                                     const std::string& key_hash, bool revoke_others) {
   return WithSession(pool_, "add key", [&](soci::session& sql) -> absl::Status {

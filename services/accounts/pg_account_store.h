@@ -19,6 +19,8 @@ class PgAccountStore final : public AccountStore {
                                               const std::string& key_hash) override;
   absl::StatusOr<AccountRecord> GetAccount(const std::string& id) override;
   absl::StatusOr<std::vector<AccountRecord>> ListAccounts() override;
+  absl::StatusOr<AccountRecord> UpdateAccount(const std::string& id,
+                                              const AccountUpdate& update) override;
   absl::Status AddKey(const std::string& account_id, const std::string& key_id,
                       const std::string& key_hash, bool revoke_others) override;
   absl::StatusOr<int> RevokeKeys(const std::string& account_id,

@@ -71,6 +71,45 @@ TEST_F(PgAccountStoreTest, CredentialsAreStoredOnlyAsTheSealedBytes) {
   EXPECT_EQ(hex, "01027365616c6564");
 }
 
+TEST_F(PgAccountStoreTest, UpdateSetsOnlyTheGivenFields) {
+  AccountRecord a = NewAccount();
+  a.max_concurrent_sessions = 2;
+  ASSERT_THAT(store_->CreateAccount(a, "sealed", NewUuid(), "hash-u"), IsOk());
+  AccountUpdate update;
+  update.max_cost_per_day = 2.5;
+  update.max_concurrent_workers = 0;
+  auto updated = store_->UpdateAccount(a.id, update);
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_EQ(updated->id, a.id);
+  EXPECT_DOUBLE_EQ(updated->max_cost_per_day, 2.5);
+  EXPECT_EQ(updated->max_concurrent_workers, 0);
+  EXPECT_EQ(updated->max_concurrent_sessions, 2);
+  EXPECT_EQ(updated->name, a.name);
+  EXPECT_TRUE(updated->has_credentials);
+  EXPECT_FALSE(updated->created_at.empty());
+
+  AccountUpdate rename;
+  rename.name = "renamed";
+  rename.max_concurrent_sessions = 7;
+  ASSERT_THAT(store_->UpdateAccount(a.id, rename), IsOk());
+  auto got = store_->GetAccount(a.id);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->name, "renamed");
+  EXPECT_EQ(got->max_concurrent_sessions, 7);
+  EXPECT_DOUBLE_EQ(got->max_cost_per_day, 2.5);
+  // The principal a key resolves to carries the new limits.
+  auto principal = store_->FindByKeyHash("hash-u");
+  ASSERT_THAT(principal, IsOk());
+  EXPECT_DOUBLE_EQ(principal->account.max_cost_per_day, 2.5);
+  EXPECT_EQ(principal->account.max_concurrent_workers, 0);
+}
+
+TEST_F(PgAccountStoreTest, UpdateOfAnUnknownAccountIsNotFound) {
+  AccountUpdate update;
+  update.max_cost_per_day = 1;
+  EXPECT_THAT(store_->UpdateAccount(NewUuid(), update), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(PgAccountStoreTest, RevokedKeysStopResolving) {
   AccountRecord a = NewAccount();
   const std::string k1 = NewUuid();

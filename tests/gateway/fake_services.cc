@@ -79,6 +79,7 @@ BUILDD_FAKE_UNARY(FakeAccountService, CreateAccount, pb::CreateAccountRequest,
 BUILDD_FAKE_UNARY(FakeAccountService, ListAccounts, pb::ListAccountsRequest,
                   pb::ListAccountsResponse)
 BUILDD_FAKE_UNARY(FakeAccountService, GetAccount, pb::GetAccountRequest, pb::Account)
+BUILDD_FAKE_UNARY(FakeAccountService, UpdateAccount, pb::UpdateAccountRequest, pb::Account)
 BUILDD_FAKE_UNARY(FakeAccountService, RotateKey, pb::RotateKeyRequest, pb::RotateKeyResponse)
 BUILDD_FAKE_UNARY(FakeAccountService, RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
 BUILDD_FAKE_UNARY(FakeAccountService, GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)

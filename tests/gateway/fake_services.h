@@ -80,6 +80,9 @@ class FakeAccountService final : public pb::AccountService::CallbackService, pub
   grpc::ServerUnaryReactor* GetAccount(grpc::CallbackServerContext* context,
                                        const pb::GetAccountRequest* request,
                                        pb::Account* response) override;
+  grpc::ServerUnaryReactor* UpdateAccount(grpc::CallbackServerContext* context,
+                                          const pb::UpdateAccountRequest* request,
+                                          pb::Account* response) override;
   grpc::ServerUnaryReactor* RotateKey(grpc::CallbackServerContext* context,
                                       const pb::RotateKeyRequest* request,
                                       pb::RotateKeyResponse* response) override;

@@ -246,6 +246,91 @@ TEST_F(RestApiTest, ListAndGetAccounts) {
   EXPECT_EQ(gateway_.accounts().Last("GetAccount").Request<pb::GetAccountRequest>().id(), "acc 1");
 }
 
+TEST_F(RestApiTest, PatchAccountSendsOnlyTheFieldsTheBodyNames) {
+  pb::Account account;
+  account.set_id("acc1");
+  account.set_name("ci");
+  account.set_max_cost_per_day(2.5);
+  gateway_.accounts().RespondWith("UpdateAccount", account);
+  HttpResult r = Request("PATCH", gateway_.url(), "/api/accounts/acc1",
+                         {{"Authorization", kBearer}, {"Content-Type", "application/json"}},
+                         R"({"maxCostPerDay":2.5,"maxConcurrentWorkers":0,"name":"ci"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr(R"("maxCostPerDay":2.5)"));
+  RecordedCall call = gateway_.accounts().Last("UpdateAccount");
+  EXPECT_EQ(call.authorization, kBearer);
+  auto sent = call.Request<pb::UpdateAccountRequest>();
+  EXPECT_EQ(sent.id(), "acc1");
+  ASSERT_TRUE(sent.has_max_cost_per_day());
+  EXPECT_DOUBLE_EQ(sent.max_cost_per_day(), 2.5);
+  // 0 is a value, not "not given".
+  ASSERT_TRUE(sent.has_max_concurrent_workers());
+  EXPECT_EQ(sent.max_concurrent_workers(), 0);
+  ASSERT_TRUE(sent.has_name());
+  EXPECT_EQ(sent.name(), "ci");
+  EXPECT_FALSE(sent.has_max_concurrent_sessions());
+}
+
+TEST_F(RestApiTest, PatchAccountWithABadBodyIs400NamingTheField) {
+  const testing::Headers headers = {{"Authorization", kBearer},
+                                    {"Content-Type", "application/json"}};
+  HttpResult r = Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers,
+                         R"({"maxCostPerDay":"lots"})");
+  EXPECT_THAT(r, IsError(400, "INVALID_ARGUMENT"));
+  EXPECT_THAT(r.body, HasSubstr("for field maxCostPerDay"));
+  r = Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"maxWorkers":3})");
+  EXPECT_THAT(r, IsError(400, "INVALID_ARGUMENT"));
+  EXPECT_THAT(r.body, HasSubstr(R"(unknown field \"maxWorkers\")"));
+  r = Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"name": )");
+  EXPECT_THAT(r, IsError(400, "INVALID_ARGUMENT"));
+  r = Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"id":"acc2","name":"x"})");
+  EXPECT_THAT(r, IsError(400, "INVALID_ARGUMENT"));
+  EXPECT_THAT(r.body, HasSubstr("field id in the body does not match the path"));
+  EXPECT_EQ(gateway_.accounts().CallCount(), 0u);
+}
+
+TEST_F(RestApiTest, PatchAccountMapsTheServicesRefusals) {
+  EXPECT_THAT(Request("PATCH", gateway_.url(), "/api/accounts/acc1",
+                      {{"Content-Type", "application/json"}}, R"({"name":"x"})"),
+              IsError(401, "UNAUTHENTICATED"));
+  EXPECT_EQ(gateway_.accounts().CallCount(), 0u);
+  const testing::Headers headers = {{"Authorization", kBearer},
+                                    {"Content-Type", "application/json"}};
+  gateway_.accounts().FailWith(
+      "UpdateAccount", grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "this call needs an admin key"));
+  EXPECT_THAT(Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"name":"x"})"),
+              IsError(403, "PERMISSION_DENIED"));
+  gateway_.accounts().FailWith("UpdateAccount",
+                               grpc::Status(grpc::StatusCode::NOT_FOUND, "account acc1 not found"));
+  EXPECT_THAT(Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"name":"x"})"),
+              IsError(404, "NOT_FOUND"));
+  gateway_.accounts().FailWith(
+      "UpdateAccount",
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "maxCostPerDay must not be negative"));
+  HttpResult r =
+      Request("PATCH", gateway_.url(), "/api/accounts/acc1", headers, R"({"maxCostPerDay":-1})");
+  EXPECT_THAT(r, IsError(400, "INVALID_ARGUMENT"));
+  EXPECT_THAT(r.body, HasSubstr("maxCostPerDay"));
+}
+
+TEST_F(RestApiTest, ACookieSignedPatchOfAnAccountFromAnotherOriginIs403) {
+  const std::string cookie = "buildd_session=buildd_session_0123456789abcdefghij";
+  HttpResult r = Request("PATCH", gateway_.url(), "/api/accounts/acc1",
+                         {{"Cookie", cookie},
+                          {"Origin", "http://127.0.0.1:3000"},
+                          {"Content-Type", "application/json"}},
+                         R"({"maxCostPerDay":1})");
+  EXPECT_THAT(r, IsError(403, "PERMISSION_DENIED"));
+  EXPECT_EQ(gateway_.accounts().CallCount(), 0u);
+  // From the dashboard's own origin it goes through.
+  r = Request("PATCH", gateway_.url(), "/api/accounts/acc1",
+              {{"Cookie", cookie}, {"Origin", gateway_.url()}, {"Content-Type", "application/json"}},
+              R"({"maxCostPerDay":1})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(gateway_.accounts().Last("UpdateAccount").authorization,
+            "Bearer buildd_session_0123456789abcdefghij");
+}
+
 TEST_F(RestApiTest, GrantWorkspaceTakesTheAccountFromThePath) {
   pb::Grant grant;
   grant.set_account_id("acc1");
