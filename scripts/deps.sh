@@ -12,6 +12,10 @@ BUILDD_PACKAGES=(
 # (tests/fuzz/).
 BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev)
 
+# What `./buildd bench` needs (bench/run.sh), and with --profile.
+BUILDD_BENCH_PACKAGES=(postgresql-15)
+BUILDD_PROFILE_PACKAGES=(linux-perf)
+
 package_installed() {
   [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
