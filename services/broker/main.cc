@@ -137,8 +137,12 @@ int main(int argc, char** argv) {
   BrokerServiceImpl* broker_service_ptr = nullptr;
   AccountsClient accounts(absl::GetFlag(FLAGS_accounts_addr), *accounts_credentials, service_key,
                           [&](const std::string& account_id) {
+    static auto& refreshes = Metrics::Global().Counter(
+        "buildd_broker_account_refreshes_total",
+        "Account changes applied to this replica's runners and event streams.");
     if (runner_service_ptr != nullptr) runner_service_ptr->RefreshAccount(account_id);
     if (broker_service_ptr != nullptr) broker_service_ptr->RefreshSubscriptions(account_id);
+    ++refreshes;
   });
   boost::asio::thread_pool stream_pool(2);
   BrokerServiceImpl::Options service_options;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -169,6 +170,52 @@ TEST_F(AccountUpdateTest, WatchChangesAnnouncesTheUpdateAndAuthenticateSeesItAtO
   while (reader->Read(&change)) {
   }
   (void)reader->Finish();
+}
+
+// A changed maxCostPerDay reaches the runners of the account that are
+// connected already, not only those that connect after it.
+TEST_F(AccountUpdateTest, ALoweredDailyBudgetReachesARunnerAlreadyConnected) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  RawRunner runner(mesh_.broker_addr(), s.api_key);
+  ASSERT_TRUE(runner.Hello("frugal", {}, {"command", "claude"}).has_welcome());
+  const auto agent_task = [&] {
+    HttpResult r = Call("POST", "/api/tasks", s.api_key,
+                        absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                     R"(","provider":"claude","prompt":"think"})"));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return Str(Json(r.body), "id");
+  };
+  // Spent $1 while the account has no limit.
+  const std::string first = agent_task();
+  const pb::BrokerMessage assign = runner.Read();
+  ASSERT_TRUE(assign.has_assign()) << assign.DebugString();
+  pb::RunnerMessage finished;
+  finished.mutable_finished()->set_worker_id(assign.assign().worker().id());
+  finished.mutable_finished()->set_epoch(assign.assign().epoch());
+  finished.mutable_finished()->set_outcome(pb::Finished::completed);
+  finished.mutable_finished()->mutable_artifacts()->set_cost_usd(1.0);
+  runner.Write(finished);
+  ASSERT_TRUE(runner.Read().has_ack());
+  WaitForTaskState(first, "completed");
+
+  const int64_t refreshes = Metric("buildd_broker_account_refreshes_total");
+  HttpResult r = Call("PATCH", "/api/accounts/" + s.account_id, admin_key(), R"({"maxCostPerDay":0.5})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Metric("buildd_broker_account_refreshes_total") <= refreshes &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(Metric("buildd_broker_account_refreshes_total"), refreshes);
+
+  // It spent $1 today, over its new $0.50: agent tasks wait, commands run.
+  const std::string second = agent_task();
+  const std::string command = CreateTask(s.api_key, s.workspace_id, "true");
+  const pb::BrokerMessage next = runner.Read();
+  ASSERT_TRUE(next.has_assign()) << next.DebugString();
+  EXPECT_EQ(next.assign().task().id(), command);
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + second, admin_key()).body), "task"), "state"),
+            "pending");
 }
 
 }  // namespace
