@@ -243,12 +243,15 @@ void RunProbeDispatch(Bench& b, Figures& fig) {
 
   if (dispatch) {
     const int n = absl::GetFlag(FLAGS_dispatch_tasks);
+    const MetricValues before = ReadMetrics(b.mesh->metrics_port());
     CreatedTasks one = CreateTasks(channel, b.key, b.main_ws, n, 1, "true");
     expected += n - one.failed;
-    watch.WaitFor(expected, absl::Seconds(300));
+    const auto done = watch.WaitFor(expected, absl::Seconds(300));
+    const MetricValues after = ReadMetrics(b.mesh->metrics_port());
     const DispatchRun run = Measure(one, arrivals.Take());
     std::printf(" one creator, %d tasks one after another:\n", n);
     PrintDispatchRun(run, one);
+    if (done) PrintJournal(before, after, Ms(*done - one.first));
     if (run.dispatch.count > 0) {
       fig.dispatch1_p50.value = run.dispatch.p50;
       fig.dispatch1_p99.value = run.dispatch.p99;

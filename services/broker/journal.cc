@@ -108,8 +108,11 @@ bool Journal::RunBatch(std::vector<Item>& items, bool single) {
       }
     }
     // Without an explicit transaction this one statement commits by itself.
+    const auto writing = std::chrono::steady_clock::now();
     writer.Write(batch, &events);
     if (begun) writer.Commit();
+    commit_us_ += std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - writing).count();
   } catch (const std::exception& e) {
     absl::Status error = writer.StatusOf(e);
     Log()->error("journal batch of {} rolled back: {}", items.size(), e.what());

@@ -97,6 +97,8 @@ class Journal {
   int64_t committed_ops() const { return ops_; }
   // Time spent inside transactions, in microseconds.
   int64_t busy_us() const { return busy_us_; }
+  // Of that, the time in the final write and commit of each batch.
+  int64_t commit_us() const { return commit_us_; }
 
  private:
   struct Item {
@@ -122,6 +124,7 @@ class Journal {
   std::atomic<int64_t> batches_{0};
   std::atomic<int64_t> ops_{0};
   std::atomic<int64_t> busy_us_{0};
+  std::atomic<int64_t> commit_us_{0};
 };
 
 }  // namespace buildd::broker

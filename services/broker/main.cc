@@ -193,6 +193,9 @@ int main(int argc, char** argv) {
                           [&journal] { return static_cast<double>(journal.committed_ops()); });
   Metrics::Global().Gauge("buildd_broker_journal_busy_seconds", "Time the journal spent in transactions.",
                           [&journal] { return journal.busy_us() / 1e6; });
+  Metrics::Global().Gauge("buildd_broker_journal_commit_seconds",
+                          "Of that, the time in each batch's final write and commit.",
+                          [&journal] { return journal.commit_us() / 1e6; });
   Log()->info("broker listening on {}{}", address.substr(0, address.rfind(':') + 1) + std::to_string(port),
               TlsServerFlags().enabled() ? " (TLS)" : "");
 

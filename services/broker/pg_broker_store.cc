@@ -245,13 +245,16 @@ constexpr char kWriteBatch[] =
 // The writer's transactions on a libpq connection of its own.
 class PgStoreWriter final : public StoreWriter {
  public:
-  explicit PgStoreWriter(const std::string& conninfo) : db_(conninfo) {}
+  explicit PgStoreWriter(const std::string& conninfo) : db_(conninfo) { Configure(); }
 
   void Begin() override { db_.Exec("BEGIN"); }
   void Commit() override { db_.Exec("COMMIT"); }
   void Rollback() override { db_.Exec("ROLLBACK"); }
   absl::Status StatusOf(const std::exception& e) override { return StatusFromDbError(e, "journal"); }
-  void Reconnect() override { db_.Reset(); }
+  void Reconnect() override {
+    db_.Reset();
+    Configure();
+  }
 
   void Write(WriteBatch& batch, std::vector<pb::Event>* events) override {
     const int64_t n = events == nullptr ? 0 : static_cast<int64_t>(events->size());
@@ -385,6 +388,10 @@ class PgStoreWriter final : public StoreWriter {
   }
 
  private:
+  // The writer's statements take JSON arrays whose sizes the planner cannot
+  // see: one generic plan serves them all, instead of planning each anew.
+  void Configure() { db_.Exec("SET plan_cache_mode = force_generic_plan"); }
+
   PgConnection db_;
 };
 
