@@ -73,4 +73,32 @@ pb::Workspace WorkspaceToProto(const WorkspaceRecord& w) {
   return ws;
 }
 
+pb::BrokerMessage AssignOf(const TaskRecord& task, const WorkerRecord& worker,
+                           const std::map<std::string, std::string>& credentials,
+                           const WorkspaceRecord* workspace) {
+  pb::BrokerMessage message;
+  pb::Assign* assign = message.mutable_assign();
+  *assign->mutable_worker() = WorkerToProto(worker);
+  *assign->mutable_task() = TaskToProto(task);
+  assign->set_epoch(worker.epoch);
+  assign->mutable_credentials()->mutable_env()->insert(credentials.begin(), credentials.end());
+  if (workspace != nullptr) *assign->mutable_workspace() = WorkspaceToProto(*workspace);
+  return message;
+}
+
+pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq) {
+  pb::BrokerMessage ack;
+  ack.mutable_ack()->set_worker_id(worker_id);
+  ack.mutable_ack()->set_up_to_seq(up_to_seq);
+  return ack;
+}
+
+pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch) {
+  pb::BrokerMessage cancel;
+  cancel.mutable_control()->set_worker_id(worker_id);
+  cancel.mutable_control()->set_epoch(epoch);
+  cancel.mutable_control()->set_action(pb::Control::cancel);
+  return cancel;
+}
+
 }  // namespace buildd::broker

@@ -3,7 +3,11 @@
 
 // Records to their protos, for the gRPC adapters and the runner protocol.
 
+#include <map>
+#include <string>
+
 #include "buildd/v1/common.pb.h"
+#include "buildd/v1/runner.pb.h"
 #include "services/broker/records.h"
 
 namespace buildd::broker {
@@ -14,6 +18,15 @@ pb::Task TaskToProto(const TaskRecord& t);
 void ApplyTaskState(const TaskRecord& t, pb::Task* out);
 pb::Worker WorkerToProto(const WorkerRecord& w);
 pb::Workspace WorkspaceToProto(const WorkspaceRecord& w);
+
+// The Assign of `task` to `worker` at the worker's epoch, with `credentials`
+// (the runner's account's, when they may go with the task) and the
+// workspace (when known).
+pb::BrokerMessage AssignOf(const TaskRecord& task, const WorkerRecord& worker,
+                           const std::map<std::string, std::string>& credentials,
+                           const WorkspaceRecord* workspace);
+pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq);
+pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch);
 
 }  // namespace buildd::broker
 

@@ -27,32 +27,23 @@ pb::Event NewEvent(const std::string& type, const std::string& task_id,
   return e;
 }
 
-pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq) {
-  pb::BrokerMessage ack;
-  ack.mutable_ack()->set_worker_id(worker_id);
-  ack.mutable_ack()->set_up_to_seq(up_to_seq);
-  return ack;
-}
-
-pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch) {
-  pb::BrokerMessage cancel;
-  cancel.mutable_control()->set_worker_id(worker_id);
-  cancel.mutable_control()->set_epoch(epoch);
-  cancel.mutable_control()->set_action(pb::Control::cancel);
-  return cancel;
-}
-
 }  // namespace
 
 Dispatcher::Dispatcher(Journal& journal, BrokerStore& store, boost::asio::io_context& timers,
                        boost::asio::thread_pool& pool, DispatcherOptions options)
     : journal_(journal),
       store_(store),
-      timers_(timers),
       pool_(pool),
       options_(options),
       budget_(timers, [this] { ClaimForAll(); }),
-      heartbeat_timer_(timers) {}
+      leases_(timers,
+              Leases::Durations{options.lease_grace_ms, options.accept_timeout_ms,
+                                options.heartbeat_interval_ms},
+              Leases::Callbacks{
+                  [this](const std::vector<std::string>& ids) { ExpireWorkers(ids); },
+                  [this](const std::string& runner_id, const std::string& worker_id,
+                         int64_t epoch) { AcceptDue(runner_id, worker_id, epoch); },
+                  [this] { CloseSilentRunners(); }}) {}
 
 Dispatcher::~Dispatcher() = default;
 
@@ -73,15 +64,15 @@ absl::Status Dispatcher::Start() {
   if (!orphans.empty()) {
     Log()->info("{} workers of an earlier broker wait {} ms for their runners", orphans.size(),
                 options_.lease_grace_ms);
-    ArmLeaseTimer(std::move(orphans));
+    leases_.Grace(std::move(orphans));
   }
-  ArmHeartbeatCheck();
+  leases_.StartHeartbeats();
   budget_.Start();
   return absl::OkStatus();
 }
 
 void Dispatcher::Stop() {
-  heartbeat_timer_.cancel();
+  leases_.Stop();
   budget_.Stop();
 }
 
@@ -165,23 +156,18 @@ void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& r
                           task.workspace_id, 0, worker.state, task.concurrency_key});
   tx.OnAbort([this, worker_id = worker.id] { workers_.Erase(worker_id); });
 
-  pb::BrokerMessage message;
-  pb::Assign* assign = message.mutable_assign();
   worker.created_at = worker.updated_at = NowRfc3339();
-  *assign->mutable_worker() = WorkerToProto(worker);
   task.updated_at = worker.updated_at;
-  *assign->mutable_task() = TaskToProto(task);
-  assign->set_epoch(worker.epoch);
-  if (task.created_by == runner.account_id ||
-      runner.access.share_workspaces.count(task.workspace_id) > 0) {
-    const auto credentials = registry_.Credentials(runner.runner_id);
-    assign->mutable_credentials()->mutable_env()->insert(credentials.begin(), credentials.end());
-  }
-  if (auto ws = Workspace(task.workspace_id); ws.ok()) *assign->mutable_workspace() = WorkspaceToProto(*ws);
-  const std::string resume_from = assign->task().resume_from();
+  const bool shares = task.created_by == runner.account_id ||
+                      runner.access.share_workspaces.count(task.workspace_id) > 0;
+  const absl::StatusOr<WorkspaceRecord> ws = Workspace(task.workspace_id);
+  pb::BrokerMessage message =
+      AssignOf(task, worker, shares ? registry_.Credentials(runner.runner_id) : std::map<std::string, std::string>{},
+               ws.ok() ? &*ws : nullptr);
+  const std::string resume_from = task.spec->resume_from();
   tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
                resume_from, message = std::move(message)]() mutable {
-    ArmAcceptTimer(runner_id, worker_id, epoch);
+    leases_.AcceptBy(runner_id, worker_id, epoch);
     if (resume_from.empty()) return Send(runner_id, std::move(message));
     // A session transcript can be megabytes: read it off the journal's
     // thread. Checked when the task was created; one gone since then leaves
@@ -364,19 +350,11 @@ void Dispatcher::Disconnect(const std::string& runner_id) {
   if (!held.empty()) {
     Log()->info("runner={} gone holding {} workers; lease grace {} ms", runner_id, held.size(),
                 options_.lease_grace_ms);
-    ArmLeaseTimer(std::move(held));
+    leases_.Grace(std::move(held));
   }
 }
 
-void Dispatcher::ArmLeaseTimer(std::vector<std::string> worker_ids) {
-  auto timer = std::make_shared<boost::asio::steady_timer>(
-      timers_, std::chrono::milliseconds(options_.lease_grace_ms));
-  timer->async_wait([this, timer, worker_ids = std::move(worker_ids)](boost::system::error_code ec) {
-    if (!ec) ExpireWorkers(worker_ids);
-  });
-}
-
-void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
+void Dispatcher::ExpireWorkers(const std::vector<std::string>& worker_ids) {
   journal_.Submit([this, worker_ids](JournalTx& tx) -> absl::Status {
     int requeued = 0;
     for (const std::string& worker_id : worker_ids) {
@@ -384,32 +362,26 @@ void Dispatcher::ExpireWorkers(std::vector<std::string> worker_ids) {
       if (!a || !a->runner_id.empty()) continue;  // back or done
       auto worker = tx.store().LockWorker(worker_id);
       if (!worker || worker->epoch != a->epoch || IsTerminalWorkerState(worker->state)) continue;
-      worker->state = "error";
-      worker->error = "runner lost: no reconnect within the lease grace period";
+      auto task = tx.store().LockTask(a->task_id);
+      if (!task || task->epoch != a->epoch) continue;
+      const bool failed =
+          EndAttempt(*task, *worker, "runner lost: no reconnect within the lease grace period",
+                     /*refused=*/false);
       tx.store().UpdateWorker(*worker);
+      tx.store().UpdateTask(*task);
       pb::Event e = NewEvent("error", a->task_id, worker_id, a->workspace_id);
       e.set_status(worker->state);
       e.set_text(worker->error);
       tx.Append(std::move(e));
-      auto task = tx.store().LockTask(a->task_id);
-      if (task && task->epoch == a->epoch) {
-        if (task->attempts < task->max_attempts) {
-          task->state = "pending";
-          task->worker_id.clear();
-          ++requeued;
-          pb::Event q = NewEvent("requeued", task->id, "", task->workspace_id);
-          q.set_status(task->state);
-          tx.Append(std::move(q));
-        } else {
-          tx.OnCommit([this, t = *task] { WakeWaitersFor(t.workspace_id, t.id, t.concurrency_key); });
-          task->state = TaskStateFor(worker->state);
-          task->error = worker->error;
-          pb::Event f = NewEvent("failed", task->id, worker_id, task->workspace_id);
-          f.set_status(task->state);
-          f.set_text(task->error);
-          tx.Append(std::move(f));
-        }
-        tx.store().UpdateTask(*task);
+      pb::Event t = NewEvent(failed ? "failed" : "requeued", task->id, failed ? worker_id : "",
+                             task->workspace_id);
+      t.set_status(task->state);
+      if (failed) t.set_text(task->error);
+      tx.Append(std::move(t));
+      if (failed) {
+        tx.OnCommit([this, w = *a] { WakeWaitersFor(w.workspace_id, w.task_id, w.concurrency_key); });
+      } else {
+        ++requeued;
       }
       tx.OnCommit([this, worker_id] { workers_.Erase(worker_id); });
     }
@@ -489,22 +461,17 @@ void Dispatcher::OnAccept(const std::string& runner_id, const pb::Accept& accept
   if (w && w->state == "idle") workers_.Record(w->worker_id, w->last_seq, "starting");
 }
 
-void Dispatcher::ArmAcceptTimer(const std::string& runner_id, const std::string& worker_id,
-                                int64_t epoch) {
-  auto timer = std::make_shared<boost::asio::steady_timer>(
-      timers_, std::chrono::milliseconds(options_.accept_timeout_ms));
-  timer->async_wait([this, timer, runner_id, worker_id, epoch](boost::system::error_code ec) {
-    if (ec) return;
-    const std::optional<LiveWorker> w = workers_.HeldBy(runner_id, worker_id, epoch);
-    if (!w || w->state != "idle") return;
-    Log()->warn("runner={} did not accept worker={} within {} ms: its task goes back to the queue",
-                runner_id, worker_id, options_.accept_timeout_ms);
-    // Should it start after all, it is told to stop.
-    Send(runner_id, CancelOf(worker_id, epoch));
-    GiveBack(runner_id, worker_id, epoch,
-             absl::StrCat("the runner did not accept it within ", options_.accept_timeout_ms, " ms"),
-             /*refused=*/false);
-  });
+void Dispatcher::AcceptDue(const std::string& runner_id, const std::string& worker_id,
+                           int64_t epoch) {
+  const std::optional<LiveWorker> w = workers_.HeldBy(runner_id, worker_id, epoch);
+  if (!w || w->state != "idle") return;
+  Log()->warn("runner={} did not accept worker={} within {} ms: its task goes back to the queue",
+              runner_id, worker_id, options_.accept_timeout_ms);
+  // Should it start after all, it is told to stop.
+  Send(runner_id, CancelOf(worker_id, epoch));
+  GiveBack(runner_id, worker_id, epoch,
+           absl::StrCat("the runner did not accept it within ", options_.accept_timeout_ms, " ms"),
+           /*refused=*/false);
 }
 
 void Dispatcher::GiveBack(const std::string& runner_id, const std::string& worker_id,
@@ -515,15 +482,10 @@ void Dispatcher::GiveBack(const std::string& runner_id, const std::string& worke
     auto worker = tx.store().LockWorker(worker_id);
     auto task = tx.store().LockTask(a->task_id);
     if (!worker || !task || task->epoch != a->epoch) return absl::OkStatus();
-    worker->state = "error";
-    worker->error = refused ? absl::StrCat("rejected by the runner: ", reason) : reason;
-    tx.store().UpdateWorker(*worker);
     // A runner that never answers may not spend the attempts forever.
-    const bool exhausted = !refused && task->attempts >= task->max_attempts;
-    task->worker_id.clear();
-    if (refused) task->attempts = std::max(0, task->attempts - 1);
-    task->state = exhausted ? TaskStateFor(worker->state) : "pending";
-    if (exhausted) task->error = worker->error;
+    const bool exhausted = EndAttempt(
+        *task, *worker, refused ? absl::StrCat("rejected by the runner: ", reason) : reason, refused);
+    tx.store().UpdateWorker(*worker);
     tx.store().UpdateTask(*task);
     pb::Event e = NewEvent(exhausted ? "failed" : refused ? "rejected" : "requeued", a->task_id,
                            worker_id, a->workspace_id);
@@ -757,17 +719,12 @@ void Dispatcher::RefreshAccount(
   if (changed) ClaimForAll();
 }
 
-void Dispatcher::ArmHeartbeatCheck() {
-  heartbeat_timer_.expires_after(std::chrono::milliseconds(options_.heartbeat_interval_ms));
-  heartbeat_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
-    const auto limit = std::chrono::milliseconds(options_.heartbeat_interval_ms *
-                                                 options_.missed_heartbeats);
-    for (auto& link : registry_.SilentSince(std::chrono::steady_clock::now() - limit)) {
-      link->Close(absl::DeadlineExceededError("missed heartbeats"));
-    }
-    ArmHeartbeatCheck();
-  });
+void Dispatcher::CloseSilentRunners() {
+  const auto limit =
+      std::chrono::milliseconds(options_.heartbeat_interval_ms * options_.missed_heartbeats);
+  for (auto& link : registry_.SilentSince(std::chrono::steady_clock::now() - limit)) {
+    link->Close(absl::DeadlineExceededError("missed heartbeats"));
+  }
 }
 
 }  // namespace buildd::broker

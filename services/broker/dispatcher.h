@@ -17,7 +17,6 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <google/protobuf/struct.pb.h>
@@ -29,6 +28,7 @@
 #include "services/broker/broker_store.h"
 #include "services/broker/budget.h"
 #include "services/broker/journal.h"
+#include "services/broker/leases.h"
 #include "services/broker/runner_registry.h"
 #include "services/broker/worker_table.h"
 
@@ -113,7 +113,11 @@ class Dispatcher {
   // the runner said no, and the attempt does not count.
   void GiveBack(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
                 const std::string& reason, bool refused);
-  void ArmAcceptTimer(const std::string& runner_id, const std::string& worker_id, int64_t epoch);
+  // The runner's time to accept the worker is over: if it has not, the
+  // task goes back to the queue.
+  void AcceptDue(const std::string& runner_id, const std::string& worker_id, int64_t epoch);
+  // Closes the streams of runners silent for missed_heartbeats intervals.
+  void CloseSilentRunners();
   // A runner's event or Finished that could not be stored: the worker gets
   // an error event in its place, and the runner its ack, so that nothing
   // waits on it; a database that is away closes the stream instead (the
@@ -130,13 +134,13 @@ class Dispatcher {
                      google::protobuf::Struct artifacts_data);
   // The ending of a worker has been committed: frees its slot.
   void Ended(const std::string& runner_id, const LiveWorker& worker);
-  void ExpireWorkers(std::vector<std::string> worker_ids);
+  // The lease grace of these workers is over: those whose runner did not
+  // come back lose their attempt.
+  void ExpireWorkers(const std::vector<std::string>& worker_ids);
   // Inside a journal op: adds what a finished worker cost to its runner's
   // account; at maxCostPerDay the account's runners stop taking agent tasks
   // for the rest of the UTC day (a "budget" event says so).
   void ChargeInTx(JournalTx& tx, const std::string& runner_id, const LiveWorker& w, double cost_usd);
-  void ArmLeaseTimer(std::vector<std::string> worker_ids);
-  void ArmHeartbeatCheck();
   void Send(const std::string& runner_id, pb::BrokerMessage message);
   // The workspace, from this replica's cache or the store (workspaces do
   // not change).
@@ -144,13 +148,12 @@ class Dispatcher {
 
   Journal& journal_;
   BrokerStore& store_;
-  boost::asio::io_context& timers_;
   boost::asio::thread_pool& pool_;
   const DispatcherOptions options_;
   RunnerRegistry registry_;
   WorkerTable workers_;
   Budget budget_;
-  boost::asio::steady_timer heartbeat_timer_;
+  Leases leases_;
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> turn_{0};
 

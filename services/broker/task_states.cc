@@ -56,4 +56,18 @@ Outcome OutcomeOf(::buildd::v1::Finished::Outcome outcome) {
   }
 }
 
+bool EndAttempt(TaskRecord& task, WorkerRecord& worker, const std::string& error, bool refused) {
+  worker.state = "error";
+  worker.error = error;
+  if (refused) task.attempts = std::max(0, task.attempts - 1);
+  const bool failed = task.attempts >= task.max_attempts;
+  task.state = failed ? TaskStateFor(worker.state) : "pending";
+  if (failed) {
+    task.error = error;
+  } else {
+    task.worker_id.clear();
+  }
+  return failed;
+}
+
 }  // namespace buildd::broker

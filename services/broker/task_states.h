@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "buildd/v1/runner.pb.h"
+#include "services/broker/records.h"
 
 namespace buildd::broker {
 
@@ -37,6 +38,12 @@ struct Outcome {
   std::string event_type;
 };
 Outcome OutcomeOf(::buildd::v1::Finished::Outcome outcome);
+
+// An attempt that ended without a Finished (its runner was lost, refused
+// it or never accepted it): the worker ends in error with `error`; the task
+// goes back to pending for another attempt, or fails once its attempts are
+// spent (a refused attempt does not count). True when the task failed.
+bool EndAttempt(TaskRecord& task, WorkerRecord& worker, const std::string& error, bool refused);
 
 }  // namespace buildd::broker
 
