@@ -209,7 +209,8 @@ std::string ChangesJson(const std::vector<WorkerChange>& changes) {
 // One statement, one round trip: data-modifying CTEs all run, against one
 // snapshot (an operation never changes a row inserted in the same batch: a
 // worker's changes come from its runner, after the commit that pushed it).
-// The event ids come from the counter row, locked until COMMIT.
+// The event ids come from the counter row, locked until COMMIT; a body
+// does not repeat its id (readers take the column's).
 constexpr char kWriteBatch[] =
     "WITH ctr AS (UPDATE event_counter SET last_id = last_id + $1::bigint RETURNING last_id),"
     " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
@@ -238,7 +239,7 @@ constexpr char kWriteBatch[] =
     " ev AS (INSERT INTO events (id, task_id, worker_id, workspace_id, type, body)"
     " SELECT ctr.last_id - $1::bigint + x.i, NULLIF(x.e->>'taskId', '')::uuid,"
     " NULLIF(x.e->>'workerId', '')::uuid, NULLIF(x.e->>'workspaceId', '')::uuid,"
-    " x.e->>'type', jsonb_set(x.e, '{id}', to_jsonb((ctr.last_id - $1::bigint + x.i)::text))"
+    " x.e->>'type', x.e"
     " FROM ctr, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(e, i))"
     " SELECT last_id FROM ctr";
 
@@ -523,7 +524,7 @@ absl::StatusOr<std::vector<pb::Event>> PgBrokerStore::ReadEvents(int64_t after_i
                        const std::string ids =
                            filter.allowed_workspaces ? IdsJson(*filter.allowed_workspaces) : "[]";
                        soci::rowset<soci::row> rows =
-                           (sql.prepare << "SELECT body::text FROM events WHERE id > :after"
+                           (sql.prepare << "SELECT id::text, body::text FROM events WHERE id > :after"
                                            " AND id <= :upto"
                                            " AND (:t = '' OR task_id::text = :t2)"
                                            " AND (:w = '' OR worker_id::text = :w2)"
@@ -540,9 +541,10 @@ absl::StatusOr<std::vector<pb::Event>> PgBrokerStore::ReadEvents(int64_t after_i
                          pb::Event e;
                          google::protobuf::util::JsonParseOptions options;
                          options.ignore_unknown_fields = true;
-                         if (!google::protobuf::util::JsonStringToMessage(r.get<std::string>(0), &e, options).ok()) {
+                         if (!google::protobuf::util::JsonStringToMessage(r.get<std::string>(1), &e, options).ok()) {
                            return absl::DataLossError("unreadable event body");
                          }
+                         e.set_id(Int(r.get<std::string>(0)));
                          if (filter.Matches(e)) out.push_back(std::move(e));
                        }
                        return out;
