@@ -391,7 +391,17 @@ class PgStoreWriter final : public StoreWriter {
  private:
   // The writer's statements take JSON arrays whose sizes the planner cannot
   // see: one generic plan serves them all, instead of planning each anew.
-  void Configure() { db_.Exec("SET plan_cache_mode = force_generic_plan"); }
+  // That plan is made once, maybe on empty tables, and must stay good as
+  // they grow: every statement here reaches its rows by key, so joins are
+  // nested loops over indexes, never a hash of a whole table. Compiling a
+  // statement (JIT) would cost more than running it.
+  void Configure() {
+    db_.Exec("SET jit = off");
+    db_.Exec("SET plan_cache_mode = force_generic_plan");
+    db_.Exec("SET enable_hashjoin = off");
+    db_.Exec("SET enable_mergejoin = off");
+    db_.Exec("SET enable_seqscan = off");
+  }
 
   PgConnection db_;
 };
