@@ -5,10 +5,13 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <deque>
+#include <memory>
+#include <unordered_map>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "gateway/http_errors.h"
@@ -65,6 +68,41 @@ namespace {
 
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 
+// The SSE text of recent events, for every client that follows them: an
+// event is formatted once however many clients get it (the broker sends an
+// event id with the same content to whoever may see it). Thread-safe.
+class FormattedEvents {
+ public:
+  std::shared_ptr<const std::string> Get(const pb::Event& event) {
+    if (event.id() == 0) return std::make_shared<const std::string>(FormatSseEvent(event));
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = texts_.find(event.id());
+      if (it != texts_.end()) return it->second;
+    }
+    auto text = std::make_shared<const std::string>(FormatSseEvent(event));
+    absl::MutexLock lock(&mu_);
+    if (texts_.emplace(event.id(), text).second) {
+      order_.push_back(event.id());
+      if (order_.size() > kKept) {
+        texts_.erase(order_.front());
+        order_.pop_front();
+      }
+    }
+    return text;
+  }
+
+ private:
+  static constexpr size_t kKept = 4096;
+  absl::Mutex mu_;
+  std::unordered_map<int64_t, std::shared_ptr<const std::string>> texts_ ABSL_GUARDED_BY(mu_);
+  std::deque<int64_t> order_ ABSL_GUARDED_BY(mu_);
+};
+// Events read ahead of the client while it has less than this waiting: it
+// bounds what a slow client makes us hold, and lets a fast one get many
+// events per write.
+constexpr size_t kReadAheadBytes = 256 << 10;
+
 // One GET /api/events connection. Runs on the connection's strand; the
 // subscription's callbacks are posted onto it. Lives until both the client
 // side is closed and the Subscribe call is done (the observer holds it), so
@@ -73,11 +111,12 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
  public:
   SseSession(HttpRequest request, HttpStream stream,
              std::shared_ptr<ConnectionTracker::Token> token, std::shared_ptr<BrokerClient> broker,
-             SseOptions options)
+             std::shared_ptr<FormattedEvents> formatted, SseOptions options)
       : token_(std::move(token)),
         request_(std::move(request)),
         stream_(std::move(stream)),
         broker_(std::move(broker)),
+        formatted_(std::move(formatted)),
         options_(options),
         commit_timer_(stream_.get_executor()),
         heartbeat_timer_(stream_.get_executor()),
@@ -154,9 +193,14 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     if (phase_ == Phase::kClosing) return;
     Commit();
     ++events_;
-    Enqueue(Chunk(FormatSseEvent(event)));
-    // The next event is asked for once this one left (see OnWritten).
-    want_next_ = true;
+    Enqueue(Chunk(*formatted_->Get(event)));
+    // The next event is asked for now, or once enough of these left (see
+    // OnWritten).
+    if (outbox_bytes_ < kReadAheadBytes && subscription_) {
+      subscription_->Next();
+    } else {
+      want_next_ = true;
+    }
   }
 
   void OnUpstreamDone(const absl::Status& status) {
@@ -201,7 +245,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     Enqueue(SerializeClosingResponse(std::move(response), request_.version, request_.request_id));
   }
 
-  std::string Chunk(std::string payload) const {
+  std::string Chunk(const std::string& payload) const {
     if (!chunked_) return payload;
     return absl::StrCat(absl::Hex(payload.size()), "\r\n", payload, "\r\n");
   }
@@ -209,28 +253,37 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   void Enqueue(std::string data) {
     if (closed_) return;
     last_activity_ = Clock::now();
+    outbox_bytes_ += data.size();
     outbox_.push_back(std::move(data));
     if (!writing_) WriteNext();
   }
 
+  // Writes everything queued, in one write.
   void WriteNext() {
     writing_ = true;
+    in_flight_ = outbox_.size();
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(in_flight_);
+    for (const std::string& data : outbox_) buffers.push_back(asio::buffer(data));
     // Applies to the write only: the client read is already pending.
     stream_.expires_after(kWriteTimeout);
-    asio::async_write(stream_, asio::buffer(outbox_.front()),
+    asio::async_write(stream_, buffers,
                       beast::bind_front_handler(&SseSession::OnWritten, shared_from_this()));
   }
 
   void OnWritten(beast::error_code ec, std::size_t) {
     writing_ = false;
     if (ec) return OnClientGone();
-    outbox_.pop_front();
-    if (!outbox_.empty()) return WriteNext();
-    if (finishing_) return MaybeClose();
-    if (want_next_ && subscription_) {
+    for (; in_flight_ > 0; --in_flight_) {
+      outbox_bytes_ -= outbox_.front().size();
+      outbox_.pop_front();
+    }
+    if (want_next_ && subscription_ && outbox_bytes_ < kReadAheadBytes) {
       want_next_ = false;
       subscription_->Next();
     }
+    if (!outbox_.empty()) return WriteNext();
+    if (finishing_) return MaybeClose();
   }
 
   // Reads (and drops) whatever the client sends, to notice when it leaves.
@@ -294,6 +347,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   HttpRequest request_;
   HttpStream stream_;
   std::shared_ptr<BrokerClient> broker_;
+  std::shared_ptr<FormattedEvents> formatted_;
   SseOptions options_;
   std::shared_ptr<EventSubscription> subscription_;
   asio::steady_timer commit_timer_;
@@ -301,6 +355,8 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   const bool chunked_;
 
   std::deque<std::string> outbox_;
+  size_t outbox_bytes_ = 0;
+  size_t in_flight_ = 0;  // the first messages of outbox_, being written
   char read_buffer_[512];
   Phase phase_ = Phase::kPending;
   bool writing_ = false;
@@ -319,10 +375,11 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
 }  // namespace
 
 StreamHandler EventStreamHandler(std::shared_ptr<BrokerClient> broker, SseOptions options) {
-  return [broker = std::move(broker), options](HttpRequest request, HttpStream stream,
-                                               std::shared_ptr<ConnectionTracker::Token> token) {
+  return [broker = std::move(broker), formatted = std::make_shared<FormattedEvents>(), options](
+             HttpRequest request, HttpStream stream,
+             std::shared_ptr<ConnectionTracker::Token> token) {
     std::make_shared<SseSession>(std::move(request), std::move(stream), std::move(token), broker,
-                                 options)
+                                 formatted, options)
         ->Start();
   };
 }
