@@ -8,12 +8,12 @@
 namespace buildd::gateway {
 namespace {
 
-// One Subscribe call. Reads one event at a time: the next read starts only
-// when the observer asks for it (Next), which is what bounds the memory a
-// slow HTTP client can make us hold. A hold keeps OnDone away between an
-// event and the following Next, so that StartRead never races the end of
-// the call. Owns itself from Start until OnDone.
-class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
+// One SubscribeBatches call. Hands the observer one batch at a time: the
+// next read starts only when the observer asks for it (Next), which is what
+// bounds the memory a slow HTTP client can make us hold. A hold keeps OnDone
+// away between a batch and the following Next, so that StartRead never races
+// the end of the call. Owns itself from Start until OnDone.
+class SubscribeReactor final : public grpc::ClientReadReactor<pb::EventBatch>,
                                public EventSubscription,
                                public std::enable_shared_from_this<SubscribeReactor> {
  public:
@@ -23,13 +23,13 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
   void Start(pb::BrokerService::Stub* stub, const CallMeta& meta) {
     self_ = shared_from_this();
     internal::ApplyMeta(meta, absl::InfiniteDuration(), &context_);
-    stub->async()->Subscribe(&context_, &request_, this);
+    stub->async()->SubscribeBatches(&context_, &request_, this);
     AddHold();
     {
       absl::MutexLock lock(&mu_);
       state_ = State::kReading;
     }
-    StartRead(&event_);
+    StartRead(&batch_);
     StartCall();
   }
 
@@ -39,7 +39,7 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
       if (state_ != State::kDelivered || cancelled_) return;
       state_ = State::kReading;
     }
-    StartRead(&event_);
+    StartRead(&batch_);
   }
 
   void Cancel() override {
@@ -62,10 +62,14 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
   }
 
   void OnReadDone(bool ok) override {
-    // Take the event out before the state lets Next() start the following
+    // Take the events out before the state lets Next() start the following
     // read into the same buffer.
-    pb::Event event;
-    if (ok) event.Swap(&event_);
+    std::vector<pb::Event> events;
+    if (ok) {
+      events.reserve(batch_.events_size());
+      for (pb::Event& e : *batch_.mutable_events()) events.push_back(std::move(e));
+      batch_.Clear();
+    }
     bool release = false;
     {
       absl::MutexLock lock(&mu_);
@@ -80,7 +84,7 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
       RemoveHold();
       return;
     }
-    observer_.on_event(std::move(event));
+    observer_.on_events(std::move(events));
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -100,7 +104,7 @@ class SubscribeReactor final : public grpc::ClientReadReactor<pb::Event>,
 
   grpc::ClientContext context_;
   pb::SubscribeRequest request_;
-  pb::Event event_;
+  pb::EventBatch batch_;
   EventObserver observer_;
   std::shared_ptr<SubscribeReactor> self_;
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "buildd/v1/broker.pb.h"
@@ -36,8 +37,9 @@ struct EventObserver {
   // The broker accepted the call (its initial metadata arrived). May not
   // come before the first event, or at all when the call fails.
   std::function<void()> on_started;
-  // One event; call Next() for the following one.
-  std::function<void(pb::Event event)> on_event;
+  // The next events, in id order (one message of the broker's: a few
+  // hundred KiB at most); call Next() for the following ones.
+  std::function<void(std::vector<pb::Event> events)> on_events;
   // Always last; the observer is released right after.
   std::function<void(absl::Status status)> on_done;
 };

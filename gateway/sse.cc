@@ -139,8 +139,8 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     auto self = shared_from_this();
     EventObserver observer;
     observer.on_started = [self] { self->Post([self] { self->Commit(); }); };
-    observer.on_event = [self](pb::Event event) {
-      self->Post([self, event = std::move(event)] { self->OnEvent(event); });
+    observer.on_events = [self](std::vector<pb::Event> events) {
+      self->Post([self, events = std::move(events)] { self->OnEvents(events); });
     };
     observer.on_done = [self](absl::Status status) {
       self->Post([self, status = std::move(status)] { self->OnUpstreamDone(status); });
@@ -189,12 +189,14 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     ArmHeartbeat();
   }
 
-  void OnEvent(const pb::Event& event) {
+  void OnEvents(const std::vector<pb::Event>& events) {
     if (phase_ == Phase::kClosing) return;
     Commit();
-    ++events_;
-    Enqueue(Chunk(*formatted_->Get(event)));
-    // The next event is asked for now, or once enough of these left (see
+    for (const pb::Event& event : events) {
+      ++events_;
+      Enqueue(Chunk(*formatted_->Get(event)));
+    }
+    // The next events are asked for now, or once enough of these left (see
     // OnWritten).
     if (outbox_bytes_ < kReadAheadBytes && subscription_) {
       subscription_->Next();

@@ -249,7 +249,12 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ControlWorker(grpc::CallbackServerC
 
 grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
     grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) {
-  return subscriptions_.Open(BearerToken(*ctx), *req);
+  return subscriptions_.Open<pb::Event>(BearerToken(*ctx), *req);
+}
+
+grpc::ServerWriteReactor<pb::EventBatch>* BrokerServiceImpl::SubscribeBatches(
+    grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) {
+  return subscriptions_.Open<pb::EventBatch>(BearerToken(*ctx), *req);
 }
 
 void BrokerServiceImpl::RefreshSubscriptions(const std::string& account_id) {

@@ -60,6 +60,8 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
                                           pb::Worker* resp) override;
   grpc::ServerWriteReactor<pb::Event>* Subscribe(grpc::CallbackServerContext* ctx,
                                                  const pb::SubscribeRequest* req) override;
+  grpc::ServerWriteReactor<pb::EventBatch>* SubscribeBatches(
+      grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) override;
 
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <set>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -18,75 +19,185 @@
 namespace buildd::broker {
 namespace {
 
-// One Subscribe call (see Subscriptions): backfills from the hub's ring or
-// the database (filtered in the query), then follows the hub. The state
-// outlives the reactor: pool work and the hub's wake-ups hold it, not the
-// reactor.
-class Subscription final : public QueuedWriteReactor<pb::Event> {
+// What following the events needs of a stream, whichever message it writes.
+class EventSink {
  public:
-  struct State {
-    State(BrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
-        : store(store), hub(hub), pool(pool) {}
-    BrokerStore& store;
-    EventHub& hub;
-    boost::asio::thread_pool& pool;
-    // Runs once the stream is done (the registry forgets it).
-    std::function<void()> on_closed;
-    absl::Mutex mu;
-    // Used under mu (lock order: mu, then setup's own), so that the set-up's
-    // end and a cancel, an End() or a wake-up happen one after the other.
-    StreamSetup setup;
-    Subscription* reactor ABSL_GUARDED_BY(mu) = nullptr;
-    int64_t cursor ABSL_GUARDED_BY(mu) = 0;
-    bool pumping ABSL_GUARDED_BY(mu) = false;
-    bool again ABSL_GUARDED_BY(mu) = false;
-    EventFilter filter ABSL_GUARDED_BY(mu);
-    int hub_token ABSL_GUARDED_BY(mu) = -1;
-  };
+  virtual ~EventSink() = default;
+  // Queues `events` (those the filter let through, in order).
+  virtual void Deliver(std::vector<pb::Event> events) = 0;
+  // Whether enough waits for the client to read.
+  virtual bool Full() = 0;
+  virtual void End(const grpc::Status& status) = 0;
+  virtual void SendHeaders() = 0;
+};
 
+// One stream (see Subscriptions): backfills from the hub's ring or the
+// database (filtered in the query), then follows the hub. The state outlives
+// the reactor: pool work and the hub's wake-ups hold it, not the reactor.
+struct StreamState {
+  StreamState(BrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
+      : store(store), hub(hub), pool(pool) {}
+  BrokerStore& store;
+  EventHub& hub;
+  boost::asio::thread_pool& pool;
+  // Runs once the stream is done (the registry forgets it).
+  std::function<void()> on_closed;
+  absl::Mutex mu;
+  // Used under mu (lock order: mu, then setup's own), so that the set-up's
+  // end and a cancel, an End() or a wake-up happen one after the other.
+  StreamSetup setup;
+  EventSink* sink ABSL_GUARDED_BY(mu) = nullptr;
+  int64_t cursor ABSL_GUARDED_BY(mu) = 0;
+  bool pumping ABSL_GUARDED_BY(mu) = false;
+  bool again ABSL_GUARDED_BY(mu) = false;
+  EventFilter filter ABSL_GUARDED_BY(mu);
+  int hub_token ABSL_GUARDED_BY(mu) = -1;
+};
+
+// Ids one database read of a backfill spans, and events it returns.
+constexpr int64_t kScanIds = 5000;
+constexpr int kScanEvents = 500;
+// What one EventBatch holds at most (a larger event goes alone).
+constexpr size_t kBatchBytes = 512 << 10;
+
+void Schedule(const std::shared_ptr<StreamState>& s);
+
+// Sends what is after the cursor until caught up or the queue is full.
+void Pump(const std::shared_ptr<StreamState>& s) {
+  while (true) {
+    int64_t cursor;
+    EventFilter filter;
+    {
+      absl::MutexLock lock(&s->mu);
+      if (s->sink == nullptr) return;
+      cursor = s->cursor;
+      filter = s->filter;
+      s->again = false;
+    }
+    std::vector<pb::Event> events;
+    const int64_t last = s->hub.last_id();
+    int64_t scanned_to = 0;  // set when read from the database
+    if (cursor < last && !s->hub.ReadAfter(cursor, 500, &events)) {
+      const int64_t up_to = std::min(last, cursor + kScanIds);
+      auto from_db = s->store.ReadEvents(cursor, filter, kScanEvents, up_to);
+      if (!from_db.ok()) {
+        absl::MutexLock lock(&s->mu);
+        if (s->sink) s->sink->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read events"));
+        return;
+      }
+      events = std::move(*from_db);
+      scanned_to = events.size() == static_cast<size_t>(kScanEvents) ? events.back().id() : up_to;
+    }
+    absl::MutexLock lock(&s->mu);
+    if (s->sink == nullptr) return;
+    std::vector<pb::Event> matched;
+    for (pb::Event& e : events) {
+      s->cursor = e.id();
+      if (s->filter.Matches(e)) matched.push_back(std::move(e));
+    }
+    s->cursor = std::max(s->cursor, scanned_to);
+    if (!matched.empty()) s->sink->Deliver(std::move(matched));
+    if (s->sink->Full() || (events.empty() && scanned_to == 0 && !s->again)) {
+      // Caught up, or waiting for the client to read: a wake-up resumes.
+      s->pumping = false;
+      return;
+    }
+    if (scanned_to > 0) {
+      // One range per turn: other streams' work goes in between.
+      boost::asio::post(s->pool, [s] { Pump(s); });
+      return;
+    }
+  }
+}
+
+void Schedule(const std::shared_ptr<StreamState>& s) {
+  {
+    absl::MutexLock lock(&s->mu);
+    if (s->sink == nullptr || s->setup.Running()) return;
+    if (s->pumping) {
+      s->again = true;
+      return;
+    }
+    s->pumping = true;
+  }
+  boost::asio::post(s->pool, [s] { Pump(s); });
+}
+
+// Ends the set-up: starts following (status ok) or finishes with `status`.
+// Touches only `s`, whose reactor may be gone.
+void EndSetup(const std::shared_ptr<StreamState>& s, const absl::Status& status, int64_t after_id,
+              EventFilter filter) {
+  {
+    absl::MutexLock lock(&s->mu);
+    const bool cancelled = s->setup.End();
+    if (s->sink == nullptr) return;
+    if (!status.ok() || cancelled) {
+      s->sink->End(status.ok() ? grpc::Status::CANCELLED : ToGrpcStatus(status));
+      return;
+    }
+    s->cursor = after_id;
+    s->filter = std::move(filter);
+    s->sink->SendHeaders();
+    std::weak_ptr<StreamState> weak = s;
+    s->hub_token = s->hub.Subscribe([weak] {
+      if (auto locked = weak.lock()) Schedule(locked);
+    });
+  }
+  Schedule(s);
+}
+
+// Ends the stream with `status` (revoked key, removed grant), if open.
+void EndStream(const std::shared_ptr<StreamState>& s, const absl::Status& status) {
+  absl::MutexLock lock(&s->mu);
+  if (s->sink != nullptr && !s->setup.Running()) s->sink->End(ToGrpcStatus(status));
+}
+
+void SetAllowed(const std::shared_ptr<StreamState>& s, std::set<std::string> allowed) {
+  absl::MutexLock lock(&s->mu);
+  s->filter.allowed_workspaces = std::move(allowed);
+}
+
+// The reactor of one stream of `Message`s: pb::Event, one a message, or
+// pb::EventBatch, what is ready in as few messages as fit.
+template <typename Message>
+class Subscription final : public QueuedWriteReactor<Message>, public EventSink {
+ public:
   Subscription(BrokerStore& store, EventHub& hub, boost::asio::thread_pool& pool)
-      : state_(std::make_shared<State>(store, hub, pool)) {
+      : state_(std::make_shared<StreamState>(store, hub, pool)) {
     absl::MutexLock lock(&state_->mu);
-    state_->reactor = this;
+    state_->sink = this;
     // The set-up (on the service's pool) starts with the stream.
     state_->setup.Begin();
   }
 
-  std::shared_ptr<State> state() const { return state_; }
+  std::shared_ptr<StreamState> state() const { return state_; }
 
-  // Ends the set-up: starts following (status ok) or finishes with `status`.
-  // Touches only `s` after the reactor may be gone.
-  static void EndSetup(const std::shared_ptr<State>& s, const absl::Status& status,
-                       int64_t after_id, EventFilter filter) {
-    {
-      absl::MutexLock lock(&s->mu);
-      const bool cancelled = s->setup.End();
-      if (s->reactor == nullptr) return;
-      if (!status.ok() || cancelled) {
-        s->reactor->FinishOnce(status.ok() ? grpc::Status::CANCELLED : ToGrpcStatus(status));
-        return;
+  void Deliver(std::vector<pb::Event> events) override {
+    if constexpr (std::is_same_v<Message, pb::Event>) {
+      for (pb::Event& e : events) this->Send(std::move(e));
+    } else {
+      pb::EventBatch batch;
+      size_t bytes = 0;
+      for (pb::Event& e : events) {
+        const size_t size = e.ByteSizeLong();
+        if (batch.events_size() > 0 && bytes + size > kBatchBytes) {
+          this->Send(std::move(batch));
+          batch = pb::EventBatch();
+          bytes = 0;
+        }
+        bytes += size;
+        *batch.add_events() = std::move(e);
       }
-      s->cursor = after_id;
-      s->filter = std::move(filter);
-      s->reactor->StartSendInitialMetadata();
-      std::weak_ptr<State> weak = s;
-      s->hub_token = s->hub.Subscribe([weak] {
-        if (auto locked = weak.lock()) Schedule(locked);
-      });
+      if (batch.events_size() > 0) this->Send(std::move(batch));
     }
-    Schedule(s);
   }
-
-  // Ends the stream with `status` (revoked key, removed grant), if open.
-  static void End(const std::shared_ptr<State>& s, const absl::Status& status) {
-    absl::MutexLock lock(&s->mu);
-    if (s->reactor != nullptr && !s->setup.Running()) s->reactor->FinishOnce(ToGrpcStatus(status));
+  bool Full() override {
+    // Messages queued for the client: a batch stands for many events.
+    constexpr size_t kHighWater = std::is_same_v<Message, pb::Event> ? 256 : 8;
+    return this->Queued() >= kHighWater;
   }
-
-  static void SetAllowed(const std::shared_ptr<State>& s, std::set<std::string> allowed) {
-    absl::MutexLock lock(&s->mu);
-    s->filter.allowed_workspaces = std::move(allowed);
-  }
+  void End(const grpc::Status& status) override { this->FinishOnce(status); }
+  void SendHeaders() override { this->StartSendInitialMetadata(); }
 
  protected:
   void OnCancel() override {
@@ -95,87 +206,20 @@ class Subscription final : public QueuedWriteReactor<pb::Event> {
       absl::MutexLock lock(&state_->mu);
       now = state_->setup.Cancel();
     }
-    if (now) FinishOnce(grpc::Status::CANCELLED);
+    if (now) this->FinishOnce(grpc::Status::CANCELLED);
   }
   void OnQueueEmpty() override { Schedule(state_); }
   void OnClosed() override {
     {
       absl::MutexLock lock(&state_->mu);
       if (state_->hub_token >= 0) state_->hub.Unsubscribe(state_->hub_token);
-      state_->reactor = nullptr;
+      state_->sink = nullptr;
     }
     if (state_->on_closed) state_->on_closed();
   }
 
  private:
-  static constexpr size_t kHighWater = 256;
-  // Ids one database read of a backfill spans, and events it returns.
-  static constexpr int64_t kScanIds = 5000;
-  static constexpr int kScanEvents = 500;
-
-  static void Schedule(const std::shared_ptr<State>& s) {
-    {
-      absl::MutexLock lock(&s->mu);
-      if (s->reactor == nullptr || s->setup.Running()) return;
-      if (s->pumping) {
-        s->again = true;
-        return;
-      }
-      s->pumping = true;
-    }
-    boost::asio::post(s->pool, [s] { Pump(s); });
-  }
-
-  // Sends what is after the cursor until caught up or the queue is full.
-  static void Pump(const std::shared_ptr<State>& s) {
-    while (true) {
-      int64_t cursor;
-      EventFilter filter;
-      {
-        absl::MutexLock lock(&s->mu);
-        if (s->reactor == nullptr) return;
-        cursor = s->cursor;
-        filter = s->filter;
-        s->again = false;
-      }
-      std::vector<pb::Event> events;
-      const int64_t last = s->hub.last_id();
-      int64_t scanned_to = 0;  // set when read from the database
-      if (cursor < last && !s->hub.ReadAfter(cursor, 500, &events)) {
-        const int64_t up_to = std::min(last, cursor + kScanIds);
-        auto from_db = s->store.ReadEvents(cursor, filter, kScanEvents, up_to);
-        if (!from_db.ok()) {
-          absl::MutexLock lock(&s->mu);
-          if (s->reactor) {
-            s->reactor->FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read events"));
-          }
-          return;
-        }
-        events = std::move(*from_db);
-        scanned_to = events.size() == static_cast<size_t>(kScanEvents) ? events.back().id() : up_to;
-      }
-      absl::MutexLock lock(&s->mu);
-      if (s->reactor == nullptr) return;
-      for (const pb::Event& e : events) {
-        s->cursor = e.id();
-        if (s->filter.Matches(e)) s->reactor->Send(e);
-      }
-      s->cursor = std::max(s->cursor, scanned_to);
-      const bool full = s->reactor->Queued() >= kHighWater;
-      if (full || (events.empty() && scanned_to == 0 && !s->again)) {
-        // Caught up, or waiting for the client to read: a wake-up resumes.
-        s->pumping = false;
-        return;
-      }
-      if (scanned_to > 0) {
-        // One range per turn: other streams' work goes in between.
-        boost::asio::post(s->pool, [s] { Pump(s); });
-        return;
-      }
-    }
-  }
-
-  std::shared_ptr<State> state_;
+  std::shared_ptr<StreamState> state_;
 };
 
 }  // namespace
@@ -187,7 +231,7 @@ struct Subscriptions::Watched {
   bool is_admin = false;
   // The workspaces its key could see when it started; losing one ends it.
   std::set<std::string> visible;
-  std::weak_ptr<Subscription::State> state;
+  std::weak_ptr<StreamState> state;
 };
 
 Subscriptions::Subscriptions(Authenticator& auth, BrokerStore& store, EventHub& hub,
@@ -200,9 +244,10 @@ Subscriptions::Subscriptions(Authenticator& auth, BrokerStore& store, EventHub& 
       stream_pool_(stream_pool),
       max_per_key_(max_per_key) {}
 
-grpc::ServerWriteReactor<pb::Event>* Subscriptions::Open(std::string key,
-                                                         const pb::SubscribeRequest& req) {
-  auto* sub = new Subscription(store_, hub_, stream_pool_);
+template <typename Message>
+grpc::ServerWriteReactor<Message>* Subscriptions::Open(std::string key,
+                                                       const pb::SubscribeRequest& req) {
+  auto* sub = new Subscription<Message>(store_, hub_, stream_pool_);
   boost::asio::post(pool_, [this, state = sub->state(), req, key = std::move(key)] {
     absl::StatusOr<Principal> p = auth_.Authenticate(key);
     absl::Status status = p.ok() ? ValidateSubscribe(req) : p.status();
@@ -222,10 +267,15 @@ grpc::ServerWriteReactor<pb::Event>* Subscriptions::Open(std::string key,
       status = id.status();
       if (id.ok()) state->on_closed = [this, id = *id] { Forget(id); };
     }
-    Subscription::EndSetup(state, status, req.after_id(), std::move(filter));
+    EndSetup(state, status, req.after_id(), std::move(filter));
   });
   return sub;
 }
+
+template grpc::ServerWriteReactor<pb::Event>* Subscriptions::Open<pb::Event>(
+    std::string key, const pb::SubscribeRequest& req);
+template grpc::ServerWriteReactor<pb::EventBatch>* Subscriptions::Open<pb::EventBatch>(
+    std::string key, const pb::SubscribeRequest& req);
 
 absl::StatusOr<int64_t> Subscriptions::Watch(std::shared_ptr<Watched> watched) {
   absl::MutexLock lock(&mu_);
@@ -257,7 +307,7 @@ void Subscriptions::Refresh(const std::string& account_id) {
   if (affected.empty()) return;
   boost::asio::post(pool_, [this, affected = std::move(affected)] {
     for (const std::shared_ptr<Watched>& w : affected) {
-      std::shared_ptr<Subscription::State> state = w->state.lock();
+      std::shared_ptr<StreamState> state = w->state.lock();
       if (state == nullptr) continue;
       absl::StatusOr<Principal> p = auth_.Authenticate(w->key);
       if (!p.ok()) {
@@ -265,7 +315,7 @@ void Subscriptions::Refresh(const std::string& account_id) {
         // leaves the stream alone.
         if (p.status().code() == absl::StatusCode::kUnavailable) continue;
         Log()->info("account={}: its key no longer works; ending its event stream", w->account_id);
-        Subscription::End(state, absl::UnauthenticatedError(absl::StrCat(
+        EndStream(state, absl::UnauthenticatedError(absl::StrCat(
                                      "the credential of this stream no longer works: ",
                                      p.status().message())));
         continue;
@@ -275,11 +325,11 @@ void Subscriptions::Refresh(const std::string& account_id) {
                                     [&](const std::string& ws) { return p->visible.count(ws) == 0; });
       if (lost) {
         Log()->info("account={}: a grant was removed; ending its event stream", w->account_id);
-        Subscription::End(state, absl::PermissionDeniedError(
+        EndStream(state, absl::PermissionDeniedError(
                                      "a workspace grant this stream relied on was removed"));
         continue;
       }
-      Subscription::SetAllowed(state, p->visible);
+      SetAllowed(state, p->visible);
     }
   });
 }

@@ -36,9 +36,11 @@ class Subscriptions {
                 boost::asio::thread_pool& pool, boost::asio::thread_pool& stream_pool,
                 int max_per_key);
 
-  // A new stream for `req`, under the credential `key`; it ends itself with
-  // the error of a refused key or request.
-  grpc::ServerWriteReactor<pb::Event>* Open(std::string key, const pb::SubscribeRequest& req);
+  // A new stream for `req`, under the credential `key`, writing `Message`s
+  // (pb::Event, or pb::EventBatch: several events a message); it ends itself
+  // with the error of a refused key or request.
+  template <typename Message>
+  grpc::ServerWriteReactor<Message>* Open(std::string key, const pb::SubscribeRequest& req);
 
   // Checks the open streams of `account_id` ("" for all) against their keys
   // and grants now, on `pool`: a stream whose key (or session) stopped

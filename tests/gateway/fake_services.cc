@@ -108,18 +108,19 @@ BUILDD_FAKE_UNARY(FakeBrokerService, ControlWorker, pb::ControlWorkerRequest, pb
 
 // One open Subscribe stream: a queue of events written one at a time.
 // StartWrite and Finish are called outside the lock.
-class FakeSubscription final : public grpc::ServerWriteReactor<pb::Event> {
+class FakeSubscription final : public grpc::ServerWriteReactor<pb::EventBatch> {
  public:
   FakeSubscription(FakeBrokerService* owner, bool send_initial_metadata) : owner_(owner) {
     if (send_initial_metadata) StartSendInitialMetadata();
   }
 
   void Send(const pb::Event& event) {
-    const pb::Event* first = nullptr;
+    const pb::EventBatch* first = nullptr;
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
-      queue_.push_back(event);
+      queue_.emplace_back();
+      *queue_.back().add_events() = event;
       if (writing_) return;
       writing_ = true;
       first = &queue_.front();
@@ -141,7 +142,7 @@ class FakeSubscription final : public grpc::ServerWriteReactor<pb::Event> {
   }
 
   void OnWriteDone(bool ok) override {
-    const pb::Event* next = nullptr;
+    const pb::EventBatch* next = nullptr;
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
@@ -179,13 +180,13 @@ class FakeSubscription final : public grpc::ServerWriteReactor<pb::Event> {
  private:
   FakeBrokerService* owner_;
   absl::Mutex mu_;
-  std::deque<pb::Event> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<pb::EventBatch> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::ServerWriteReactor<pb::Event>* FakeBrokerService::Subscribe(
+grpc::ServerWriteReactor<pb::EventBatch>* FakeBrokerService::SubscribeBatches(
     grpc::CallbackServerContext* context, const pb::SubscribeRequest* request) {
   const grpc::Status status = Handle("Subscribe", *context, *request, nullptr);
   if (!status.ok()) {

@@ -141,11 +141,12 @@ class FakeBrokerService final : public pb::BrokerService::CallbackService, publi
                                           const pb::ControlWorkerRequest* request,
                                           pb::Worker* response) override;
 
-  // Subscribe fails with the FailWith("Subscribe") status if one was set;
-  // otherwise the stream stays open and the test drives it with Publish and
+  // SubscribeBatches (what the gateway calls) fails with the
+  // FailWith("Subscribe") status if one was set; otherwise the stream stays
+  // open and the test drives it with Publish (a batch of one event each) and
   // EndSubscriptions.
-  grpc::ServerWriteReactor<pb::Event>* Subscribe(grpc::CallbackServerContext* context,
-                                                 const pb::SubscribeRequest* request) override;
+  grpc::ServerWriteReactor<pb::EventBatch>* SubscribeBatches(
+      grpc::CallbackServerContext* context, const pb::SubscribeRequest* request) override;
 
   // Whether an accepted Subscribe sends its initial metadata at once (as a
   // broker should) or only with the first event.
