@@ -31,6 +31,11 @@ absl::Status CheckStrings(absl::string_view field, const google::protobuf::Messa
 // U+FFFD (bytes fields are left alone). Returns how many were replaced.
 int ReplaceNul(google::protobuf::Message* message);
 
+// `s` (UTF-8) as a JSON string literal, quotes included.
+std::string JsonQuote(absl::string_view s);
+// The same, appended to `out`.
+void AppendJsonString(std::string* out, absl::string_view s);
+
 }  // namespace buildd
 
 #endif  // BUILDD_COMMON_TEXT_H_

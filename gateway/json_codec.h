@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/text.h"
 #include "gateway/http_message.h"
 
 namespace buildd::gateway {
@@ -36,9 +37,6 @@ absl::Status QueryToMessage(const QueryParams& query, google::protobuf::Message*
 // parsed as `descriptor`, so that it names the JSON field. Exposed for tests.
 std::string DescribeJsonError(absl::string_view body, absl::string_view json_util_message,
                               const google::protobuf::Descriptor* descriptor);
-
-// `s` as a JSON string literal, quotes included.
-std::string JsonQuote(absl::string_view s);
 
 // "runner_preference" -> "runnerPreference", as protobuf derives json_name.
 std::string ToJsonName(absl::string_view proto_name);

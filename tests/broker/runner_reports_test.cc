@@ -2,6 +2,7 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -65,6 +66,38 @@ TEST(RunnerReportsTest, EventsJsonIsAnArrayOfTheEvents) {
                   .ok());
   ASSERT_EQ(rows.values_size(), 2);
   EXPECT_EQ(rows.values(1).struct_value().fields().at("status").string_value(), "paused");
+}
+
+TEST(RunnerReportsTest, EventsJsonReadsBackAsTheSameEvents) {
+  std::vector<pb::Event> events(3);
+  events[0].set_id(int64_t{1} << 53);
+  events[0].set_type("output");
+  events[0].set_task_id("9f1c2c4e-0a6e-4a43-9a5a-6b0d3c1f2a11");
+  events[0].set_stream("stderr");
+  events[0].set_text("quote \" backslash \\ tab \t newline \n bell \a unicode é ✓ \x7f end");
+  events[1].set_type("completed");
+  events[1].set_exit_code(-3);
+  events[1].set_runner_name("r\"1");
+  events[1].set_created_at("2026-12-01T11:00:00.000Z");
+  (*events[1].mutable_data()->mutable_fields())["costUsd"].set_number_value(0.25);
+  (*events[1].mutable_data()->mutable_fields())["patch"].set_string_value("+a\n-b\n");
+  events[2].set_type("status");  // everything else at its default
+  const std::string json = EventsJson(events);
+  google::protobuf::ListValue rows;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &rows).ok()) << json;
+  ASSERT_EQ(rows.values_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    std::string row;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(rows.values(i), &row).ok());
+    pb::Event back;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(row, &back).ok()) << row;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(back, events[i]))
+        << back.DebugString() << " vs " << events[i].DebugString();
+  }
+  // As protobuf's own printer writes it (what the database held before).
+  std::string printed;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(events[2], &printed).ok());
+  EXPECT_EQ(json.substr(json.rfind('{'), printed.size()), printed);
 }
 
 }  // namespace
