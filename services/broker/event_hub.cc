@@ -1,5 +1,7 @@
 #include "services/broker/event_hub.h"
 
+#include <algorithm>
+
 namespace buildd::broker {
 
 void EventHub::Reset(int64_t last_id) {
@@ -30,13 +32,18 @@ void EventHub::Publish(const std::vector<pb::Event>& events) {
   for (auto& wake : wakes) wake();
 }
 
-bool EventHub::ReadAfter(int64_t after_id, size_t max, std::vector<pb::Event>* out) const {
+bool EventHub::ReadAfter(int64_t after_id, const EventFilter& filter, size_t max, size_t scan,
+                         std::vector<pb::Event>* out, int64_t* scanned_to) const {
   absl::MutexLock lock(&mu_);
+  *scanned_to = after_id;
   if (after_id >= last_id_) return true;
   const int64_t first = ring_.empty() ? last_id_ + 1 : ring_.front().id();
   if (after_id + 1 < first) return false;
-  for (size_t i = static_cast<size_t>(after_id + 1 - first); i < ring_.size() && out->size() < max; ++i) {
-    out->push_back(ring_[i]);
+  // Only what the subscriber wants is copied.
+  size_t i = static_cast<size_t>(after_id + 1 - first);
+  for (const size_t end = std::min(ring_.size(), i + scan); i < end && out->size() < max; ++i) {
+    *scanned_to = ring_[i].id();
+    if (filter.Matches(ring_[i])) out->push_back(ring_[i]);
   }
   return true;
 }

@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "buildd/v1/common.pb.h"
+#include "services/broker/records.h"
 
 namespace buildd::broker {
 
@@ -28,9 +29,12 @@ class EventHub {
 
   void Publish(const std::vector<pb::Event>& events);
 
-  // Copies events with id > after_id (at most `max`) into `out`. Returns false
-  // when after_id is older than what the ring holds (read the database).
-  bool ReadAfter(int64_t after_id, size_t max, std::vector<pb::Event>* out) const;
+  // Copies the events with id > after_id that `filter` matches into `out`
+  // (at most `max`, looking at `scan` ids at most) and sets `*scanned_to` to
+  // the last id it looked at (after_id when none). Returns false when
+  // after_id is older than what the ring holds (read the database).
+  bool ReadAfter(int64_t after_id, const EventFilter& filter, size_t max, size_t scan,
+                 std::vector<pb::Event>* out, int64_t* scanned_to) const;
   int64_t last_id() const;
 
   // `wake` runs (on the publishing thread) after each Publish.

@@ -76,33 +76,36 @@ void Pump(const std::shared_ptr<StreamState>& s) {
     }
     std::vector<pb::Event> events;
     const int64_t last = s->hub.last_id();
-    int64_t scanned_to = 0;  // set when read from the database
-    if (cursor < last && !s->hub.ReadAfter(cursor, 500, &events)) {
+    int64_t scanned_to = cursor;  // the last id looked at
+    bool from_db = false;
+    if (cursor < last &&
+        !s->hub.ReadAfter(cursor, filter, kScanEvents, kScanIds, &events, &scanned_to)) {
       const int64_t up_to = std::min(last, cursor + kScanIds);
-      auto from_db = s->store.ReadEvents(cursor, filter, kScanEvents, up_to);
-      if (!from_db.ok()) {
+      auto from_store = s->store.ReadEvents(cursor, filter, kScanEvents, up_to);
+      if (!from_store.ok()) {
         absl::MutexLock lock(&s->mu);
         if (s->sink) s->sink->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read events"));
         return;
       }
-      events = std::move(*from_db);
+      events = std::move(*from_store);
       scanned_to = events.size() == static_cast<size_t>(kScanEvents) ? events.back().id() : up_to;
+      from_db = true;
     }
     absl::MutexLock lock(&s->mu);
     if (s->sink == nullptr) return;
+    // Read under the filter of then; the grants may have narrowed since.
     std::vector<pb::Event> matched;
     for (pb::Event& e : events) {
-      s->cursor = e.id();
       if (s->filter.Matches(e)) matched.push_back(std::move(e));
     }
     s->cursor = std::max(s->cursor, scanned_to);
     if (!matched.empty()) s->sink->Deliver(std::move(matched));
-    if (s->sink->Full() || (events.empty() && scanned_to == 0 && !s->again)) {
+    if (s->sink->Full() || (scanned_to <= cursor && !s->again)) {
       // Caught up, or waiting for the client to read: a wake-up resumes.
       s->pumping = false;
       return;
     }
-    if (scanned_to > 0) {
+    if (from_db) {
       // One range per turn: other streams' work goes in between.
       boost::asio::post(s->pool, [s] { Pump(s); });
       return;
