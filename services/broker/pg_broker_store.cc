@@ -534,14 +534,15 @@ absl::StatusOr<std::vector<pb::Event>> PgBrokerStore::ReadEvents(int64_t after_i
                        const std::string ids =
                            filter.allowed_workspaces ? IdsJson(*filter.allowed_workspaces) : "[]";
                        soci::rowset<soci::row> rows =
-                           (sql.prepare << "SELECT id::text, body::text FROM events WHERE id > :after"
-                                           " AND id <= :upto"
+                           (sql.prepare << "SELECT e.id::text, e.body::text FROM events e WHERE e.id > :after"
+                                           " AND e.id <= :upto"
                                            " AND (:t = '' OR task_id::text = :t2)"
                                            " AND (:w = '' OR worker_id::text = :w2)"
                                            " AND (:s = '' OR workspace_id::text = :s2)"
                                            " AND (:all <> 0 OR workspace_id::text IN"
                                            " (SELECT jsonb_array_elements_text(:ids::jsonb)))"
-                                           " ORDER BY id LIMIT :lim",
+                                           // By the column, not the text selected.
+                                           " ORDER BY e.id LIMIT :lim",
                             soci::use(after), soci::use(up_to), soci::use(filter.task_id),
                             soci::use(filter.task_id), soci::use(filter.worker_id),
                             soci::use(filter.worker_id), soci::use(filter.workspace_id),

@@ -206,6 +206,15 @@ TEST_P(StoreContractTest, EventIdsAreGapFreeAndReadBackFiltered) {
   EventFilter hidden;
   hidden.allowed_workspaces = std::set<std::string>{};
   EXPECT_TRUE(store_->ReadEvents(0, hidden, 100)->empty());
+
+  // In id order past 9 and 99 too (not as text).
+  std::vector<pb::Event> many;
+  for (int i = 0; i < 120; ++i) many.push_back(Event("output", t.id, ws));
+  writer_->Write(none, &many);
+  const auto all = *store_->ReadEvents(0, of_task, 1000);
+  ASSERT_EQ(all.size(), 123u);
+  for (size_t i = 1; i < all.size(); ++i) ASSERT_LT(all[i - 1].id(), all[i].id()) << i;
+  EXPECT_EQ(store_->ReadEvents(8, EventFilter{}, 3)->front().id(), 9);
 }
 
 TEST_P(StoreContractTest, AWriteThatFailsInATransactionLeavesNothing) {
