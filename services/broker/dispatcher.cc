@@ -433,7 +433,7 @@ void Dispatcher::WakeWaitersFor(const std::string& workspace_id, const std::stri
   });
 }
 
-void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage& message) {
+void Dispatcher::OnMessage(const std::string& runner_id, pb::RunnerMessage message) {
   registry_.Touch(runner_id);
   switch (message.msg_case()) {
     case pb::RunnerMessage::kAccept:
@@ -444,10 +444,10 @@ void Dispatcher::OnMessage(const std::string& runner_id, const pb::RunnerMessage
                message.reject().reason(), /*refused=*/true);
       break;
     case pb::RunnerMessage::kEvent:
-      OnEvent(runner_id, message.event());
+      OnEvent(runner_id, std::move(*message.mutable_event()));
       break;
     case pb::RunnerMessage::kFinished:
-      OnFinished(runner_id, message.finished());
+      OnFinished(runner_id, std::move(*message.mutable_finished()));
       break;
     default:
       break;  // Heartbeats only refresh last_seen; a second Hello is ignored.
@@ -554,8 +554,11 @@ void Dispatcher::OnNotStored(const std::string& runner_id, const std::string& wo
   });
 }
 
-void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& event) {
-  journal_.Submit([this, runner_id, event](JournalTx& tx) -> absl::Status {
+void Dispatcher::OnEvent(const std::string& runner_id, pb::RunnerEvent event) {
+  const std::string worker_id = event.worker_id();
+  const int64_t epoch = event.epoch(), seq = event.seq();
+  const size_t bytes = event.ByteSizeLong();
+  journal_.Submit([this, runner_id, event = std::move(event)](JournalTx& tx) -> absl::Status {
     const std::optional<LiveWorker> before = workers_.HeldBy(runner_id, event.worker_id(), event.epoch());
     const bool refused = before && !RunnerMaySend(event.event());
     if (refused) {
@@ -585,16 +588,15 @@ void Dispatcher::OnEvent(const std::string& runner_id, const pb::RunnerEvent& ev
     workers_.Record(event.worker_id(), event.seq(), new_state);
     tx.OnAbort([this, b = *before] { workers_.Record(b.worker_id, b.last_seq, b.state); });
     return absl::OkStatus();
-  }, [this, runner_id, worker_id = event.worker_id(), epoch = event.epoch(),
-      seq = event.seq()](absl::Status status) {
+  }, [this, runner_id, worker_id, epoch, seq](absl::Status status) {
     if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, seq, seq, /*finished=*/false, status);
-  }, event.ByteSizeLong());
+  }, bytes);
 }
 
-void Dispatcher::OnFinished(const std::string& runner_id, const pb::Finished& message) {
+void Dispatcher::OnFinished(const std::string& runner_id, pb::Finished message) {
   const bool heavy = message.has_artifacts() ||
                      (message.has_session() && !message.session().session_id().empty());
-  auto prepare = [this, runner_id, finished = message]() mutable {
+  auto prepare = [this, runner_id, finished = std::move(message)]() mutable {
     // A transcript of megabytes is sealed, and a patch of 256 KiB turned
     // into JSON, here: not on a gRPC thread, not on the journal's.
     std::optional<SealedSession> session;

@@ -74,7 +74,8 @@ class Dispatcher {
   // spending: call it from a pool thread.
   absl::Status Connect(ConnectedRunner runner, const pb::Hello& hello);
   void Disconnect(const std::string& runner_id);
-  void OnMessage(const std::string& runner_id, const pb::RunnerMessage& message);
+  // Takes what the runner sent (moved: an event's text is not copied).
+  void OnMessage(const std::string& runner_id, pb::RunnerMessage message);
   // Whether the journal has room for more of the runners' messages; when
   // not, `when_room` runs once it has (see Journal::HasRoom).
   bool HasRoom(std::function<void()> when_room) { return journal_.HasRoom(std::move(when_room)); }
@@ -125,8 +126,8 @@ class Dispatcher {
   // `ack_up_to`: what acknowledges it.
   void OnNotStored(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
                    int64_t seq, int64_t ack_up_to, bool finished, const absl::Status& status);
-  void OnEvent(const std::string& runner_id, const pb::RunnerEvent& event);
-  void OnFinished(const std::string& runner_id, const pb::Finished& finished);
+  void OnEvent(const std::string& runner_id, pb::RunnerEvent event);
+  void OnFinished(const std::string& runner_id, pb::Finished finished);
   // Stores a Finished whose session is sealed and artifacts converted (to
   // their column and to the event's data).
   void StoreFinished(const std::string& runner_id, pb::Finished finished,

@@ -148,7 +148,8 @@ class RunnerStream final : public StreamBase {
     static auto& received = Metrics::Global().Counter(
         "buildd_broker_runner_messages_total", "Messages received on runner streams.");
     ++received;
-    service_->dispatcher_.OnMessage(runner_id_, in_);
+    service_->dispatcher_.OnMessage(runner_id_, std::move(in_));
+    in_.Clear();
     // Backpressure: the next message is read once the journal has room.
     AddHold();
     if (service_->dispatcher_.HasRoom([this] {
