@@ -32,23 +32,6 @@ std::optional<LiveWorker> WorkerTable::HeldBy(const std::string& runner_id,
   return it->second;
 }
 
-std::optional<LiveWorker> WorkerTable::OfTask(const std::string& task_id) const {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, w] : workers_) {
-    if (w.task_id == task_id) return w;
-  }
-  return std::nullopt;
-}
-
-std::vector<LiveWorker> WorkerTable::Orphans() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<LiveWorker> out;
-  for (const auto& [id, w] : workers_) {
-    if (w.runner_id.empty()) out.push_back(w);
-  }
-  return out;
-}
-
 void WorkerTable::SetRunner(const std::string& worker_id, const std::string& runner_id) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
@@ -89,18 +72,6 @@ int WorkerTable::ActiveOn(const std::string& runner_id) const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
                                         [&](const auto& e) { return e.second.runner_id == runner_id; }));
-}
-
-int WorkerTable::ActiveOfAccount(const std::string& account_id) const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& e) {
-    return !e.second.runner_id.empty() && e.second.account_id == account_id;
-  }));
-}
-
-size_t WorkerTable::size() const {
-  absl::MutexLock lock(&mu_);
-  return workers_.size();
 }
 
 }  // namespace buildd::broker

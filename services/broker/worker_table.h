@@ -28,10 +28,6 @@ class WorkerTable {
   // messages about it may touch.
   std::optional<LiveWorker> HeldBy(const std::string& runner_id, const std::string& worker_id,
                                    int64_t epoch) const;
-  // The worker of a task.
-  std::optional<LiveWorker> OfTask(const std::string& task_id) const;
-  // Every worker whose runner is away.
-  std::vector<LiveWorker> Orphans() const;
 
   // Moves a worker to `runner_id` ("" for none).
   void SetRunner(const std::string& worker_id, const std::string& runner_id);
@@ -47,9 +43,6 @@ class WorkerTable {
   };
   Loads CountLoads() const;
   int ActiveOn(const std::string& runner_id) const;
-  // The workers held by runners of `account_id`.
-  int ActiveOfAccount(const std::string& account_id) const;
-  size_t size() const;
 
  private:
   mutable absl::Mutex mu_;
