@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "common/ids.h"
+
 namespace buildd::broker {
 
 pb::Task TaskToProto(const TaskRecord& t) {
@@ -84,6 +86,17 @@ pb::BrokerMessage AssignOf(const TaskRecord& task, const WorkerRecord& worker,
   assign->mutable_credentials()->mutable_env()->insert(credentials.begin(), credentials.end());
   if (workspace != nullptr) *assign->mutable_workspace() = WorkspaceToProto(*workspace);
   return message;
+}
+
+pb::Event EventOf(const std::string& type, const std::string& task_id,
+                  const std::string& worker_id, const std::string& workspace_id) {
+  pb::Event e;
+  e.set_type(type);
+  e.set_task_id(task_id);
+  e.set_worker_id(worker_id);
+  e.set_workspace_id(workspace_id);
+  e.set_created_at(NowRfc3339());
+  return e;
 }
 
 pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq) {

@@ -25,6 +25,9 @@ pb::Workspace WorkspaceToProto(const WorkspaceRecord& w);
 pb::BrokerMessage AssignOf(const TaskRecord& task, const WorkerRecord& worker,
                            const std::map<std::string, std::string>& credentials,
                            const WorkspaceRecord* workspace);
+// A new event of the broker's, stamped now.
+pb::Event EventOf(const std::string& type, const std::string& task_id,
+                  const std::string& worker_id, const std::string& workspace_id);
 pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq);
 pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch);
 

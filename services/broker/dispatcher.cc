@@ -1,11 +1,8 @@
 #include "services/broker/dispatcher.h"
 
 #include <boost/asio/post.hpp>
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "services/broker/conversions.h"
@@ -16,16 +13,6 @@
 namespace buildd::broker {
 namespace {
 
-pb::Event NewEvent(const std::string& type, const std::string& task_id,
-                   const std::string& worker_id, const std::string& workspace_id) {
-  pb::Event e;
-  e.set_type(type);
-  e.set_task_id(task_id);
-  e.set_worker_id(worker_id);
-  e.set_workspace_id(workspace_id);
-  e.set_created_at(NowRfc3339());
-  return e;
-}
 
 }  // namespace
 
@@ -43,7 +30,9 @@ Dispatcher::Dispatcher(Journal& journal, BrokerStore& store, boost::asio::io_con
                   [this](const std::vector<std::string>& ids) { ExpireWorkers(ids); },
                   [this](const std::string& runner_id, const std::string& worker_id,
                          int64_t epoch) { AcceptDue(runner_id, worker_id, epoch); },
-                  [this] { CloseSilentRunners(); }}) {}
+                  [this] { CloseSilentRunners(); }}),
+      recorder_(journal, store, pool, registry_, workers_, budget_,
+                [this](const std::string& runner_id, const LiveWorker& w) { Ended(runner_id, w); }) {}
 
 Dispatcher::~Dispatcher() = default;
 
@@ -147,7 +136,7 @@ void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& r
   }
   tx.writes().InsertWorker(worker);
 
-  pb::Event e = NewEvent("assigned", task.id, worker.id, task.workspace_id);
+  pb::Event e = EventOf("assigned", task.id, worker.id, task.workspace_id);
   e.set_runner_name(runner.name);
   e.set_status(worker.state);
   tx.Append(std::move(e));
@@ -205,7 +194,7 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
             !task.KeyIsOwn() && tx.store().KeyIsBusy(task.workspace_id, task.concurrency_key);
         std::optional<RunnerSlot> runner;
         if (!waits) runner = Place(task.Route());
-        pb::Event created = NewEvent("created", task.id, "", task.workspace_id);
+        pb::Event created = EventOf("created", task.id, "", task.workspace_id);
         created.set_status("pending");
         if (waits) {
           tx.OnCommit([this, ws = task.workspace_id, key = task.concurrency_key] {
@@ -236,7 +225,7 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
   std::string worker_to_cancel;
   absl::Status status = journal_.Run([&](JournalTx& tx) -> absl::Status {
     if (std::optional<TaskRecord> canceled = tx.store().CancelPending(task_id)) {
-      pb::Event e = NewEvent("canceled", canceled->id, "", canceled->workspace_id);
+      pb::Event e = EventOf("canceled", canceled->id, "", canceled->workspace_id);
       e.set_status("canceled");
       tx.Append(std::move(e));
       CountPending(tx, -1);
@@ -369,11 +358,11 @@ void Dispatcher::ExpireWorkers(const std::vector<std::string>& worker_ids) {
                      /*refused=*/false);
       tx.store().UpdateWorker(*worker);
       tx.store().UpdateTask(*task);
-      pb::Event e = NewEvent("error", a->task_id, worker_id, a->workspace_id);
+      pb::Event e = EventOf("error", a->task_id, worker_id, a->workspace_id);
       e.set_status(worker->state);
       e.set_text(worker->error);
       tx.Append(std::move(e));
-      pb::Event t = NewEvent(failed ? "failed" : "requeued", task->id, failed ? worker_id : "",
+      pb::Event t = EventOf(failed ? "failed" : "requeued", task->id, failed ? worker_id : "",
                              task->workspace_id);
       t.set_status(task->state);
       if (failed) t.set_text(task->error);
@@ -444,10 +433,10 @@ void Dispatcher::OnMessage(const std::string& runner_id, pb::RunnerMessage messa
                message.reject().reason(), /*refused=*/true);
       break;
     case pb::RunnerMessage::kEvent:
-      OnEvent(runner_id, std::move(*message.mutable_event()));
+      recorder_.OnEvent(runner_id, std::move(*message.mutable_event()));
       break;
     case pb::RunnerMessage::kFinished:
-      OnFinished(runner_id, std::move(*message.mutable_finished()));
+      recorder_.OnFinished(runner_id, std::move(*message.mutable_finished()));
       break;
     default:
       break;  // Heartbeats only refresh last_seen; a second Hello is ignored.
@@ -487,7 +476,7 @@ void Dispatcher::GiveBack(const std::string& runner_id, const std::string& worke
         *task, *worker, refused ? absl::StrCat("rejected by the runner: ", reason) : reason, refused);
     tx.store().UpdateWorker(*worker);
     tx.store().UpdateTask(*task);
-    pb::Event e = NewEvent(exhausted ? "failed" : refused ? "rejected" : "requeued", a->task_id,
+    pb::Event e = EventOf(exhausted ? "failed" : refused ? "rejected" : "requeued", a->task_id,
                            worker_id, a->workspace_id);
     e.set_status(task->state);
     e.set_text(reason);
@@ -510,187 +499,6 @@ void Dispatcher::Ended(const std::string& runner_id, const LiveWorker& worker) {
   workers_.Erase(worker.worker_id);
   ClaimFor(runner_id);
   WakeWaitersFor(worker.workspace_id, worker.task_id, worker.concurrency_key);
-}
-
-void Dispatcher::OnNotStored(const std::string& runner_id, const std::string& worker_id,
-                             int64_t epoch, int64_t seq, int64_t ack_up_to, bool finished,
-                             const absl::Status& status) {
-  Log()->error("runner={} worker={} seq={}: its {} could not be stored: {}", runner_id, worker_id,
-               seq, finished ? "Finished" : "event", status.ToString());
-  if (status.code() == absl::StatusCode::kUnavailable) {
-    if (auto link = registry_.Link(runner_id)) {
-      link->Close(absl::UnavailableError("the broker cannot store events now"));
-    }
-    return;
-  }
-  journal_.Submit([this, runner_id, worker_id, epoch, seq, ack_up_to, finished,
-                   status](JournalTx& tx) -> absl::Status {
-    const std::optional<LiveWorker> known = workers_.HeldBy(runner_id, worker_id, epoch);
-    tx.OnCommit([this, runner_id, ack = AckOf(worker_id, ack_up_to)] { Send(runner_id, ack); });
-    if (!known) return absl::OkStatus();
-    const std::string text =
-        absl::StrCat(finished ? "the attempt's result" : absl::StrCat("event ", seq),
-                     " from the runner could not be stored: ", status.message());
-    WorkerChange change;
-    change.worker_id = worker_id;
-    change.epoch = epoch;
-    change.seq = std::max(seq, known->last_seq);
-    if (finished) {
-      change.worker_state = "error";
-      change.task_state = TaskStateFor(change.worker_state);
-      change.error = text;
-      change.exit_code = -1;
-    }
-    tx.writes().ChangeWorker(change);
-    pb::Event e = NewEvent("error", known->task_id, worker_id, known->workspace_id);
-    e.set_text(text);
-    if (finished) e.set_status(change.worker_state);
-    tx.Append(std::move(e));
-    tx.OnCommit([this, runner_id, finished, w = *known, seq = change.seq] {
-      if (finished) return Ended(runner_id, w);
-      workers_.Record(w.worker_id, seq, w.state);
-    });
-    return absl::OkStatus();
-  });
-}
-
-void Dispatcher::OnEvent(const std::string& runner_id, pb::RunnerEvent event) {
-  const std::string worker_id = event.worker_id();
-  const int64_t epoch = event.epoch(), seq = event.seq();
-  const size_t bytes = event.ByteSizeLong();
-  journal_.Submit([this, runner_id, event = std::move(event)](JournalTx& tx) -> absl::Status {
-    const std::optional<LiveWorker> before = workers_.HeldBy(runner_id, event.worker_id(), event.epoch());
-    const bool refused = before && !RunnerMaySend(event.event());
-    if (refused) {
-      Log()->warn("runner={} worker={} sent an event of type '{}' (status '{}'), which runners may "
-                  "not send: dropped",
-                  runner_id, event.worker_id(), event.event().type().substr(0, 64),
-                  event.event().status().substr(0, 64));
-    }
-    tx.OnCommit([this, runner_id, ack = AckOf(event.worker_id(), event.seq())] { Send(runner_id, ack); });
-    if (!before || refused || event.seq() <= before->last_seq) {
-      // A duplicate (replayed after a reconnect), a fenced-off attempt or a
-      // refused event: acknowledge so the runner drops it, record nothing.
-      return absl::OkStatus();
-    }
-    pb::Event e = RecordedEvent(event, before->task_id, before->workspace_id);
-    const std::string new_state = WorkerStateAfter(before->state, e);
-    WorkerChange change;
-    change.worker_id = event.worker_id();
-    change.epoch = event.epoch();
-    change.seq = event.seq();
-    if (new_state != before->state) {
-      change.worker_state = new_state;
-      change.task_state = TaskStateFor(new_state);
-    }
-    tx.writes().ChangeWorker(change);
-    tx.Append(std::move(e));
-    workers_.Record(event.worker_id(), event.seq(), new_state);
-    tx.OnAbort([this, b = *before] { workers_.Record(b.worker_id, b.last_seq, b.state); });
-    return absl::OkStatus();
-  }, [this, runner_id, worker_id, epoch, seq](absl::Status status) {
-    if (!status.ok()) OnNotStored(runner_id, worker_id, epoch, seq, seq, /*finished=*/false, status);
-  }, bytes);
-}
-
-void Dispatcher::OnFinished(const std::string& runner_id, pb::Finished message) {
-  const bool heavy = message.has_artifacts() ||
-                     (message.has_session() && !message.session().session_id().empty());
-  auto prepare = [this, runner_id, finished = std::move(message)]() mutable {
-    // A transcript of megabytes is sealed, and a patch of 256 KiB turned
-    // into JSON, here: not on a gRPC thread, not on the journal's.
-    std::optional<SealedSession> session;
-    if (finished.has_session() && !finished.session().session_id().empty()) {
-      if (auto w = workers_.HeldBy(runner_id, finished.worker_id(), finished.epoch())) {
-        const pb::SessionSnapshot& s = finished.session();
-        session = store_.SealSession(AgentSession{w->task_id, s.provider(), s.session_id(), s.data()});
-      }
-    }
-    finished.clear_session();
-    std::string artifacts_json;
-    google::protobuf::Struct artifacts_data;
-    if (finished.has_artifacts()) {
-      (void)google::protobuf::util::MessageToJsonString(finished.artifacts(), &artifacts_json);
-      (void)google::protobuf::util::JsonStringToMessage(artifacts_json, &artifacts_data);
-    }
-    StoreFinished(runner_id, std::move(finished), std::move(session), std::move(artifacts_json),
-                  std::move(artifacts_data));
-  };
-  if (heavy) {
-    boost::asio::post(pool_, std::move(prepare));
-  } else {
-    prepare();
-  }
-}
-
-void Dispatcher::StoreFinished(const std::string& runner_id, pb::Finished finished,
-                               std::optional<SealedSession> session, std::string artifacts_json,
-                               google::protobuf::Struct artifacts_data) {
-  const std::string worker_id = finished.worker_id();
-  const int64_t epoch = finished.epoch(), last_seq = finished.last_seq();
-  const int64_t ack_up_to = FinishedAckSeq(finished);
-  const size_t bytes = finished.ByteSizeLong() + artifacts_json.size() +
-                       (session ? session->sealed.size() : 0);
-  journal_.Submit([this, runner_id, finished = std::move(finished), session = std::move(session),
-                   artifacts_json = std::move(artifacts_json),
-                   artifacts_data = std::move(artifacts_data)](JournalTx& tx) mutable -> absl::Status {
-    const std::optional<LiveWorker> known =
-        workers_.HeldBy(runner_id, finished.worker_id(), finished.epoch());
-    // A Finished is acked as the message after the last event.
-    tx.OnCommit([this, runner_id, ack = AckOf(finished.worker_id(), FinishedAckSeq(finished))] {
-      Send(runner_id, ack);
-    });
-    if (!known) return absl::OkStatus();
-    const LiveWorker& w = *known;
-    const Outcome outcome = OutcomeOf(finished.outcome());
-    WorkerChange change;
-    change.worker_id = finished.worker_id();
-    change.epoch = finished.epoch();
-    change.worker_state = outcome.worker_state;
-    change.task_state = outcome.task_state;
-    change.exit_code = finished.exit_code();
-    change.error = finished.error_message();
-    change.seq = std::max<int64_t>(finished.last_seq(), w.last_seq);
-    tx.writes().ChangeWorker(change);
-    pb::Event e = NewEvent(outcome.event_type, w.task_id, finished.worker_id(), w.workspace_id);
-    e.set_status(outcome.worker_state);
-    e.set_exit_code(finished.exit_code());
-    e.set_text(finished.error_message());
-    if (finished.has_artifacts()) {
-      tx.store().SetArtifacts(w.task_id, artifacts_json);
-      *e.mutable_data() = std::move(artifacts_data);
-    }
-    if (finished.artifacts().cost_usd() > 0) ChargeInTx(tx, runner_id, w, finished.artifacts().cost_usd());
-    if (session.has_value() && session->task_id == w.task_id) tx.store().SaveSession(*session);
-    tx.Append(std::move(e));
-    tx.OnCommit([this, runner_id, w] { Ended(runner_id, w); });
-    return absl::OkStatus();
-  }, [this, runner_id, worker_id, epoch, last_seq, ack_up_to](absl::Status status) {
-    if (!status.ok()) {
-      OnNotStored(runner_id, worker_id, epoch, last_seq, ack_up_to, /*finished=*/true, status);
-    }
-  }, bytes);
-}
-
-void Dispatcher::ChargeInTx(JournalTx& tx, const std::string& runner_id, const LiveWorker& w,
-                            double cost_usd) {
-  const std::optional<RunnerSlot> runner = registry_.Slot(runner_id);
-  if (!runner || runner->account_id.empty()) return;
-  const double total = tx.store().AddCost(runner->account_id, cost_usd);
-  const double limit = runner->access.account_max_cost_per_day;
-  if (!Budget::Reaches(total, limit)) return;
-  const std::string text =
-      absl::StrFormat("account %s spent $%.4f of its $%.4f a day: its runners take no agent tasks "
-                      "until the day (UTC) is over",
-                      runner->account_id, total, limit);
-  // Told with the task that reached the limit.
-  pb::Event e = NewEvent("budget", w.task_id, "", w.workspace_id);
-  e.set_text(text);
-  tx.Append(std::move(e));
-  tx.OnCommit([this, account_id = runner->account_id, text] {
-    Log()->info("{}", text);
-    budget_.SetSpent(account_id, true);
-  });
 }
 
 void Dispatcher::RefreshAccount(

@@ -19,8 +19,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
-#include <google/protobuf/struct.pb.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -29,6 +27,7 @@
 #include "services/broker/budget.h"
 #include "services/broker/journal.h"
 #include "services/broker/leases.h"
+#include "services/broker/recorder.h"
 #include "services/broker/runner_registry.h"
 #include "services/broker/worker_table.h"
 
@@ -119,29 +118,11 @@ class Dispatcher {
   void AcceptDue(const std::string& runner_id, const std::string& worker_id, int64_t epoch);
   // Closes the streams of runners silent for missed_heartbeats intervals.
   void CloseSilentRunners();
-  // A runner's event or Finished that could not be stored: the worker gets
-  // an error event in its place, and the runner its ack, so that nothing
-  // waits on it; a database that is away closes the stream instead (the
-  // runner replays it on the next). `seq`: the last seq it covers;
-  // `ack_up_to`: what acknowledges it.
-  void OnNotStored(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
-                   int64_t seq, int64_t ack_up_to, bool finished, const absl::Status& status);
-  void OnEvent(const std::string& runner_id, pb::RunnerEvent event);
-  void OnFinished(const std::string& runner_id, pb::Finished finished);
-  // Stores a Finished whose session is sealed and artifacts converted (to
-  // their column and to the event's data).
-  void StoreFinished(const std::string& runner_id, pb::Finished finished,
-                     std::optional<SealedSession> session, std::string artifacts_json,
-                     google::protobuf::Struct artifacts_data);
   // The ending of a worker has been committed: frees its slot.
   void Ended(const std::string& runner_id, const LiveWorker& worker);
   // The lease grace of these workers is over: those whose runner did not
   // come back lose their attempt.
   void ExpireWorkers(const std::vector<std::string>& worker_ids);
-  // Inside a journal op: adds what a finished worker cost to its runner's
-  // account; at maxCostPerDay the account's runners stop taking agent tasks
-  // for the rest of the UTC day (a "budget" event says so).
-  void ChargeInTx(JournalTx& tx, const std::string& runner_id, const LiveWorker& w, double cost_usd);
   void Send(const std::string& runner_id, pb::BrokerMessage message);
   // The workspace, from this replica's cache or the store (workspaces do
   // not change).
@@ -155,6 +136,7 @@ class Dispatcher {
   WorkerTable workers_;
   Budget budget_;
   Leases leases_;
+  Recorder recorder_;
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> turn_{0};
 
