@@ -1,10 +1,9 @@
 #include "services/broker/budget.h"
 
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace buildd::broker {
-
-std::string UtcDay(absl::Time t) { return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone()); }
 
 Budget::Budget(boost::asio::io_context& timers, std::function<void()> on_new_day)
     : timer_(timers), on_new_day_(std::move(on_new_day)) {}
@@ -23,8 +22,7 @@ void Budget::Arm() {
     if (ec) return;
     {
       absl::MutexLock lock(&mu_);
-      const std::string today = UtcDay(absl::Now());
-      std::erase_if(spent_on_, [&](const auto& entry) { return entry.second != today; });
+      spent_.clear();
     }
     if (on_new_day_) on_new_day_();
     Arm();
@@ -34,16 +32,15 @@ void Budget::Arm() {
 void Budget::SetSpent(const std::string& account_id, bool spent) {
   absl::MutexLock lock(&mu_);
   if (spent) {
-    spent_on_[account_id] = UtcDay(absl::Now());
+    spent_.insert(account_id);
   } else {
-    spent_on_.erase(account_id);
+    spent_.erase(account_id);
   }
 }
 
 bool Budget::Spent(const std::string& account_id) const {
   absl::MutexLock lock(&mu_);
-  auto it = spent_on_.find(account_id);
-  return it != spent_on_.end() && it->second == UtcDay(absl::Now());
+  return spent_.count(account_id) > 0;
 }
 
 }  // namespace buildd::broker

@@ -6,7 +6,7 @@
 // the day is over; a timer at each UTC midnight says so. Thread-safe.
 
 #include <functional>
-#include <map>
+#include <set>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -14,12 +14,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 
 namespace buildd::broker {
-
-// The UTC day of `t`, "YYYY-MM-DD".
-std::string UtcDay(absl::Time t);
 
 class Budget {
  public:
@@ -41,8 +37,8 @@ class Budget {
   boost::asio::steady_timer timer_;
   std::function<void()> on_new_day_;
   mutable absl::Mutex mu_;
-  // The day on which each account reached its limit.
-  std::map<std::string, std::string> spent_on_ ABSL_GUARDED_BY(mu_);
+  // The accounts that reached their limit today; the timer empties it.
+  std::set<std::string> spent_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace buildd::broker
