@@ -87,14 +87,8 @@ void Dispatcher::CountPending(JournalTx& tx, int64_t delta) {
 }
 
 int Dispatcher::FreeSlotsOf(const RunnerSlot& runner) {
-  const WorkerTable::Loads loads = workers_.CountLoads();
-  auto count = [](const std::map<std::string, int>& m, const std::string& k) {
-    auto it = m.find(k);
-    return it == m.end() ? 0 : it->second;
-  };
-  return FreeSlots(Candidate{&runner, count(loads.by_runner, runner.runner_id),
-                             count(loads.by_account, runner.account_id),
-                             budget_.Spent(runner.account_id)});
+  const auto [active, account_active] = workers_.LoadOf(runner.runner_id, runner.account_id);
+  return FreeSlots(Candidate{&runner, active, account_active, budget_.Spent(runner.account_id)});
 }
 
 std::optional<RunnerSlot> Dispatcher::Place(const TaskRoute& route) {
@@ -282,13 +276,12 @@ absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Acti
 absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello) {
   const RunnerSlot slot = runner.slot;
   const std::shared_ptr<RunnerLink> link = runner.link;
-  // Its account may have spent its budget today already (read before the
-  // runner can take anything).
-  if (slot.access.account_max_cost_per_day > 0) {
-    absl::StatusOr<double> spent = store_.CostToday(slot.account_id);
-    if (!spent.ok()) return spent.status();
-    budget_.SetSpent(slot.account_id, Budget::Reaches(*spent, slot.access.account_max_cost_per_day));
-  }
+  // Its account may have spent its budget today already, or have no limit
+  // any more (read before the runner can take anything).
+  const double limit = slot.access.account_max_cost_per_day;
+  absl::StatusOr<double> spent = limit > 0 ? store_.CostToday(slot.account_id) : 0.0;
+  if (!spent.ok()) return spent.status();
+  budget_.SetSpent(slot.account_id, Budget::Reaches(*spent, limit));
   runner.last_seen = std::chrono::steady_clock::now();
   if (absl::Status st = registry_.Add(std::move(runner), options_.max_streams_per_key); !st.ok()) {
     Log()->warn("account={} refused: {}", slot.account_id, st.message());

@@ -265,7 +265,7 @@ TEST_F(DispatcherTest, ATaskCreatedWhileARunnerIsFreeIsPushedInTheSameTransactio
   EXPECT_EQ(store_.GetWorker(a.worker().id())->runner_id, r.id);
   const pb::Event created = WaitForEvent("created", t.id), assigned = WaitForEvent("assigned", t.id);
   EXPECT_EQ(assigned.id(), created.id() + 1) << "one commit, consecutive ids";
-  EXPECT_EQ(dispatcher_.workers().ActiveOn(r.id), 1);
+  EXPECT_EQ(dispatcher_.workers().CountLoads().by_runner[r.id], 1);
 }
 
 TEST_F(DispatcherTest, APendingTaskIsClaimedByTheNextRunnerThatConnects) {
@@ -534,6 +534,18 @@ TEST_F(DispatcherTest, ALoweredBudgetStopsAgentTasksOfARunnerAlreadyConnected) {
   });
   EXPECT_EQ(Create("claude").state, "pending") << "it spent 0.5 today, over the new 0.25";
   EXPECT_EQ(Create("command").state, "assigned");
+}
+
+TEST_F(DispatcherTest, ARunnerConnectingWithoutALimitIsNotHeldToAnEarlierOne) {
+  Runner r = Connect("acc-1", 1, {"command", "claude"}, {}, /*max_cost=*/1.0);
+  const TaskRecord first = Create("claude");
+  Finish(r, r.link->WaitForAssign(&r.seen), 0, /*cost=*/1.5);
+  WaitForEvent("budget", first.id);
+  EXPECT_EQ(Create("claude").state, "pending") << "spent for today";
+  dispatcher_.Disconnect(r.id);
+  // The account's limit was lifted while none of its runners was here.
+  Runner next = Connect("acc-1", 1, {"command", "claude"}, {}, /*max_cost=*/0);
+  EXPECT_TRUE(next.link->WaitForAssign(&next.seen).has_task()) << "the pending agent task goes";
 }
 
 TEST_F(DispatcherTest, ARefreshThatFindsTheKeyRevokedClosesTheRunnersStream) {
