@@ -85,7 +85,6 @@ class Dispatcher {
                       const std::function<absl::StatusOr<RunnerAccess>(const std::string& key)>& reauth);
 
   int64_t pending_hint() const { return pending_; }
-  const RunnerRegistry& runners() const { return registry_; }
   const WorkerTable& workers() const { return workers_; }
 
  private:

@@ -24,6 +24,27 @@ std::string TimeCol(const std::string& col) {
   return absl::StrCat("to_char(", col, " AT TIME ZONE 'UTC', ", kTime, ")");
 }
 
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(m, &json);
+  return json;
+}
+
+// JSON array text of strings, and back.
+std::string LabelsToJson(const std::vector<std::string>& labels) {
+  google::protobuf::ListValue list;
+  for (const std::string& l : labels) list.add_values()->set_string_value(l);
+  return ToJson(list);
+}
+
+std::vector<std::string> LabelsFromJson(const std::string& json) {
+  google::protobuf::ListValue list;
+  std::vector<std::string> out;
+  if (!google::protobuf::util::JsonStringToMessage(json, &list).ok()) return out;
+  for (const auto& v : list.values()) out.push_back(v.string_value());
+  return out;
+}
+
 int64_t Int(const std::string& s) {
   int64_t n = 0;
   (void)absl::SimpleAtoi(s, &n);
@@ -141,11 +162,6 @@ google::protobuf::Value Integer(int64_t n) {
   return v;
 }
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(m, &json);
-  return json;
-}
 
 // The rows of a batch as JSON arrays, one per kind. The spec and labels are
 // JSON already: they go in as they are, not as strings to be escaped here
@@ -409,20 +425,6 @@ class PgStoreWriter final : public StoreWriter {
 }  // namespace
 
 const std::vector<Migration>& BrokerMigrations() { return BrokerMigrationList(); }
-
-std::string LabelsToJson(const std::vector<std::string>& labels) {
-  google::protobuf::ListValue list;
-  for (const std::string& l : labels) list.add_values()->set_string_value(l);
-  return ToJson(list);
-}
-
-std::vector<std::string> LabelsFromJson(const std::string& json) {
-  google::protobuf::ListValue list;
-  std::vector<std::string> out;
-  if (!google::protobuf::util::JsonStringToMessage(json, &list).ok()) return out;
-  for (const auto& v : list.values()) out.push_back(v.string_value());
-  return out;
-}
 
 absl::StatusOr<std::unique_ptr<StoreWriter>> PgBrokerStore::OpenWriter() {
   try {

@@ -52,10 +52,6 @@ class PgBrokerStore final : public BrokerStore {
 
 const std::vector<Migration>& BrokerMigrations();
 
-// JSON array text of strings, and back.
-std::string LabelsToJson(const std::vector<std::string>& labels);
-std::vector<std::string> LabelsFromJson(const std::string& json);
-
 }  // namespace buildd::broker
 
 #endif  // BUILDD_SERVICES_BROKER_PG_BROKER_STORE_H_

@@ -1,7 +1,5 @@
 #include "services/broker/worker_table.h"
 
-#include <algorithm>
-
 namespace buildd::broker {
 
 void WorkerTable::Put(LiveWorker worker) {
@@ -68,10 +66,16 @@ WorkerTable::Loads WorkerTable::CountLoads() const {
   return loads;
 }
 
-int WorkerTable::ActiveOn(const std::string& runner_id) const {
+std::pair<int, int> WorkerTable::LoadOf(const std::string& runner_id,
+                                        const std::string& account_id) const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
-                                        [&](const auto& e) { return e.second.runner_id == runner_id; }));
+  std::pair<int, int> load{0, 0};
+  for (const auto& [id, w] : workers_) {
+    if (w.runner_id.empty()) continue;
+    if (w.runner_id == runner_id) ++load.first;
+    if (w.account_id == account_id) ++load.second;
+  }
+  return load;
 }
 
 }  // namespace buildd::broker

@@ -42,7 +42,8 @@ class WorkerTable {
     std::map<std::string, int> by_account;
   };
   Loads CountLoads() const;
-  int ActiveOn(const std::string& runner_id) const;
+  // The workers `runner_id` holds, and those the runners of `account_id` hold.
+  std::pair<int, int> LoadOf(const std::string& runner_id, const std::string& account_id) const;
 
  private:
   mutable absl::Mutex mu_;
