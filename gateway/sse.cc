@@ -84,8 +84,11 @@ class FormattedEvents {
     absl::MutexLock lock(&mu_);
     if (texts_.emplace(event.id(), text).second) {
       order_.push_back(event.id());
-      if (order_.size() > kKept) {
-        texts_.erase(order_.front());
+      bytes_ += text->size();
+      while (order_.size() > kKept || bytes_ > kKeptBytes) {
+        auto oldest = texts_.find(order_.front());
+        bytes_ -= oldest->second->size();
+        texts_.erase(oldest);
         order_.pop_front();
       }
     }
@@ -93,7 +96,10 @@ class FormattedEvents {
   }
 
  private:
+  // Recent events at most, and their text at most (an event may be 1 MiB).
   static constexpr size_t kKept = 4096;
+  static constexpr size_t kKeptBytes = 16 << 20;
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<const std::string>> texts_ ABSL_GUARDED_BY(mu_);
   std::deque<int64_t> order_ ABSL_GUARDED_BY(mu_);
