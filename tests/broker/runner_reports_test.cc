@@ -69,10 +69,15 @@ TEST(RunnerReportsTest, EventsJsonIsAnArrayOfTheEvents) {
 }
 
 TEST(RunnerReportsTest, EventsJsonReadsBackAsTheSameEvents) {
+  // EventsJson writes each field by hand: a new field of Event needs a line
+  // there (and a value below).
+  ASSERT_EQ(pb::Event::descriptor()->field_count(), 12);
   std::vector<pb::Event> events(3);
   events[0].set_id(int64_t{1} << 53);
   events[0].set_type("output");
   events[0].set_task_id("9f1c2c4e-0a6e-4a43-9a5a-6b0d3c1f2a11");
+  events[0].set_worker_id("9f1c2c4e-0a6e-4a43-9a5a-6b0d3c1f2a12");
+  events[0].set_workspace_id("9f1c2c4e-0a6e-4a43-9a5a-6b0d3c1f2a13");
   events[0].set_stream("stderr");
   events[0].set_text("quote \" backslash \\ tab \t newline \n bell \a unicode é ✓ \x7f end");
   events[1].set_type("completed");
