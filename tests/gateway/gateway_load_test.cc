@@ -112,7 +112,10 @@ TEST_F(GatewayLoadTest, AThousandSlowlorisClientsNeitherDelayHealthNorOutliveThe
       absl::ToDoubleMilliseconds(latencies.back()), 100 * cpu_fraction,
       absl::ToDoubleSeconds(window));
   EXPECT_LT(p99, absl::Milliseconds(50));
-  EXPECT_LT(cpu_fraction, 0.10);
+  // The window's CPU is mostly the 200 health checks' own (10% here on an
+  // idle machine, more when the suite shares the cores); a gateway that
+  // spins on a partial header takes a whole core.
+  EXPECT_LT(cpu_fraction, 0.5);
 
   // Still dribbling, none is closed before its header deadline...
   ASSERT_LT(absl::Now() - opened, header_timeout - absl::Seconds(1))
