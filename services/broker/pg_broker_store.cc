@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/pg_connection.h"
 #include "services/broker/runner_reports.h"
@@ -532,28 +533,32 @@ absl::StatusOr<std::vector<pb::Event>> PgBrokerStore::ReadEvents(int64_t after_i
                      [&](soci::session& sql) -> absl::StatusOr<std::vector<pb::Event>> {
                        std::vector<pb::Event> out;
                        const long long after = after_id, up_to = up_to_id;
-                       const int all = filter.allowed_workspaces ? 0 : 1;
+                       // Only the conditions that apply, on the columns as they
+                       // are, so (task_id, id) and (workspace_id, id) serve them.
+                       const std::string sql_text = absl::StrCat(
+                           "SELECT e.id::text, e.body::text FROM events e WHERE e.id > :after AND e.id <= :upto",
+                           filter.task_id.empty() ? "" : " AND e.task_id = :t::uuid",
+                           filter.worker_id.empty() ? "" : " AND e.worker_id = :w::uuid",
+                           filter.workspace_id.empty() ? "" : " AND e.workspace_id = :s::uuid",
+                           filter.allowed_workspaces ? " AND e.workspace_id = ANY(:ids::uuid[])" : "",
+                           // By the column, not the text selected.
+                           " ORDER BY e.id LIMIT :lim");
                        const std::string ids =
-                           filter.allowed_workspaces ? IdsJson(*filter.allowed_workspaces) : "[]";
-                       soci::rowset<soci::row> rows =
-                           (sql.prepare << "SELECT e.id::text, e.body::text FROM events e WHERE e.id > :after"
-                                           " AND e.id <= :upto"
-                                           " AND (:t = '' OR task_id::text = :t2)"
-                                           " AND (:w = '' OR worker_id::text = :w2)"
-                                           " AND (:s = '' OR workspace_id::text = :s2)"
-                                           " AND (:all <> 0 OR workspace_id::text IN"
-                                           " (SELECT jsonb_array_elements_text(:ids::jsonb)))"
-                                           // By the column, not the text selected.
-                                           " ORDER BY e.id LIMIT :lim",
-                            soci::use(after), soci::use(up_to), soci::use(filter.task_id),
-                            soci::use(filter.task_id), soci::use(filter.worker_id),
-                            soci::use(filter.worker_id), soci::use(filter.workspace_id),
-                            soci::use(filter.workspace_id), soci::use(all), soci::use(ids),
-                            soci::use(limit));
+                           filter.allowed_workspaces
+                               ? absl::StrCat("{", absl::StrJoin(*filter.allowed_workspaces, ","), "}")
+                               : "";
+                       soci::details::prepare_temp_type query = (sql.prepare << sql_text);
+                       query, soci::use(after), soci::use(up_to);
+                       if (!filter.task_id.empty()) query, soci::use(filter.task_id);
+                       if (!filter.worker_id.empty()) query, soci::use(filter.worker_id);
+                       if (!filter.workspace_id.empty()) query, soci::use(filter.workspace_id);
+                       if (filter.allowed_workspaces) query, soci::use(ids);
+                       query, soci::use(limit);
+                       soci::rowset<soci::row> rows(query);
+                       google::protobuf::util::JsonParseOptions options;
+                       options.ignore_unknown_fields = true;
                        for (const soci::row& r : rows) {
                          pb::Event e;
-                         google::protobuf::util::JsonParseOptions options;
-                         options.ignore_unknown_fields = true;
                          if (!google::protobuf::util::JsonStringToMessage(r.get<std::string>(1), &e, options).ok()) {
                            return absl::DataLossError("unreadable event body");
                          }
