@@ -1,5 +1,7 @@
 #include "common/db.h"
 
+#include <algorithm>
+
 #include <libpq-fe.h>
 
 #include "common/pg_connection.h"
@@ -77,6 +79,30 @@ absl::Status ApplyMigrations(soci::connection_pool& pool, const std::string& ser
     }
     sql << "SELECT pg_advisory_unlock(hashtext('buildd_migrations'))";
     return result;
+  });
+}
+
+absl::Status CheckMigrations(soci::connection_pool& pool, const std::string& service,
+                             const std::vector<Migration>& migrations) {
+  return WithSession(pool, "check migrations", [&](soci::session& sql) -> absl::Status {
+    int has_table = 0;
+    sql << "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+           " AND tablename = 'schema_migrations'",
+        soci::into(has_table);
+    std::vector<int> applied;
+    if (has_table > 0) {
+      soci::rowset<int> versions =
+          (sql.prepare << "SELECT version FROM schema_migrations WHERE service = :s", soci::use(service));
+      applied.assign(versions.begin(), versions.end());
+    }
+    for (const Migration& m : migrations) {
+      if (std::find(applied.begin(), applied.end(), m.version) == applied.end()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the database lacks ", service, " migration ", m.version, " (", m.name, "); run buildd-",
+            service, " --migrate=only first"));
+      }
+    }
+    return absl::OkStatus();
   });
 }
 

@@ -33,6 +33,12 @@ absl::StatusOr<std::unique_ptr<soci::connection_pool>> OpenPool(const std::strin
 absl::Status ApplyMigrations(soci::connection_pool& pool, const std::string& service,
                              const std::vector<Migration>& migrations);
 
+// OK when every migration of `service` is recorded in schema_migrations;
+// otherwise FailedPrecondition naming the first missing one. Versions the
+// binary does not know (a newer release migrated first) are allowed.
+absl::Status CheckMigrations(soci::connection_pool& pool, const std::string& service,
+                             const std::vector<Migration>& migrations);
+
 // Maps a SOCI/PostgreSQL error to a status: unique violation → AlreadyExists,
 // foreign key violation → FailedPrecondition, bad text representation →
 // InvalidArgument, lost connection → Unavailable, else Internal.

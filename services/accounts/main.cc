@@ -48,10 +48,14 @@ int main(int argc, char** argv) {
                      {"admin_key", "BUILDD_ADMIN_KEY"},
                      {"runner_key", "BUILDD_RUNNER_KEY"},
                      {"service_key", "BUILDD_SERVICE_KEY"},
+                     {"migrate", "BUILDD_MIGRATE"},
                      {"log_level", "BUILDD_LOG_LEVEL"},
                      {"metrics_listen", "BUILDD_ACCOUNTS_METRICS_LISTEN"}},
                     "buildd-accounts: accounts, API keys and grants over gRPC");
   InitLogging("accounts", absl::GetFlag(FLAGS_log_level));
+  if (auto code = MigrateOnlyIfAsked(SecretFlagOrExit("database_url"), "accounts", accounts::AccountsMigrations())) {
+    return *code;
+  }
 
   const std::string pepper = SecretFlagOrExit("key_pepper");
   if (pepper.size() < 16) {

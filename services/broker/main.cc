@@ -63,9 +63,13 @@ int main(int argc, char** argv) {
                      {"service_key", "BUILDD_SERVICE_KEY"},
                      {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
                      {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
+                     {"migrate", "BUILDD_MIGRATE"},
                      {"log_level", "BUILDD_LOG_LEVEL"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
+  if (auto code = MigrateOnlyIfAsked(SecretFlagOrExit("database_url"), "broker", BrokerMigrations())) {
+    return *code;
+  }
   auto sessions_box = SecretBox::FromHex(SecretFlagOrExit("session_key"));
   if (!sessions_box.ok()) {
     std::fprintf(stderr, "--session_key (or BUILDD_SESSION_KEY): %s\n",

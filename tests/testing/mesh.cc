@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 
@@ -22,8 +23,18 @@ Mesh::Mesh(Options options) : options_(options) {
     const std::string make = absl::StrCat("bash ", SourceFile("scripts/tls_certs.sh"), " ", tls_dir());
     EXPECT_EQ(std::system(make.c_str()), 0) << make;
   }
+  if (options_.migrate_first) {
+    for (const char* service : {"accounts", "broker"}) {
+      auto job = Process::Start(BuiltBinary(absl::StrCat("services/", service, "/buildd-", service)),
+                                {"--migrate=only"}, {{"BUILDD_DATABASE_URL", db_.url()}},
+                                absl::StrCat(dir_, "/migrate-", service, ".log"));
+      const int status = job->Wait(60000);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << job->Log();
+    }
+  }
+  const std::string migrate = options_.migrate_first ? "--migrate=check" : "--migrate=apply";
   accounts_port_ = FreePort();
-  std::vector<std::string> accounts_args = {absl::StrCat("--listen=127.0.0.1:", accounts_port_)};
+  std::vector<std::string> accounts_args = {absl::StrCat("--listen=127.0.0.1:", accounts_port_), migrate};
   for (const std::string& arg : ServerTlsArgs()) accounts_args.push_back(arg);
   accounts_ = Process::Start(BuiltBinary("services/accounts/buildd-accounts"), accounts_args,
                              {{"BUILDD_DATABASE_URL", db_.url()},
@@ -67,7 +78,8 @@ void Mesh::StartBroker() {
   std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", broker_port_),
                                    absl::StrCat("--accounts_addr=", accounts_addr()),
                                    absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
-                                   absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_)};
+                                   absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_),
+                                   options_.migrate_first ? "--migrate=check" : "--migrate=apply"};
   for (const std::string& arg : ServerTlsArgs()) args.push_back(arg);
   for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());

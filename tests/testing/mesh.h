@@ -26,6 +26,10 @@ class Mesh {
     // certificates.
     bool tls = false;
     bool mtls = false;
+    // As a Kubernetes deployment runs them: `--migrate=only` of accounts and
+    // broker first (the chart's hook Job), then the services with
+    // `--migrate=check`.
+    bool migrate_first = false;
   };
   Mesh() : Mesh(Options{}) {}
   explicit Mesh(Options options);
