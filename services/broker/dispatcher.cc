@@ -431,8 +431,13 @@ void Dispatcher::OnMessage(const std::string& runner_id, pb::RunnerMessage messa
     case pb::RunnerMessage::kFinished:
       recorder_.OnFinished(runner_id, std::move(*message.mutable_finished()));
       break;
+    case pb::RunnerMessage::kHeartbeat:
+      if (message.heartbeat().draining() && registry_.SetDraining(runner_id)) {
+        Log()->info("runner={} drains: it gets no new work", runner_id);
+      }
+      break;
     default:
-      break;  // Heartbeats only refresh last_seen; a second Hello is ignored.
+      break;  // A second Hello is ignored.
   }
 }
 

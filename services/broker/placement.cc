@@ -46,6 +46,7 @@ ClaimFilter ClaimFilterFor(const RunnerSlot& runner, bool spent) {
 }
 
 int FreeSlots(const Candidate& c) {
+  if (c.runner->draining) return 0;
   int free = c.runner->max_tasks - c.active;
   if (c.runner->access.account_max_workers > 0) {
     free = std::min(free, c.runner->access.account_max_workers - c.account_active);

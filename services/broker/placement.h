@@ -41,6 +41,8 @@ struct RunnerSlot {
   // What it may run (ProvidersOf its Hello's capabilities).
   std::set<std::string> providers;
   int max_tasks = 1;
+  // Said so in a Heartbeat: it takes no new work.
+  bool draining = false;
 };
 
 // The providers among the names of a runner's capabilities ("command",

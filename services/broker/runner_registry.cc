@@ -76,6 +76,14 @@ void RunnerRegistry::Touch(const std::string& runner_id) {
   if (it != runners_.end()) it->second.last_seen = now;
 }
 
+bool RunnerRegistry::SetDraining(const std::string& runner_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = runners_.find(runner_id);
+  if (it == runners_.end() || it->second.slot.draining) return false;
+  it->second.slot.draining = true;
+  return true;
+}
+
 std::vector<std::shared_ptr<RunnerLink>> RunnerRegistry::SilentSince(
     std::chrono::steady_clock::time_point deadline) const {
   absl::MutexLock lock(&mu_);

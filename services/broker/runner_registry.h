@@ -58,6 +58,9 @@ class RunnerRegistry {
   std::map<std::string, std::string> Credentials(const std::string& runner_id) const;
   // Notes a message from the runner.
   void Touch(const std::string& runner_id);
+  // From now on it takes no new work (Heartbeat.draining); false when it
+  // was draining already (or is gone).
+  bool SetDraining(const std::string& runner_id);
   // The links of runners silent since before `deadline`.
   std::vector<std::shared_ptr<RunnerLink>> SilentSince(
       std::chrono::steady_clock::time_point deadline) const;

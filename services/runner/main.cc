@@ -12,7 +12,9 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "common/admin_http.h"
 #include "common/config.h"
@@ -27,7 +29,12 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7002",
           "The broker's address, host:port (a leading http://, https:// or grpc:// is ignored).");
-ABSL_FLAG(std::string, api_key, "", "The runner's API key (required).");
+ABSL_FLAG(std::string, api_key, "", "The runner's API key (required, or --api_key_file).");
+ABSL_FLAG(std::string, api_key_file, "", "A file holding the runner's API key.");
+ABSL_FLAG(bool, once, false,
+          "Take one task, finish it and exit 0 (an ephemeral runner: a CI job, a Kubernetes Job).");
+ABSL_FLAG(absl::Duration, idle_exit, absl::ZeroDuration(),
+          "Exit 0 after holding no task for this long, e.g. 5m (0: never).");
 ABSL_FLAG(std::string, workspace, "", "Only take tasks of this workspace id.");
 ABSL_FLAG(int, max_tasks, 3, "How many tasks may run at once.");
 ABSL_FLAG(std::string, name, "", "The runner's name (default: the host name).");
@@ -107,6 +114,8 @@ int main(int argc, char** argv) {
   buildd::ParseFlagsWithEnv(argc, argv,
                             {{"server", "BUILDD_SERVER"},
                              {"api_key", "BUILDD_API_KEY"},
+                             {"api_key_file", "BUILDD_API_KEY_FILE"},
+                             {"idle_exit", "BUILDD_IDLE_EXIT"},
                              {"workspace", "BUILDD_WORKSPACE"},
                              {"max_tasks", "BUILDD_MAX_TASKS"},
                              {"name", "BUILDD_RUNNER_NAME"},
@@ -122,14 +131,14 @@ int main(int argc, char** argv) {
                              {"sandbox", "BUILDD_SANDBOX"},
                              {"task_user", "BUILDD_TASK_USER"},
                              {"task_env", "BUILDD_TASK_ENV"}},
-                            "buildd-runner --api_key=KEY [--server=host:port | https://host:port] [flags]\n"
+                            "buildd-runner --api_key=KEY [--server=host:port | https://host:port] [--once] [flags]\n"
                             "Runs the tasks the buildd broker pushes to it.");
   buildd::InitLogging("runner", absl::GetFlag(FLAGS_log_level));
 
   runner::ClientOptions client_options;
-  client_options.api_key = absl::GetFlag(FLAGS_api_key);
+  client_options.api_key = buildd::SecretFlagOrExit("api_key");
   if (client_options.api_key.empty()) {
-    return Fail("an API key is required: pass --api_key or set BUILDD_API_KEY");
+    return Fail("an API key is required: pass --api_key or --api_key_file, or set BUILDD_API_KEY");
   }
   buildd::TlsClientFiles tls = buildd::TlsClientFlags();
   absl::StatusOr<runner::ServerAddress> server =
@@ -148,12 +157,17 @@ int main(int argc, char** argv) {
   if (cancel_grace_ms < 0 || drain_timeout_ms < 0) {
     return Fail("--cancel_grace_ms and --drain_timeout_ms must not be negative");
   }
+  const bool once = absl::GetFlag(FLAGS_once);
+  const absl::Duration idle_exit = absl::GetFlag(FLAGS_idle_exit);
+  if (idle_exit < absl::ZeroDuration()) return Fail("--idle_exit must not be negative");
 
   runner::AgentOptions agent_options;
   agent_options.name = absl::GetFlag(FLAGS_name);
   if (agent_options.name.empty()) agent_options.name = runner::HostName();
   agent_options.labels = runner::SplitLabels(absl::GetFlag(FLAGS_labels));
-  agent_options.max_tasks = max_tasks;
+  // One task at a time, and only one, with --once.
+  agent_options.max_tasks = once ? 1 : max_tasks;
+  agent_options.once = once;
   agent_options.version = BUILDD_VERSION;
   agent_options.workspace_id = absl::GetFlag(FLAGS_workspace);
   agent_options.work_dir = absl::GetFlag(FLAGS_work_dir);
@@ -269,6 +283,23 @@ int main(int argc, char** argv) {
     }
   }).detach();
 
+  // With --once: done when its one task is delivered; with --idle_exit,
+  // when it held nothing for that long (a pod scaled to zero).
+  std::thread idle_watch;
+  if (once || idle_exit > absl::ZeroDuration()) {
+    idle_watch = std::thread([&agent, once, idle_exit] {
+      const absl::Duration quiet = idle_exit > absl::ZeroDuration() ? idle_exit : absl::InfiniteDuration();
+      switch (agent.WaitUntilIdle(quiet, once ? 1 : 0)) {
+        case runner::RunnerAgent::Idle::kEnough:
+          return Stop().Request("its one task is done");
+        case runner::RunnerAgent::Idle::kIdle:
+          return Stop().Request(absl::StrCat("idle for ", absl::FormatDuration(idle_exit)));
+        case runner::RunnerAgent::Idle::kStopped:
+          return;
+      }
+    });
+  }
+
   client.Start();
   {
     StopRequest& stop = Stop();
@@ -276,6 +307,8 @@ int main(int argc, char** argv) {
     stop.mu.Await(absl::Condition(&stop.requested));
     buildd::Log()->info("draining ({})", stop.why);
   }
+  agent.StopWaiting();
+  if (idle_watch.joinable()) idle_watch.join();
   runner::DrainOptions drain;
   drain.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
   drain.cancel_grace = std::chrono::milliseconds(cancel_grace_ms);

@@ -61,6 +61,7 @@ void RunnerAgent::OnWelcome(const pb::Welcome& welcome, std::shared_ptr<MessageS
                   outbox_.worker_count());
     }
     for (pb::RunnerMessage& message : replay) sink_->Send(std::move(message));
+    if (draining_) SendHeartbeatLocked();
   }
   JoinRetired();
 }
@@ -182,6 +183,8 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   accept.mutable_accept()->set_epoch(assign.epoch());
   SendLocked(std::move(accept));
   Log()->info("worker={} task={} epoch={} accepted", worker_id, task.id(), assign.epoch());
+  ++accepted_;
+  if (options_.once) DrainLocked();
 
   TaskSpec spec;
   spec.worker_id = worker_id;
@@ -280,6 +283,20 @@ void RunnerAgent::SendLocked(pb::RunnerMessage message) {
   if (sink_ != nullptr) sink_->Send(std::move(message));
 }
 
+void RunnerAgent::DrainLocked() {
+  if (draining_) return;
+  draining_ = true;
+  SendHeartbeatLocked();
+}
+
+void RunnerAgent::SendHeartbeatLocked() {
+  pb::RunnerMessage message;
+  message.mutable_heartbeat()->set_load(static_cast<int32_t>(std::count_if(
+      workers_.begin(), workers_.end(), [](const auto& entry) { return entry.second.running; })));
+  message.mutable_heartbeat()->set_draining(draining_);
+  SendLocked(std::move(message));
+}
+
 void RunnerAgent::RetireLocked(const std::string& worker_id, bool kill) {
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) {
@@ -348,7 +365,7 @@ void RunnerAgent::OnTaskFinished(const std::string& worker_id, uint64_t generati
 
 void RunnerAgent::BeginDrain() {
   absl::MutexLock lock(&mu_);
-  draining_ = true;
+  DrainLocked();
 }
 
 void RunnerAgent::CancelAll() {
@@ -374,6 +391,30 @@ bool RunnerAgent::WaitUntilDelivered(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   const auto delivered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return workers_.empty(); };
   return mu_.AwaitWithTimeout(absl::Condition(&delivered), timeout);
+}
+
+RunnerAgent::Idle RunnerAgent::WaitUntilIdle(absl::Duration quiet, int64_t enough) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    const auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_waiting_ || workers_.empty();
+    };
+    mu_.Await(absl::Condition(&idle));
+    if (stop_waiting_) return Idle::kStopped;
+    if (enough > 0 && accepted_ >= enough) return Idle::kEnough;
+    // Idle from now: it stays so for `quiet` unless it takes a task.
+    const int64_t seen = accepted_;
+    const auto busy = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_waiting_ || accepted_ != seen;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&busy), quiet)) return Idle::kIdle;
+    if (stop_waiting_) return Idle::kStopped;
+  }
+}
+
+void RunnerAgent::StopWaiting() {
+  absl::MutexLock lock(&mu_);
+  stop_waiting_ = true;
 }
 
 int RunnerAgent::running_tasks() const {

@@ -45,6 +45,8 @@ struct AgentOptions {
   std::string version;
   // Non-empty: only take tasks of this workspace.
   std::string workspace_id;
+  // Takes one task, then no more (it drains once it accepted one).
+  bool once = false;
   // Tasks run in <work_dir>/tasks/<task id>.
   std::string work_dir;
   std::chrono::milliseconds cancel_grace{10000};
@@ -87,7 +89,8 @@ class RunnerAgent {
   // Called (outside the agent's lock) when the broker sends Drain.
   void SetDrainRequestedCallback(std::function<void()> callback);
 
-  // From now on, Assign is rejected with "draining".
+  // From now on, Assign is rejected with "draining", and the broker is told
+  // (Heartbeat.draining) so that it offers none.
   void BeginDrain();
   // Cancels every running task (the normal cancel, with grace).
   void CancelAll();
@@ -95,6 +98,12 @@ class RunnerAgent {
   // Waits until no task process runs / nothing is left to deliver.
   bool WaitUntilNoRunningTasks(absl::Duration timeout);
   bool WaitUntilDelivered(absl::Duration timeout);
+  // Waits until the agent holds no worker and has accepted `enough` tasks
+  // (0: any number; kEnough), or has held none for `quiet` (kIdle), or
+  // StopWaiting() was called (kStopped).
+  enum class Idle { kEnough, kIdle, kStopped };
+  Idle WaitUntilIdle(absl::Duration quiet, int64_t enough);
+  void StopWaiting();
 
   int running_tasks() const;
   size_t held_workers() const;
@@ -115,6 +124,9 @@ class RunnerAgent {
   void Reject(const pb::Assign& assign, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLocked(pb::RunnerMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A Heartbeat now, saying whether it drains.
+  void SendHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves the worker's executor to retired_ (killed when `kill`) and forgets it.
   void RetireLocked(const std::string& worker_id, bool kill) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Joins retired executors; must run without mu_ (their callbacks take it).
@@ -130,6 +142,8 @@ class RunnerAgent {
   Outbox outbox_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<MessageSink> sink_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_waiting_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::unique_ptr<TaskExecutor>> retired_ ABSL_GUARDED_BY(mu_);
   std::function<void()> on_drain_requested_ ABSL_GUARDED_BY(mu_);

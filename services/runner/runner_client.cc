@@ -124,6 +124,7 @@ class StreamSession final : public MessageSink {
         case Step::kHeartbeat:
           message.Clear();
           message.mutable_heartbeat()->set_load(agent_->running_tasks());
+          message.mutable_heartbeat()->set_draining(agent_->draining());
           [[fallthrough]];
         case Step::kWrite:
           if (!stream_->Write(message)) {

@@ -99,6 +99,15 @@ TEST(PlacementTest, AFullRunnerIsNotChosen) {
   EXPECT_EQ(FreeSlots(Candidate{&a, 3}), 0);
 }
 
+TEST(PlacementTest, ADrainingRunnerHasNoFreeSlotAndIsNotChosen) {
+  RunnerSlot a = Runner("a", "service", 4);
+  a.draining = true;
+  EXPECT_EQ(FreeSlots(Candidate{&a, 0}), 0);
+  EXPECT_FALSE(PickRunner(Task(), {Candidate{&a, 0}}).has_value());
+  RunnerSlot b = Runner("b", "service", 4);
+  EXPECT_EQ(PickRunner(Task(), {Candidate{&a, 0}, Candidate{&b, 3}}), 1u);
+}
+
 TEST(PlacementTest, PrefersTheLeastLoadedRunnerAndSpreadsTies) {
   RunnerSlot a = Runner("a", "service", 4), b = Runner("b", "service", 4);
   EXPECT_EQ(PickRunner(Task(), {Candidate{&a, 3}, Candidate{&b, 1}}), 1u);
