@@ -28,12 +28,42 @@ void Metrics::Gauge(const std::string& name, const std::string& help,
   entry.read = std::move(read);
 }
 
+void Metrics::GaugeFamily(const std::string& name, const std::string& help,
+                          std::function<Series()> read) {
+  absl::MutexLock lock(&mu_);
+  Entry& entry = entries_[name];
+  entry.help = help;
+  entry.kind = "gauge";
+  entry.read_family = std::move(read);
+}
+
+std::string Label(const std::string& name, const std::string& value) {
+  std::string out = name + "=\"";
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
 std::string Metrics::Render() const {
   absl::MutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, entry] : entries_) {
-    absl::StrAppend(&out, "# HELP ", name, " ", entry.help, "\n# TYPE ", name, " ", entry.kind,
-                    "\n", name, " ");
+    absl::StrAppend(&out, "# HELP ", name, " ", entry.help, "\n# TYPE ", name, " ", entry.kind, "\n");
+    if (entry.read_family) {
+      for (const auto& [labels, value] : entry.read_family()) {
+        absl::StrAppend(&out, name, "{", labels, "} ", value, "\n");
+      }
+      continue;
+    }
+    absl::StrAppend(&out, name, " ");
     if (entry.value) {
       absl::StrAppend(&out, entry.value->load(), "\n");
     } else {

@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 
@@ -19,6 +21,10 @@ class Metrics {
   std::atomic<int64_t>& Counter(const std::string& name, const std::string& help);
   // A gauge read by calling `read` at scrape time.
   void Gauge(const std::string& name, const std::string& help, std::function<double()> read);
+  // Labelled series, as label text (`provider="claude",labels=""`, see
+  // Label) and value pairs, read at scrape time.
+  using Series = std::vector<std::pair<std::string, double>>;
+  void GaugeFamily(const std::string& name, const std::string& help, std::function<Series()> read);
   std::string Render() const;
 
   static Metrics& Global();
@@ -29,10 +35,14 @@ class Metrics {
     std::string kind;
     std::unique_ptr<std::atomic<int64_t>> value;
     std::function<double()> read;
+    std::function<Series()> read_family;
   };
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
+
+// `name="value"` with the value escaped as the text format wants.
+std::string Label(const std::string& name, const std::string& value);
 
 // Process RSS in bytes, from /proc/self/statm.
 int64_t ResidentBytes();

@@ -103,6 +103,8 @@ class BrokerStore {
   virtual absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
                                                  const std::string& key) = 0;
   virtual absl::StatusOr<int64_t> CountPending() = 0;
+  // The unfinished tasks counted by route and by whether they wait.
+  virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
   // Every worker that is not done.
   virtual absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() = 0;
   // What the account spent today (UTC).

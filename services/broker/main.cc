@@ -25,6 +25,7 @@
 #include "services/broker/event_hub.h"
 #include "services/broker/journal.h"
 #include "services/broker/pg_broker_store.h"
+#include "services/broker/queue_scaler.h"
 #include "services/broker/runner_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7002", "gRPC listen address (host:port or :port)");
@@ -50,6 +51,9 @@ ABSL_FLAG(int, journal_queue_mb, 64,
           "runner messages waiting to be stored, in MiB, beyond which runner streams are not read");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, metrics_listen, "", "HTTP address for /metrics and /health (empty: off)");
+ABSL_FLAG(std::string, scaler_listen, "",
+          "gRPC address of KEDA's external scaler over the task queue (empty: off); not "
+          "authenticated, so reachable by KEDA only (TLS as --tls_cert says)");
 
 int main(int argc, char** argv) {
   using namespace buildd;
@@ -63,6 +67,7 @@ int main(int argc, char** argv) {
                      {"service_key", "BUILDD_SERVICE_KEY"},
                      {"lease_grace_ms", "BUILDD_LEASE_GRACE_MS"},
                      {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
+                     {"scaler_listen", "BUILDD_BROKER_SCALER_LISTEN"},
                      {"migrate", "BUILDD_MIGRATE"},
                      {"log_level", "BUILDD_LOG_LEVEL"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
@@ -108,8 +113,14 @@ int main(int argc, char** argv) {
     Log()->critical("{}", writer.status().message());
     return 1;
   }
+  // KEDA's view of the queue, recounted as the journal commits changes.
+  boost::asio::thread_pool scaler_pool(1);
+  QueueScaler scaler(store, scaler_pool);
   Journal journal(*std::move(writer),
-                  [&hub](const std::vector<pb::Event>& events) { hub.Publish(events); },
+                  [&hub, &scaler](const std::vector<pb::Event>& events) {
+                    hub.Publish(events);
+                    scaler.OnEvents(events);
+                  },
                   /*max_batch=*/512,
                   static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_journal_queue_mb))) << 20);
 
@@ -184,13 +195,29 @@ int main(int argc, char** argv) {
     Log()->critical("{}", server.status().message());
     return 1;
   }
+  std::unique_ptr<grpc::Server> scaler_server;
+  if (const std::string scaler_address = ListenAddress(absl::GetFlag(FLAGS_scaler_listen), "127.0.0.1");
+      !scaler_address.empty()) {
+    int scaler_port = 0;
+    auto started = StartGrpcServer(scaler_address, {&scaler}, &scaler_port, *server_credentials);
+    if (!started.ok()) {
+      Log()->critical("scaler: {}", started.status().message());
+      return 1;
+    }
+    scaler_server = *std::move(started);
+    Log()->info("external scaler on {}",
+                scaler_address.substr(0, scaler_address.rfind(':') + 1) + std::to_string(scaler_port));
+  }
   auto metrics = MaybeStartMetrics(absl::GetFlag(FLAGS_metrics_listen), [&db] { return DatabaseReachable(db); });
   if (!metrics.ok()) {
     Log()->critical("{}", metrics.status().message());
     return 1;
   }
-  Metrics::Global().Gauge("buildd_broker_pending_tasks", "Tasks waiting for a runner (this replica's view).",
-                          [&dispatcher] { return static_cast<double>(dispatcher.pending_hint()); });
+  Metrics::Global().GaugeFamily(
+      "buildd_broker_pending_tasks",
+      "Tasks waiting for a runner, by provider and required labels (the database's count: the "
+      "same from every replica).",
+      [&store] { return PendingSeries(store); });
   Metrics::Global().Gauge("buildd_broker_journal_batches", "Transactions committed by the journal.",
                           [&journal] { return static_cast<double>(journal.committed_batches()); });
   Metrics::Global().Gauge("buildd_broker_journal_ops", "Operations committed by the journal.",
@@ -207,6 +234,7 @@ int main(int argc, char** argv) {
   Log()->info("signal {} received, draining", sig);
   health.Drain();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (scaler_server) scaler_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   recheck.cancel();
   dispatcher.Stop();
   workers.join();

@@ -596,6 +596,27 @@ absl::StatusOr<int64_t> PgBrokerStore::CountPending() {
   });
 }
 
+absl::StatusOr<std::vector<QueueGroup>> PgBrokerStore::Queue() {
+  return WithSession(pool_, "count the queue", [&](soci::session& sql) -> absl::StatusOr<std::vector<QueueGroup>> {
+    std::vector<QueueGroup> out;
+    soci::rowset<soci::row> rows = (sql.prepare << absl::StrCat(
+        "SELECT workspace_id::text, runner_preference, required_labels::text, provider,"
+        " (state = 'pending')::int::text, count(*)::text FROM tasks WHERE state IN ",
+        SqlList(UnfinishedTaskStates()), " GROUP BY 1, 2, 3, 4, 5"));
+    for (const soci::row& r : rows) {
+      QueueGroup g;
+      g.route.workspace_id = r.get<std::string>(0);
+      g.route.runner_preference = r.get<std::string>(1);
+      g.route.required_labels = LabelsFromJson(r.get<std::string>(2));
+      g.route.provider = r.get<std::string>(3);
+      g.pending = r.get<std::string>(4) == "1";
+      g.tasks = Int(r.get<std::string>(5));
+      out.push_back(std::move(g));
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<LiveWorker>> PgBrokerStore::LiveWorkers() {
   return WithSession(pool_, "live workers", [&](soci::session& sql) -> absl::StatusOr<std::vector<LiveWorker>> {
     std::vector<LiveWorker> out;

@@ -37,6 +37,7 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<bool> HasPendingWithKey(const std::string& workspace_id,
                                          const std::string& key) override;
   absl::StatusOr<int64_t> CountPending() override;
+  absl::StatusOr<std::vector<QueueGroup>> Queue() override;
   absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,

@@ -38,6 +38,13 @@ struct TaskRoute {
   std::string provider;
 };
 
+// Unfinished tasks of one route (task_id empty), waiting or not.
+struct QueueGroup {
+  TaskRoute route;
+  bool pending = false;  // else assigned, running or waiting for input
+  int64_t tasks = 0;
+};
+
 struct TaskRecord {
   std::string id;
   // The task as the client described it: parsed once at the broker's edge,

@@ -1,5 +1,7 @@
 #include "tests/broker/memory_broker_store.h"
 
+#include <tuple>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -403,6 +405,23 @@ absl::StatusOr<int64_t> MemoryBrokerStore::CountPending() {
   absl::MutexLock lock(&mu_);
   return std::count_if(tables_.tasks.begin(), tables_.tasks.end(),
                        [](const auto& e) { return e.second.second.state == "pending"; });
+}
+
+absl::StatusOr<std::vector<QueueGroup>> MemoryBrokerStore::Queue() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::tuple<std::string, std::string, std::vector<std::string>, std::string, bool>, int64_t>
+      counts;
+  for (const auto& [id, entry] : tables_.tasks) {
+    const TaskRecord& t = entry.second;
+    if (!Contains(UnfinishedTaskStates(), t.state)) continue;
+    ++counts[{t.workspace_id, t.runner_preference, t.required_labels, t.provider, t.state == "pending"}];
+  }
+  std::vector<QueueGroup> out;
+  for (const auto& [key, n] : counts) {
+    const auto& [workspace, preference, labels, provider, pending] = key;
+    out.push_back(QueueGroup{TaskRoute{"", workspace, preference, labels, provider}, pending, n});
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<LiveWorker>> MemoryBrokerStore::LiveWorkers() {

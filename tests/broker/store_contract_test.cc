@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <tuple>
+
 #include "common/db.h"
 #include "common/ids.h"
 #include "services/broker/pg_broker_store.h"
@@ -353,6 +356,32 @@ TEST_P(StoreContractTest, OnlyAPendingTaskIsCanceledAtOnce) {
   EXPECT_FALSE(writer_->CancelPending(assigned.id).has_value());
   EXPECT_EQ(store_->GetTask(assigned.id)->state, "assigned");
   EXPECT_EQ(*store_->CountPending(), 0);
+}
+
+TEST_P(StoreContractTest, TheQueueCountsUnfinishedTasksByRouteAndWhetherTheyWait) {
+  const std::string ws = Workspace("w");
+  TaskRecord a = Task(ws, "a"), b = Task(ws, "b"), running = Task(ws, "r"), done = Task(ws, "d");
+  TaskRecord gpu = Task(ws, "gpu");
+  gpu.required_labels = {"gpu", "linux"};
+  done.state = "completed";
+  Insert({a, b, gpu, done});
+  Assigned(running);
+  std::vector<QueueGroup> queue = *store_->Queue();
+  std::sort(queue.begin(), queue.end(), [](const QueueGroup& x, const QueueGroup& y) {
+    return std::tie(x.route.required_labels, x.pending) < std::tie(y.route.required_labels, y.pending);
+  });
+  ASSERT_EQ(queue.size(), 3u);
+  EXPECT_EQ(queue[0].route.required_labels, std::vector<std::string>{});
+  EXPECT_FALSE(queue[0].pending);
+  EXPECT_EQ(queue[0].tasks, 1);
+  EXPECT_TRUE(queue[1].pending);
+  EXPECT_EQ(queue[1].tasks, 2);
+  EXPECT_EQ(queue[1].route.provider, "claude");
+  EXPECT_EQ(queue[1].route.workspace_id, ws);
+  EXPECT_EQ(queue[1].route.runner_preference, "any");
+  EXPECT_EQ(queue[2].route.required_labels, (std::vector<std::string>{"gpu", "linux"}));
+  EXPECT_TRUE(queue[2].pending);
+  EXPECT_EQ(queue[2].tasks, 1);
 }
 
 TEST_P(StoreContractTest, OnlyTheLeaseHoldersAccountReattachesALiveWorker) {
