@@ -68,7 +68,7 @@ test('every object has the standard labels', () => {
   }
 });
 
-test('images default to the chart appVersion, per component', () => {
+test('images default to the chart appVersion, per component', async () => {
   const chart = readFileSync(join(CHART, 'Chart.yaml'), 'utf8');
   const appVersion = /^appVersion:\s*"?([^"\n]+)"?/m.exec(chart)[1];
   const objects = rendered['values-default.yaml'];
@@ -83,6 +83,16 @@ test('images default to the chart appVersion, per component', () => {
   for (const w of workloads(production)) {
     assert.deepEqual(podSpec(w).imagePullSecrets, [{ name: 'registry-credentials' }], w.metadata.name);
   }
+  // One component's image, its migrations included, and nothing else's.
+  const { objects: canary } = await render('values-default.yaml', [
+    '--set', 'broker.image.tag=0.2.0-rc1', '--set', 'broker.image.pullPolicy=Always']);
+  const broker = container(deployment(canary, 'broker'), 'broker');
+  assert.equal(broker.image, 'buildd/buildd:0.2.0-rc1');
+  assert.equal(broker.imagePullPolicy, 'Always');
+  assert.equal(container(must(canary, 'Job', name('migrate')), 'migrate-broker').image, broker.image);
+  assert.equal(container(must(canary, 'Job', name('migrate')), 'migrate-accounts').image,
+               `buildd/buildd:${appVersion}`);
+  assert.equal(container(deployment(canary, 'gateway'), 'gateway').imagePullPolicy, 'IfNotPresent');
 });
 
 test('brokers and gateways run two or more, apart, under a PodDisruptionBudget', () => {

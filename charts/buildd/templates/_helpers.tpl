@@ -48,6 +48,16 @@ app.kubernetes.io/part-of: buildd
 {{- printf "%s:%s" .image.repository (.image.tag | default .ctx.Chart.AppVersion) -}}
 {{- end -}}
 
+{{/*
+image and imagePullPolicy of a container of the services image: image,
+overridden field by field by <component>.image; (dict "ctx" $ "component" "broker").
+*/}}
+{{- define "buildd.serviceImage" -}}
+{{- $image := mergeOverwrite (deepCopy .ctx.Values.image) ((index .ctx.Values .component).image | default dict) -}}
+image: {{ include "buildd.image" (dict "ctx" .ctx "image" $image) }}
+imagePullPolicy: {{ $image.pullPolicy }}
+{{- end -}}
+
 {{- define "buildd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "buildd.fullname" .) .Values.serviceAccount.name -}}
