@@ -272,6 +272,21 @@ podAntiAffinity:
 {{- end -}}
 {{- end -}}
 
+{{/* Where a service's pods go: affinity (by default apart), nodeSelector, tolerations; (dict "ctx" $ "component" "broker"). */}}
+{{- define "buildd.scheduling" -}}
+{{- $c := index .ctx.Values .component -}}
+affinity:
+  {{- include "buildd.affinity" (dict "ctx" .ctx "component" .component "affinity" $c.affinity) | nindent 2 }}
+{{- with $c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{/* The runner's pod termination grace: drain, then cancel, then a margin for the last events. */}}
 {{- define "buildd.runnerGraceSeconds" -}}
 {{- add .Values.runner.drainTimeoutSeconds .Values.runner.cancelGraceSeconds 30 -}}
