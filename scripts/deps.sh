@@ -9,8 +9,8 @@ BUILDD_PACKAGES=(
 )
 
 # What only `./buildd test` needs: the libFuzzer targets build with clang
-# (tests/fuzz/).
-BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev)
+# (tests/fuzz/); the chart test's helm comes zipped (unzip).
+BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev unzip)
 
 # What `./buildd bench` needs (bench/run.sh), and with --profile.
 BUILDD_BENCH_PACKAGES=(postgresql-15)

