@@ -71,4 +71,18 @@ void PgConnection::Reset() {
   }
 }
 
+int PgConnection::socket() const { return PQsocket(conn_); }
+
+std::vector<PgConnection::Notification> PgConnection::TakeNotifications() {
+  if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK) {
+    throw PgError(kConnectionLost, std::string("lost the connection to PostgreSQL: ") + PQerrorMessage(conn_));
+  }
+  std::vector<Notification> out;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    out.push_back(Notification{n->relname, n->extra});
+    PQfreemem(n);
+  }
+  return out;
+}
+
 }  // namespace buildd

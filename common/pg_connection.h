@@ -59,6 +59,17 @@ class PgConnection {
   // Connects again; prepared statements are prepared again on next use.
   void Reset();
 
+  // LISTEN notifications (after Exec("LISTEN …")).
+  struct Notification {
+    std::string channel;
+    std::string payload;
+  };
+  // The socket to wait on for input.
+  int socket() const;
+  // Reads what arrived and returns the notifications received. Throws
+  // PgError when the connection is lost.
+  std::vector<Notification> TakeNotifications();
+
  private:
   PgResult Check(PGresult* result);
   PGconn* conn_;

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "services/broker/records.h"
 
 namespace buildd::broker {
@@ -50,10 +51,43 @@ class StoreTx {
   // then age), skipping rows other writers hold and tasks whose concurrency
   // key is held by an unfinished task or an earlier pending one.
   virtual std::vector<TaskRecord> ClaimPending(const ClaimFilter& filter, int n) = 0;
-  // Moves a live worker to `runner_id` when `account_id` holds its lease at
-  // `epoch`; false otherwise.
-  virtual bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
-                        const std::string& runner_id) = 0;
+  // Moves a live worker to `runner_id` on replica `broker_id` when
+  // `account_id` holds its lease at `epoch`, and returns it; nullopt
+  // otherwise. Another replica's worker moves here too (its runner came
+  // over).
+  virtual std::optional<LiveWorker> Reattach(const std::string& worker_id, int64_t epoch,
+                                             const std::string& account_id,
+                                             const std::string& runner_id,
+                                             const std::string& broker_id) = 0;
+
+  // Replica `broker_id` is alive now (registered when it is new).
+  virtual void BeatBroker(const std::string& broker_id) = 0;
+  // Replica `broker_id` is going away: its workers are adopted at once.
+  virtual void LeaveBrokers(const std::string& broker_id) = 0;
+  // Makes `broker_id` the owner of the live workers whose replica is gone
+  // (not seen for `dead_after_ms`, or none recorded), and returns them.
+  virtual std::vector<LiveWorker> AdoptOrphans(const std::string& broker_id, int64_t dead_after_ms) = 0;
+};
+
+// What the broker replicas on one store tell each other: events committed
+// up to an id, or a control for a worker whose runner another one holds.
+struct ReplicaNotice {
+  std::string from;  // the replica (BrokerStore's replica id)
+  int64_t committed_up_to = 0;
+  std::string control;  // pb::Control in JSON, when set
+};
+
+// A connection that receives the notices of every replica (this one's
+// too). Not thread-safe, except Interrupt.
+class ReplicaListener {
+ public:
+  virtual ~ReplicaListener() = default;
+  // Waits up to `timeout` for notices (none on timeout or Interrupt);
+  // Unavailable when the connection is lost (listen again, then read what
+  // was committed meanwhile).
+  virtual absl::StatusOr<std::vector<ReplicaNotice>> Wait(absl::Duration timeout) = 0;
+  // Ends a Wait now (from any thread).
+  virtual void Interrupt() = 0;
 };
 
 // The single writer's connection (see Journal). Not thread-safe.
@@ -105,8 +139,6 @@ class BrokerStore {
   virtual absl::StatusOr<int64_t> CountPending() = 0;
   // The unfinished tasks counted by route and by whether they wait.
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
-  // Every worker that is not done.
-  virtual absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
 
@@ -118,8 +150,12 @@ class BrokerStore {
   // large transcript: not for the writer's thread).
   virtual SealedSession SealSession(const AgentSession& session) const = 0;
 
-  // A connection for the single writer.
+  // A connection for the single writer. Each of its commits with events
+  // notifies every replica's listener.
   virtual absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() = 0;
+  virtual absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() = 0;
+  // Hands `control` (pb::Control in JSON) to the listeners of every replica.
+  virtual absl::Status NotifyControl(const std::string& control) = 0;
 };
 
 }  // namespace buildd::broker

@@ -1,10 +1,13 @@
 #include "services/broker/dispatcher.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <boost/asio/post.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/status.h"
 #include "services/broker/conversions.h"
 #include "services/broker/placement.h"
 #include "services/broker/runner_reports.h"
@@ -13,6 +16,10 @@
 namespace buildd::broker {
 namespace {
 
+DispatcherOptions WithBrokerId(DispatcherOptions options) {
+  if (options.broker_id.empty()) options.broker_id = NewUuid();
+  return options;
+}
 
 }  // namespace
 
@@ -21,7 +28,7 @@ Dispatcher::Dispatcher(Journal& journal, BrokerStore& store, boost::asio::io_con
     : journal_(journal),
       store_(store),
       pool_(pool),
-      options_(options),
+      options_(WithBrokerId(std::move(options))),
       budget_(timers, [this] { ClaimForAll(); }),
       leases_(timers,
               Leases::Durations{options.lease_grace_ms, options.accept_timeout_ms,
@@ -30,7 +37,10 @@ Dispatcher::Dispatcher(Journal& journal, BrokerStore& store, boost::asio::io_con
                   [this](const std::vector<std::string>& ids) { ExpireWorkers(ids); },
                   [this](const std::string& runner_id, const std::string& worker_id,
                          int64_t epoch) { AcceptDue(runner_id, worker_id, epoch); },
-                  [this] { CloseSilentRunners(); }}),
+                  [this] {
+                    CloseSilentRunners();
+                    AdoptOrphans();
+                  }}),
       recorder_(journal, store, pool, registry_, workers_, budget_,
                 [this](const std::string& runner_id, const LiveWorker& w) { Ended(runner_id, w); }) {}
 
@@ -40,21 +50,7 @@ absl::Status Dispatcher::Start() {
   absl::StatusOr<int64_t> pending = store_.CountPending();
   if (!pending.ok()) return pending.status();
   pending_ = *pending;
-  absl::StatusOr<std::vector<LiveWorker>> live = store_.LiveWorkers();
-  if (!live.ok()) return live.status();
-  std::vector<std::string> orphans;
-  for (LiveWorker& w : *live) {
-    // Its runner, if it comes back, reconnects to a replica that knows it
-    // only as away.
-    w.runner_id.clear();
-    orphans.push_back(w.worker_id);
-    workers_.Put(std::move(w));
-  }
-  if (!orphans.empty()) {
-    Log()->info("{} workers of an earlier broker wait {} ms for their runners", orphans.size(),
-                options_.lease_grace_ms);
-    leases_.Grace(std::move(orphans));
-  }
+  AdoptOrphans();
   leases_.StartHeartbeats();
   budget_.Start();
   return absl::OkStatus();
@@ -63,6 +59,49 @@ absl::Status Dispatcher::Start() {
 void Dispatcher::Stop() {
   leases_.Stop();
   budget_.Stop();
+  const absl::Status left = journal_.Run([this](JournalTx& tx) -> absl::Status {
+    tx.store().LeaveBrokers(options_.broker_id);
+    return absl::OkStatus();
+  });
+  if (!left.ok()) Log()->warn("could not sign this replica off: {}", left.message());
+}
+
+void Dispatcher::AdoptOrphans() {
+  // Another replica is gone once it missed as many heartbeats as a runner may.
+  const int64_t dead_after = int64_t{options_.heartbeat_interval_ms} * options_.missed_heartbeats;
+  journal_.Submit([this, dead_after](JournalTx& tx) -> absl::Status {
+    tx.store().BeatBroker(options_.broker_id);
+    std::vector<LiveWorker> adopted = tx.store().AdoptOrphans(options_.broker_id, dead_after);
+    if (adopted.empty()) return absl::OkStatus();
+    tx.OnCommit([this, adopted = std::move(adopted)]() mutable {
+      std::vector<std::string> ids;
+      for (LiveWorker& w : adopted) {
+        // Its runner, if it comes back, reconnects to a replica that knows
+        // it only as away.
+        w.runner_id.clear();
+        ids.push_back(w.worker_id);
+        workers_.Put(std::move(w));
+      }
+      Log()->info("{} workers of a broker that is gone wait {} ms for their runners", ids.size(),
+                  options_.lease_grace_ms);
+      leases_.Grace(std::move(ids));
+    });
+    return absl::OkStatus();
+  });
+}
+
+void Dispatcher::OnCommittedElsewhere(const std::vector<pb::Event>& events) {
+  static const std::set<std::string, std::less<>> kQueueChanges = {
+      "created", "requeued", "rejected", "completed", "failed", "canceled"};
+  for (const pb::Event& e : events) {
+    if (kQueueChanges.count(e.type()) == 0) continue;
+    // This replica's count of pending tasks does not see the others';
+    // claiming finds out.
+    for (const RunnerSlot& runner : registry_.Slots()) {
+      if (FreeSlotsOf(runner) > 0) Claim(runner.runner_id);
+    }
+    return;
+  }
 }
 
 void Dispatcher::Send(const std::string& runner_id, pb::BrokerMessage message) {
@@ -116,6 +155,7 @@ void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& r
   worker.account_id = runner.account_id;
   worker.runner_id = runner.runner_id;
   worker.runner_name = runner.name;
+  worker.broker_id = options_.broker_id;
   worker.state = "idle";
   worker.epoch = task.epoch + 1;
 
@@ -245,32 +285,75 @@ absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
   return result;
 }
 
+namespace {
+
+// Whether a worker in `state` takes `action`.
+absl::Status CheckControl(const std::string& worker_id, const std::string& state,
+                          pb::Control::Action action) {
+  if ((action == pb::Control::pause && state != "running") ||
+      (action == pb::Control::resume && state != "paused")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " is ", state, ": only a running worker pauses and "
+                     "only a paused one resumes"));
+  }
+  if (action == pb::Control::input && state != "waiting_input") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker_id, " is not waiting for input (it is ", state, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// What fits in a notice to the other replicas (PostgreSQL's limit is
+// 8000 bytes, the control's JSON and the sender's id included).
+constexpr size_t kMaxForwardedControl = 7000;
+
+}  // namespace
+
 absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Action action,
                                  const std::string& text) {
+  pb::Control control;
+  control.set_worker_id(worker_id);
+  control.set_action(action);
+  control.set_text(text);
   const std::optional<LiveWorker> w = workers_.Get(worker_id);
-  if (!w) return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " is not active"));
+  if (!w) return ControlElsewhere(std::move(control));
   if (w->runner_id.empty()) {
     return absl::UnavailableError(absl::StrCat("the runner of worker ", worker_id,
                                                " is disconnected; try again"));
   }
-  if ((action == pb::Control::pause && w->state != "running") ||
-      (action == pb::Control::resume && w->state != "paused")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("worker ", worker_id, " is ", w->state, ": only a running worker pauses and "
-                     "only a paused one resumes"));
-  }
-  if (action == pb::Control::input && w->state != "waiting_input") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "worker ", worker_id, " is not waiting for input (it is ", w->state, ")"));
-  }
+  BUILDD_RETURN_IF_ERROR(CheckControl(worker_id, w->state, action));
+  control.set_epoch(w->epoch);
   pb::BrokerMessage message;
-  pb::Control* control = message.mutable_control();
-  control->set_worker_id(worker_id);
-  control->set_epoch(w->epoch);
-  control->set_action(action);
-  control->set_text(text);
+  *message.mutable_control() = std::move(control);
   Send(w->runner_id, std::move(message));
   return absl::OkStatus();
+}
+
+absl::Status Dispatcher::ControlElsewhere(pb::Control control) {
+  // Another replica may hold its runner: ask them all.
+  absl::StatusOr<WorkerRecord> w = store_.GetWorker(control.worker_id());
+  if (!w.ok() || IsTerminalWorkerState(w->state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", control.worker_id(), " is not active"));
+  }
+  BUILDD_RETURN_IF_ERROR(CheckControl(control.worker_id(), w->state, control.action()));
+  control.set_epoch(w->epoch);
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(control, &json).ok() ||
+      json.size() > kMaxForwardedControl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "text: at most ", kMaxForwardedControl,
+        " bytes for a worker whose runner is connected to another broker replica"));
+  }
+  return store_.NotifyControl(json);
+}
+
+void Dispatcher::OnControlElsewhere(const pb::Control& control) {
+  const std::optional<LiveWorker> w = workers_.Get(control.worker_id());
+  if (!w || w->runner_id.empty() || w->epoch != control.epoch()) return;
+  pb::BrokerMessage message;
+  *message.mutable_control() = control;
+  Send(w->runner_id, std::move(message));
 }
 
 absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello) {
@@ -292,20 +375,27 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
   journal_.Submit(
       [this, slot, resume, stale](JournalTx& tx) -> absl::Status {
         for (const pb::ResumeWorker& r : resume) {
-          // Only a stream of the account that holds the lease takes it back.
-          const std::optional<LiveWorker> w = workers_.Get(r.worker_id());
-          bool ok = w && w->epoch == r.epoch() && w->account_id == slot.account_id;
-          if (!ok) {
+          // Only a stream of the account that holds the lease takes it back
+          // (from this replica, or from another one it was connected to).
+          const std::optional<LiveWorker> known = workers_.Get(r.worker_id());
+          std::optional<LiveWorker> held;
+          if (!known || (known->epoch == r.epoch() && known->account_id == slot.account_id)) {
+            held = tx.store().Reattach(r.worker_id(), r.epoch(), slot.account_id, slot.runner_id,
+                                       options_.broker_id);
+          }
+          if (!held) {
             Log()->warn("runner={} account={} may not resume worker={} epoch={}", slot.runner_id,
                         slot.account_id, r.worker_id(), r.epoch());
-          }
-          ok = ok && tx.store().Reattach(r.worker_id(), r.epoch(), slot.account_id, slot.runner_id);
-          if (!ok) {
             stale->push_back(r.worker_id());
             continue;
           }
-          workers_.SetRunner(r.worker_id(), slot.runner_id);
-          tx.OnAbort([this, worker_id = r.worker_id()] { workers_.SetRunner(worker_id, ""); });
+          if (known) {
+            workers_.SetRunner(r.worker_id(), slot.runner_id);
+            tx.OnAbort([this, worker_id = r.worker_id()] { workers_.SetRunner(worker_id, ""); });
+          } else {
+            workers_.Put(*std::move(held));
+            tx.OnAbort([this, worker_id = r.worker_id()] { workers_.Erase(worker_id); });
+          }
         }
         return absl::OkStatus();
       },
@@ -344,6 +434,11 @@ void Dispatcher::ExpireWorkers(const std::vector<std::string>& worker_ids) {
       if (!a || !a->runner_id.empty()) continue;  // back or done
       auto worker = tx.store().LockWorker(worker_id);
       if (!worker || worker->epoch != a->epoch || IsTerminalWorkerState(worker->state)) continue;
+      if (worker->broker_id != options_.broker_id) {
+        // Its runner went to another replica, which holds the lease now.
+        tx.OnCommit([this, worker_id] { workers_.Erase(worker_id); });
+        continue;
+      }
       auto task = tx.store().LockTask(a->task_id);
       if (!task || task->epoch != a->epoch) continue;
       const bool failed =
@@ -375,6 +470,10 @@ void Dispatcher::ExpireWorkers(const std::vector<std::string>& worker_ids) {
 
 void Dispatcher::ClaimFor(const std::string& runner_id) {
   if (pending_ <= 0) return;
+  Claim(runner_id);
+}
+
+void Dispatcher::Claim(const std::string& runner_id) {
   journal_.Submit([this, runner_id](JournalTx& tx) -> absl::Status {
     const std::optional<RunnerSlot> slot = registry_.Slot(runner_id);
     if (!slot) return absl::OkStatus();

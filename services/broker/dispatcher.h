@@ -43,6 +43,8 @@ struct DispatcherOptions {
   int accept_timeout_ms = 30000;
   // Runner streams one key may hold at once.
   int max_streams_per_key = 64;
+  // This replica, among those on one database (a new id per process).
+  std::string broker_id;
 };
 
 class Dispatcher {
@@ -52,20 +54,31 @@ class Dispatcher {
              boost::asio::thread_pool& pool, DispatcherOptions options);
   ~Dispatcher();
 
-  // Counts pending tasks and arms lease timers for work left by runners of
-  // an earlier broker process. REQUIRES: called once before use.
+  // Registers this replica, counts pending tasks and adopts the work of
+  // replicas that are gone (an earlier process of this one too), arming
+  // their lease timers. REQUIRES: called once before use.
   absl::Status Start();
-  // Cancels the timers. REQUIRES: before the timers' context stops.
+  // Cancels the timers, and leaves: other replicas adopt what this one
+  // held at once. REQUIRES: before the timers' context stops and the
+  // journal stops.
   void Stop();
+
+  // Events another replica committed (EventFeed): a task that became
+  // pending or ended there may be one for this replica's free runners.
+  void OnCommittedElsewhere(const std::vector<pb::Event>& events);
 
   // Stores `task` (fields validated by the caller) and, when a runner is
   // free, assigns it in the same transaction and pushes it after commit.
   void CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done);
   // Cancels a pending task at once, or asks the runner of a running one.
   absl::StatusOr<TaskRecord> CancelTask(const std::string& task_id);
-  // Sends a control to the runner holding the worker.
+  // Sends a control to the runner holding the worker, through the other
+  // replicas when none of this one's runners holds it.
   absl::Status Control(const std::string& worker_id, pb::Control::Action action,
                        const std::string& text);
+  // A control another replica passed on: sent when this one holds the
+  // worker's runner.
+  void OnControlElsewhere(const pb::Control& control);
 
   // A runner said Hello: registers it (ResourceExhausted when its key holds
   // too many streams), re-attaches the work it resumes, then sends Welcome
@@ -96,7 +109,10 @@ class Dispatcher {
   std::optional<RunnerSlot> Place(const TaskRoute& route);
   // Free slots of a runner now (its own, within its account's limit).
   int FreeSlotsOf(const RunnerSlot& runner);
+  // Claims for the runner when this replica knows of pending tasks.
   void ClaimFor(const std::string& runner_id);
+  // Claims for the runner.
+  void Claim(const std::string& runner_id);
   void ClaimForAll();
   // After task `task_id` with `key` ended: when a pending task of the
   // workspace has that key, every runner with room claims. Reads off the
@@ -117,12 +133,17 @@ class Dispatcher {
   void AcceptDue(const std::string& runner_id, const std::string& worker_id, int64_t epoch);
   // Closes the streams of runners silent for missed_heartbeats intervals.
   void CloseSilentRunners();
+  // Says this replica is alive and adopts the live workers of replicas
+  // that are not (their lease grace starts here).
+  void AdoptOrphans();
   // The ending of a worker has been committed: frees its slot.
   void Ended(const std::string& runner_id, const LiveWorker& worker);
   // The lease grace of these workers is over: those whose runner did not
   // come back lose their attempt.
   void ExpireWorkers(const std::vector<std::string>& worker_ids);
   void Send(const std::string& runner_id, pb::BrokerMessage message);
+  // Control() of a worker this replica does not hold (checked in the store).
+  absl::Status ControlElsewhere(pb::Control control);
   // The workspace, from this replica's cache or the store (workspaces do
   // not change).
   absl::StatusOr<WorkspaceRecord> Workspace(const std::string& id);

@@ -16,12 +16,14 @@
 #include "common/db.h"
 #include "common/grpc_server.h"
 #include "common/health_service.h"
+#include "common/ids.h"
 #include "common/logging.h"
 #include "common/service_main.h"
 #include "common/tls.h"
 #include "services/broker/accounts_client.h"
 #include "services/broker/broker_service.h"
 #include "services/broker/dispatcher.h"
+#include "services/broker/event_feed.h"
 #include "services/broker/event_hub.h"
 #include "services/broker/journal.h"
 #include "services/broker/pg_broker_store.h"
@@ -99,7 +101,9 @@ int main(int argc, char** argv) {
     Log()->critical("{}", conninfo.status().message());
     return 2;
   }
-  PgBrokerStore store(**pool, *std::move(sessions_box), *conninfo);
+  // This process among the replicas on the database.
+  const std::string replica_id = NewUuid();
+  PgBrokerStore store(**pool, *std::move(sessions_box), *conninfo, replica_id);
   EventHub hub;
   auto last_id = store.LastEventId();
   if (!last_id.ok()) {
@@ -107,6 +111,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   hub.Reset(*last_id);
+  EventFeed feed(store, hub, replica_id);
 
   auto writer = store.OpenWriter();
   if (!writer.ok()) {
@@ -117,8 +122,8 @@ int main(int argc, char** argv) {
   boost::asio::thread_pool scaler_pool(1);
   QueueScaler scaler(store, scaler_pool);
   Journal journal(*std::move(writer),
-                  [&hub, &scaler](const std::vector<pb::Event>& events) {
-                    hub.Publish(events);
+                  [&feed, &scaler](const std::vector<pb::Event>& events) {
+                    feed.Committed(events);
                     scaler.OnEvents(events);
                   },
                   /*max_batch=*/512,
@@ -134,11 +139,19 @@ int main(int argc, char** argv) {
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
   options.accept_timeout_ms = absl::GetFlag(FLAGS_accept_timeout_ms);
   options.max_streams_per_key = absl::GetFlag(FLAGS_max_streams_per_key);
+  options.broker_id = replica_id;
   Dispatcher dispatcher(journal, store, timers, workers, options);
   if (auto st = dispatcher.Start(); !st.ok()) {
     Log()->critical("dispatcher: {}", st.message());
     return 1;
   }
+  // What the other replicas commit and ask.
+  feed.Start(
+      [&dispatcher, &scaler](const std::vector<pb::Event>& events) {
+        dispatcher.OnCommittedElsewhere(events);
+        scaler.OnEvents(events);
+      },
+      [&dispatcher](const pb::Control& control) { dispatcher.OnControlElsewhere(control); });
 
   auto server_credentials = ServerCredentials(TlsServerFlags());
   auto accounts_credentials = ChannelCredentials(TlsClientFlags());
@@ -236,6 +249,7 @@ int main(int argc, char** argv) {
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (scaler_server) scaler_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   recheck.cancel();
+  feed.Stop();
   dispatcher.Stop();
   workers.join();
   stream_pool.join();

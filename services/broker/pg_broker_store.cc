@@ -1,5 +1,11 @@
 #include "services/broker/pg_broker_store.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -99,7 +105,7 @@ const std::string& WorkerColumns() {
       "w.id::text, w.task_id::text, w.workspace_id::text, COALESCE(w.account_id::text, ''),"
       " w.runner_id, w.runner_name, w.state, w.epoch::text, w.last_seq::text, w.exit_code::text,"
       " w.error, ",
-      TimeCol("w.created_at"), ", ", TimeCol("w.updated_at"));
+      TimeCol("w.created_at"), ", ", TimeCol("w.updated_at"), ", COALESCE(w.broker_id::text, '')");
   return columns;
 }
 
@@ -119,6 +125,7 @@ WorkerRecord WorkerFrom(Col col) {
   w.error = col(10);
   w.created_at = col(11);
   w.updated_at = col(12);
+  w.broker_id = col(13);
   return w;
 }
 
@@ -202,6 +209,7 @@ std::string WorkersJson(const std::vector<WorkerRecord>& workers) {
     f["acc"] = Text(w.account_id);
     f["runner"] = Text(w.runner_id);
     f["rname"] = Text(w.runner_name);
+    f["broker"] = Text(w.broker_id);
     f["state"] = Text(w.state);
     f["epoch"] = Integer(w.epoch);
   }
@@ -226,10 +234,12 @@ std::string ChangesJson(const std::vector<WorkerChange>& changes) {
 // One statement, one round trip: data-modifying CTEs all run, against one
 // snapshot (an operation never changes a row inserted in the same batch: a
 // worker's changes come from its runner, after the commit that pushed it).
-// The event ids come from the counter row, locked until COMMIT; a body
-// does not repeat its id (readers take the column's).
+// The event ids come from the counter row, locked until COMMIT (only by a
+// batch with events); a body does not repeat its id (readers take the
+// column's).
 constexpr char kWriteBatch[] =
-    "WITH ctr AS (UPDATE event_counter SET last_id = last_id + $1::bigint RETURNING last_id),"
+    "WITH ctr AS (UPDATE event_counter SET last_id = last_id + $1::bigint WHERE $1::bigint > 0"
+    " RETURNING last_id),"
     " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
     " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
     " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', e->'labels',"
@@ -238,10 +248,11 @@ constexpr char kWriteBatch[] =
     " e->'spec', NULLIF(e->>'by', '')::uuid"
     " FROM jsonb_array_elements($2::jsonb) AS e),"
     " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
-    " runner_name, state, epoch)"
+    " runner_name, state, epoch, broker_id)"
     " SELECT (e->>'id')::uuid, (e->>'task')::uuid, (e->>'ws')::uuid,"
     " NULLIF(e->>'acc', '')::uuid, e->>'runner', e->>'rname', e->>'state',"
-    " (e->>'epoch')::bigint FROM jsonb_array_elements($3::jsonb) AS e),"
+    " (e->>'epoch')::bigint, NULLIF(e->>'broker', '')::uuid"
+    " FROM jsonb_array_elements($3::jsonb) AS e),"
     " v AS (SELECT (e->>'id')::uuid AS id, (e->>'epoch')::bigint AS epoch,"
     " e->>'ws' AS ws, e->>'ts' AS ts, (e->>'code')::int AS code, e->>'err' AS err,"
     " (e->>'seq')::bigint AS seq FROM jsonb_array_elements($4::jsonb) AS e),"
@@ -257,13 +268,45 @@ constexpr char kWriteBatch[] =
     " SELECT ctr.last_id - $1::bigint + x.i, NULLIF(x.e->>'taskId', '')::uuid,"
     " NULLIF(x.e->>'workerId', '')::uuid, NULLIF(x.e->>'workspaceId', '')::uuid,"
     " x.e->>'type', x.e"
-    " FROM ctr, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(e, i))"
-    " SELECT last_id FROM ctr";
+    " FROM ctr, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(e, i)),"
+    // Delivered to every replica's listener at commit.
+    " nt AS (SELECT pg_notify('buildd_events', $6 || ' ' || last_id::text) FROM ctr)"
+    " SELECT last_id, (SELECT count(*) FROM nt) FROM ctr";
+
+// Ends "WITH a AS (UPDATE workers w … WHERE …": the updated live workers,
+// with their tasks' concurrency keys (read by LiveFrom).
+constexpr char kReturningLive[] =
+    " RETURNING w.id, w.runner_id, w.account_id, w.epoch, w.task_id, w.workspace_id,"
+    " w.last_seq, w.state)"
+    " SELECT a.id::text, a.runner_id, COALESCE(a.account_id::text, ''), a.epoch::text,"
+    " a.task_id::text, a.workspace_id::text, a.last_seq::text, a.state, t.concurrency_key"
+    " FROM a JOIN tasks t ON t.id = a.task_id";
+
+std::vector<LiveWorker> LiveFrom(const PgResult& r) {
+  std::vector<LiveWorker> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    LiveWorker w;
+    w.worker_id = r.Get(i, 0);
+    w.runner_id = r.Get(i, 1);
+    w.account_id = r.Get(i, 2);
+    w.epoch = Int(r.Get(i, 3));
+    w.task_id = r.Get(i, 4);
+    w.workspace_id = r.Get(i, 5);
+    w.last_seq = Int(r.Get(i, 6));
+    w.state = r.Get(i, 7);
+    w.concurrency_key = r.Get(i, 8);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
 
 // The writer's transactions on a libpq connection of its own.
 class PgStoreWriter final : public StoreWriter {
  public:
-  explicit PgStoreWriter(const std::string& conninfo) : db_(conninfo) { Configure(); }
+  PgStoreWriter(const std::string& conninfo, std::string replica_id)
+      : db_(conninfo), replica_id_(std::move(replica_id)) {
+    Configure();
+  }
 
   void Begin() override { db_.Exec("BEGIN"); }
   void Commit() override { db_.Exec("COMMIT"); }
@@ -279,8 +322,9 @@ class PgStoreWriter final : public StoreWriter {
     if (batch.empty() && n == 0) return;
     PgResult r = db_.Run("write_batch", kWriteBatch,
                          {absl::StrCat(n), TasksJson(batch.tasks()), WorkersJson(batch.workers()),
-                          ChangesJson(batch.changes()), n == 0 ? "[]" : EventsJson(*events)});
-    if (events != nullptr) {
+                          ChangesJson(batch.changes()), n == 0 ? "[]" : EventsJson(*events),
+                          replica_id_});
+    if (n > 0) {
       int64_t id = Int(r.Get(0, 0)) - n + 1;
       for (pb::Event& e : *events) e.set_id(id++);
     }
@@ -364,6 +408,10 @@ class PgStoreWriter final : public StoreWriter {
   }
 
   bool KeyIsBusy(const std::string& workspace_id, const std::string& key) override {
+    // Held until commit: replicas assigning tasks of one key take turns,
+    // and each sees what the one before committed.
+    db_.Run("lock_key", "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            {workspace_id, key});
     static const std::string sql = absl::StrCat(
         "SELECT 1 FROM tasks WHERE workspace_id = $1::uuid AND concurrency_key = $2"
         " AND state IN ", SqlList(UnfinishedTaskStates()), " LIMIT 1");
@@ -391,18 +439,64 @@ class PgStoreWriter final : public StoreWriter {
         "claim_pending", sql,
         {filter.claim_all ? "1" : "0", IdsJson(filter.claim_workspaces), filter.only_workspace,
          filter.account_type, IdsJson(filter.labels), IdsJson(filter.providers), absl::StrCat(n)});
-    for (int i = 0; i < r.rows(); ++i) out.push_back(TaskFrom(PgCols(r, i)));
+    if (r.rows() == 0) return out;
+    // The claim saw what was committed when it began: take the keys' locks
+    // (in one order, as KeyIsBusy does), then keep the tasks whose key no
+    // task holds now, another replica's included.
+    std::string ids = "{";
+    for (int i = 0; i < r.rows(); ++i) absl::StrAppend(&ids, i > 0 ? "," : "", r.Get(i, 0));
+    ids += "}";
+    db_.Run("lock_claimed_keys",
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended("
+            "workspace_id::text || '/' || concurrency_key, 0) AS k FROM tasks"
+            " WHERE id = ANY($1::uuid[]) ORDER BY k) keys",
+            {ids});
+    static const std::string free_sql = absl::StrCat(
+        "SELECT t.id::text FROM tasks t WHERE t.id = ANY($1::uuid[]) AND NOT EXISTS ("
+        "SELECT 1 FROM tasks o WHERE o.workspace_id = t.workspace_id"
+        " AND o.concurrency_key = t.concurrency_key AND o.id <> t.id AND o.state IN ",
+        SqlList(UnfinishedTaskStates()), " AND o.state <> 'pending')");
+    PgResult free = db_.Run("claimed_keys_free", free_sql, {ids});
+    std::set<std::string> keep;
+    for (int i = 0; i < free.rows(); ++i) keep.insert(free.Get(i, 0));
+    for (int i = 0; i < r.rows(); ++i) {
+      if (keep.count(r.Get(i, 0)) > 0) out.push_back(TaskFrom(PgCols(r, i)));
+    }
     return out;
   }
 
-  bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
-                const std::string& runner_id) override {
+  std::optional<LiveWorker> Reattach(const std::string& worker_id, int64_t epoch,
+                                     const std::string& account_id, const std::string& runner_id,
+                                     const std::string& broker_id) override {
     static const std::string sql = absl::StrCat(
-        "UPDATE workers SET runner_id = $1, updated_at = now()"
-        " WHERE id = $2::uuid AND epoch = $3::bigint AND account_id = $4::uuid AND state IN ",
-        SqlList(LiveWorkerStates()));
-    return db_.Run("reattach", sql, {runner_id, worker_id, absl::StrCat(epoch), account_id})
-               .affected() == 1;
+        "WITH a AS (UPDATE workers w SET runner_id = $1, broker_id = $5::uuid, updated_at = now()"
+        " WHERE w.id = $2::uuid AND w.epoch = $3::bigint AND w.account_id = $4::uuid AND w.state IN ",
+        SqlList(LiveWorkerStates()), kReturningLive);
+    std::vector<LiveWorker> held =
+        LiveFrom(db_.Run("reattach", sql, {runner_id, worker_id, absl::StrCat(epoch), account_id, broker_id}));
+    if (held.empty()) return std::nullopt;
+    return std::move(held.front());
+  }
+
+  void BeatBroker(const std::string& broker_id) override {
+    db_.Run("beat_broker",
+            "INSERT INTO brokers (id) VALUES ($1::uuid)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+            {broker_id});
+  }
+
+  void LeaveBrokers(const std::string& broker_id) override {
+    db_.Run("leave_brokers", "DELETE FROM brokers WHERE id = $1::uuid", {broker_id});
+  }
+
+  std::vector<LiveWorker> AdoptOrphans(const std::string& broker_id, int64_t dead_after_ms) override {
+    static const std::string sql = absl::StrCat(
+        "WITH a AS (UPDATE workers w SET broker_id = $1::uuid"
+        " WHERE w.state IN ", SqlList(LiveWorkerStates()),
+        " AND (w.broker_id IS NULL OR (w.broker_id <> $1::uuid AND NOT EXISTS (SELECT 1 FROM brokers b"
+        " WHERE b.id = w.broker_id AND b.seen_at > now() - $2::bigint * interval '1 millisecond')))",
+        kReturningLive);
+    return LiveFrom(db_.Run("adopt_orphans", sql, {broker_id, absl::StrCat(dead_after_ms)}));
   }
 
  private:
@@ -421,6 +515,68 @@ class PgStoreWriter final : public StoreWriter {
   }
 
   PgConnection db_;
+  const std::string replica_id_;
+};
+
+// The listener: LISTEN on a connection of its own; an eventfd interrupts.
+class PgReplicaListener final : public ReplicaListener {
+ public:
+  explicit PgReplicaListener(const std::string& conninfo) : db_(conninfo), wake_(eventfd(0, EFD_CLOEXEC)) {
+    if (wake_ < 0) throw std::runtime_error("eventfd failed");
+    db_.Exec("LISTEN buildd_events");
+    db_.Exec("LISTEN buildd_controls");
+  }
+  ~PgReplicaListener() override { close(wake_); }
+
+  absl::StatusOr<std::vector<ReplicaNotice>> Wait(absl::Duration timeout) override {
+    try {
+      std::vector<ReplicaNotice> out = Take();
+      if (!out.empty()) return out;
+      pollfd fds[2] = {{db_.socket(), POLLIN, 0}, {wake_, POLLIN, 0}};
+      const int ms = timeout == absl::InfiniteDuration()
+                         ? -1
+                         : static_cast<int>(absl::ToInt64Milliseconds(timeout));
+      if (poll(fds, 2, ms) < 0 && errno != EINTR) return absl::InternalError("poll failed");
+      if ((fds[1].revents & POLLIN) != 0) {
+        uint64_t n = 0;
+        if (read(wake_, &n, sizeof n) < 0) {
+          // Drained already.
+        }
+      }
+      if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) return Take();
+      return out;
+    } catch (const std::exception& e) {
+      return StatusFromDbError(e, "replica listener");
+    }
+  }
+
+  void Interrupt() override {
+    const uint64_t one = 1;
+    if (write(wake_, &one, sizeof one) < 0) {
+      // The counter is full: a wake is pending anyway.
+    }
+  }
+
+ private:
+  std::vector<ReplicaNotice> Take() {
+    std::vector<ReplicaNotice> out;
+    for (PgConnection::Notification& n : db_.TakeNotifications()) {
+      const size_t space = n.payload.find(' ');
+      if (space == std::string::npos) continue;
+      ReplicaNotice notice;
+      notice.from = n.payload.substr(0, space);
+      if (n.channel == "buildd_events") {
+        notice.committed_up_to = Int(n.payload.substr(space + 1));
+      } else {
+        notice.control = n.payload.substr(space + 1);
+      }
+      out.push_back(std::move(notice));
+    }
+    return out;
+  }
+
+  PgConnection db_;
+  const int wake_;
 };
 
 }  // namespace
@@ -429,10 +585,26 @@ const std::vector<Migration>& BrokerMigrations() { return BrokerMigrationList();
 
 absl::StatusOr<std::unique_ptr<StoreWriter>> PgBrokerStore::OpenWriter() {
   try {
-    return std::make_unique<PgStoreWriter>(conninfo_);
+    return std::make_unique<PgStoreWriter>(conninfo_, replica_id_);
   } catch (const std::exception& e) {
     return StatusFromDbError(e, "journal connection");
   }
+}
+
+absl::StatusOr<std::unique_ptr<ReplicaListener>> PgBrokerStore::Listen() {
+  try {
+    return std::make_unique<PgReplicaListener>(conninfo_);
+  } catch (const std::exception& e) {
+    return StatusFromDbError(e, "replica listener");
+  }
+}
+
+absl::Status PgBrokerStore::NotifyControl(const std::string& control) {
+  return WithSession(pool_, "send a control to the other replicas", [&](soci::session& sql) -> absl::Status {
+    const std::string payload = absl::StrCat(replica_id_, " ", control);
+    sql << "SELECT pg_notify('buildd_controls', :p)", soci::use(payload);
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<WorkspaceRecord> PgBrokerStore::GetWorkspace(const std::string& id) {
@@ -612,32 +784,6 @@ absl::StatusOr<std::vector<QueueGroup>> PgBrokerStore::Queue() {
       g.pending = r.get<std::string>(4) == "1";
       g.tasks = Int(r.get<std::string>(5));
       out.push_back(std::move(g));
-    }
-    return out;
-  });
-}
-
-absl::StatusOr<std::vector<LiveWorker>> PgBrokerStore::LiveWorkers() {
-  return WithSession(pool_, "live workers", [&](soci::session& sql) -> absl::StatusOr<std::vector<LiveWorker>> {
-    std::vector<LiveWorker> out;
-    soci::rowset<soci::row> rows =
-        (sql.prepare << absl::StrCat(
-             "SELECT w.id::text, w.runner_id, COALESCE(w.account_id::text, ''), w.epoch::text,"
-             " w.task_id::text, w.workspace_id::text, w.last_seq::text, w.state, t.concurrency_key"
-             " FROM workers w JOIN tasks t ON t.id = w.task_id WHERE w.state IN ",
-             SqlList(LiveWorkerStates())));
-    for (const soci::row& r : rows) {
-      LiveWorker w;
-      w.worker_id = r.get<std::string>(0);
-      w.runner_id = r.get<std::string>(1);
-      w.account_id = r.get<std::string>(2);
-      w.epoch = Int(r.get<std::string>(3));
-      w.task_id = r.get<std::string>(4);
-      w.workspace_id = r.get<std::string>(5);
-      w.last_seq = Int(r.get<std::string>(6));
-      w.state = r.get<std::string>(7);
-      w.concurrency_key = r.get<std::string>(8);
-      out.push_back(std::move(w));
     }
     return out;
   });

@@ -16,9 +16,14 @@ namespace buildd::broker {
 class PgBrokerStore final : public BrokerStore {
  public:
   // `sessions` seals session transcripts at rest; `conninfo` is where the
-  // writer connects (libpq form).
-  PgBrokerStore(soci::connection_pool& pool, SecretBox sessions, std::string conninfo)
-      : pool_(pool), sessions_(std::move(sessions)), conninfo_(std::move(conninfo)) {}
+  // writer and the listener connect (libpq form); `replica_id` signs this
+  // replica's notices.
+  PgBrokerStore(soci::connection_pool& pool, SecretBox sessions, std::string conninfo,
+                std::string replica_id = "")
+      : pool_(pool),
+        sessions_(std::move(sessions)),
+        conninfo_(std::move(conninfo)),
+        replica_id_(std::move(replica_id)) {}
 
   absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id) override;
   absl::StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces(
@@ -38,17 +43,19 @@ class PgBrokerStore final : public BrokerStore {
                                          const std::string& key) override;
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
-  absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
+  absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
+  absl::Status NotifyControl(const std::string& control) override;
 
  private:
   soci::connection_pool& pool_;
   const SecretBox sessions_;
   const std::string conninfo_;
+  const std::string replica_id_;
 };
 
 const std::vector<Migration>& BrokerMigrations();

@@ -98,6 +98,8 @@ struct WorkerRecord {
   std::string account_id;
   std::string runner_id;
   std::string runner_name;
+  // The broker replica holding its runner's stream (its lease's owner).
+  std::string broker_id;
   std::string state = "idle";
   int64_t epoch = 0;
   int64_t last_seq = 0;

@@ -263,21 +263,53 @@ class MemoryStoreWriter final : public StoreWriter {
       return out;
     });
   }
-  bool Reattach(const std::string& worker_id, int64_t epoch, const std::string& account_id,
-                const std::string& runner_id) override {
-    return Apply(true, [&](Tables& t) {
+  std::optional<LiveWorker> Reattach(const std::string& worker_id, int64_t epoch,
+                                     const std::string& account_id, const std::string& runner_id,
+                                     const std::string& broker_id) override {
+    return Apply(true, [&](Tables& t) -> std::optional<LiveWorker> {
       auto it = t.workers.find(worker_id);
-      if (it == t.workers.end()) return false;
+      if (it == t.workers.end()) return std::nullopt;
       WorkerRecord& w = it->second.second;
       if (w.epoch != epoch || w.account_id != account_id || !Contains(LiveWorkerStates(), w.state)) {
-        return false;
+        return std::nullopt;
       }
       w.runner_id = runner_id;
+      w.broker_id = broker_id;
+      return Live(t, w);
+    });
+  }
+  void BeatBroker(const std::string& broker_id) override {
+    Apply(true, [&](Tables& t) {
+      t.brokers[broker_id] = absl::Now();
       return true;
+    });
+  }
+  void LeaveBrokers(const std::string& broker_id) override {
+    Apply(true, [&](Tables& t) { return t.brokers.erase(broker_id) > 0; });
+  }
+  std::vector<LiveWorker> AdoptOrphans(const std::string& broker_id, int64_t dead_after_ms) override {
+    return Apply(true, [&](Tables& t) {
+      const absl::Time alive_since = absl::Now() - absl::Milliseconds(dead_after_ms);
+      std::vector<LiveWorker> out;
+      for (auto& [id, entry] : t.workers) {
+        WorkerRecord& w = entry.second;
+        if (!Contains(LiveWorkerStates(), w.state) || w.broker_id == broker_id) continue;
+        auto owner = t.brokers.find(w.broker_id);
+        if (!w.broker_id.empty() && owner != t.brokers.end() && owner->second > alive_since) continue;
+        w.broker_id = broker_id;
+        out.push_back(Live(t, w));
+      }
+      return out;
     });
   }
 
  private:
+  static LiveWorker Live(const Tables& t, const WorkerRecord& w) {
+    auto task = t.tasks.find(w.task_id);
+    return LiveWorker{w.id, w.runner_id, w.account_id, w.epoch, w.task_id, w.workspace_id,
+                      w.last_seq, w.state, task == t.tasks.end() ? "" : task->second.second.concurrency_key};
+  }
+
   MemoryBrokerStore& store_;
   bool in_tx_ = false;
   Tables work_;
@@ -294,6 +326,36 @@ void MemoryBrokerStore::MaybeFail() {
   if (failures_ <= 0) return;
   --failures_;
   throw MemoryStoreError(failure_);
+}
+
+namespace {
+
+class QuietListener final : public ReplicaListener {
+ public:
+  absl::StatusOr<std::vector<ReplicaNotice>> Wait(absl::Duration timeout) override {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&interrupted_), timeout);
+    interrupted_ = false;
+    return std::vector<ReplicaNotice>{};
+  }
+  void Interrupt() override {
+    absl::MutexLock lock(&mu_);
+    interrupted_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReplicaListener>> MemoryBrokerStore::Listen() {
+  return std::make_unique<QuietListener>();
+}
+
+absl::Status MemoryBrokerStore::NotifyControl(const std::string& /*control*/) {
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<StoreWriter>> MemoryBrokerStore::OpenWriter() {
@@ -424,19 +486,6 @@ absl::StatusOr<std::vector<QueueGroup>> MemoryBrokerStore::Queue() {
   return out;
 }
 
-absl::StatusOr<std::vector<LiveWorker>> MemoryBrokerStore::LiveWorkers() {
-  absl::MutexLock lock(&mu_);
-  std::vector<LiveWorker> out;
-  for (const auto& [id, entry] : tables_.workers) {
-    const WorkerRecord& w = entry.second;
-    if (!Contains(LiveWorkerStates(), w.state)) continue;
-    auto task = tables_.tasks.find(w.task_id);
-    out.push_back(LiveWorker{w.id, w.runner_id, w.account_id, w.epoch, w.task_id, w.workspace_id,
-                             w.last_seq, w.state,
-                             task == tables_.tasks.end() ? "" : task->second.second.concurrency_key});
-  }
-  return out;
-}
 
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
   absl::MutexLock lock(&mu_);

@@ -15,6 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/secret_box.h"
 #include "services/broker/broker_store.h"
 
@@ -57,12 +59,14 @@ class MemoryBrokerStore final : public BrokerStore {
                                          const std::string& key) override;
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
-  absl::StatusOr<std::vector<LiveWorker>> LiveWorkers() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
+  // One replica only: its listener hears nothing.
+  absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
+  absl::Status NotifyControl(const std::string& control) override;
 
   // The tables, as one value: a transaction works on a copy.
   struct Tables {
@@ -74,6 +78,8 @@ class MemoryBrokerStore final : public BrokerStore {
     int64_t last_event_id = 0;
     std::map<std::string, double> costs_today;  // by account
     std::map<std::string, SealedSession> sessions;
+    // Broker replicas and when each was last seen.
+    std::map<std::string, absl::Time> brokers;
   };
 
  private:

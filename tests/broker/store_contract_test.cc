@@ -387,24 +387,56 @@ TEST_P(StoreContractTest, TheQueueCountsUnfinishedTasksByRouteAndWhetherTheyWait
 TEST_P(StoreContractTest, OnlyTheLeaseHoldersAccountReattachesALiveWorker) {
   const std::string ws = Workspace("w");
   const std::string account = NewUuid(), other = NewUuid();
+  const std::string broker = NewUuid();
   TaskRecord t = Task(ws, "x");
   const WorkerRecord w = Assigned(t, account);
-  const auto live = *store_->LiveWorkers();
-  ASSERT_EQ(live.size(), 1u);
-  EXPECT_EQ(live[0].worker_id, w.id);
-  EXPECT_EQ(live[0].concurrency_key, t.concurrency_key);
-  EXPECT_EQ(live[0].account_id, account);
 
-  EXPECT_FALSE(writer_->Reattach(w.id, 1, other, "runner-2"));
-  EXPECT_FALSE(writer_->Reattach(w.id, 2, account, "runner-2"));
-  EXPECT_TRUE(writer_->Reattach(w.id, 1, account, "runner-2"));
+  EXPECT_FALSE(writer_->Reattach(w.id, 1, other, "runner-2", broker).has_value());
+  EXPECT_FALSE(writer_->Reattach(w.id, 2, account, "runner-2", broker).has_value());
+  const std::optional<LiveWorker> held = writer_->Reattach(w.id, 1, account, "runner-2", broker);
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(held->task_id, t.id);
+  EXPECT_EQ(held->concurrency_key, t.concurrency_key);
+  EXPECT_EQ(held->account_id, account);
+  EXPECT_EQ(held->runner_id, "runner-2");
   EXPECT_EQ(store_->GetWorker(w.id)->runner_id, "runner-2");
+  EXPECT_EQ(store_->GetWorker(w.id)->broker_id, broker);
 
   WorkerRecord done = *store_->GetWorker(w.id);
   done.state = "completed";
   writer_->UpdateWorker(done);
-  EXPECT_FALSE(writer_->Reattach(w.id, 1, account, "runner-3"));
-  EXPECT_TRUE(store_->LiveWorkers()->empty());
+  EXPECT_FALSE(writer_->Reattach(w.id, 1, account, "runner-3", broker).has_value());
+}
+
+TEST_P(StoreContractTest, AGoneReplicasLiveWorkersAreAdoptedByOneReplicaOnce) {
+  const std::string ws = Workspace("w");
+  const std::string account = NewUuid();
+  const std::string a = NewUuid(), b = NewUuid(), c = NewUuid();
+  TaskRecord t = Task(ws, "x"), finished = Task(ws, "f");
+  const WorkerRecord w = Assigned(t, account);
+  WorkerRecord ended = Assigned(finished, account);
+  ended.state = "completed";
+  writer_->UpdateWorker(ended);
+  // Written before replicas were recorded: anyone's.
+  writer_->BeatBroker(a);
+  std::vector<LiveWorker> adopted = writer_->AdoptOrphans(a, 60000);
+  ASSERT_EQ(adopted.size(), 1u);
+  EXPECT_EQ(adopted[0].worker_id, w.id);
+  EXPECT_EQ(adopted[0].task_id, t.id);
+  EXPECT_EQ(adopted[0].epoch, 1);
+  EXPECT_EQ(store_->GetWorker(w.id)->broker_id, a);
+  // a is alive: b takes nothing, nor does a take its own again.
+  writer_->BeatBroker(b);
+  EXPECT_TRUE(writer_->AdoptOrphans(b, 60000).empty());
+  EXPECT_TRUE(writer_->AdoptOrphans(a, 60000).empty());
+  // a leaves: b adopts, once.
+  writer_->LeaveBrokers(a);
+  ASSERT_EQ(writer_->AdoptOrphans(b, 60000).size(), 1u);
+  EXPECT_TRUE(writer_->AdoptOrphans(c, 60000).empty());
+  EXPECT_EQ(store_->GetWorker(w.id)->broker_id, b);
+  // b not seen for longer than c's patience: gone too.
+  ASSERT_EQ(writer_->AdoptOrphans(c, 0).size(), 1u);
+  EXPECT_EQ(store_->GetWorker(w.id)->broker_id, c);
 }
 
 TEST_P(StoreContractTest, CostsAddUpPerAccount) {
