@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Configures (once) and builds every target into build/.
+# Configures (once) and builds into build/: every target, or the given ones.
 
 build_all() {
   # Paths under the checkout are hashed relative to it, and the compile
@@ -23,7 +23,9 @@ build_all() {
     log "configuring build/"
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2 || die "cmake configure failed"
   fi
-  log "building (-j${BUILDD_JOBS:-2})"
-  cmake --build build -j"${BUILDD_JOBS:-2}" >&2 || die "build failed"
+  local -a targets=()
+  (($#)) && targets=(--target "$@")
+  log "building${targets[*]:+ ${*}} (-j${BUILDD_JOBS:-2})"
+  cmake --build build -j"${BUILDD_JOBS:-2}" "${targets[@]}" >&2 || die "build failed"
   exec 8>&-
 }

@@ -8,9 +8,14 @@ BUILDD_PACKAGES=(
   libgtest-dev libgmock-dev bubblewrap openssl
 )
 
+# What `./buildd image` needs: buildah builds the images, mmdebstrap makes
+# their base, podman with runc runs them (uidmap: rootless, as a user).
+BUILDD_IMAGE_PACKAGES=(buildah mmdebstrap podman runc uidmap)
+
 # What only `./buildd test` needs: the libFuzzer targets build with clang
-# (tests/fuzz/); the chart test's helm comes zipped (unzip).
-BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev unzip)
+# (tests/fuzz/); the chart test's helm comes zipped (unzip); the image tests
+# build and run the images.
+BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev unzip "${BUILDD_IMAGE_PACKAGES[@]}")
 
 # What `./buildd bench` needs (bench/run.sh), and with --profile.
 BUILDD_BENCH_PACKAGES=(postgresql-15)
