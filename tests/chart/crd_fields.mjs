@@ -9,6 +9,14 @@
 const meta = { apiVersion: true, kind: true, metadata: 'V1ObjectMeta' };
 const strings = { '*': true };
 const secretKey = { name: true, key: true };
+const triggers = [{
+  type: true,
+  name: true,
+  metadata: strings,
+  authenticationRef: { name: true, kind: true },
+  metricType: true,
+  useCachedMetrics: true,
+}];
 
 export const CRD_FIELDS = {
   'keda.sh/v1alpha1/ScaledObject': {
@@ -27,14 +35,29 @@ export const CRD_FIELDS = {
         horizontalPodAutoscalerConfig: { name: true, behavior: 'V2HorizontalPodAutoscalerBehavior' },
         scalingModifiers: { formula: true, target: true, activationTarget: true, metricType: true },
       },
-      triggers: [{
-        type: true,
-        name: true,
-        metadata: strings,
-        authenticationRef: { name: true, kind: true },
-        metricType: true,
-        useCachedMetrics: true,
-      }],
+      triggers,
+    },
+  },
+  'keda.sh/v1alpha1/ScaledJob': {
+    ...meta,
+    spec: {
+      jobTargetRef: 'V1JobSpec',
+      pollingInterval: true,
+      successfulJobsHistoryLimit: true,
+      failedJobsHistoryLimit: true,
+      envSourceContainerName: true,
+      minReplicaCount: true,
+      maxReplicaCount: true,
+      rollout: { strategy: true, propagationPolicy: true },
+      rolloutStrategy: true,
+      scalingStrategy: {
+        strategy: true,
+        customScalingQueueLengthDeduction: true,
+        customScalingRunningJobPercentage: true,
+        pendingPodConditions: [true],
+        multipleScalersCalculation: true,
+      },
+      triggers,
     },
   },
   'keda.sh/v1alpha1/TriggerAuthentication': {

@@ -91,8 +91,11 @@ export function ofKind(objects, kind) {
 
 export const name = (component) => `${RELEASE}-${component}`;
 
-// The pod spec of a Deployment or Job.
-export const podSpec = (workload) => workload.spec.template.spec;
+// The pod template of a Deployment or Job, or of the Jobs a KEDA ScaledJob
+// starts.
+export const podTemplate = (workload) =>
+  (workload.kind === 'ScaledJob' ? workload.spec.jobTargetRef : workload.spec).template;
+export const podSpec = (workload) => podTemplate(workload).spec;
 
 export function containers(workload) {
   const spec = podSpec(workload);
@@ -115,9 +118,9 @@ export function flags(c) {
   return out;
 }
 
-// Every workload's pod spec, with where it came from.
+// Everything that makes pods.
 export function workloads(objects) {
-  return objects.filter((o) => ['Deployment', 'Job', 'StatefulSet', 'DaemonSet'].includes(o.kind));
+  return objects.filter((o) => ['Deployment', 'Job', 'StatefulSet', 'DaemonSet', 'ScaledJob'].includes(o.kind));
 }
 
 // Does a label selector (matchLabels only) select these labels?

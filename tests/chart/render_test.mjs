@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CHART, NAMESPACE, RELEASE, ROOT, TESTS, container, containers, decode, fileSource, find, flags,
-  helm, must, name, ofKind, podSpec, render, selects, workloads,
+  helm, must, name, ofKind, podSpec, podTemplate, render, selects, workloads,
 } from './lib.mjs';
 import { problems } from './validate.mjs';
 
@@ -20,6 +20,7 @@ const SETS = [
   'values-tls-secrets.yaml',
   'values-existing-secrets.yaml',
   'values-no-runner.yaml',
+  'values-scaled-job.yaml',
 ];
 
 // Rendered once, one after another (the machine is shared).
@@ -31,7 +32,10 @@ for (const file of SETS) {
 }
 const valuesOf = (file) => readFileSync(join(TESTS, file), 'utf8');
 const deployment = (objects, component) => must(objects, 'Deployment', name(component));
-const hasRunner = (objects) => find(objects, 'Deployment', name('runner')) !== undefined;
+// The runners' Deployment, or the ScaledJob that starts them as Jobs.
+const runnerWorkload = (objects) =>
+  find(objects, 'Deployment', name('runner')) || find(objects, 'ScaledJob', name('runner'));
+const hasRunner = (objects) => runnerWorkload(objects) !== undefined;
 const grpcPortOf = (c) => c.ports.find((p) => p.name === 'grpc').containerPort;
 const portNamed = (c, portName) => c.ports.find((p) => p.name === portName)?.containerPort;
 const annotations = (o) => o.metadata.annotations || {};
@@ -73,13 +77,16 @@ test('images default to the chart appVersion, per component', async () => {
   const appVersion = /^appVersion:\s*"?([^"\n]+)"?/m.exec(chart)[1];
   const objects = rendered['values-default.yaml'];
   for (const component of ['accounts', 'broker', 'gateway']) {
-    assert.equal(container(deployment(objects, component), component).image, `buildd/buildd:${appVersion}`);
+    assert.equal(container(deployment(objects, component), component).image, `buildd/services:${appVersion}`);
   }
-  assert.equal(container(deployment(objects, 'runner'), 'runner').image,
-               `buildd/buildd-runner:${appVersion}`);
+  // What ./buildd image builds (localhost/buildd/...), the registry left
+  // to the operator.
+  assert.equal(container(deployment(objects, 'runner'), 'runner').image, `buildd/runner:${appVersion}`);
   const production = rendered['values-production.yaml'];
   assert.equal(container(deployment(production, 'runner'), 'runner').image,
-               `registry.example.com/buildd/buildd-runner:${appVersion}`);
+               `registry.example.com/buildd/runner:${appVersion}`);
+  assert.equal(container(deployment(production, 'broker'), 'broker').image,
+               `registry.example.com/buildd/services:0.1.0`);
   for (const w of workloads(production)) {
     assert.deepEqual(podSpec(w).imagePullSecrets, [{ name: 'registry-credentials' }], w.metadata.name);
   }
@@ -87,11 +94,11 @@ test('images default to the chart appVersion, per component', async () => {
   const { objects: canary } = await render('values-default.yaml', [
     '--set', 'broker.image.tag=0.2.0-rc1', '--set', 'broker.image.pullPolicy=Always']);
   const broker = container(deployment(canary, 'broker'), 'broker');
-  assert.equal(broker.image, 'buildd/buildd:0.2.0-rc1');
+  assert.equal(broker.image, 'buildd/services:0.2.0-rc1');
   assert.equal(broker.imagePullPolicy, 'Always');
   assert.equal(container(must(canary, 'Job', name('migrate')), 'migrate-broker').image, broker.image);
   assert.equal(container(must(canary, 'Job', name('migrate')), 'migrate-accounts').image,
-               `buildd/buildd:${appVersion}`);
+               `buildd/services:${appVersion}`);
   assert.equal(container(deployment(canary, 'gateway'), 'gateway').imagePullPolicy, 'IfNotPresent');
 });
 
@@ -157,7 +164,7 @@ test('with TLS the service probes ask /health on the metrics port (gRPC probes a
 
 test('the runner runs restricted: non-root, read-only root, no privilege, no capability, seccomp', () => {
   for (const file of SETS.filter((f) => hasRunner(rendered[f]))) {
-    const d = deployment(rendered[file], 'runner');
+    const d = runnerWorkload(rendered[file]);
     const spec = podSpec(d);
     const c = container(d, 'runner');
     const sc = c.securityContext;
@@ -403,16 +410,13 @@ test('the components find each other by their Services', () => {
     assert.equal(gateway.get('broker_addr'), `${name('broker')}:${ports.broker}`);
     assert.equal(broker.get('accounts_addr'), `${name('accounts')}:${ports.accounts}`);
     if (hasRunner(objects)) {
-      const runner = flags(container(deployment(objects, 'runner'), 'runner'));
+      const runner = flags(container(runnerWorkload(objects), 'runner'));
       assert.equal(runner.get('server'), `${name('broker')}:${ports.broker}`);
     }
   }
 });
 
 test('every flag the chart passes is one its binary has', () => {
-  // Flags being added on main (the migrations' mode, the runner's key
-  // file); the check covers them by source once they are there.
-  const pending = new Set(['migrate', 'api_key_file']);
   const sources = {
     'buildd-accounts': ['services/accounts/main.cc', 'common/tls.cc', 'common/service_main.cc'],
     'buildd-broker': ['services/broker/main.cc', 'common/tls.cc', 'common/service_main.cc'],
@@ -427,16 +431,23 @@ test('every flag the chart passes is one its binary has', () => {
       for (const m of text.matchAll(/ABSL_FLAG\(\s*[^,]+,\s*([a-z0-9_]+)\s*,/g)) known[binary].add(m[1]);
     }
   }
+  const passed = new Set();
   for (const file of SETS) {
     for (const w of workloads(rendered[file])) {
       for (const c of containers(w)) {
         const binary = c.command[0].replace('/usr/bin/', '');
         assert.ok(known[binary], `${w.metadata.name}: ${binary}`);
         for (const flag of flags(c).keys()) {
-          assert.ok(known[binary].has(flag) || pending.has(flag), `${file}: ${binary} has no --${flag}`);
+          assert.ok(known[binary].has(flag), `${file}: ${binary} has no --${flag}`);
+          passed.add(`${binary} --${flag}`);
         }
       }
     }
+  }
+  // The values sets pass the newer flags, so the check covers them.
+  for (const flag of ['buildd-accounts --migrate', 'buildd-broker --migrate', 'buildd-broker --scaler_listen',
+                      'buildd-runner --api_key_file', 'buildd-runner --once', 'buildd-runner --idle_exit']) {
+    assert.ok(passed.has(flag), `no values set passes ${flag}`);
   }
 });
 
@@ -483,12 +494,8 @@ test('NetworkPolicies: runners reach only the broker and DNS; only the gateway i
   assert.deepEqual(ofKind(rendered['values-no-runner.yaml'], 'NetworkPolicy'), []);
 });
 
-test('NetworkPolicies open what the operator names: metrics, KEDA, runner egress, gateway callers', () => {
+test('NetworkPolicies open what the operator names: metrics, runner egress, gateway callers', () => {
   const production = rendered['values-production.yaml'];
-  const broker = must(production, 'NetworkPolicy', name('broker'));
-  const keda = broker.spec.ingress[0].from.find((peer) => peer.namespaceSelector);
-  assert.equal(keda.namespaceSelector.matchLabels['kubernetes.io/metadata.name'], 'keda',
-               'KEDA\'s operator dials the external-push scaler');
   for (const component of ['accounts', 'broker', 'runner']) {
     const rules = must(production, 'NetworkPolicy', name(component)).spec.ingress;
     const metrics = rules.find((r) => r.ports[0].port === 9090);
@@ -500,9 +507,52 @@ test('NetworkPolicies open what the operator names: metrics, KEDA, runner egress
   const gateway = must(rendered['values-tls-secrets.yaml'], 'NetworkPolicy', name('gateway'));
   assert.equal(gateway.spec.ingress[0].from[0].namespaceSelector.matchLabels['kubernetes.io/metadata.name'],
                'ingress-nginx');
-  // Prometheus-driven autoscaling: KEDA does not call the broker.
-  const tlsBroker = must(rendered['values-tls-secrets.yaml'], 'NetworkPolicy', name('broker'));
-  assert.ok(tlsBroker.spec.ingress[0].from.every((peer) => peer.podSelector));
+});
+
+// The broker's ingress rules as "who -> ports".
+function brokerIngress(objects) {
+  return must(objects, 'NetworkPolicy', name('broker')).spec.ingress.map((rule) => {
+    const who = rule.from.map((peer) => peer.podSelector
+      ? peer.podSelector.matchLabels['app.kubernetes.io/component']
+      : `namespace ${peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name']}`);
+    return `${who.sort().join(',')} -> ${rule.ports.map((p) => `${p.port}/${p.protocol}`).join(',')}`;
+  });
+}
+
+test('KEDA\'s namespace reaches the broker\'s scaler port and nothing else; gateway and runners its gRPC port', () => {
+  const expect = {
+    // Pushed by the broker: KEDA dials the scaler port.
+    'values-production.yaml': ['gateway,runner -> 7002/TCP', 'namespace keda -> 7004/TCP',
+                               'namespace monitoring -> 9090/TCP'],
+    'values-scaled-job.yaml': ['gateway,runner -> 7002/TCP', 'namespace keda-system -> 7100/TCP'],
+    // Read from Prometheus, or no autoscaling: KEDA does not call the broker.
+    'values-tls-secrets.yaml': ['gateway,runner -> 7002/TCP'],
+    'values-default.yaml': ['gateway,runner -> 7002/TCP'],
+  };
+  for (const [file, rules] of Object.entries(expect)) {
+    const objects = rendered[file];
+    assert.deepEqual(brokerIngress(objects), rules, file);
+    // The port KEDA may reach is the one the scaler listens on, the gRPC
+    // port the main server's.
+    const broker = container(deployment(objects, 'broker'), 'broker');
+    const scaler = portNamed(broker, 'scaler');
+    const keda = rules.find((r) => r.startsWith('namespace keda'));
+    if (keda) {
+      assert.equal(flags(broker).get('scaler_listen'), `0.0.0.0:${scaler}`, file);
+      assert.ok(keda.endsWith(` -> ${scaler}/TCP`), `${file}: ${keda}`);
+      assert.notEqual(scaler, grpcPortOf(broker), `${file}: not on the gRPC port`);
+    } else {
+      assert.equal(flags(broker).get('scaler_listen'), undefined, `${file}: no scaler`);
+      assert.equal(scaler, undefined, file);
+      assert.equal(must(objects, 'Service', name('broker')).spec.ports.find((p) => p.name === 'scaler'), undefined);
+    }
+    assert.ok(rules[0].endsWith(` -> ${grpcPortOf(broker)}/TCP`));
+    // The runners reach the gRPC port only.
+    if (hasRunner(objects)) {
+      const toBroker = must(objects, 'NetworkPolicy', name('runner')).spec.egress[0];
+      assert.deepEqual(toBroker.ports, [{ port: grpcPortOf(broker), protocol: 'TCP' }], file);
+    }
+  }
 });
 
 test('TLS from cert-manager: a Certificate per component, mounted, on every link', () => {
@@ -550,7 +600,37 @@ function checkTls(objects, secretOf) {
   assert.equal(gateway.get('tls_client_ca'), undefined, 'the gateway asks browsers for no certificate');
 }
 
-test('KEDA scales the runners from zero, pushed by the broker', () => {
+// The metadata keys the broker's scaler reads, from its header's list.
+const SCALER_KEYS = (() => {
+  const header = readFileSync(join(ROOT, 'services/broker/queue_scaler.h'), 'utf8');
+  const list = header.slice(header.indexOf("The trigger's metadata"), header.indexOf('The queue is'));
+  return new Set([...list.matchAll(/^\/\/ {3}([A-Za-z]+) /gm)].map((m) => m[1]));
+})();
+
+// The broker's trigger of a ScaledObject (external-push) or ScaledJob
+// (external: KEDA ignores pushes for a ScaledJob and polls), checked
+// against the broker it dials and the runners it counts for.
+function checkScalerTrigger(objects, scaled, runner) {
+  assert.equal(scaled.spec.triggers.length, 1);
+  const [trigger] = scaled.spec.triggers;
+  assert.equal(trigger.type, scaled.kind === 'ScaledJob' ? 'external' : 'external-push');
+  const { scalerAddress, ...metadata } = trigger.metadata;
+  // The broker Service's scaler port, by the name KEDA's namespace resolves.
+  const scaler = must(objects, 'Service', name('broker')).spec.ports.find((p) => p.name === 'scaler');
+  assert.equal(scalerAddress, `${name('broker')}.${NAMESPACE}.svc.cluster.local:${scaler.port}`);
+  assert.deepEqual(Object.keys(metadata).filter((k) => !SCALER_KEYS.has(k)), [], 'keys the broker reads');
+  assert.deepEqual([...SCALER_KEYS].sort(),
+                   ['accountType', 'labels', 'providers', 'tasksPerRunner', 'workspace'], 'the header\'s list');
+  // What the pods are, as the runner's flags say.
+  const f = flags(container(runner, 'runner'));
+  assert.equal(metadata.labels, f.get('labels') ?? '');
+  assert.equal(metadata.workspace, f.get('workspace'));
+  assert.equal(metadata.tasksPerRunner, f.get('max_tasks'), 'KEDA\'s target is what one pod takes');
+  for (const value of Object.values(trigger.metadata)) assert.equal(typeof value, 'string');
+  return trigger;
+}
+
+test('KEDA scales the runner Deployment from zero, pushed by the broker', () => {
   const objects = rendered['values-production.yaml'];
   const scaled = must(objects, 'ScaledObject', name('runner'));
   const runner = deployment(objects, 'runner');
@@ -558,33 +638,126 @@ test('KEDA scales the runners from zero, pushed by the broker', () => {
   assert.deepEqual(scaled.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: name('runner') });
   assert.equal(scaled.spec.minReplicaCount, 0);
   assert.equal(scaled.spec.maxReplicaCount, 20);
-  assert.equal(scaled.spec.triggers.length, 1);
-  const [trigger] = scaled.spec.triggers;
-  assert.equal(trigger.type, 'external-push');
-  const brokerService = must(objects, 'Service', name('broker'));
-  const grpc = brokerService.spec.ports.find((p) => p.name === 'grpc').port;
-  assert.equal(trigger.metadata.scalerAddress, `${name('broker')}.${NAMESPACE}.svc.cluster.local:${grpc}`);
-  assert.equal(trigger.metadata.provider, 'claude');
-  assert.equal(trigger.metadata.labels, 'linux,claude');
-  assert.equal(flags(container(runner, 'runner')).get('labels'), 'linux,claude');
-  // With TLS KEDA dials with the runners' certificate.
+  assert.equal(scaled.spec.cooldownPeriod, 300);
+  const trigger = checkScalerTrigger(objects, scaled, runner);
+  assert.deepEqual(trigger.metadata, {
+    scalerAddress: `${name('broker')}.${NAMESPACE}.svc.cluster.local:7004`,
+    providers: 'claude',
+    labels: 'linux,claude',
+    accountType: 'service',
+    tasksPerRunner: '1',
+  });
+  assert.equal(flags(container(runner, 'runner')).get('idle_exit'), undefined, 'a Deployment restarts an exit');
+  assert.equal(flags(container(runner, 'runner')).get('once'), undefined);
+  // With TLS KEDA dials with the runners' certificate, and the scaler port
+  // serves the broker's, which names the address KEDA dials.
   const auth = must(objects, 'TriggerAuthentication', trigger.authenticationRef.name);
   const secret = must(objects, 'Certificate', name('runner')).spec.secretName;
   assert.deepEqual(auth.spec.secretTargetRef.map((r) => `${r.parameter}=${r.name}/${r.key}`).sort(),
                    [`caCert=${secret}/ca.crt`, `tlsClientCert=${secret}/tls.crt`,
                     `tlsClientKey=${secret}/tls.key`]);
+  const host = trigger.metadata.scalerAddress.split(':')[0];
+  assert.ok(must(objects, 'Certificate', name('broker')).spec.dnsNames.includes(host));
+  assert.ok(flags(container(deployment(objects, 'broker'), 'broker')).get('tls_client_ca'),
+            'the scaler port takes the broker\'s TLS flags');
   assert.equal(find(rendered['values-default.yaml'], 'ScaledObject', name('runner')), undefined);
   assert.equal(deployment(rendered['values-default.yaml'], 'runner').spec.replicas, 1);
 });
 
-test('KEDA can read the queue from Prometheus instead', () => {
+test('the trigger follows the runner values: providers, maxTasks, workspace, account type', async () => {
+  const { objects } = await render('values-production.yaml', [
+    '--set', 'runner.maxTasks=3', '--set', 'runner.autoscaling.providers={command,codex}',
+    '--set', 'runner.autoscaling.accountType=user', '--set', 'broker.scalerPort=7444',
+    '--set', 'runner.workspace=0b6f2c1e-8d7a-4c3b-9e2f-1a0b9c8d7e6f', '--set', 'runner.labels=null']);
+  const runner = deployment(objects, 'runner');
+  const trigger = checkScalerTrigger(objects, must(objects, 'ScaledObject', name('runner')), runner);
+  assert.deepEqual(trigger.metadata, {
+    scalerAddress: `${name('broker')}.${NAMESPACE}.svc.cluster.local:7444`,
+    providers: 'command,codex',
+    labels: '',
+    workspace: '0b6f2c1e-8d7a-4c3b-9e2f-1a0b9c8d7e6f',
+    accountType: 'user',
+    tasksPerRunner: '3',
+  });
+  assert.equal(flags(container(runner, 'runner')).get('max_tasks'), '3');
+  // No providers named: the key is left out, and the broker counts all.
+  const all = await render('values-production.yaml', ['--set', 'runner.autoscaling.providers=null']);
+  assert.equal(must(all.objects, 'ScaledObject', name('runner')).spec.triggers[0].metadata.providers, undefined);
+});
+
+test('a ScaledJob starts a Job per task: --once, not restarted, never stopped to scale down', () => {
+  const objects = rendered['values-scaled-job.yaml'];
+  assert.equal(find(objects, 'Deployment', name('runner')), undefined, 'KEDA makes the pods');
+  assert.equal(find(objects, 'ScaledObject', name('runner')), undefined);
+  const scaled = must(objects, 'ScaledJob', name('runner'));
+  const job = scaled.spec.jobTargetRef;
+  assert.equal(job.parallelism, 1);
+  assert.equal(job.completions, 1);
+  assert.equal(job.backoffLimit, 0);
+  assert.equal(podSpec(scaled).restartPolicy, 'Never');
+  assert.ok(selects(must(objects, 'NetworkPolicy', name('runner')).spec.podSelector,
+                    podTemplate(scaled).metadata.labels), 'the runner NetworkPolicy holds its pods');
+  const f = flags(container(scaled, 'runner'));
+  assert.equal(f.get('once'), '');
+  assert.equal(f.get('max_tasks'), '1');
+  assert.equal(f.get('idle_exit'), '10m', 'a Job whose task went elsewhere ends');
+  assert.ok(podSpec(scaled).terminationGracePeriodSeconds > Number(f.get('drain_timeout_ms')) / 1000);
+  assert.equal(scaled.spec.rollout.strategy, 'gradual', 'an upgrade leaves running Jobs be');
+  assert.equal(scaled.spec.scalingStrategy.strategy, 'default', 'the metric counts running tasks');
+  assert.equal(scaled.spec.maxReplicaCount, 8);
+  assert.equal(scaled.spec.successfulJobsHistoryLimit, 2);
+  assert.equal(scaled.spec.failedJobsHistoryLimit, 5);
+  assert.equal(scaled.spec.cooldownPeriod, undefined, 'not a ScaledJob field');
+  const trigger = checkScalerTrigger(objects, scaled, scaled);
+  assert.deepEqual(trigger.metadata, {
+    scalerAddress: `${name('broker')}.${NAMESPACE}.svc.cluster.local:7100`,
+    providers: 'claude,codex',
+    labels: 'gpu,linux',
+    workspace: '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b',
+    accountType: 'service',
+    tasksPerRunner: '1',
+  });
+  assert.equal(trigger.authenticationRef, undefined, 'no TLS here');
+});
+
+// A query's label regex, as Prometheus applies it (fully anchored).
+function labelMatcher(query, label) {
+  const m = new RegExp(`${label}(=~?)"((?:[^"\\\\]|\\\\.)*)"`).exec(query);
+  if (!m) return null;
+  const value = JSON.parse(`"${m[2]}"`);
+  return m[1] === '=' ? (s) => s === value : (s) => new RegExp(`^(?:${value})$`).test(s);
+}
+
+test('KEDA can read the queue from Prometheus instead: one replica\'s count, not their sum', async () => {
   const objects = rendered['values-tls-secrets.yaml'];
   const [trigger] = must(objects, 'ScaledObject', name('runner')).spec.triggers;
   assert.equal(trigger.type, 'prometheus');
   assert.equal(trigger.metadata.serverAddress, 'http://prometheus-operated.monitoring.svc:9090');
-  assert.equal(trigger.metadata.query, 'sum(buildd_broker_pending_tasks{provider="codex"})');
+  assert.equal(trigger.metadata.query,
+               'max(sum by (instance) (buildd_broker_pending_tasks{provider=~"codex|command",labels=""}))');
   assert.equal(trigger.metadata.threshold, '2');
   assert.equal(ofKind(objects, 'TriggerAuthentication').length, 0);
+
+  // The pods' labels: tasks that require none, or only some of them.
+  const { objects: labelled } = await render('values-tls-secrets.yaml', [
+    '--set', 'runner.labels={linux,gpu.a100}', '--set', 'runner.autoscaling.providers=null',
+    '--set', 'runner.autoscaling.prometheus.threshold=', '--set', 'runner.maxTasks=2']);
+  const [t] = must(labelled, 'ScaledObject', name('runner')).spec.triggers;
+  assert.match(t.metadata.query, /^max\(sum by \(instance\) \(buildd_broker_pending_tasks\{[^}]*\}\)\)$/);
+  assert.equal(labelMatcher(t.metadata.query, 'provider'), null, 'every provider');
+  const takes = labelMatcher(t.metadata.query, 'labels');
+  for (const labels of ['', 'linux', 'gpu.a100', 'gpu.a100,linux']) assert.ok(takes(labels), labels);
+  for (const labels of ['arm', 'gpu', 'gpuxa100', 'arm,linux', 'gpu.a100,linux,x']) assert.ok(!takes(labels), labels);
+  assert.equal(t.metadata.threshold, '2', 'runner.maxTasks by default');
+
+  // A ScaledJob over that metric (waiting tasks only) subtracts the Jobs
+  // that have not started, not the running ones.
+  const { objects: jobs } = await render('values-scaled-job.yaml', [
+    '--set', 'runner.autoscaling.prometheus.serverAddress=http://prometheus:9090']);
+  const scaled = must(jobs, 'ScaledJob', name('runner'));
+  assert.equal(scaled.spec.triggers[0].type, 'prometheus');
+  assert.equal(scaled.spec.scalingStrategy.strategy, 'accurate');
+  assert.deepEqual(brokerIngress(jobs), ['gateway,runner -> 7002/TCP']);
 });
 
 test('the ServiceMonitor scrapes accounts, brokers and runners on their metrics ports', () => {
@@ -674,4 +847,26 @@ test('NOTES shows the port-forward and grpcurl lines', async () => {
   assert.match(notes, /grpcurl -plaintext 127\.0\.0\.1:7002 list/);
   assert.match(notes, /grpcurl -plaintext -H "authorization: Bearer \$ADMIN_KEY" 127\.0\.0\.1:7002 buildd\.v1\.BrokerService\/ListTasks/);
   assert.match(notes, /get secret buildd-keys -o jsonpath='\{\.data\.admin-key\}'/);
+  assert.doesNotMatch(notes, /KEDA/, 'no autoscaling');
+});
+
+test('NOTES says where KEDA asks and who may reach the scaler port', async () => {
+  const notes = async (file) => {
+    const result = await helm(['install', RELEASE, CHART, '--namespace', NAMESPACE, '--dry-run=client',
+                               '-f', join(TESTS, file)]);
+    assert.equal(result.code, 0, result.stderr);
+    return result.stdout.slice(result.stdout.indexOf('NOTES:')).replace(/\s+/g, ' ');
+  };
+  const production = await notes('values-production.yaml');
+  assert.match(production, /external scaler \(--scaler_listen\) at buildd-broker\.agents\.svc\.cluster\.local:7004/);
+  assert.match(production, /only the namespace keda may reach it/);
+  assert.match(production, /get scaledobject buildd-runner/);
+  const jobs = await notes('values-scaled-job.yaml');
+  assert.match(jobs, /runners \(KEDA ScaledJob: up to 8 Jobs of one task each\)/);
+  assert.match(jobs, /at buildd-broker\.agents\.svc\.cluster\.local:7100/);
+  assert.match(jobs, /only the namespace keda-system may reach it/);
+  assert.match(jobs, /get scaledjob buildd-runner/);
+  const prometheus = await notes('values-tls-secrets.yaml');
+  assert.match(prometheus, /from Prometheus at http:\/\/prometheus-operated\.monitoring\.svc:9090: waiting tasks only/);
+  assert.doesNotMatch(prometheus, /scaler_listen/);
 });

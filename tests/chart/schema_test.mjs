@@ -40,6 +40,12 @@ test('the bounds are where they say: one broker or gateway is allowed, a databas
     ['--set', 'database.url=postgresql://db/buildd', '--set', 'broker.replicas=1', '--set', 'gateway.replicas=1'],
     ['--set', 'database.existingSecret=pg-app'],
     ['--set', 'database.url=postgresql://db/buildd', '--set', 'runner.replicas=0'],
+    // Durations as the runner's --idle_exit parses them; providers by name.
+    ['--set', 'database.url=postgresql://db/buildd', '--set', 'runner.autoscaling.enabled=true',
+     '--set', 'runner.autoscaling.kind=ScaledJob', '--set', 'runner.idleExit=1h30m',
+     '--set', 'runner.autoscaling.providers={command,claude,codex}'],
+    ['--set', 'database.url=postgresql://db/buildd', '--set', 'runner.autoscaling.enabled=true',
+     '--set', 'runner.autoscaling.kind=ScaledJob', '--set', 'runner.idleExit=90.5s'],
   ];
   for (const args of accepted) {
     const result = await helm(['template', 'buildd', CHART, ...args]);
