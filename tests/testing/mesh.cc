@@ -49,19 +49,28 @@ Mesh::Mesh(Options options) : options_(options) {
   StartBroker();
   if (options_.gateway) {
     gateway_port_ = FreePort();
-    std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", gateway_port_),
-                                     absl::StrCat("--accounts_addr=", accounts_addr()),
-                                     absl::StrCat("--broker_addr=", broker_addr()),
-                                     absl::StrCat("--sse_heartbeat_ms=", options_.sse_heartbeat_ms)};
-    for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
-    gateway_ = Process::Start(BuiltBinary("gateway/buildd-gateway"), args, {},
-                              dir_ + "/gateway.log");
-    EXPECT_TRUE(gateway_->WaitForLog("gateway listening on", 30000)) << gateway_->Log();
+    gateway_ = StartGatewayProcess(gateway_port_, broker_addr(), dir_ + "/gateway.log");
   }
+}
+
+std::unique_ptr<Process> Mesh::StartGatewayProcess(int port, const std::string& broker_addr,
+                                                   const std::string& log) {
+  std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", port),
+                                   absl::StrCat("--accounts_addr=", accounts_addr()),
+                                   absl::StrCat("--broker_addr=", broker_addr),
+                                   absl::StrCat("--sse_heartbeat_ms=", options_.sse_heartbeat_ms)};
+  for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
+  auto gateway = Process::Start(BuiltBinary("gateway/buildd-gateway"), args, {}, log);
+  EXPECT_TRUE(gateway->WaitForLog("gateway listening on", 30000)) << gateway->Log();
+  return gateway;
 }
 
 Mesh::~Mesh() {
   for (auto& r : runners_) r->Stop(SIGTERM, 10000);
+  for (auto& r : replicas_) {
+    if (r->gateway) r->gateway->Stop(SIGTERM, 10000);
+    if (r->broker) r->broker->Stop(SIGTERM, 10000);
+  }
   if (gateway_) gateway_->Stop(SIGTERM, 10000);
   if (broker_) broker_->Stop(SIGTERM, 10000);
   if (accounts_) accounts_->Stop(SIGTERM, 10000);
@@ -75,20 +84,45 @@ std::string Mesh::broker_addr() const { return absl::StrCat("127.0.0.1:", broker
 
 void Mesh::StartBroker() {
   ++broker_starts_;
-  std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", broker_port_),
+  broker_ = StartBrokerProcess(broker_port_, broker_metrics_port_,
+                               absl::StrCat(dir_, "/broker.", broker_starts_, ".log"), options_.broker_args);
+}
+
+std::unique_ptr<Process> Mesh::StartBrokerProcess(int port, int metrics_port, const std::string& log,
+                                                  const std::vector<std::string>& more_args) {
+  std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", port),
                                    absl::StrCat("--accounts_addr=", accounts_addr()),
                                    absl::StrCat("--lease_grace_ms=", options_.lease_grace_ms),
-                                   absl::StrCat("--metrics_listen=127.0.0.1:", broker_metrics_port_),
+                                   absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port),
                                    options_.migrate_first ? "--migrate=check" : "--migrate=apply"};
   for (const std::string& arg : ServerTlsArgs()) args.push_back(arg);
   for (const std::string& arg : ClientTlsArgs()) args.push_back(arg);
-  args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
-  broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
-                           {{"BUILDD_DATABASE_URL", db_.url()},
-                            {"BUILDD_SESSION_KEY", session_key_},
-                            {"BUILDD_SERVICE_KEY", service_key_}},
-                           absl::StrCat(dir_, "/broker.", broker_starts_, ".log"));
-  EXPECT_TRUE(broker_->WaitForLog("broker listening on", 30000)) << broker_->Log();
+  args.insert(args.end(), more_args.begin(), more_args.end());
+  auto broker = Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
+                               {{"BUILDD_DATABASE_URL", db_.url()},
+                                {"BUILDD_SESSION_KEY", session_key_},
+                                {"BUILDD_SERVICE_KEY", service_key_}},
+                               log);
+  EXPECT_TRUE(broker->WaitForLog("broker listening on", 30000)) << broker->Log();
+  return broker;
+}
+
+Mesh::Replica& Mesh::StartReplica(const std::vector<std::string>& broker_args) {
+  auto replica = std::make_unique<Replica>();
+  const int n = static_cast<int>(replicas_.size()) + 2;
+  replica->broker_port = FreePort();
+  replica->broker = StartBrokerProcess(replica->broker_port, FreePort(),
+                                       absl::StrCat(dir_, "/broker-replica", n, ".log"), broker_args);
+  replica->gateway_port = FreePort();
+  replica->gateway = StartGatewayProcess(replica->gateway_port, replica->broker_addr(),
+                                         absl::StrCat(dir_, "/gateway-replica", n, ".log"));
+  replicas_.push_back(std::move(replica));
+  return *replicas_.back();
+}
+
+std::string Mesh::Replica::broker_addr() const { return absl::StrCat("127.0.0.1:", broker_port); }
+std::string Mesh::Replica::gateway_url() const {
+  return absl::StrCat("http://127.0.0.1:", gateway_port);
 }
 
 std::vector<std::string> Mesh::ServerTlsArgs() const {
@@ -117,8 +151,14 @@ void Mesh::RestartBroker() {
 Process& Mesh::StartRunner(const std::string& api_key, const std::string& name,
                            const std::vector<std::string>& extra_args,
                            const std::map<std::string, std::string>& env) {
-  std::vector<std::string> args = {absl::StrCat("--server=", options_.tls ? "https://" : "",
-                                                broker_addr()),
+  return StartRunnerAt(absl::StrCat(options_.tls ? "https://" : "", broker_addr()), *broker_, api_key,
+                       name, extra_args, env);
+}
+
+Process& Mesh::StartRunnerAt(const std::string& server, Process& broker, const std::string& api_key,
+                             const std::string& name, const std::vector<std::string>& extra_args,
+                             const std::map<std::string, std::string>& env) {
+  std::vector<std::string> args = {absl::StrCat("--server=", server),
                                    absl::StrCat("--name=", name),
                                    absl::StrCat("--listen=127.0.0.1:", FreePort()),
                                    absl::StrCat("--work_dir=", dir_, "/", name)};
@@ -129,8 +169,8 @@ Process& Mesh::StartRunner(const std::string& api_key, const std::string& name,
   runners_.push_back(Process::Start(BuiltBinary("services/runner/buildd-runner"), args, runner_env,
                                     absl::StrCat(dir_, "/runner-", name, ".log")));
   Process& runner = *runners_.back();
-  EXPECT_TRUE(broker_->WaitForLog(absl::StrCat("name=", name, " account="), 30000))
-      << runner.Log() << broker_->Log();
+  EXPECT_TRUE(broker.WaitForLog(absl::StrCat("name=", name, " account="), 30000))
+      << runner.Log() << broker.Log();
   return runner;
 }
 

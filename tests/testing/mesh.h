@@ -59,8 +59,30 @@ class Mesh {
   // Restarts the broker on the same port (its runners reconnect).
   void RestartBroker();
 
+  // Another broker replica on the mesh's database, with a gateway of its
+  // own; `broker_args` are more flags for it.
+  struct Replica {
+    std::unique_ptr<Process> broker;
+    std::unique_ptr<Process> gateway;
+    int broker_port = 0;
+    int gateway_port = 0;
+    std::string broker_addr() const;
+    std::string gateway_url() const;
+  };
+  Replica& StartReplica(const std::vector<std::string>& broker_args = {});
+  // Starts a runner on the gRPC target `server` (e.g. a replica's address,
+  // or several: "ipv4:127.0.0.1:1,127.0.0.1:2"); waits until `broker`
+  // logged it.
+  Process& StartRunnerAt(const std::string& server, Process& broker, const std::string& api_key,
+                         const std::string& name, const std::vector<std::string>& extra_args = {},
+                         const std::map<std::string, std::string>& env = {});
+
  private:
   void StartBroker();
+  std::unique_ptr<Process> StartBrokerProcess(int port, int metrics_port, const std::string& log,
+                                              const std::vector<std::string>& more_args);
+  std::unique_ptr<Process> StartGatewayProcess(int port, const std::string& broker_addr,
+                                               const std::string& log);
   // TLS flags of a server and of a client of the mesh's services.
   std::vector<std::string> ServerTlsArgs() const;
   std::vector<std::string> ClientTlsArgs() const;
@@ -82,6 +104,7 @@ class Mesh {
   std::unique_ptr<Process> broker_;
   std::unique_ptr<Process> gateway_;
   std::vector<std::unique_ptr<Process>> runners_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
 };
 
 }  // namespace buildd::testing
