@@ -68,30 +68,48 @@ absl::StatusOr<std::unique_ptr<BenchMesh>> BenchMesh::Start(Options options) {
 
 BenchMesh::~BenchMesh() { Stop(); }
 
+std::unique_ptr<testing::Process> BenchMesh::StartBrokerProcess(
+    int port, int metrics_port, const std::string& log, const std::vector<std::string>& extra_args,
+    uint64_t open_files) {
+  std::vector<std::string> args = {
+      Arg("listen", absl::StrCat("127.0.0.1:", port)),
+      Arg("accounts_addr", absl::StrCat("127.0.0.1:", accounts_port_)),
+      Arg("metrics_listen", absl::StrCat("127.0.0.1:", metrics_port))};
+  args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  testing::ProcessOptions process_options;
+  process_options.max_open_files = open_files;
+  return Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
+                        {{"BUILDD_DATABASE_URL", options_.database_url},
+                         {"BUILDD_SESSION_KEY", session_key_},
+                         {"BUILDD_SERVICE_KEY", service_key_}},
+                        log, process_options);
+}
+
 absl::Status BenchMesh::StartBroker(const std::vector<std::string>& extra_args,
                                     uint64_t open_files) {
   ++broker_starts_;
   broker_port_ = FreePort();
   metrics_port_ = FreePort();
-  std::vector<std::string> args = {
-      Arg("listen", absl::StrCat("127.0.0.1:", broker_port_)),
-      Arg("accounts_addr", absl::StrCat("127.0.0.1:", accounts_port_)),
-      Arg("metrics_listen", absl::StrCat("127.0.0.1:", metrics_port_))};
-  args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
-  testing::ProcessOptions process_options;
-  process_options.max_open_files = open_files;
-  broker_ = Process::Start(BuiltBinary("services/broker/buildd-broker"), args,
-                           {{"BUILDD_DATABASE_URL", options_.database_url},
-                            {"BUILDD_SESSION_KEY", session_key_},
-                            {"BUILDD_SERVICE_KEY", service_key_}},
-                           absl::StrCat(options_.work_dir, "/broker.", broker_starts_, ".log"),
-                           process_options);
+  broker_ = StartBrokerProcess(broker_port_, metrics_port_,
+                               absl::StrCat(options_.work_dir, "/broker.", broker_starts_, ".log"),
+                               extra_args, open_files);
   if (!broker_->WaitForLog("broker listening on", 30000)) {
     return Failed("the broker did not start", *broker_);
   }
   broker_channel_ = grpc::CreateChannel(broker_addr(), grpc::InsecureChannelCredentials());
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> BenchMesh::StartReplica() {
+  const int port = FreePort();
+  replicas_.push_back(StartBrokerProcess(
+      port, FreePort(), absl::StrCat(options_.work_dir, "/broker-replica", replicas_.size() + 2, ".log"),
+      {}, 0));
+  if (!replicas_.back()->WaitForLog("broker listening on", 30000)) {
+    return Failed("the second broker replica did not start", *replicas_.back());
+  }
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
 }
 
 absl::Status BenchMesh::RestartBroker(const std::vector<std::string>& extra_args,
@@ -106,6 +124,7 @@ void BenchMesh::StopGateway() {
 
 void BenchMesh::Stop() {
   StopGateway();
+  for (auto& r : replicas_) r->Stop(SIGTERM, 10000);
   if (broker_) broker_->Stop(SIGTERM, 10000);
   if (accounts_) accounts_->Stop(SIGTERM, 10000);
 }

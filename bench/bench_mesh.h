@@ -31,6 +31,8 @@ class BenchMesh {
   // REQUIRES: the gateway is stopped (it would still dial the old port).
   absl::Status RestartBroker(const std::vector<std::string>& extra_args, uint64_t open_files);
   void StopGateway();
+  // Another broker replica on the same database; its channel.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> StartReplica();
   // Stops every service (gateway, broker, accounts) with SIGTERM.
   void Stop();
 
@@ -50,6 +52,10 @@ class BenchMesh {
  private:
   explicit BenchMesh(Options options) : options_(std::move(options)) {}
   absl::Status StartBroker(const std::vector<std::string>& extra_args, uint64_t open_files);
+  std::unique_ptr<testing::Process> StartBrokerProcess(int port, int metrics_port,
+                                                       const std::string& log,
+                                                       const std::vector<std::string>& extra_args,
+                                                       uint64_t open_files);
 
   Options options_;
   std::string admin_key_;
@@ -63,6 +69,7 @@ class BenchMesh {
   std::unique_ptr<testing::Process> accounts_;
   std::unique_ptr<testing::Process> broker_;
   std::unique_ptr<testing::Process> gateway_;
+  std::vector<std::unique_ptr<testing::Process>> replicas_;
   std::shared_ptr<grpc::Channel> accounts_channel_;
   std::shared_ptr<grpc::Channel> broker_channel_;
 };

@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <set>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -45,7 +46,7 @@
 
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL of an empty database");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated parts to run: dispatch, lifecycle, events, fanout, idle, peer "
+          "comma-separated parts to run: dispatch, replicas, lifecycle, events, fanout, idle, peer "
           "(and sandbox, which bench/run.sh runs); empty: all but peer");
 ABSL_FLAG(bool, peer, false, "also run the peer (graphile-worker) on the same workloads");
 ABSL_FLAG(std::string, peer_database_url, "", "PostgreSQL URL of the peer's empty database");
@@ -96,6 +97,11 @@ struct Figures {
   Figure dispatch8_p50{Many("dispatch, ", " creators, p50"), "ms"};
   Figure dispatch8_p99{Many("dispatch, ", " creators, p99"), "ms"};
   Figure lifecycle_probe{Many("lifecycle, probe runners, ", " creators"), "tasks/s"};
+  // One creator on one broker replica, the runners on another.
+  Figure cross_p50{"dispatch across replicas, 1 creator, p50", "ms"};
+  Figure cross_p99{"dispatch across replicas, 1 creator, p99", "ms"};
+  Figure same_p50{"  the same, creator on the runners' replica, p50", "ms"};
+  Figure same_p99{"  the same, creator on the runners' replica, p99", "ms"};
   std::vector<Figure> lifecycle_real;  // one per sandbox mode
   Figure ingest{"event ingest, 1 runner", "events/s"};
   Figure fanout{absl::StrCat("SSE fan-out, ", absl::GetFlag(FLAGS_sse_clients), " clients"),
@@ -132,8 +138,9 @@ struct Figures {
     idle_runner.limit = 15;
   }
   std::vector<Figure*> All() {
-    return {&dispatch1_p50, &dispatch1_p99, &dispatch8_p50, &dispatch8_p99, &lifecycle_probe,
-            &ingest, &fanout, &fanout_ingest, &idle_stream, &idle_runner};
+    return {&dispatch1_p50, &dispatch1_p99, &dispatch8_p50, &dispatch8_p99, &cross_p50, &cross_p99,
+            &same_p50,      &same_p99,      &lifecycle_probe, &ingest,       &fanout,    &fanout_ingest,
+            &idle_stream,   &idle_runner};
   }
   std::vector<Figure> InOrder() {
     std::vector<Figure> out;
@@ -581,13 +588,62 @@ void RunPeerPart(Bench& b, Figures& fig) {
   fig.lifecycle_probe.peer = r.lifecycle_jobs_per_s;
 }
 
+// replicas: a second broker on the database; probe runners on it; one
+// creator on the first broker, then one on the second, for comparison.
+void RunReplicas(Bench& b, Figures& fig) {
+  auto replica = b.mesh->StartReplica();
+  if (!replica.ok()) {
+    for (Figure* f : {&fig.cross_p50, &fig.cross_p99, &fig.same_p50, &fig.same_p99}) {
+      Missing(*f, std::string(replica.status().message()));
+    }
+    return;
+  }
+  Arrivals arrivals;
+  ProbeRunner probe(*replica, b.key,
+                    ProbeRunner::Options{"probe-replica", absl::GetFlag(FLAGS_probe_slots), b.main_ws, true},
+                    &arrivals);
+  if (!probe.WaitWelcomed(std::chrono::seconds(30))) {
+    for (Figure* f : {&fig.cross_p50, &fig.cross_p99, &fig.same_p50, &fig.same_p99}) {
+      Missing(*f, "the probe runner was not welcomed within 30 s");
+    }
+    return;
+  }
+  CompletionWatch watch(b.mesh->broker_channel(), b.key, b.main_ws, b.after_id);
+  int expected = kWarmupTasks;
+  CreateTasks(b.mesh->broker_channel(), b.key, b.main_ws, kWarmupTasks, 1, "true");
+  watch.WaitFor(expected, absl::Seconds(60));
+  arrivals.Take();
+  const int n = absl::GetFlag(FLAGS_dispatch_tasks);
+  std::printf("\nreplicas: a second broker on the same database, a probe runner (%d slots) on it\n",
+              absl::GetFlag(FLAGS_probe_slots));
+  for (auto [channel, p50, p99, what] :
+       {std::tuple{b.mesh->broker_channel(), &fig.cross_p50, &fig.cross_p99,
+                   "creator on the other replica"},
+        std::tuple{*replica, &fig.same_p50, &fig.same_p99, "creator on the runner's replica"}}) {
+    CreatedTasks one = CreateTasks(channel, b.key, b.main_ws, n, 1, "true");
+    expected += n - one.failed;
+    watch.WaitFor(expected, absl::Seconds(300));
+    const DispatchRun run = Measure(one, arrivals.Take());
+    std::printf(" %s, %d tasks one after another:\n", what, n);
+    PrintDispatchRun(run, one);
+    if (run.dispatch.count > 0) {
+      p50->value = run.dispatch.p50;
+      p99->value = run.dispatch.p99;
+    } else {
+      Missing(*p50, "no task was assigned");
+      Missing(*p99, "no task was assigned");
+    }
+  }
+  b.after_id = watch.last_id();
+}
+
 absl::StatusOr<std::set<std::string>> Parts() {
-  const std::set<std::string> known = {"dispatch", "lifecycle", "events", "fanout",
-                                       "idle",     "peer",      "sandbox"};
+  const std::set<std::string> known = {"dispatch", "replicas", "lifecycle", "events",
+                                       "fanout",   "idle",     "peer",      "sandbox"};
   std::set<std::string> parts;
   const std::string only = absl::GetFlag(FLAGS_only);
   if (only.empty()) {
-    parts = {"dispatch", "lifecycle", "events", "fanout", "idle"};
+    parts = {"dispatch", "replicas", "lifecycle", "events", "fanout", "idle"};
   } else {
     for (absl::string_view p : absl::StrSplit(only, ',', absl::SkipEmpty())) {
       if (!known.count(std::string(p))) {
@@ -620,8 +676,8 @@ int Main() {
   std::system(absl::StrCat("mkdir -p ", b.dir).c_str());
   Figures fig;
 
-  const bool services = b.Runs("dispatch") || b.Runs("lifecycle") || b.Runs("events") ||
-                        b.Runs("fanout") || b.Runs("idle");
+  const bool services = b.Runs("dispatch") || b.Runs("replicas") || b.Runs("lifecycle") ||
+                        b.Runs("events") || b.Runs("fanout") || b.Runs("idle");
   if (services) {
     BenchMesh::Options options;
     options.database_url = url;
@@ -659,6 +715,7 @@ int Main() {
                 absl::StrJoin(b.parts, ",").c_str(),
                 absl::StrJoin(options.broker_args, " ").c_str());
     if (b.Runs("dispatch") || b.Runs("lifecycle")) RunProbeDispatch(b, fig);
+    if (b.Runs("replicas")) RunReplicas(b, fig);
     if (b.Runs("lifecycle") && absl::GetFlag(FLAGS_phase2)) RunRealRunners(b, fig);
     if (b.Runs("events")) RunIngest(b, fig);
     if (b.Runs("fanout")) RunFanout(b, fig);

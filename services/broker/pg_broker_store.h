@@ -7,6 +7,9 @@
 
 #include <soci/soci.h>
 
+#include <atomic>
+#include <memory>
+
 #include "common/db.h"
 #include "common/secret_box.h"
 #include "services/broker/broker_store.h"
@@ -56,6 +59,8 @@ class PgBrokerStore final : public BrokerStore {
   const SecretBox sessions_;
   const std::string conninfo_;
   const std::string replica_id_;
+  // Whether another replica listens (its writer then notifies).
+  const std::shared_ptr<std::atomic<bool>> others_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 const std::vector<Migration>& BrokerMigrations();
