@@ -125,6 +125,37 @@ TEST_F(ReplicasTest, AReplicaKilledMidTaskLosesNothingItsRunnerMovesToTheOther) 
   EXPECT_TRUE(mesh_.broker().WaitForLog("name=mover account=", 1000)) << runner.Log();
 }
 
+TEST_F(ReplicasTest, TheWorkOfAReplicaThatIsGoneWithItsRunnerIsAdoptedAndRequeued) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  // Heartbeats of 300 ms here: a replica is gone after three missed ones.
+  Mesh::Replica& b = mesh_.StartReplica({"--heartbeat_interval_ms=300", "--lease_grace_ms=1000"});
+  Mesh::Replica& c = mesh_.StartReplica({"--heartbeat_interval_ms=300", "--lease_grace_ms=1000"});
+  Process& lost = mesh_.StartRunnerAt(b.broker_addr(), *b.broker, s.api_key, "lost");
+  const std::string task = CreateTask(s.api_key, s.workspace_id, "sleep 60");
+  WaitForTaskState(task, "running");
+  // The replica and its runner go together (a node lost).
+  ASSERT_EQ(kill(lost.pid(), SIGKILL), 0);
+  ASSERT_EQ(kill(b.broker->pid(), SIGKILL), 0);
+  // C adopts the worker, its lease grace runs out, the task is requeued and
+  // C's new runner takes it.
+  mesh_.StartRunnerAt(c.broker_addr(), *c.broker, s.api_key, "next");
+  ASSERT_TRUE(c.broker->WaitForLog("workers of a broker that is gone wait", 10000)) << c.broker->Log();
+  WaitForJson(
+      "/api/tasks/" + task,
+      [](const Struct& got) { return got.fields().at("workers").list_value().values_size() == 2; },
+      "a second attempt", 20000);
+  EXPECT_EQ(Column("SELECT type FROM events WHERE task_id = :t AND type = 'requeued'", task),
+            std::vector<std::string>{"requeued"});
+  EXPECT_EQ(Column("SELECT runner_name FROM workers WHERE task_id = :t ORDER BY created_at", task),
+            (std::vector<std::string>{"lost", "next"}));
+  // A, with its minute-long heartbeat, adopted nothing.
+  EXPECT_FALSE(mesh_.broker().WaitForLog("workers of a broker that is gone", 0));
+  const Struct running = WaitForTaskState(task, "running");
+  EXPECT_EQ(Call("POST", "/api/workers/" + Str(Obj(running, "task"), "workerId") + "/cancel", s.api_key).status,
+            200);
+  WaitForTaskState(task, "canceled", 15000);
+}
+
 TEST_F(ReplicasTest, AReplicaThatStartsLeavesTheOthersRunningWorkAlone) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
   mesh_.StartRunner(s.api_key, "steady");
