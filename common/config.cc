@@ -1,9 +1,11 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +15,32 @@
 #include "absl/strings/str_cat.h"
 
 namespace buildd {
+
+namespace {
+
+// `--max-tasks=3` as `--max_tasks=3`: each flag also in dash spelling, as
+// the documents and unit files people bring write them. Only names of flags
+// that exist change; values, and everything after a bare `--`, stay.
+void AcceptDashSpelling(int argc, char** argv, std::deque<std::string>& storage) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    const size_t dashes = arg.rfind("--", 0) == 0 ? 2 : arg.rfind('-', 0) == 0 ? 1 : 0;
+    if (dashes == 0) continue;
+    const size_t end = std::min(arg.find('='), arg.size());
+    std::string name = arg.substr(dashes, end - dashes);
+    if (name.find('-') == std::string::npos) continue;
+    std::replace(name.begin(), name.end(), '-', '_');
+    if (absl::FindCommandLineFlag(name) == nullptr &&
+        !(name.rfind("no", 0) == 0 && absl::FindCommandLineFlag(name.substr(2)) != nullptr)) {
+      continue;  // absl then names the unknown flag as it was written
+    }
+    storage.push_back(absl::StrCat(arg.substr(0, dashes), name, arg.substr(end)));
+    argv[i] = storage.back().data();
+  }
+}
+
+}  // namespace
 
 void ParseFlagsWithEnv(int argc, char** argv,
                        const std::vector<std::pair<std::string, std::string>>& env_fallbacks,
@@ -36,6 +64,10 @@ void ParseFlagsWithEnv(int argc, char** argv,
       std::exit(2);
     }
   }
+  // The rewritten arguments live as long as the process: absl keeps none,
+  // but main may read argv afterwards.
+  static auto* storage = new std::deque<std::string>();
+  AcceptDashSpelling(argc, argv, *storage);
   absl::ParseCommandLine(argc, argv);
 }
 

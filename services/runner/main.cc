@@ -65,7 +65,9 @@ ABSL_FLAG(std::string, task_user, "buildd-task",
 ABSL_FLAG(uint64_t, task_memory, uint64_t{4} << 30,
           "Memory of each task's processes together, in bytes (a cgroup per task, where the "
           "runner may make them; 0: unbounded).");
-ABSL_FLAG(uint64_t, task_pids, 4096, "Processes the task user may have (0: unbounded).");
+ABSL_FLAG(uint64_t, task_pids, 4096,
+          "Processes each task may have (its pids cgroup; without one, the task user's "
+          "RLIMIT_NPROC, shared by its tasks) (0: unbounded).");
 ABSL_FLAG(uint64_t, task_open_files, 4096, "Open files of each task process (0: the runner's).");
 ABSL_FLAG(std::string, task_env, "",
           "Comma-separated names of the runner's environment variables that tasks get too "

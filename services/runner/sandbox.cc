@@ -122,7 +122,12 @@ absl::StatusOr<SpawnOptions> SandboxedSpawn(const SandboxConfig& config, const S
   out.uid = config.uid;
   out.gid = config.gid;
   out.cgroup_procs = view.cgroup_procs;
-  if (config.max_processes > 0) out.rlimits.push_back({RLIMIT_NPROC, config.max_processes});
+  // The task's own pids cgroup bounds its processes; RLIMIT_NPROC counts
+  // every process of the task user on the machine (every task of every
+  // runner sharing it), so it is the fallback only.
+  if (config.max_processes > 0 && config.cgroups.pids.empty()) {
+    out.rlimits.push_back({RLIMIT_NPROC, config.max_processes});
+  }
   if (config.open_files > 0) out.rlimits.push_back({RLIMIT_NOFILE, config.open_files});
 
   // The environment: an allow-list, then the task's own variables.

@@ -35,8 +35,9 @@ struct SandboxConfig {
   int uid = -1;
   int gid = -1;
   // Per task: memory of all its processes in bytes (its memory cgroup),
-  // processes (its pids cgroup, and RLIMIT_NPROC for the task user as a
-  // whole), open files per process (RLIMIT_NOFILE); 0 leaves them unbounded.
+  // processes (its pids cgroup; without one, RLIMIT_NPROC for the task user
+  // as a whole), open files per process (RLIMIT_NOFILE); 0 leaves them
+  // unbounded.
   unsigned long memory_bytes = 0;
   unsigned long max_processes = 0;
   unsigned long open_files = 0;

@@ -103,6 +103,32 @@ TEST_F(RunnerBinaryTest, MissingApiKeyExitsWithCode2AndSaysSo) {
   EXPECT_THAT(runner_->output(), HasSubstr("API key is required"));
 }
 
+TEST_F(RunnerBinaryTest, FlagsAlsoTakeTheirDashSpelling) {
+  // As a systemd unit or a CI step writes them.
+  runner_ = std::make_unique<RunnerProcess>(
+      absl::StrCat(BUILDD_RUNNER_BINARY, " --api-key=", kApiKey, " --server=http://127.0.0.1:", port_,
+                   " --max-tasks=5 --labels=gpu --name=dashed --listen= --work-dir=", work_dir_,
+                   " --drain-timeout-ms=1000"),
+      std::vector<std::pair<std::string, std::string>>{});
+  ASSERT_TRUE(
+      broker_.WaitFor([](const BrokerState& s) { return s.welcomes > 0; }, absl::Seconds(30)))
+      << runner_->output();
+  const BrokerState state = broker_.state();
+  EXPECT_EQ(state.sessions[0].bearer, kApiKey);
+  EXPECT_EQ(state.hellos[0].name(), "dashed");
+  EXPECT_EQ(state.hellos[0].max_tasks(), 5);
+  runner_->Signal(SIGTERM);
+  EXPECT_EQ(runner_->WaitForExit(std::chrono::seconds(15)), 0) << runner_->output();
+}
+
+TEST_F(RunnerBinaryTest, AFlagUnknownInEitherSpellingIsNamedAsWritten) {
+  runner_ = std::make_unique<RunnerProcess>(
+      absl::StrCat(BUILDD_RUNNER_BINARY, " --api-key=", kApiKey, " --max-taskz=3"),
+      std::vector<std::pair<std::string, std::string>>{});
+  EXPECT_NE(runner_->WaitForExit(std::chrono::seconds(10)), 0);
+  EXPECT_THAT(runner_->output(), HasSubstr("max-taskz"));
+}
+
 TEST_F(RunnerBinaryTest, RunsTasksForwardsCancelAndExitsCleanlyOnSigterm) {
   runner_ = std::make_unique<RunnerProcess>(
       absl::StrCat(BUILDD_RUNNER_BINARY, " --listen=127.0.0.1:0 --cancel_grace_ms=10000"),
