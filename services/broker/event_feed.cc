@@ -42,8 +42,14 @@ void EventFeed::Committed(const std::vector<pb::Event>& events) {
     absl::MutexLock lock(&mu_);
     const int64_t last = hub_.last_id();
     if (events.back().id() <= last) return;  // read from the store already
-    if (events.front().id() > last + 1) CatchUpLocked(events.front().id() - 1, &read);
-    if (events.front().id() > hub_.last_id()) {
+    if (events.front().id() > last + 1) {
+      CatchUpLocked(events.front().id() - 1, &read);
+    }
+    if (hub_.last_id() < events.front().id() - 1) {
+      // Still a gap (the store could not be read): nothing goes into the
+      // hub out of order; the next commit or notice reads these from the
+      // store with the rest.
+    } else if (events.front().id() > hub_.last_id()) {
       hub_.Publish(events);
     } else {
       // Read in part from the store; the rest follows on.
