@@ -93,6 +93,14 @@ absl::Status CheckRequestSize(const google::protobuf::Message& request) {
 }
 
 absl::Status ValidateNewTask(pb::Task& task) {
+  if (!task.description().empty()) {
+    if (!task.prompt().empty() && task.prompt() != task.description()) {
+      return absl::InvalidArgumentError(
+          "description is the prompt: give prompt or description (or the same text in both)");
+    }
+    *task.mutable_prompt() = std::move(*task.mutable_description());
+    task.clear_description();
+  }
   BUILDD_RETURN_IF_ERROR(CheckNetwork(task.network()));
   BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
   if (!task.kind().empty() && task.kind() != "revert") {

@@ -56,6 +56,31 @@ TEST(TaskValidationTest, PromptTaskGetsDefaults) {
   EXPECT_EQ(task.title(), "add error handling to the API");
 }
 
+TEST(TaskValidationTest, ADescriptionIsThePromptAsTheSeedsWriteIt) {
+  pb::Task task;
+  task.set_workspace_id(kWorkspace);
+  task.set_title("Fix the login bug");
+  task.set_description("The login form accepts an empty password");
+  ASSERT_THAT(ValidateNewTask(task), IsOk());
+  EXPECT_EQ(task.prompt(), "The login form accepts an empty password");
+  EXPECT_EQ(task.description(), "") << "kept once, as the prompt";
+  EXPECT_EQ(task.provider(), "claude");
+  EXPECT_EQ(task.title(), "Fix the login bug");
+
+  pb::Task both = PromptTask();
+  both.set_description(both.prompt());
+  EXPECT_THAT(ValidateNewTask(both), IsOk());
+  pb::Task differ = PromptTask();
+  differ.set_description("something else");
+  EXPECT_THAT(ValidateNewTask(differ),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("description")));
+  // Checked as the prompt is.
+  pb::Task control;
+  control.set_workspace_id(kWorkspace);
+  control.set_description("bad\x01text");
+  EXPECT_THAT(ValidateNewTask(control), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prompt")));
+}
+
 TEST(TaskValidationTest, CommandTaskDefaultsToTheCommandProvider) {
   pb::Task task;
   task.set_workspace_id(kWorkspace);

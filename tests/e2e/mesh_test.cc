@@ -243,6 +243,24 @@ TEST_F(MeshTest, LiveStreamReconnectInTheMiddleOfARunLosesAndRepeatsNothing) {
   EXPECT_GE(ticks, 60);
 }
 
+TEST_F(MeshTest, ATaskBodyAsTheSeedsWriteItWithTitleAndDescriptionIsTaken) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  HttpResult created = Call("POST", "/api/tasks", s.api_key,
+                            absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                         R"(","title":"Fix login","description":"The login form accepts an empty password","runnerPreference":"any","priority":5})"));
+  ASSERT_EQ(created.status, 201) << created.body;
+  const Struct task = Obj(Json(Call("GET", "/api/tasks/" + Str(Json(created.body), "id"), s.api_key).body), "task");
+  EXPECT_EQ(Str(task, "title"), "Fix login");
+  EXPECT_EQ(Str(task, "prompt"), "The login form accepts an empty password");
+  EXPECT_EQ(Num(task, "priority"), 5);
+  EXPECT_EQ(Str(task, "state"), "pending");
+  HttpResult differ = Call("POST", "/api/tasks", s.api_key,
+                           absl::StrCat(R"({"workspaceId":")", s.workspace_id,
+                                        R"(","prompt":"one","description":"two"})"));
+  EXPECT_EQ(differ.status, 400);
+  EXPECT_THAT(differ.body, HasSubstr("description"));
+}
+
 TEST_F(MeshTest, BadInputGetsTheRightStatusAndNamesTheField) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
   // No key, unknown key.
