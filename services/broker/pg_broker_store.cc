@@ -439,7 +439,7 @@ class PgStoreWriter final : public StoreWriter {
         "SELECT ", TaskColumns(),
         " FROM tasks t WHERE t.state = 'pending'"
         " AND ($1::int <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text($2::jsonb)))"
-        " AND ($3 = '' OR t.workspace_id::text = $3)"
+        " AND ($3::jsonb = '[]'::jsonb OR t.workspace_id::text IN (SELECT jsonb_array_elements_text($3::jsonb)))"
         " AND (t.runner_preference = 'any' OR t.runner_preference = $4)"
         " AND t.required_labels <@ $5::jsonb"
         " AND t.provider IN (SELECT jsonb_array_elements_text($6::jsonb))"
@@ -451,7 +451,7 @@ class PgStoreWriter final : public StoreWriter {
         " ORDER BY t.priority DESC, t.created_at, t.id LIMIT $7::int FOR UPDATE SKIP LOCKED");
     PgResult r = db_.Run(
         "claim_pending", sql,
-        {filter.claim_all ? "1" : "0", IdsJson(filter.claim_workspaces), filter.only_workspace,
+        {filter.claim_all ? "1" : "0", IdsJson(filter.claim_workspaces), IdsJson(filter.only_workspaces),
          filter.account_type, IdsJson(filter.labels), IdsJson(filter.providers), absl::StrCat(n)});
     if (r.rows() == 0) return out;
     // The claim saw what was committed when it began: take the keys' locks

@@ -21,7 +21,9 @@ std::set<std::string> AvailableProviders(const RunnerSlot& runner, bool spent) {
 }
 
 bool Eligible(const RunnerSlot& runner, bool spent, const TaskRoute& task) {
-  if (!runner.only_workspace.empty() && runner.only_workspace != task.workspace_id) return false;
+  if (!runner.only_workspaces.empty() && runner.only_workspaces.count(task.workspace_id) == 0) {
+    return false;
+  }
   if (!runner.access.claim_all && runner.access.claim_workspaces.count(task.workspace_id) == 0) {
     return false;
   }
@@ -38,7 +40,7 @@ ClaimFilter ClaimFilterFor(const RunnerSlot& runner, bool spent) {
   ClaimFilter f;
   f.claim_all = runner.access.claim_all;
   f.claim_workspaces = runner.access.claim_workspaces;
-  f.only_workspace = runner.only_workspace;
+  f.only_workspaces = runner.only_workspaces;
   f.account_type = runner.account_type;
   f.labels = runner.labels;
   f.providers = AvailableProviders(runner, spent);

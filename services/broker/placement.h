@@ -35,8 +35,8 @@ struct RunnerSlot {
   std::string account_type;  // user | service | action
   // What the runner's account may do, from its principal.
   RunnerAccess access;
-  // Hello.workspace_id: only this workspace, when set.
-  std::string only_workspace;
+  // Hello.workspace_id and workspace_ids: only these workspaces, when set.
+  std::set<std::string> only_workspaces;
   std::set<std::string> labels;
   // What it may run (ProvidersOf its Hello's capabilities).
   std::set<std::string> providers;

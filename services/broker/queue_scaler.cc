@@ -57,9 +57,9 @@ absl::StatusOr<ScaledRunners> ScaledRunnersOf(
     }
   }
   pods.labels = CommaSet(Get(metadata, "labels"));
-  pods.only_workspace = Get(metadata, "workspace");
-  if (!pods.only_workspace.empty()) {
-    if (absl::Status st = CheckUuid(pods.only_workspace, "workspace"); !st.ok()) return st;
+  pods.only_workspaces = CommaSet(Get(metadata, "workspace"));
+  for (const std::string& ws : pods.only_workspaces) {
+    if (absl::Status st = CheckUuid(ws, "workspace"); !st.ok()) return st;
   }
   pods.account_type = Get(metadata, "accountType");
   if (pods.account_type.empty()) pods.account_type = "service";

@@ -12,7 +12,8 @@
 //   providers       the pods' providers, comma-separated (default: all:
 //                   command,claude,codex)
 //   labels          the pods' --labels, comma-separated (default: none)
-//   workspace       their --workspace (default: every workspace)
+//   workspace       their --workspace, comma-separated (default: every
+//                   workspace)
 //   accountType     their account's type: service (default), user, action
 //   tasksPerRunner  their --max_tasks: the metric's target per replica
 //                   (default 1)

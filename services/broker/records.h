@@ -165,7 +165,7 @@ class WriteBatch {
 struct ClaimFilter {
   bool claim_all = false;
   std::set<std::string> claim_workspaces;
-  std::string only_workspace;  // "" for any
+  std::set<std::string> only_workspaces;  // none: any
   std::string account_type;
   std::set<std::string> labels;
   std::set<std::string> providers;  // available now (budget applied)

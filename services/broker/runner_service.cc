@@ -261,7 +261,8 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   slot.account_id = p.account_id;
   slot.account_type = p.type;
   slot.access = AccessOf(p);
-  slot.only_workspace = hello.workspace_id();
+  if (!hello.workspace_id().empty()) slot.only_workspaces.insert(hello.workspace_id());
+  slot.only_workspaces.insert(hello.workspace_ids().begin(), hello.workspace_ids().end());
   slot.labels.insert(hello.labels().begin(), hello.labels().end());
   std::vector<std::string> capabilities;
   for (const pb::Capability& c : hello.capabilities()) capabilities.push_back(c.name());

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/admin_http.h"
 #include "common/config.h"
+#include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/tls.h"
@@ -35,7 +37,8 @@ ABSL_FLAG(bool, once, false,
           "Take one task, finish it and exit 0 (an ephemeral runner: a CI job, a Kubernetes Job).");
 ABSL_FLAG(absl::Duration, idle_exit, absl::ZeroDuration(),
           "Exit 0 after holding no task for this long, e.g. 5m (0: never).");
-ABSL_FLAG(std::string, workspace, "", "Only take tasks of this workspace id.");
+ABSL_FLAG(std::string, workspace, "",
+          "Only take tasks of these workspace ids (comma-separated, or the flag repeated).");
 ABSL_FLAG(int, max_tasks, 3, "How many tasks may run at once.");
 ABSL_FLAG(std::string, name, "", "The runner's name (default: the host name).");
 ABSL_FLAG(std::string, labels, "", "Comma-separated labels tasks may require.");
@@ -171,7 +174,16 @@ int main(int argc, char** argv) {
   agent_options.max_tasks = once ? 1 : max_tasks;
   agent_options.once = once;
   agent_options.version = BUILDD_VERSION;
-  agent_options.workspace_id = absl::GetFlag(FLAGS_workspace);
+  // Repeated, every occurrence counts (absl keeps only the last).
+  for (const std::string& value : runner::FlagValues(argc, argv, "workspace", absl::GetFlag(FLAGS_workspace))) {
+    for (const std::string& ws : runner::SplitLabels(value)) {
+      if (!buildd::IsUuid(ws)) return Fail("--workspace: \"" + ws + "\" is not a workspace id");
+      if (std::find(agent_options.workspace_ids.begin(), agent_options.workspace_ids.end(), ws) ==
+          agent_options.workspace_ids.end()) {
+        agent_options.workspace_ids.push_back(ws);
+      }
+    }
+  }
   agent_options.work_dir = absl::GetFlag(FLAGS_work_dir);
   if (agent_options.work_dir.empty()) agent_options.work_dir = runner::DefaultWorkDir();
   agent_options.cancel_grace = std::chrono::milliseconds(cancel_grace_ms);
@@ -244,7 +256,8 @@ int main(int argc, char** argv) {
       "work_dir={} capabilities=[{}]",
       agent_options.name, BUILDD_VERSION, client_options.server, tls.tls ? " (TLS)" : "", max_tasks,
       absl::StrJoin(agent_options.labels, ","),
-      agent_options.workspace_id.empty() ? "*" : agent_options.workspace_id, agent_options.work_dir,
+      agent_options.workspace_ids.empty() ? "*" : absl::StrJoin(agent_options.workspace_ids, ","),
+      agent_options.work_dir,
       absl::StrJoin(described, ", "));
 
   runner::RunnerAgent agent(agent_options);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/ids.h"
 #include "common/logging.h"
 
@@ -39,7 +40,9 @@ pb::Hello RunnerAgent::MakeHello() const {
   }
   hello.set_max_tasks(options_.max_tasks);
   hello.set_version(options_.version);
-  hello.set_workspace_id(options_.workspace_id);
+  // One workspace also the way brokers before workspace_ids read it.
+  if (options_.workspace_ids.size() == 1) hello.set_workspace_id(options_.workspace_ids.front());
+  for (const std::string& ws : options_.workspace_ids) hello.add_workspace_ids(ws);
   absl::MutexLock lock(&mu_);
   for (pb::ResumeWorker& resume : outbox_.ResumeList()) *hello.add_resume() = std::move(resume);
   return hello;
@@ -144,9 +147,11 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   std::string workspace_id = task.workspace_id();
   if (workspace_id.empty()) workspace_id = assign.workspace().id();
   if (workspace_id.empty()) workspace_id = assign.worker().workspace_id();
-  if (!options_.workspace_id.empty() && workspace_id != options_.workspace_id) {
-    return Reject(
-        assign, absl::StrCat("this runner only takes tasks of workspace ", options_.workspace_id));
+  if (!options_.workspace_ids.empty() &&
+      std::find(options_.workspace_ids.begin(), options_.workspace_ids.end(), workspace_id) ==
+          options_.workspace_ids.end()) {
+    return Reject(assign, absl::StrCat("this runner only takes tasks of workspace ",
+                                       absl::StrJoin(options_.workspace_ids, ", ")));
   }
 
   auto held = workers_.find(worker_id);

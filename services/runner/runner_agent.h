@@ -43,8 +43,8 @@ struct AgentOptions {
   std::vector<Capability> capabilities;
   int max_tasks = 3;
   std::string version;
-  // Non-empty: only take tasks of this workspace.
-  std::string workspace_id;
+  // Non-empty: only take tasks of these workspaces.
+  std::vector<std::string> workspace_ids;
   // Takes one task, then no more (it drains once it accepted one).
   bool once = false;
   // Tasks run in <work_dir>/tasks/<task id>.

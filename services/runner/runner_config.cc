@@ -73,4 +73,25 @@ std::string HostName() {
   return name;
 }
 
+std::vector<std::string> FlagValues(int argc, char** argv, const std::string& name,
+                                    const std::string& parsed) {
+  std::vector<std::string> values;
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    for (const std::string& prefix : {"--" + name, "-" + name}) {
+      if (!absl::StartsWith(arg, prefix)) continue;
+      const absl::string_view rest = arg.substr(prefix.size());
+      if (absl::StartsWith(rest, "=")) {
+        values.emplace_back(rest.substr(1));
+      } else if (rest.empty() && i + 1 < argc) {
+        values.emplace_back(argv[++i]);
+      }
+      break;
+    }
+  }
+  if (values.empty()) values.push_back(parsed);
+  return values;
+}
+
 }  // namespace buildd::runner

@@ -24,6 +24,12 @@ absl::StatusOr<ServerAddress> ParseServerAddress(const std::string& value, bool 
 // dropped (first one kept).
 std::vector<std::string> SplitLabels(const std::string& value);
 
+// Every value given to flag `name` on the command line (`--name=v`,
+// `--name v`; absl keeps only the last), in order; {parsed} when it is not
+// there (its value from the environment or its default).
+std::vector<std::string> FlagValues(int argc, char** argv, const std::string& name,
+                                    const std::string& parsed);
+
 // $HOME/.buildd/runner, or /tmp/buildd-runner when HOME is unset.
 std::string DefaultWorkDir();
 

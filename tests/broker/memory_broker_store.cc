@@ -39,7 +39,7 @@ bool Blocked(const Tables& tables, const std::string& id, int64_t order, const T
 bool Claimable(const ClaimFilter& f, const TaskRecord& t) {
   if (t.state != "pending") return false;
   if (!f.claim_all && f.claim_workspaces.count(t.workspace_id) == 0) return false;
-  if (!f.only_workspace.empty() && f.only_workspace != t.workspace_id) return false;
+  if (!f.only_workspaces.empty() && f.only_workspaces.count(t.workspace_id) == 0) return false;
   if (t.runner_preference != "any" && t.runner_preference != f.account_type) return false;
   for (const std::string& l : t.required_labels) {
     if (f.labels.count(l) == 0) return false;

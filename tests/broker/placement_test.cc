@@ -86,9 +86,9 @@ TEST(PlacementTest, AnAccountThatSpentItsBudgetTodayTakesOnlyCommands) {
 TEST(PlacementTest, WorkspaceFilterOfTheRunnerApplies) {
   RunnerSlot r = Runner("r", "service");
   r.access.claim_workspaces = {"ws1", "ws2"};
-  r.only_workspace = "ws2";
+  r.only_workspaces = {"ws2"};
   EXPECT_FALSE(Eligible(r, false, Task()));
-  EXPECT_EQ(ClaimFilterFor(r, false).only_workspace, "ws2");
+  EXPECT_EQ(ClaimFilterFor(r, false).only_workspaces, std::set<std::string>{"ws2"});
 }
 
 TEST(PlacementTest, AFullRunnerIsNotChosen) {

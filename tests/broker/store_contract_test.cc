@@ -308,7 +308,7 @@ TEST_P(StoreContractTest, ClaimsTakeTheBestPendingTasksTheFilterAllows) {
   f.providers = {"claude", "codex"};
   f.account_type = "user";
   EXPECT_EQ(writer_->ClaimPending(f, 10).size(), 6u) << "gpu, codex and user tasks too";
-  f.only_workspace = b;
+  f.only_workspaces = {b};
   EXPECT_TRUE(writer_->ClaimPending(f, 10).empty()) << "b is not granted";
   EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 1)), (std::vector<std::string>{elsewhere.id}));
   writer_->Rollback();

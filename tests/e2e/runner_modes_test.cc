@@ -95,6 +95,41 @@ TEST_F(RunnerModesTest, SigtermLetsTheRunningTaskFinishAndTakesNoNewWork) {
   EXPECT_EQ(Attempts(later), 0);
 }
 
+TEST_F(RunnerModesTest, ARunnerOfSeveralWorkspacesTakesTasksOfEachAndOfNoOther) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  // Two more workspaces the account may claim from and create in.
+  std::vector<std::string> more;
+  for (const char* name : {"second", "third"}) {
+    HttpResult ws = Call("POST", "/api/workspaces", mesh_.admin_key(), absl::StrCat(R"({"name":")", name, R"("})"));
+    ASSERT_EQ(ws.status, 201) << ws.body;
+    more.push_back(Str(Json(ws.body), "id"));
+    HttpResult grant = Call("POST", absl::StrCat("/api/accounts/", s.account_id, "/workspaces"),
+                            mesh_.admin_key(),
+                            absl::StrCat(R"({"workspaceId":")", more.back(), R"(","canClaim":true,"canCreate":true})"));
+    ASSERT_EQ(grant.status, 200) << grant.body;
+  }
+  // The flag repeated, and a comma list, as the seeds' agents take it.
+  mesh_.StartRunner(s.api_key, "several",
+                    {"--workspace=" + s.workspace_id, absl::StrCat("--workspace=", more[0], ",", s.workspace_id)});
+  const std::string first = CreateTask(s.api_key, s.workspace_id, "echo one");
+  const std::string second = CreateTask(s.api_key, more[0], "echo two");
+  const std::string third = CreateTask(s.api_key, more[1], "echo three");
+  WaitForTaskState(first, "completed");
+  WaitForTaskState(second, "completed");
+  EXPECT_EQ(TaskState(third), "pending");
+  EXPECT_EQ(Attempts(third), 0) << "not offered";
+}
+
+TEST_F(RunnerModesTest, AWorkspaceThatIsNotAnIdIsRefusedAtStart) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  auto runner = Process::Start(testing::BuiltBinary("services/runner/buildd-runner"),
+                               {"--server=" + mesh_.broker_addr(), "--workspace=" + s.workspace_id + ",frontend",
+                                "--listen="},
+                               {{"BUILDD_API_KEY", s.api_key}}, mesh_.dir() + "/bad-workspace.log");
+  EXPECT_EQ(ExitCode(*runner, 10000), 2) << runner->Log();
+  EXPECT_THAT(runner->Log(), HasSubstr("--workspace: \"frontend\" is not a workspace id"));
+}
+
 TEST_F(RunnerModesTest, TheKeyCanComeFromAFile) {
   Setup s = CreateAccountAndWorkspace("service", true, true);
   const std::string key_file = mesh_.dir() + "/runner.key";

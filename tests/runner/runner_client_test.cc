@@ -59,7 +59,7 @@ class RunnerClientTest : public ::testing::Test {
     options.capabilities = {{"os", "Linux test"}, {"command", "0.1.0"}};
     options.max_tasks = max_tasks;
     options.version = "0.1.0";
-    options.workspace_id = workspace;
+    if (!workspace.empty()) options.workspace_ids = {workspace};
     options.work_dir = work_dir_;
     options.cancel_grace = std::chrono::milliseconds(300);
     agent_ = std::make_unique<RunnerAgent>(options);
