@@ -37,31 +37,22 @@ void EventFeed::Stop() {
 
 void EventFeed::Committed(const std::vector<pb::Event>& events) {
   if (events.empty()) return;
-  std::vector<pb::Event> read;
-  {
-    absl::MutexLock lock(&mu_);
-    const int64_t last = hub_.last_id();
-    if (events.back().id() <= last) return;  // read from the store already
-    if (events.front().id() > last + 1) {
-      CatchUpLocked(events.front().id() - 1, &read);
-    }
-    if (hub_.last_id() < events.front().id() - 1) {
-      // Still a gap (the store could not be read): nothing goes into the
-      // hub out of order; the next commit or notice reads these from the
-      // store with the rest.
-    } else if (events.front().id() > hub_.last_id()) {
-      hub_.Publish(events);
-    } else {
-      // Read in part from the store; the rest follows on.
-      const int64_t from = hub_.last_id();
-      std::vector<pb::Event> rest;
-      for (const pb::Event& e : events) {
-        if (e.id() > from) rest.push_back(e);
-      }
-      hub_.Publish(rest);
-    }
+  absl::MutexLock lock(&mu_);
+  const int64_t last = hub_.last_id();
+  // Another replica committed in between: this one knows of it, so this
+  // commit was notified too, and the listener reads it all from the store,
+  // off the journal's thread.
+  if (events.front().id() > last + 1) return;
+  if (events.back().id() <= last) return;  // the listener read them already
+  if (events.front().id() == last + 1) {
+    hub_.Publish(events);
+    return;
   }
-  if (!read.empty() && elsewhere_) elsewhere_(read);
+  std::vector<pb::Event> rest;
+  for (const pb::Event& e : events) {
+    if (e.id() > last) rest.push_back(e);
+  }
+  hub_.Publish(rest);
 }
 
 void EventFeed::CatchUpLocked(int64_t up_to, std::vector<pb::Event>* read) {
@@ -117,14 +108,16 @@ void EventFeed::Listen() {
       }
       int64_t up_to = 0;
       for (const ReplicaNotice& n : *notices) {
-        if (n.from == replica_id_) continue;  // this journal hands its own over
         if (!n.control.empty()) {
+          if (n.from == replica_id_) continue;  // it was not held here
           pb::Control control;
           if (google::protobuf::util::JsonStringToMessage(n.control, &control).ok() && control_) {
             control_(control);
           }
           continue;
         }
+        // This replica's own too: its journal hands them over unless
+        // another replica's commit came in between (nothing to read then).
         up_to = std::max(up_to, n.committed_up_to);
       }
       if (up_to == 0) continue;

@@ -42,8 +42,8 @@ class EventFeed {
   void Stop();
 
   // This replica's journal committed `events` (consecutive ids). On the
-  // journal's thread: reads the store only when another replica committed
-  // in between.
+  // journal's thread, so it never reads the store: when another replica
+  // committed in between, the listener reads both, on their notices.
   void Committed(const std::vector<pb::Event>& events);
 
  private:
