@@ -91,10 +91,8 @@ void Dispatcher::AdoptOrphans() {
 }
 
 void Dispatcher::OnCommittedElsewhere(const std::vector<pb::Event>& events) {
-  static const std::set<std::string, std::less<>> kQueueChanges = {
-      "created", "requeued", "rejected", "completed", "failed", "canceled"};
   for (const pb::Event& e : events) {
-    if (kQueueChanges.count(e.type()) == 0) continue;
+    if (!QueuesOrEndsATask(e.type())) continue;
     // This replica's count of pending tasks does not see the others';
     // claiming finds out.
     for (const RunnerSlot& runner : registry_.Slots()) {

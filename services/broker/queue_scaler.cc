@@ -105,13 +105,6 @@ Metrics::Series PendingSeries(BrokerStore& store) {
   return series;
 }
 
-bool ChangesTheQueue(const ::buildd::v1::Event& event) {
-  // Created, placed (assigned, and requeued or rejected back), or ended.
-  static const std::set<std::string, std::less<>> kTypes = {
-      "created", "assigned", "requeued", "rejected", "completed", "failed", "canceled"};
-  return kTypes.count(event.type()) > 0;
-}
-
 // One StreamIsActive call: what it last sent, and its pods.
 class QueueScaler::ActiveStream final : public QueuedWriteReactor<ks::IsActiveResponse> {
  public:
@@ -151,7 +144,9 @@ QueueScaler::~QueueScaler() {
 
 void QueueScaler::OnEvents(const std::vector<::buildd::v1::Event>& events) {
   for (const ::buildd::v1::Event& e : events) {
-    if (ChangesTheQueue(e)) return RecountSoon();
+    // Demand counts waiting and running tasks alike: only a new one or
+    // an ending changes it.
+    if (QueuesOrEndsATask(e.type())) return RecountSoon();
   }
 }
 
@@ -189,13 +184,21 @@ void QueueScaler::Recount() {
 grpc::ServerUnaryReactor* QueueScaler::IsActive(grpc::CallbackServerContext* ctx,
                                                 const ks::ScaledObjectRef* ref,
                                                 ks::IsActiveResponse* resp) {
+  return AnswerWithDemand(ctx, ref->scalermetadata(), [resp](int64_t demand) {
+    resp->set_result(demand > 0);
+  });
+}
+
+grpc::ServerUnaryReactor* QueueScaler::AnswerWithDemand(
+    grpc::CallbackServerContext* ctx, const google::protobuf::Map<std::string, std::string>& metadata,
+    std::function<void(int64_t)> answer) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  boost::asio::post(pool_, [this, reactor, ref, resp] {
-    absl::StatusOr<ScaledRunners> runners = ScaledRunnersOf(ref->scalermetadata());
+  boost::asio::post(pool_, [this, reactor, &metadata, answer = std::move(answer)] {
+    absl::StatusOr<ScaledRunners> runners = ScaledRunnersOf(metadata);
     if (!runners.ok()) return reactor->Finish(ToGrpcStatus(runners.status()));
     absl::StatusOr<std::vector<QueueGroup>> queue = store_.Queue();
     if (!queue.ok()) return reactor->Finish(ToGrpcStatus(queue.status()));
-    resp->set_result(Demand(*queue, runners->pods) > 0);
+    answer(Demand(*queue, runners->pods));
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;
@@ -238,20 +241,12 @@ grpc::ServerUnaryReactor* QueueScaler::GetMetricSpec(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* QueueScaler::GetMetrics(grpc::CallbackServerContext* ctx,
                                                   const ks::GetMetricsRequest* req,
                                                   ks::GetMetricsResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  boost::asio::post(pool_, [this, reactor, req, resp] {
-    absl::StatusOr<ScaledRunners> runners = ScaledRunnersOf(req->scaledobjectref().scalermetadata());
-    if (!runners.ok()) return reactor->Finish(ToGrpcStatus(runners.status()));
-    absl::StatusOr<std::vector<QueueGroup>> queue = store_.Queue();
-    if (!queue.ok()) return reactor->Finish(ToGrpcStatus(queue.status()));
-    const int64_t demand = Demand(*queue, runners->pods);
+  return AnswerWithDemand(ctx, req->scaledobjectref().scalermetadata(), [req, resp](int64_t demand) {
     ks::MetricValue* value = resp->add_metricvalues();
     value->set_metricname(req->metricname().empty() ? kMetric : req->metricname());
     value->set_metricvalue(demand);
     value->set_metricvaluefloat(static_cast<double>(demand));
-    reactor->Finish(grpc::Status::OK);
   });
-  return reactor;
 }
 
 }  // namespace buildd::broker

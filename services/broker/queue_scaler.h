@@ -20,6 +20,7 @@
 // The queue is the database's, the same from every broker replica.
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -53,9 +54,6 @@ int64_t Demand(const std::vector<QueueGroup>& queue, const RunnerSlot& pods);
 // buildd_broker_pending_tasks gauge (none when the store cannot be read).
 Metrics::Series PendingSeries(BrokerStore& store);
 
-// Whether a committed event may change what Demand counts.
-bool ChangesTheQueue(const ::buildd::v1::Event& event);
-
 class QueueScaler final : public ::externalscaler::ExternalScaler::CallbackService {
  public:
   // Store reads run on `pool`, never on gRPC's threads.
@@ -81,6 +79,11 @@ class QueueScaler final : public ::externalscaler::ExternalScaler::CallbackServi
  private:
   class ActiveStream;
 
+  // A unary call answered on the pool with the demand of `metadata`'s
+  // runners (which lives as long as the call).
+  grpc::ServerUnaryReactor* AnswerWithDemand(grpc::CallbackServerContext* ctx,
+                                             const google::protobuf::Map<std::string, std::string>& metadata,
+                                             std::function<void(int64_t)> answer);
   // Reads the queue on the pool and pushes to the streams whose answer
   // changed; one read at a time, another after it when asked meanwhile.
   void RecountSoon();

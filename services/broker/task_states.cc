@@ -27,6 +27,13 @@ std::string SqlList(const std::vector<std::string_view>& states) {
   return out + ")";
 }
 
+bool QueuesOrEndsATask(std::string_view type) {
+  for (std::string_view t : {"created", "requeued", "rejected", "completed", "failed", "canceled"}) {
+    if (type == t) return true;
+  }
+  return false;
+}
+
 bool IsTerminalWorkerState(std::string_view s) {
   return s == "completed" || s == "error" || s == "canceled";
 }

@@ -31,6 +31,10 @@ bool IsTerminalTaskState(std::string_view task_state);
 // keeps its own (a paused worker leaves its task running).
 std::string TaskStateFor(std::string_view worker_state);
 
+// Whether an event of `type` says a task became pending (created, given
+// back) or ended, so that another may now run.
+bool QueuesOrEndsATask(std::string_view type);
+
 // How an attempt ended, from the runner's Finished.
 struct Outcome {
   std::string worker_state;
