@@ -91,6 +91,15 @@ TEST(PlacementTest, WorkspaceFilterOfTheRunnerApplies) {
   EXPECT_EQ(ClaimFilterFor(r, false).only_workspaces, std::set<std::string>{"ws2"});
 }
 
+TEST(PlacementTest, NamingAWorkspaceDoesNotGrantIt) {
+  RunnerSlot r = Runner("r", "service");
+  r.access.claim_workspaces = {"ws2"};
+  r.only_workspaces = {"ws1", "ws2"};  // Task() is of ws1
+  EXPECT_FALSE(Eligible(r, false, Task()));
+  r.access.claim_workspaces = {"ws1"};
+  EXPECT_TRUE(Eligible(r, false, Task()));
+}
+
 TEST(PlacementTest, AFullRunnerIsNotChosen) {
   RunnerSlot a = Runner("a", "service", 2);
   EXPECT_TRUE(PickRunner(Task(), {Candidate{&a, 1}}).has_value());

@@ -97,6 +97,19 @@ TEST_F(ReplicasTest, ACancelSentThroughOneReplicaStopsTheTaskOnTheOthersRunner) 
   const std::string task = CreateTask(s.api_key, s.workspace_id, "echo begin; sleep 60");
   const Struct running = WaitForTaskState(task, "running");
   const std::string worker = Str(Obj(running, "task"), "workerId");
+  // Another account, through A: refused before anything is passed on.
+  Setup other = CreateAccountAndWorkspace("service", true, true);
+  HttpResult theirs = Call("POST", "/api/workers/" + worker + "/cancel", other.api_key);
+  EXPECT_EQ(theirs.status, 404) << theirs.body;
+  // Nor may another account's runner on A take the work over by resuming it.
+  RawRunner thief(mesh_.broker_addr(), other.api_key);
+  const v1::BrokerMessage welcome =
+      thief.Hello("thief", {{worker, 1}});  // the right epoch: a first attempt
+  ASSERT_TRUE(welcome.has_welcome());
+  EXPECT_THAT(welcome.welcome().stale_workers(), ::testing::Contains(worker));
+  EXPECT_EQ(Column("SELECT runner_name FROM workers WHERE task_id = :t", task),
+            std::vector<std::string>{"holder"});
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + task, s.api_key).body), "task"), "state"), "running");
   // Through A, whose runners hold nothing.
   HttpResult cancel = Call("POST", "/api/workers/" + worker + "/cancel", s.api_key);
   EXPECT_EQ(cancel.status, 200) << cancel.body;

@@ -124,6 +124,14 @@ TEST_F(ScalerTest, ARunningTaskStillNeedsItsRunner) {
   EXPECT_EQ(Demand(Runners("")), 0);
 }
 
+TEST_F(ScalerTest, TheScalerTakesNoKeySoItIsNotOnTheBrokersOwnPort) {
+  auto on_broker = ks::ExternalScaler::NewStub(
+      grpc::CreateChannel(mesh_.broker_addr(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ks::IsActiveResponse resp;
+  EXPECT_EQ(on_broker->IsActive(&ctx, Runners(""), &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
 TEST_F(ScalerTest, MetadataItCannotReadIsRefusedByKey) {
   for (const auto& [key, value, message] :
        {std::tuple{"providers", "command,gcc", "providers: 'gcc' is not one of"},
