@@ -64,9 +64,14 @@ class GatewayTest : public ::testing::Test {
 
   HttpResult Call(const std::string& method, const std::string& path, const std::string& key,
                   const std::string& body = "") {
+    return CallAt(gateway_url(), method, path, key, body);
+  }
+  // The same through the gateway at `url` (another replica's).
+  HttpResult CallAt(const std::string& url, const std::string& method, const std::string& path,
+                    const std::string& key, const std::string& body = "") {
     testing::Headers headers = {{"Content-Type", "application/json"}};
     if (!key.empty()) headers.push_back({"Authorization", "Bearer " + key});
-    return testing::Request(method, gateway_url(), path, headers, body);
+    return testing::Request(method, url, path, headers, body);
   }
 
   // A service account with canClaim/canCreate on a new workspace.

@@ -41,13 +41,6 @@ class ReplicasTest : public MeshTest {
         {kSlowHeartbeat[0], absl::StrCat("--lease_grace_ms=", 3000)});
   }
 
-  HttpResult CallAt(const std::string& url, const std::string& method, const std::string& path,
-                    const std::string& key, const std::string& body = "") {
-    return testing::Request(method, url, path,
-                            {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + key}},
-                            body);
-  }
-
   std::vector<std::string> Column(const std::string& sql, const std::string& task_id) {
     auto pool = OpenPool(mesh_.database_url(), 1);
     EXPECT_THAT(pool, IsOk());
