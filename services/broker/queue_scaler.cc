@@ -72,7 +72,6 @@ absl::StatusOr<ScaledRunners> ScaledRunnersOf(
     return absl::InvalidArgumentError(
         absl::StrCat("tasksPerRunner: '", per, "' is not a whole number of at least 1"));
   }
-  pods.max_tasks = static_cast<int>(out.tasks_per_runner);
   return out;
 }
 
