@@ -70,6 +70,10 @@ class BrokerClient {
                          Callback<pb::Worker> done) = 0;
   virtual void ControlWorker(const CallMeta& meta, const pb::ControlWorkerRequest& request,
                              Callback<pb::Worker> done) = 0;
+  virtual void ClaimWorkers(const CallMeta& meta, const pb::ClaimWorkersRequest& request,
+                            Callback<pb::ClaimWorkersResponse> done) = 0;
+  virtual void UpdateWorker(const CallMeta& meta, const pb::UpdateWorkerRequest& request,
+                            Callback<pb::UpdateWorkerResponse> done) = 0;
 
   // Starts a Subscribe call (no deadline: it lives until cancelled) and
   // asks for the first event.

@@ -40,12 +40,14 @@ absl::Status CheckHasRepo(BrokerStore& store, const std::string& workspace_id) {
 }  // namespace
 
 BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, BrokerStore& store,
-                                     Dispatcher& dispatcher, Journal& journal, EventHub& hub,
+                                     Dispatcher& dispatcher, PollingAgents& agents,
+                                     Journal& journal, EventHub& hub,
                                      boost::asio::thread_pool& pool,
                                      boost::asio::thread_pool& stream_pool, Options options)
     : auth_(auth),
       store_(store),
       dispatcher_(dispatcher),
+      agents_(agents),
       journal_(journal),
       pool_(pool),
       subscriptions_(auth, store, hub, pool, stream_pool, options.max_subscriptions_per_key) {}
@@ -255,6 +257,26 @@ grpc::ServerWriteReactor<pb::Event>* BrokerServiceImpl::Subscribe(
 grpc::ServerWriteReactor<pb::EventBatch>* BrokerServiceImpl::SubscribeBatches(
     grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) {
   return subscriptions_.Open<pb::EventBatch>(BearerToken(*ctx), *req);
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ClaimWorkers(grpc::CallbackServerContext* ctx,
+                                                          const pb::ClaimWorkersRequest* req,
+                                                          pb::ClaimWorkersResponse* resp) {
+  return RunAsync(ctx, *req, [this, req, resp, key = BearerToken(*ctx)](const Principal& p,
+                                                                        const Reply& reply) {
+    agents_.Claim(p, key, *req, resp, reply);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::UpdateWorker(grpc::CallbackServerContext* ctx,
+                                                          const pb::UpdateWorkerRequest* req,
+                                                          pb::UpdateWorkerResponse* resp) {
+  return RunAsync(ctx, *req, [this, req, resp, key = BearerToken(*ctx)](const Principal& p,
+                                                                        const Reply& reply) {
+    agents_.Update(p, key, *req, resp, reply);
+    return absl::OkStatus();
+  });
 }
 
 void BrokerServiceImpl::RefreshSubscriptions(const std::string& account_id) {

@@ -144,8 +144,8 @@ std::optional<RunnerSlot> Dispatcher::Place(const TaskRoute& route) {
   });
 }
 
-void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner,
-                            bool stored) {
+WorkerRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner,
+                                    bool stored) {
   WorkerRecord worker;
   worker.id = NewUuid();
   worker.task_id = task.id;
@@ -209,6 +209,7 @@ void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& r
     });
   });
   Log()->debug("assign task={} worker={} runner={}", task.id, worker.id, runner.name);
+  return worker;
 }
 
 void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done) {
@@ -369,9 +370,32 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
     return st;
   }
   std::vector<pb::ResumeWorker> resume(hello.resume().begin(), hello.resume().end());
+  Reattach(slot, std::move(resume),
+           [this, runner_id = slot.runner_id, link](absl::Status status,
+                                                     std::vector<std::string> stale) {
+             if (!status.ok()) {
+               link->Close(status);
+               return;
+             }
+             pb::BrokerMessage message;
+             pb::Welcome* welcome = message.mutable_welcome();
+             welcome->set_session_id(runner_id);
+             welcome->set_runner_id(runner_id);
+             welcome->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+             for (const auto& w : stale) welcome->add_stale_workers(w);
+             link->Send(std::move(message));
+             ClaimFor(runner_id);
+           });
+  return absl::OkStatus();
+}
+
+void Dispatcher::Reattach(const RunnerSlot& slot, std::vector<pb::ResumeWorker> resume,
+                          std::function<void(absl::Status, std::vector<std::string>)> done) {
+  if (resume.empty()) return done(absl::OkStatus(), {});
   auto stale = std::make_shared<std::vector<std::string>>();
   journal_.Submit(
-      [this, slot, resume, stale](JournalTx& tx) -> absl::Status {
+      [this, slot, resume = std::move(resume), stale](JournalTx& tx) -> absl::Status {
+        stale->clear();
         for (const pb::ResumeWorker& r : resume) {
           // Only a stream of the account that holds the lease takes it back
           // (from this replica, or from another one it was connected to).
@@ -397,21 +421,37 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
         }
         return absl::OkStatus();
       },
-      [this, runner_id = slot.runner_id, stale, link](absl::Status status) {
-        if (!status.ok()) {
-          link->Close(status);
-          return;
+      [stale, done = std::move(done)](absl::Status status) { done(status, std::move(*stale)); });
+}
+
+void Dispatcher::ClaimNow(const std::string& runner_id, int n, const std::string& only_workspace,
+                          std::function<void(absl::StatusOr<std::vector<Claimed>>)> done) {
+  auto claimed = std::make_shared<std::vector<Claimed>>();
+  journal_.Submit(
+      [this, runner_id, n, only_workspace, claimed](JournalTx& tx) -> absl::Status {
+        claimed->clear();
+        std::optional<RunnerSlot> slot = registry_.Slot(runner_id);
+        if (!slot) return absl::UnavailableError("the agent's lease ended meanwhile: claim again");
+        if (!only_workspace.empty()) slot->only_workspaces = {only_workspace};
+        const auto [active, account_active] = workers_.LoadOf(slot->runner_id, slot->account_id);
+        const bool spent = budget_.Spent(slot->account_id);
+        slot->max_tasks = active + n;
+        const int free = FreeSlots(Candidate{&*slot, active, account_active, spent});
+        if (free <= 0) return absl::OkStatus();
+        std::vector<TaskRecord> tasks = tx.store().ClaimPending(ClaimFilterFor(*slot, spent), free);
+        for (TaskRecord& task : tasks) {
+          WorkerRecord worker = AssignInTx(tx, task, *slot, /*stored=*/true);
+          // Handed over in the answer: there is nothing to accept.
+          tx.OnCommit([this, id = worker.id] { workers_.Record(id, 0, "starting"); });
+          claimed->push_back(Claimed{task, std::move(worker)});
         }
-        pb::BrokerMessage message;
-        pb::Welcome* welcome = message.mutable_welcome();
-        welcome->set_session_id(runner_id);
-        welcome->set_runner_id(runner_id);
-        welcome->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
-        for (const auto& w : *stale) welcome->add_stale_workers(w);
-        link->Send(std::move(message));
-        ClaimFor(runner_id);
+        CountPending(tx, -static_cast<int64_t>(tasks.size()));
+        return absl::OkStatus();
+      },
+      [claimed, done = std::move(done)](absl::Status status) {
+        if (!status.ok()) return done(status);
+        done(std::move(*claimed));
       });
-  return absl::OkStatus();
 }
 
 void Dispatcher::Disconnect(const std::string& runner_id) {
@@ -627,7 +667,7 @@ void Dispatcher::RefreshAccount(
 void Dispatcher::CloseSilentRunners() {
   const auto limit =
       std::chrono::milliseconds(options_.heartbeat_interval_ms * options_.missed_heartbeats);
-  for (auto& link : registry_.SilentSince(std::chrono::steady_clock::now() - limit)) {
+  for (auto& link : registry_.Silent(std::chrono::steady_clock::now(), limit)) {
     link->Close(absl::DeadlineExceededError("missed heartbeats"));
   }
 }

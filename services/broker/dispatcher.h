@@ -86,6 +86,26 @@ class Dispatcher {
   // spending: call it from a pool thread.
   absl::Status Connect(ConnectedRunner runner, const pb::Hello& hello);
   void Disconnect(const std::string& runner_id);
+  // Gives `runner` (connected) back the workers it resumes, when its
+  // account holds their lease; `done` gets the ids it may not resume.
+  void Reattach(const RunnerSlot& runner, std::vector<pb::ResumeWorker> resume,
+                std::function<void(absl::Status, std::vector<std::string> stale)> done);
+
+  // A task assigned by ClaimNow, with its new worker.
+  struct Claimed {
+    TaskRecord task;
+    WorkerRecord worker;
+  };
+  // Claims up to `n` pending tasks for `runner_id` now, within its
+  // account's limits, by the same rules as pushed work: for a runner that
+  // asks for work (a polling agent, whose slot has no room of its own, so
+  // that nothing is pushed to it). Its workers count as accepted.
+  // `only_workspace`, when set, narrows this claim to that workspace.
+  void ClaimNow(const std::string& runner_id, int n, const std::string& only_workspace,
+                std::function<void(absl::StatusOr<std::vector<Claimed>>)> done);
+  std::optional<RunnerSlot> RunnerSlotOf(const std::string& runner_id) const {
+    return registry_.Slot(runner_id);
+  }
   // Takes what the runner sent (moved: an event's text is not copied).
   void OnMessage(const std::string& runner_id, pb::RunnerMessage message);
   // Whether the journal has room for more of the runners' messages; when
@@ -104,7 +124,7 @@ class Dispatcher {
   // Inside a journal op: assigns `task` to `runner`, storing the task (or
   // updating it when `stored`) and its new worker; the worker counts
   // against the runner from here on (until the op aborts).
-  void AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner, bool stored);
+  WorkerRecord AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner, bool stored);
   // The least loaded runner that may take `route` now.
   std::optional<RunnerSlot> Place(const TaskRoute& route);
   // Free slots of a runner now (its own, within its account's limit).
