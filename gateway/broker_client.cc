@@ -132,6 +132,11 @@ class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::Bro
   BUILDD_FORWARD_UNARY(UpdateWorker, pb::UpdateWorkerRequest, pb::UpdateWorkerResponse)
   BUILDD_FORWARD_UNARY(CreateWorker, pb::CreateWorkerRequest, pb::Worker)
   BUILDD_FORWARD_UNARY(StartWorker, pb::StartWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(ListMessages, pb::ListMessagesRequest, pb::ListMessagesResponse)
+  BUILDD_FORWARD_UNARY(PostMessage, pb::PostMessageRequest, pb::Message)
+  BUILDD_FORWARD_UNARY(GetAttachment, pb::GetAttachmentRequest, pb::Attachment)
+  BUILDD_FORWARD_UNARY(ListComments, pb::ListCommentsRequest, pb::ListCommentsResponse)
+  BUILDD_FORWARD_UNARY(PostComment, pb::PostCommentRequest, pb::Comment)
 
   std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
                                                const pb::SubscribeRequest& request,

@@ -78,6 +78,16 @@ class BrokerClient {
                             Callback<pb::Worker> done) = 0;
   virtual void StartWorker(const CallMeta& meta, const pb::StartWorkerRequest& request,
                            Callback<pb::Worker> done) = 0;
+  virtual void ListMessages(const CallMeta& meta, const pb::ListMessagesRequest& request,
+                            Callback<pb::ListMessagesResponse> done) = 0;
+  virtual void PostMessage(const CallMeta& meta, const pb::PostMessageRequest& request,
+                           Callback<pb::Message> done) = 0;
+  virtual void GetAttachment(const CallMeta& meta, const pb::GetAttachmentRequest& request,
+                             Callback<pb::Attachment> done) = 0;
+  virtual void ListComments(const CallMeta& meta, const pb::ListCommentsRequest& request,
+                            Callback<pb::ListCommentsResponse> done) = 0;
+  virtual void PostComment(const CallMeta& meta, const pb::PostCommentRequest& request,
+                           Callback<pb::Comment> done) = 0;
 
   // Starts a Subscribe call (no deadline: it lives until cancelled) and
   // asks for the first event.

@@ -2,7 +2,9 @@
 
 #include <google/protobuf/struct.pb.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
 #include "gateway/http_errors.h"
@@ -78,6 +80,21 @@ absl::StatusOr<std::string> InputText(absl::string_view body) {
   if (!text.empty()) return text;
   if (approve) return std::string("approve");
   return absl::InvalidArgumentError(R"(field text is required (or "approve": true))");
+}
+
+// `value` as an RFC 5987 ext-value's characters: attr-chars as they are,
+// every other byte percent-encoded.
+std::string Rfc5987(absl::string_view value) {
+  std::string out;
+  for (unsigned char c : value) {
+    if (absl::ascii_isalnum(c) || absl::string_view("!#$&+-.^_`|~").find(static_cast<char>(c)) !=
+                                      absl::string_view::npos) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
 }
 
 // POST /revert: {"workspaceId", "branch", "commit", "push"} → a task of
@@ -205,6 +222,19 @@ void AddTaskRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
     get.set_id(request.Param("id"));
     broker->GetTask(MetaOf(request), get, RespondJson<pb::GetTaskResponse>(std::move(reply)));
   });
+  router.Get("/api/tasks/:id/comments", [broker](const HttpRequest& request, Reply reply) {
+    pb::ListCommentsRequest list;
+    list.set_task_id(request.Param("id"));
+    broker->ListComments(MetaOf(request), list,
+                         RespondJson<pb::ListCommentsResponse>(std::move(reply)));
+  });
+  router.Post("/api/tasks/:id/comments", [broker](const HttpRequest& request, Reply reply) {
+    pb::PostCommentRequest post;
+    if (!ParseBody(request, &post, reply)) return;
+    if (!SameAsPath(post.task_id(), request.Param("id"), "taskId", reply)) return;
+    post.set_task_id(request.Param("id"));
+    broker->PostComment(MetaOf(request), post, RespondJson<pb::Comment>(std::move(reply), 201));
+  });
   router.Post("/api/tasks/:id/cancel", [broker](const HttpRequest& request, Reply reply) {
     pb::CancelTaskRequest cancel;
     cancel.set_id(request.Param("id"));
@@ -250,6 +280,47 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
     start.set_id(request.Param("id"));
     broker->StartWorker(MetaOf(request), start, RespondJson<pb::Worker>(std::move(reply)));
   });
+  // The conversation on a worker, and its attachments as files.
+  router.Get("/api/workers/:id/messages", [broker](const HttpRequest& request, Reply reply) {
+    pb::ListMessagesRequest list;
+    list.set_worker_id(request.Param("id"));
+    broker->ListMessages(MetaOf(request), list,
+                         RespondJson<pb::ListMessagesResponse>(std::move(reply)));
+  });
+  router.Post("/api/workers/:id/messages", [broker](const HttpRequest& request, Reply reply) {
+    pb::PostMessageRequest post;
+    if (!ParseBody(request, &post, reply)) return;
+    if (!SameAsPath(post.worker_id(), request.Param("id"), "workerId", reply)) return;
+    post.set_worker_id(request.Param("id"));
+    broker->PostMessage(MetaOf(request), post, RespondJson<pb::Message>(std::move(reply), 201));
+  });
+  router.Get("/api/workers/:id/messages/:messageId/attachments/:n",
+             [broker](const HttpRequest& request, Reply reply) {
+               pb::GetAttachmentRequest get;
+               get.set_worker_id(request.Param("id"));
+               get.set_message_id(request.Param("messageId"));
+               int index = 0;
+               if (!absl::SimpleAtoi(request.Param("n"), &index) || index < 0) {
+                 return reply(ErrorResponse(absl::InvalidArgumentError(
+                     "the attachment's index in the path must be a number from 0")));
+               }
+               get.set_index(index);
+               broker->GetAttachment(
+                   MetaOf(request), get,
+                   [reply = std::move(reply)](absl::StatusOr<pb::Attachment> got) {
+                     if (!got.ok()) return reply(ErrorResponse(got.status()));
+                     HttpResponse file;
+                     file.content_type = got->content_type();
+                     file.body = std::move(*got->mutable_data());
+                     file.headers = {
+                         {"Content-Disposition",
+                          absl::StrCat("attachment; filename*=UTF-8''", Rfc5987(got->name()))},
+                         {"X-Content-Type-Options", "nosniff"},
+                         {"Content-Security-Policy", "sandbox; default-src 'none'"},
+                     };
+                     reply(std::move(file));
+                   });
+             });
   // The seeds' polling agents: claim, then report on each worker.
   router.Post("/api/workers/claim", [broker](const HttpRequest& request, Reply reply) {
     pb::ClaimWorkersRequest claim;

@@ -3,14 +3,18 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "common/ids.h"
+#include "common/logging.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "services/broker/resume.h"
 #include "services/broker/task_validation.h"
 
@@ -35,6 +39,60 @@ absl::Status CheckHasRepo(BrokerStore& store, const std::string& workspace_id) {
   if (!ws.repo_url.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "workspace ", workspace_id, " has no repoUrl: there is nothing to revert in"));
+}
+
+constexpr size_t kMaxMessageText = 64 << 10;
+constexpr int kMaxAttachments = 4;
+constexpr size_t kMaxAttachmentBytes = 512 << 10;
+
+absl::Status CheckBody(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("text is required");
+  if (text.size() > kMaxMessageText) {
+    return absl::InvalidArgumentError(absl::StrCat("text is longer than ", kMaxMessageText, " bytes"));
+  }
+  return CheckText("text", text, TextKind::kMultiline);
+}
+
+absl::Status ValidateMessage(const pb::PostMessageRequest& m) {
+  BUILDD_RETURN_IF_ERROR(CheckBody(m.text()));
+  if (m.attachments_size() > kMaxAttachments) {
+    return absl::InvalidArgumentError(absl::StrCat("attachments: at most ", kMaxAttachments));
+  }
+  for (const pb::Attachment& a : m.attachments()) {
+    if (a.name().empty() || a.name().size() > 255 || a.name().find_first_of("/\\") != std::string::npos ||
+        a.name() == "." || a.name() == "..") {
+      return absl::InvalidArgumentError(
+          "attachments.name: 1 to 255 characters, a file name without / or \\");
+    }
+    BUILDD_RETURN_IF_ERROR(CheckText("attachments.name", a.name()));
+    const std::string& type = a.content_type();
+    const bool type_ok = type.empty() || (type.size() <= 127 && type.find('/') != std::string::npos &&
+                                          std::all_of(type.begin(), type.end(), [](char c) {
+                                            return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                                                   std::string_view("/+-.=; _").find(c) != std::string_view::npos;
+                                          }));
+    if (!type_ok) {
+      return absl::InvalidArgumentError("attachments.contentType: a media type such as text/plain");
+    }
+    if (a.data().size() > kMaxAttachmentBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attachments.data: at most ", kMaxAttachmentBytes, " bytes each"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateComment(const pb::PostCommentRequest& c) {
+  static const std::set<std::string> kArtifacts = {"patch", "commit", "branch", "diffStat", "prUrl", "plan"};
+  if (kArtifacts.count(c.artifact()) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "artifact: \"", c.artifact().substr(0, 64),
+        "\" is not one of patch, commit, branch, diffStat, prUrl, plan"));
+  }
+  if (c.path().size() > 1024) return absl::InvalidArgumentError("path is longer than 1024 bytes");
+  BUILDD_RETURN_IF_ERROR(CheckText("path", c.path()));
+  if (c.line() < 0) return absl::InvalidArgumentError("line may not be negative");
+  return CheckBody(c.text());
 }
 
 }  // namespace
@@ -311,6 +369,147 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::StartWorker(grpc::CallbackServerCon
     BUILDD_RETURN_IF_ERROR(dispatcher_.StartWorker(w.id));
     *resp = WorkerToProto(w);
     resp->set_state(pb::Worker::starting);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListMessages(grpc::CallbackServerContext* ctx,
+                                                          const pb::ListMessagesRequest* req,
+                                                          pb::ListMessagesResponse* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->worker_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", w.id)));
+    BUILDD_ASSIGN_OR_RETURN(std::vector<pb::Message> human, store_.ListMessages(w.id));
+    EventFilter filter;
+    filter.worker_id = w.id;
+    BUILDD_ASSIGN_OR_RETURN(std::vector<pb::Event> events, store_.ReadEvents(0, filter, 10000));
+    std::vector<pb::Message> all = std::move(human);
+    for (pb::Event& e : events) {
+      if (e.type() != "assistant_message") continue;
+      pb::Message m;
+      m.set_id(absl::StrCat("event-", e.id()));
+      m.set_worker_id(w.id);
+      m.set_task_id(w.task_id);
+      m.set_role("agent");
+      m.set_text(std::move(*e.mutable_text()));
+      m.set_created_at(e.created_at());
+      m.set_event_id(e.id());
+      all.push_back(std::move(m));
+    }
+    std::stable_sort(all.begin(), all.end(), [](const pb::Message& a, const pb::Message& b) {
+      return a.created_at() < b.created_at();
+    });
+    for (pb::Message& m : all) *resp->add_messages() = std::move(m);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::PostMessage(grpc::CallbackServerContext* ctx,
+                                                         const pb::PostMessageRequest* req,
+                                                         pb::Message* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(ValidateMessage(*req));
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->worker_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", w.id)));
+    if (!p.CanCreate(w.workspace_id)) {
+      return absl::PermissionDeniedError("writing to a worker needs canCreate on its workspace");
+    }
+    pb::Message m;
+    m.set_id(NewUuid());
+    m.set_worker_id(w.id);
+    m.set_task_id(w.task_id);
+    m.set_role("human");
+    m.set_account_id(p.account_id);
+    m.set_text(req->text());
+    *m.mutable_attachments() = req->attachments();
+    for (pb::Attachment& a : *m.mutable_attachments()) {
+      if (a.content_type().empty()) a.set_content_type("application/octet-stream");
+      a.set_size(static_cast<int64_t>(a.data().size()));
+    }
+    m.set_created_at(NowRfc3339());
+    // To a worker waiting for input it is the answer.
+    if (w.state == "waiting_input") {
+      absl::Status sent = dispatcher_.Control(w.id, pb::Control::input, req->text());
+      m.set_delivered(sent.ok());
+      if (!sent.ok()) Log()->info("worker={} message not delivered: {}", w.id, sent.message());
+    }
+    pb::Event e = EventOf("message", w.task_id, w.id, w.workspace_id);
+    e.set_text(req->text());
+    auto& data = *e.mutable_data()->mutable_fields();
+    data["messageId"].set_string_value(m.id());
+    data["attachments"].set_number_value(m.attachments_size());
+    data["delivered"].set_bool_value(m.delivered());
+    BUILDD_RETURN_IF_ERROR(journal_.Run([&m, &e](JournalTx& tx) {
+      tx.store().InsertMessage(m);
+      tx.Append(std::move(e));
+      return absl::OkStatus();
+    }));
+    *resp = std::move(m);
+    for (pb::Attachment& a : *resp->mutable_attachments()) a.clear_data();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::GetAttachment(grpc::CallbackServerContext* ctx,
+                                                           const pb::GetAttachmentRequest* req,
+                                                           pb::Attachment* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    const absl::Status not_found = absl::NotFoundError(
+        absl::StrCat("attachment ", req->index(), " of message ", req->message_id(), " not found"));
+    absl::StatusOr<std::string> worker_id = store_.MessageWorker(req->message_id());
+    if (!worker_id.ok()) return worker_id.status();
+    if (!req->worker_id().empty() && req->worker_id() != *worker_id) return not_found;
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(*worker_id));
+    if (!p.CanSee(w.workspace_id)) return not_found;
+    BUILDD_ASSIGN_OR_RETURN(*resp, store_.GetAttachment(req->message_id(), req->index()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListComments(grpc::CallbackServerContext* ctx,
+                                                          const pb::ListCommentsRequest* req,
+                                                          pb::ListCommentsResponse* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->task_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", t.id)));
+    BUILDD_ASSIGN_OR_RETURN(std::vector<pb::Comment> comments, store_.ListComments(t.id));
+    for (pb::Comment& c : comments) *resp->add_comments() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::PostComment(grpc::CallbackServerContext* ctx,
+                                                         const pb::PostCommentRequest* req,
+                                                         pb::Comment* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(ValidateComment(*req));
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->task_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", t.id)));
+    if (!p.CanCreate(t.workspace_id)) {
+      return absl::PermissionDeniedError("commenting needs canCreate on the task's workspace");
+    }
+    pb::Comment c;
+    c.set_id(NewUuid());
+    c.set_task_id(t.id);
+    c.set_artifact(req->artifact());
+    c.set_path(req->path());
+    c.set_line(req->line());
+    c.set_text(req->text());
+    c.set_account_id(p.account_id);
+    c.set_created_at(NowRfc3339());
+    pb::Event e = EventOf("comment", t.id, "", t.workspace_id);
+    e.set_text(c.text());
+    auto& data = *e.mutable_data()->mutable_fields();
+    data["commentId"].set_string_value(c.id());
+    data["artifact"].set_string_value(c.artifact());
+    if (!c.path().empty()) data["path"].set_string_value(c.path());
+    if (c.line() > 0) data["line"].set_number_value(c.line());
+    BUILDD_RETURN_IF_ERROR(journal_.Run([&c, &e](JournalTx& tx) {
+      tx.store().InsertComment(c);
+      tx.Append(std::move(e));
+      return absl::OkStatus();
+    }));
+    *resp = std::move(c);
     return absl::OkStatus();
   });
 }

@@ -79,6 +79,22 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
                                         const pb::StartWorkerRequest* req,
                                         pb::Worker* resp) override;
 
+  grpc::ServerUnaryReactor* ListMessages(grpc::CallbackServerContext* ctx,
+                                         const pb::ListMessagesRequest* req,
+                                         pb::ListMessagesResponse* resp) override;
+  grpc::ServerUnaryReactor* PostMessage(grpc::CallbackServerContext* ctx,
+                                        const pb::PostMessageRequest* req,
+                                        pb::Message* resp) override;
+  grpc::ServerUnaryReactor* GetAttachment(grpc::CallbackServerContext* ctx,
+                                          const pb::GetAttachmentRequest* req,
+                                          pb::Attachment* resp) override;
+  grpc::ServerUnaryReactor* ListComments(grpc::CallbackServerContext* ctx,
+                                         const pb::ListCommentsRequest* req,
+                                         pb::ListCommentsResponse* resp) override;
+  grpc::ServerUnaryReactor* PostComment(grpc::CallbackServerContext* ctx,
+                                        const pb::PostCommentRequest* req,
+                                        pb::Comment* resp) override;
+
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).
   void RefreshSubscriptions(const std::string& account_id);

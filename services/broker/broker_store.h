@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "buildd/v1/broker.pb.h"
 #include "services/broker/records.h"
 
 namespace buildd::broker {
@@ -61,6 +62,11 @@ class StoreTx {
                                              const std::string& account_id,
                                              const std::string& runner_id,
                                              const std::string& broker_id) = 0;
+
+  // A person's message to a worker (its attachments with their data), and
+  // a comment on a task's artifact; their ids and times are set.
+  virtual void InsertMessage(const pb::Message& message) = 0;
+  virtual void InsertComment(const pb::Comment& comment) = 0;
 
   // Replica `broker_id` is alive now (registered when it is new).
   virtual void BeatBroker(const std::string& broker_id) = 0;
@@ -143,6 +149,16 @@ class BrokerStore {
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
+
+  // The messages people sent to the worker, oldest first (attachments
+  // without their data), at most 1000.
+  virtual absl::StatusOr<std::vector<pb::Message>> ListMessages(const std::string& worker_id) = 0;
+  // Attachment `index` of a message, with its data; NotFound without one.
+  virtual absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) = 0;
+  // The message's worker id; NotFound without one.
+  virtual absl::StatusOr<std::string> MessageWorker(const std::string& message_id) = 0;
+  // The comments on the task's artifacts, oldest first, at most 1000.
+  virtual absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) = 0;
 
   // The stored session of a task, with its transcript when `with_data`.
   // DataLoss when the transcript does not open under the session key.

@@ -493,6 +493,29 @@ class PgStoreWriter final : public StoreWriter {
     return std::move(held.front());
   }
 
+  void InsertMessage(const pb::Message& m) override {
+    db_.Run("insert_message",
+            "INSERT INTO worker_messages (id, worker_id, account_id, body, delivered, created_at)"
+            " VALUES ($1::uuid, $2::uuid, NULLIF($3, '')::uuid, $4, $5::boolean, $6)",
+            {m.id(), m.worker_id(), m.account_id(), m.text(), m.delivered() ? "true" : "false",
+             m.created_at()});
+    for (int i = 0; i < m.attachments_size(); ++i) {
+      const pb::Attachment& a = m.attachments(i);
+      db_.Run("insert_attachment",
+              "INSERT INTO message_attachments (message_id, n, name, content_type, data)"
+              " VALUES ($1::uuid, $2::int, $3, $4, decode($5, 'base64'))",
+              {m.id(), absl::StrCat(i), a.name(), a.content_type(), absl::Base64Escape(a.data())});
+    }
+  }
+
+  void InsertComment(const pb::Comment& c) override {
+    db_.Run("insert_comment",
+            "INSERT INTO artifact_comments (id, task_id, account_id, artifact, path, line, body,"
+            " created_at) VALUES ($1::uuid, $2::uuid, NULLIF($3, '')::uuid, $4, $5, $6::int, $7, $8)",
+            {c.id(), c.task_id(), c.account_id(), c.artifact(), c.path(), absl::StrCat(c.line()),
+             c.text(), c.created_at()});
+  }
+
   void BeatBroker(const std::string& broker_id) override {
     db_.Run("beat_broker",
             "INSERT INTO brokers (id) VALUES ($1::uuid)"
@@ -831,6 +854,101 @@ absl::StatusOr<double> PgBrokerStore::CostToday(const std::string& account_id) {
            " AND day = (now() AT TIME ZONE 'UTC')::date",
         soci::use(account_id), soci::into(total, ind);
     return sql.got_data() && ind == soci::i_ok ? total : 0;
+  });
+}
+
+absl::StatusOr<std::vector<pb::Message>> PgBrokerStore::ListMessages(const std::string& worker_id) {
+  return WithSession(pool_, "list messages",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<pb::Message>> {
+    std::vector<pb::Message> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT m.id::text, w.task_id::text, COALESCE(m.account_id::text, ''),"
+                        " m.body, m.delivered::int, m.created_at,"
+                        " COALESCE((SELECT jsonb_agg(jsonb_build_object('name', a.name,"
+                        " 'contentType', a.content_type, 'size', length(a.data)::text) ORDER BY a.n)"
+                        " FROM message_attachments a WHERE a.message_id = m.id), '[]')::text"
+                        " FROM worker_messages m JOIN workers w ON w.id = m.worker_id"
+                        " WHERE m.worker_id = :w::uuid ORDER BY m.created_at, m.id LIMIT 1000",
+         soci::use(worker_id));
+    for (const soci::row& r : rows) {
+      pb::Message m;
+      m.set_id(r.get<std::string>(0));
+      m.set_worker_id(worker_id);
+      m.set_task_id(r.get<std::string>(1));
+      m.set_role("human");
+      m.set_account_id(r.get<std::string>(2));
+      m.set_text(r.get<std::string>(3));
+      m.set_delivered(r.get<int>(4) != 0);
+      m.set_created_at(r.get<std::string>(5));
+      pb::ListMessagesResponse attachments;
+      if (!google::protobuf::util::JsonStringToMessage(
+               absl::StrCat(R"({"messages":[{"attachments":)", r.get<std::string>(6), "}]}"),
+               &attachments)
+               .ok()) {
+        return absl::DataLossError(absl::StrCat("the attachments of message ", m.id()));
+      }
+      *m.mutable_attachments() = attachments.messages(0).attachments();
+      out.push_back(std::move(m));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<pb::Attachment> PgBrokerStore::GetAttachment(const std::string& message_id,
+                                                            int index) {
+  return WithSession(pool_, "get attachment", [&](soci::session& sql) -> absl::StatusOr<pb::Attachment> {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT name, content_type, encode(data, 'base64') FROM message_attachments"
+                        " WHERE message_id = :m::uuid AND n = :n",
+         soci::use(message_id), soci::use(index));
+    for (const soci::row& r : rows) {
+      pb::Attachment a;
+      a.set_name(r.get<std::string>(0));
+      a.set_content_type(r.get<std::string>(1));
+      std::string data;
+      if (!absl::Base64Unescape(absl::StrReplaceAll(r.get<std::string>(2), {{"\n", ""}}), &data)) {
+        return absl::DataLossError(absl::StrCat("attachment ", index, " of message ", message_id));
+      }
+      a.set_size(static_cast<int64_t>(data.size()));
+      a.set_data(std::move(data));
+      return a;
+    }
+    return absl::NotFoundError(absl::StrCat("attachment ", index, " of message ", message_id, " not found"));
+  });
+}
+
+absl::StatusOr<std::string> PgBrokerStore::MessageWorker(const std::string& message_id) {
+  return WithSession(pool_, "get message", [&](soci::session& sql) -> absl::StatusOr<std::string> {
+    std::string worker;
+    sql << "SELECT worker_id::text FROM worker_messages WHERE id = :m::uuid", soci::use(message_id),
+        soci::into(worker);
+    if (!sql.got_data()) return absl::NotFoundError(absl::StrCat("message ", message_id, " not found"));
+    return worker;
+  });
+}
+
+absl::StatusOr<std::vector<pb::Comment>> PgBrokerStore::ListComments(const std::string& task_id) {
+  return WithSession(pool_, "list comments",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<pb::Comment>> {
+    std::vector<pb::Comment> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT id::text, COALESCE(account_id::text, ''), artifact, path, line, body,"
+                        " created_at FROM artifact_comments WHERE task_id = :t::uuid"
+                        " ORDER BY created_at, id LIMIT 1000",
+         soci::use(task_id));
+    for (const soci::row& r : rows) {
+      pb::Comment c;
+      c.set_id(r.get<std::string>(0));
+      c.set_task_id(task_id);
+      c.set_account_id(r.get<std::string>(1));
+      c.set_artifact(r.get<std::string>(2));
+      c.set_path(r.get<std::string>(3));
+      c.set_line(r.get<int>(4));
+      c.set_text(r.get<std::string>(5));
+      c.set_created_at(r.get<std::string>(6));
+      out.push_back(std::move(c));
+    }
+    return out;
   });
 }
 

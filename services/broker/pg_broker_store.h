@@ -47,6 +47,10 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<std::vector<pb::Message>> ListMessages(const std::string& worker_id) override;
+  absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
+  absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
+  absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;

@@ -279,6 +279,18 @@ class MemoryStoreWriter final : public StoreWriter {
       return Live(t, w);
     });
   }
+  void InsertMessage(const pb::Message& message) override {
+    Apply(true, [&](Tables& t) {
+      t.messages.push_back(message);
+      return true;
+    });
+  }
+  void InsertComment(const pb::Comment& comment) override {
+    Apply(true, [&](Tables& t) {
+      t.comments.push_back(comment);
+      return true;
+    });
+  }
   void BeatBroker(const std::string& broker_id) override {
     Apply(true, [&](Tables& t) {
       t.brokers[broker_id] = absl::Now();
@@ -487,6 +499,50 @@ absl::StatusOr<std::vector<QueueGroup>> MemoryBrokerStore::Queue() {
   return out;
 }
 
+
+absl::StatusOr<std::vector<pb::Message>> MemoryBrokerStore::ListMessages(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<pb::Message> out;
+  for (const pb::Message& m : tables_.messages) {
+    if (m.worker_id() != worker_id) continue;
+    out.push_back(m);
+    out.back().set_role("human");
+    for (pb::Attachment& a : *out.back().mutable_attachments()) {
+      a.set_size(static_cast<int64_t>(a.data().size()));
+      a.clear_data();
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<pb::Attachment> MemoryBrokerStore::GetAttachment(const std::string& message_id,
+                                                                int index) {
+  absl::MutexLock lock(&mu_);
+  for (const pb::Message& m : tables_.messages) {
+    if (m.id() != message_id || index < 0 || index >= m.attachments_size()) continue;
+    pb::Attachment a = m.attachments(index);
+    a.set_size(static_cast<int64_t>(a.data().size()));
+    return a;
+  }
+  return absl::NotFoundError(absl::StrCat("attachment ", index, " of message ", message_id, " not found"));
+}
+
+absl::StatusOr<std::string> MemoryBrokerStore::MessageWorker(const std::string& message_id) {
+  absl::MutexLock lock(&mu_);
+  for (const pb::Message& m : tables_.messages) {
+    if (m.id() == message_id) return m.worker_id();
+  }
+  return absl::NotFoundError(absl::StrCat("message ", message_id, " not found"));
+}
+
+absl::StatusOr<std::vector<pb::Comment>> MemoryBrokerStore::ListComments(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<pb::Comment> out;
+  for (const pb::Comment& c : tables_.comments) {
+    if (c.task_id() == task_id) out.push_back(c);
+  }
+  return out;
+}
 
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
   absl::MutexLock lock(&mu_);

@@ -60,6 +60,10 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<std::vector<pb::Message>> ListMessages(const std::string& worker_id) override;
+  absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
+  absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
+  absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
@@ -78,6 +82,8 @@ class MemoryBrokerStore final : public BrokerStore {
     int64_t last_event_id = 0;
     std::map<std::string, double> costs_today;  // by account
     std::map<std::string, SealedSession> sessions;
+    std::vector<pb::Message> messages;  // with their attachments' data
+    std::vector<pb::Comment> comments;
     // Broker replicas and when each was last seen.
     std::map<std::string, absl::Time> brokers;
   };

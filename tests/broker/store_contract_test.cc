@@ -411,6 +411,57 @@ TEST_P(StoreContractTest, OnlyTheLeaseHoldersAccountReattachesALiveWorker) {
   EXPECT_FALSE(writer_->Reattach(w.id, 1, account, "runner-3", broker).has_value());
 }
 
+TEST_P(StoreContractTest, MessagesKeepTheirAttachmentsAndCommentsTheirPlace) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "p");
+  const WorkerRecord w = Assigned(t, NewUuid());
+  pb::Message m;
+  m.set_id(NewUuid());
+  m.set_worker_id(w.id);
+  m.set_account_id(w.account_id);
+  m.set_text("use the v2 endpoint\nplease");
+  m.set_delivered(true);
+  m.set_created_at("2026-12-01T10:00:00.000Z");
+  pb::Attachment* a = m.add_attachments();
+  a->set_name("trace.bin");
+  a->set_content_type("application/octet-stream");
+  a->set_data(std::string("\0\x01\xff binary", 10));
+  writer_->InsertMessage(m);
+  pb::Comment c;
+  c.set_id(NewUuid());
+  c.set_task_id(t.id);
+  c.set_artifact("patch");
+  c.set_path("src/api.ts");
+  c.set_line(42);
+  c.set_text("this needs a test");
+  c.set_created_at("2026-12-01T10:00:01.000Z");
+  writer_->InsertComment(c);
+
+  auto listed = store_->ListMessages(w.id);
+  ASSERT_THAT(listed.status(), IsOk());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].text(), m.text());
+  EXPECT_EQ((*listed)[0].role(), "human");
+  EXPECT_TRUE((*listed)[0].delivered());
+  ASSERT_EQ((*listed)[0].attachments_size(), 1);
+  EXPECT_EQ((*listed)[0].attachments(0).size(), 10);
+  EXPECT_TRUE((*listed)[0].attachments(0).data().empty()) << "lists leave the data out";
+  auto got = store_->GetAttachment(m.id(), 0);
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->data(), a->data());
+  EXPECT_EQ(got->name(), "trace.bin");
+  EXPECT_EQ(store_->GetAttachment(m.id(), 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->MessageWorker(m.id()), w.id);
+  EXPECT_TRUE(store_->ListMessages(NewUuid())->empty());
+
+  auto comments = store_->ListComments(t.id);
+  ASSERT_THAT(comments.status(), IsOk());
+  ASSERT_EQ(comments->size(), 1u);
+  EXPECT_EQ((*comments)[0].path(), "src/api.ts");
+  EXPECT_EQ((*comments)[0].line(), 42);
+  EXPECT_EQ((*comments)[0].artifact(), "patch");
+}
+
 TEST_P(StoreContractTest, AGoneReplicasLiveWorkersAreAdoptedByOneReplicaOnce) {
   const std::string ws = Workspace("w");
   const std::string account = NewUuid();

@@ -26,6 +26,7 @@ using ::buildd::testing::IsOk;
 using ::buildd::testing::Process;
 using ::google::protobuf::Struct;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Seed 001's task body: title and description, a runner preference; the
 // agent's tasks need the label its agent claims with.
@@ -280,6 +281,109 @@ TEST_F(PollingAgentTest, AWorkerCreatedByHandIdlesUntilStartedThenRunsOnThatRunn
   WaitForTaskState(other, "canceled");
 }
 
+// The data model's messages (human ↔ agent on a worker, with attachments)
+// and comments on artifacts, over REST.
+TEST_F(PollingAgentTest, AMessageAnswersAWaitingAgentAndCommentsAttachToTheTasksPatch) {
+  Setup s = CreateAccountAndWorkspace("user", true, true);
+  Setup other = CreateAccountAndWorkspace("user", true, true);
+  const std::string task = CreateSeedTask(s.api_key, s.workspace_id, "Ask", "ask first");
+  Struct claimed = Claim(s.api_key, R"({"labels":["laptop"]})");
+  ASSERT_EQ(claimed.fields().at("workers").list_value().values_size(), 1) << claimed.DebugString();
+  const std::string worker =
+      Str(claimed.fields().at("workers").list_value().values(0).struct_value(), "id");
+  ASSERT_EQ(Patch(s.api_key, worker,
+                  R"({"status":"waiting_input","question":"Which endpoint, v1 or v2?"})")
+                .status,
+            200);
+
+  // "hello" and 3 binary bytes, as protobuf's JSON writes bytes (base64).
+  HttpResult posted = Call("POST", "/api/workers/" + worker + "/messages", s.api_key,
+                           R"({"text":"v2, see the trace","attachments":[)"
+                           R"({"name":"trace one.bin","contentType":"application/octet-stream","data":"AP8B"},)"
+                           R"({"name":"notes.txt","contentType":"text/plain","data":"aGVsbG8="}]})");
+  ASSERT_EQ(posted.status, 201) << posted.body;
+  const Struct message = Json(posted.body);
+  EXPECT_TRUE(message.fields().at("delivered").bool_value()) << posted.body;
+  EXPECT_EQ(Str(message, "role"), "human");
+  EXPECT_THAT(posted.body, Not(HasSubstr("AP8B"))) << "the answer leaves the data out";
+  // The agent's next report gets it as its input.
+  HttpResult next = Patch(s.api_key, worker, R"({"status":"running","message":"using v2"})");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_THAT(next.body, HasSubstr(R"("controls":[{"action":"input","text":"v2, see the trace"}])"));
+
+  HttpResult file = Call("GET",
+                         absl::StrCat("/api/workers/", worker, "/messages/", Str(message, "id"),
+                                      "/attachments/0"),
+                         s.api_key);
+  ASSERT_EQ(file.status, 200) << file.body;
+  EXPECT_EQ(file.body, std::string("\x00\xff\x01", 3));
+  EXPECT_EQ(file.Header("Content-Disposition"), "attachment; filename*=UTF-8''trace%20one.bin");
+  EXPECT_EQ(file.Header("Content-Type"), "application/octet-stream");
+  EXPECT_EQ(file.Header("X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(Call("GET",
+                 absl::StrCat("/api/workers/", worker, "/messages/", Str(message, "id"),
+                              "/attachments/2"),
+                 s.api_key)
+                .status,
+            404);
+  EXPECT_EQ(Call("GET",
+                 absl::StrCat("/api/workers/", worker, "/messages/", Str(message, "id"),
+                              "/attachments/0"),
+                 other.api_key)
+                .status,
+            404);
+
+  // The conversation: the person's message, then what the agent said.
+  HttpResult list = Call("GET", "/api/workers/" + worker + "/messages", s.api_key);
+  ASSERT_EQ(list.status, 200) << list.body;
+  const Struct conversation = Json(list.body);
+  const auto& messages = conversation.fields().at("messages").list_value().values();
+  ASSERT_EQ(messages.size(), 2) << list.body;
+  EXPECT_EQ(Str(messages[0].struct_value(), "text"), "v2, see the trace");
+  EXPECT_EQ(messages[0].struct_value().fields().at("attachments").list_value().values_size(), 2);
+  EXPECT_EQ(Str(messages[1].struct_value(), "role"), "agent");
+  EXPECT_EQ(Str(messages[1].struct_value(), "text"), "using v2");
+  EXPECT_EQ(Call("GET", "/api/workers/" + worker + "/messages", other.api_key).status, 404);
+
+  ASSERT_EQ(Patch(s.api_key, worker,
+                  R"({"status":"completed","artifacts":{"branch":"buildd/ask","commitSha":"abc123"}})")
+                .status,
+            200);
+  HttpResult comment = Call("POST", "/api/tasks/" + task + "/comments", s.api_key,
+                            R"({"artifact":"patch","path":"src/api.ts","line":12,"text":"needs a test"})");
+  ASSERT_EQ(comment.status, 201) << comment.body;
+  HttpResult comments = Call("GET", "/api/tasks/" + task + "/comments", s.api_key);
+  EXPECT_THAT(comments.body, HasSubstr(R"("path":"src/api.ts","line":12,"text":"needs a test")"));
+  EXPECT_EQ(Call("GET", "/api/tasks/" + task + "/comments", other.api_key).status, 404);
+  EXPECT_THAT(absl::StrJoin(EventTypes(task), ","),
+              HasSubstr("question,status,message,status,assistant_message,completed,comment"));
+
+  struct Bad {
+    std::string path, body, says;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"/api/workers/" + worker + "/messages", R"({"text":""})", "text"},
+           {"/api/workers/" + worker + "/messages",
+            R"({"text":"x","attachments":[{"name":"../etc/passwd","data":"AA=="}]})", "attachments.name"},
+           {"/api/workers/" + worker + "/messages",
+            R"({"text":"x","attachments":[{"name":"a","contentType":"text/html\r\nX: y","data":"AA=="}]})",
+            "attachments.contentType"},
+           {"/api/workers/" + worker + "/messages",
+            R"({"text":"x","attachments":[{"name":"a"},{"name":"b"},{"name":"c"},{"name":"d"},{"name":"e"}]})",
+            "attachments"},
+           {"/api/tasks/" + task + "/comments", R"({"artifact":"log","text":"x"})", "artifact"},
+           {"/api/tasks/" + task + "/comments", R"({"artifact":"patch","line":-1,"text":"x"})", "line"},
+       }) {
+    HttpResult r = Call("POST", bad.path, s.api_key, bad.body);
+    EXPECT_EQ(r.status, 400) << bad.body << " → " << r.body;
+    EXPECT_THAT(r.body, HasSubstr(bad.says)) << bad.body;
+  }
+  EXPECT_EQ(Call("POST", "/api/tasks/" + task + "/comments", other.api_key,
+                 R"({"artifact":"patch","text":"x"})")
+                .status,
+            404);
+}
+
 Mesh::Options ShortLease() {
   Mesh::Options options;
   options.lease_grace_ms = 500;
@@ -296,6 +400,7 @@ TEST_F(PollingLeaseTest, ASilentAgentLosesItsClaimAndReportsKeepOneAlive) {
   Setup s = CreateAccountAndWorkspace("user", true, true);
   const std::string lost = CreateSeedTask(s.api_key, s.workspace_id, "Lost", "left behind");
   Struct first = Claim(s.api_key, R"({"labels":["laptop"],"runner":"gone"})");
+  ASSERT_EQ(first.fields().at("workers").list_value().values_size(), 1);
   const std::string lost_worker =
       Str(first.fields().at("workers").list_value().values(0).struct_value(), "id");
   EXPECT_EQ(Patch(s.api_key, lost_worker, R"({"status":"running","runner":"gone"})").status, 200);
@@ -316,6 +421,7 @@ TEST_F(PollingLeaseTest, ASilentAgentLosesItsClaimAndReportsKeepOneAlive) {
   // One that reports every 300 ms keeps its claim for three leases.
   const std::string kept = CreateSeedTask(s.api_key, s.workspace_id, "Kept", "kept alive");
   Struct third = Claim(s.api_key, R"({"labels":["laptop"],"runner":"busy"})");
+  ASSERT_EQ(third.fields().at("workers").list_value().values_size(), 1);
   const std::string kept_worker =
       Str(third.fields().at("workers").list_value().values(0).struct_value(), "id");
   for (int i = 0; i < 10; ++i) {
