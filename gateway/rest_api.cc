@@ -567,8 +567,8 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
           .Describe("Each event's `id:` is its global id; a reconnecting client resumes after "
                     "it with the Last-Event-ID header (or ?lastEventId=).")
           .Query<pb::SubscribeRequest>()
-          .QueryParam({"lastEventId", "string", "Resume after this event id."})
-          .Header({"Last-Event-ID", "string", "Resume after this event id (wins over the query)."})
+          .QueryParam({"lastEventId", "integer", "Resume after this event id."})
+          .Header({"Last-Event-ID", "integer", "Resume after this event id (wins over the query)."})
           .Returns<pb::Event>()
           .Errors(kGetErrors),
       EventStreamHandler(broker, options.sse));
