@@ -447,14 +447,12 @@ Struct Operation(const Router::Entry& entry, SchemaBuilder& schemas) {
   Struct& ok = ObjectAt(responses, absl::StrCat(doc.status));
   Struct& content = ObjectAt(ok, "content");
   if (streams) {
-    At(ok, "description") = String(doc.status_description.empty()
-                                       ? "Server-Sent Events, until the client goes away."
-                                       : doc.status_description);
+    At(ok, "description") = String(doc.status_description.empty() ? "Server-Sent Events."
+                                                                   : doc.status_description);
     Struct stream = Schema("string");
     At(stream, "description") =
-        String("text/event-stream: per event `id:` (resume with Last-Event-ID), `event:` (its "
-               "type) and `data:` (one line of JSON, see x-event-data), and `: heartbeat` "
-               "comments when idle.");
+        String("Server-Sent Events: per event `id:`, `event:` (its name) and `data:` (one line "
+               "of JSON, described by x-event-data), and `:` comments when idle.");
     Struct& media = ObjectAt(content, "text/event-stream");
     At(media, "schema") = Object(std::move(stream));
     if (!doc.response.empty()) At(media, "x-event-data") = schemas.Of(doc.response);

@@ -570,6 +570,9 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
           .QueryParam({"lastEventId", "integer", "Resume after this event id."})
           .Header({"Last-Event-ID", "integer", "Resume after this event id (wins over the query)."})
           .Returns<pb::Event>()
+          .SaysOnSuccess("One message per event: `id:` its global id (what Last-Event-ID resumes "
+                         "after), `event:` its type, `data:` the Event; `: heartbeat` when "
+                         "idle. A refusal before the stream starts is an error answer instead.")
           .Errors(kGetErrors),
       EventStreamHandler(broker, options.sse));
   // Made from this router's own routes, on the first request.
