@@ -328,7 +328,8 @@ Value ErrorResponse(unsigned status) {
 
 Struct ErrorSchema() {
   Struct code = Schema("string");
-  At(code, "description") = String("The gRPC status code's name (the services' codes, one to one).");
+  At(code, "description") =
+      String("The gRPC status code's name (the services' codes, one to one).");
   std::vector<Value> names;
   for (int i = 1; i <= 16; ++i) names.push_back(String(CodeName(static_cast<absl::StatusCode>(i))));
   At(code, "enum") = Array(std::move(names));
@@ -344,9 +345,9 @@ Struct ErrorSchema() {
   Struct example;
   Struct& error = ObjectAt(example, "error");
   At(error, "code") = String(CodeName(absl::StatusCode::kInvalidArgument));
-  At(error, "message") = String(
-      R"(invalid value "sometimes" for field runnerPreference (expected one of: any, user, )"
-      R"(service, action))");
+  At(error, "message") =
+      String(R"(invalid value "sometimes" for field runnerPreference (expected one of: any, user, )"
+             R"(service, action))");
   At(outer, "example") = Object(std::move(example));
   return outer;
 }
@@ -420,11 +421,11 @@ Struct Operation(const Router::Entry& entry, SchemaBuilder& schemas) {
     for (int i = 0; i < doc.query->field_count(); ++i) {
       const protobuf::FieldDescriptor* field = doc.query->field(i);
       // What QueryToMessage accepts.
-      if (field->is_repeated() ||
-          field->cpp_type() == protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (field->is_repeated() || field->cpp_type() == protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
         continue;
       }
-      parameters.push_back(Parameter(field->json_name(), "query", schemas.Single(field), "", false));
+      parameters.push_back(
+          Parameter(field->json_name(), "query", schemas.Single(field), "", false));
     }
   }
   for (const FieldDoc& field : doc.query_params) {
@@ -447,22 +448,20 @@ Struct Operation(const Router::Entry& entry, SchemaBuilder& schemas) {
   Struct& ok = ObjectAt(responses, absl::StrCat(doc.status));
   Struct& content = ObjectAt(ok, "content");
   if (streams) {
-    At(ok, "description") = String(doc.status_description.empty() ? "Server-Sent Events."
-                                                                   : doc.status_description);
+    At(ok, "description") =
+        String(doc.status_description.empty() ? "Server-Sent Events." : doc.status_description);
     Struct stream = Schema("string");
-    At(stream, "description") =
-        String("Server-Sent Events: per event `id:`, `event:` (its name) and `data:` (one line "
-               "of JSON, described by x-event-data), and `:` comments when idle.");
+    At(stream, "description") = String(
+        "Server-Sent Events: per event `id:`, `event:` (its name) and `data:` (one line "
+        "of JSON, described by x-event-data), and `:` comments when idle.");
     Struct& media = ObjectAt(content, "text/event-stream");
     At(media, "schema") = Object(std::move(stream));
     if (!doc.response.empty()) At(media, "x-event-data") = schemas.Of(doc.response);
   } else if (!doc.content_type.empty()) {
-    At(ok, "description") =
-        String(doc.status_description.empty() ? "OK." : doc.status_description);
+    At(ok, "description") = String(doc.status_description.empty() ? "OK." : doc.status_description);
     At(ObjectAt(content, doc.content_type), "schema") = Object(Schema("string"));
   } else {
-    At(ok, "description") =
-        String(doc.status_description.empty() ? "OK." : doc.status_description);
+    At(ok, "description") = String(doc.status_description.empty() ? "OK." : doc.status_description);
     At(ObjectAt(content, "application/json"), "schema") =
         doc.response.empty() ? Object(Schema("object")) : schemas.Of(doc.response);
   }
@@ -492,9 +491,8 @@ Struct Operation(const Router::Entry& entry, SchemaBuilder& schemas) {
 std::string OpenApiPath(absl::string_view pattern) {
   std::vector<std::string> segments;
   for (absl::string_view segment : absl::StrSplit(pattern, '/')) {
-    segments.push_back(absl::StartsWith(segment, ":")
-                           ? absl::StrCat("{", segment.substr(1), "}")
-                           : std::string(segment));
+    segments.push_back(absl::StartsWith(segment, ":") ? absl::StrCat("{", segment.substr(1), "}")
+                                                      : std::string(segment));
   }
   return absl::StrJoin(segments, "/");
 }
@@ -514,11 +512,11 @@ std::string OpenApiJson(const Router& router, const OpenApiInfo& info) {
   Struct& about = ObjectAt(document, "info");
   At(about, "title") = String(info.title);
   At(about, "version") = String(info.version);
-  At(about, "description") =
-      String("The REST and SSE API of the buildd gateway: JSON in protobuf's JSON mapping "
-             "(lowerCamelCase names, enums by value name, 64-bit integers as strings). "
-             "Sign in with `Authorization: Bearer buildd_…` or the dashboard's session cookie. "
-             "Every error is {\"error\":{\"code\",\"message\"}}.");
+  At(about, "description") = String(
+      "The REST and SSE API of the buildd gateway: JSON in protobuf's JSON mapping "
+      "(lowerCamelCase names, enums by value name, 64-bit integers as strings). "
+      "Sign in with `Authorization: Bearer buildd_…` or the dashboard's session cookie. "
+      "Every error is {\"error\":{\"code\",\"message\"}}.");
 
   Struct& components = ObjectAt(document, "components");
   Struct& schemes = ObjectAt(components, "securitySchemes");
@@ -530,9 +528,9 @@ std::string OpenApiJson(const Router& router, const OpenApiInfo& info) {
   At(cookie, "type") = String("apiKey");
   At(cookie, "in") = String("cookie");
   At(cookie, "name") = String(kSessionCookie);
-  At(cookie, "description") =
-      String("The dashboard's session (POST /api/session); used when no Authorization header "
-             "is sent.");
+  At(cookie, "description") = String(
+      "The dashboard's session (POST /api/session); used when no Authorization header "
+      "is sent.");
   auto scheme = [](const char* name) {
     Struct requirement;
     At(requirement, name) = Array({});

@@ -130,29 +130,30 @@ void AddAccountRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
                   .Returns<pb::CreateAccountResponse>(201)
                   .Errors({403, 409}),
               [accounts](const HttpRequest& request, Reply reply) {
-    pb::CreateAccountRequest body;
-    if (!ParseBody(request, &body, reply)) return;
-    accounts->CreateAccount(MetaOf(request), body,
-                            RespondJson<pb::CreateAccountResponse>(std::move(reply), 201));
-  });
+                pb::CreateAccountRequest body;
+                if (!ParseBody(request, &body, reply)) return;
+                accounts->CreateAccount(
+                    MetaOf(request), body,
+                    RespondJson<pb::CreateAccountResponse>(std::move(reply), 201));
+              });
   router.Get("/api/accounts",
              RouteDoc("List accounts")
                  .Query<pb::ListAccountsRequest>()
                  .Returns<pb::ListAccountsResponse>()
                  .Errors(kListErrors),
              [accounts](const HttpRequest& request, Reply reply) {
-    pb::ListAccountsRequest query;
-    if (!ParseQuery(request, &query, reply)) return;
-    accounts->ListAccounts(MetaOf(request), query,
-                           RespondJson<pb::ListAccountsResponse>(std::move(reply)));
-  });
-  router.Get("/api/accounts/:id",
-             RouteDoc("Get an account").Returns<pb::Account>().Errors(kGetErrors),
-             [accounts](const HttpRequest& request, Reply reply) {
-    pb::GetAccountRequest get;
-    get.set_id(request.Param("id"));
-    accounts->GetAccount(MetaOf(request), get, RespondJson<pb::Account>(std::move(reply)));
-  });
+               pb::ListAccountsRequest query;
+               if (!ParseQuery(request, &query, reply)) return;
+               accounts->ListAccounts(MetaOf(request), query,
+                                      RespondJson<pb::ListAccountsResponse>(std::move(reply)));
+             });
+  router.Get(
+      "/api/accounts/:id", RouteDoc("Get an account").Returns<pb::Account>().Errors(kGetErrors),
+      [accounts](const HttpRequest& request, Reply reply) {
+        pb::GetAccountRequest get;
+        get.set_id(request.Param("id"));
+        accounts->GetAccount(MetaOf(request), get, RespondJson<pb::Account>(std::move(reply)));
+      });
   // The fields the body names change; the others keep their value.
   router.Patch("/api/accounts/:id",
                RouteDoc("Change an account's name or limits (admin)")
@@ -162,12 +163,13 @@ void AddAccountRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
                    .Returns<pb::Account>()
                    .Errors(kGetErrors),
                [accounts](const HttpRequest& request, Reply reply) {
-    pb::UpdateAccountRequest update;
-    if (!ParseBody(request, &update, reply)) return;
-    if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
-    update.set_id(request.Param("id"));
-    accounts->UpdateAccount(MetaOf(request), update, RespondJson<pb::Account>(std::move(reply)));
-  });
+                 pb::UpdateAccountRequest update;
+                 if (!ParseBody(request, &update, reply)) return;
+                 if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
+                 update.set_id(request.Param("id"));
+                 accounts->UpdateAccount(MetaOf(request), update,
+                                         RespondJson<pb::Account>(std::move(reply)));
+               });
   router.Post("/api/accounts/:id/workspaces",
               RouteDoc("Grant an account a workspace (canClaim, canCreate)")
                   .Describe("An `accountId` in the body must be the path's.")
@@ -175,25 +177,28 @@ void AddAccountRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
                   .Returns<pb::Grant>()
                   .Errors(kChangeErrors),
               [accounts](const HttpRequest& request, Reply reply) {
-    pb::GrantWorkspaceRequest grant;
-    if (!ParseBody(request, &grant, reply)) return;
-    if (!SameAsPath(grant.account_id(), request.Param("id"), "accountId", reply)) return;
-    grant.set_account_id(request.Param("id"));
-    accounts->GrantWorkspace(MetaOf(request), grant, RespondJson<pb::Grant>(std::move(reply)));
-  });
+                pb::GrantWorkspaceRequest grant;
+                if (!ParseBody(request, &grant, reply)) return;
+                if (!SameAsPath(grant.account_id(), request.Param("id"), "accountId", reply))
+                  return;
+                grant.set_account_id(request.Param("id"));
+                accounts->GrantWorkspace(MetaOf(request), grant,
+                                         RespondJson<pb::Grant>(std::move(reply)));
+              });
   router.Post("/api/accounts/:id/keys",
               RouteDoc("Make a new API key for an account (shown once)")
                   .Body<pb::RotateKeyRequest>(/*optional=*/true)
                   .Returns<pb::RotateKeyResponse>(201)
                   .Errors(kGetErrors),
               [accounts](const HttpRequest& request, Reply reply) {
-    pb::RotateKeyRequest rotate;
-    if (!ParseBody(request, &rotate, reply, /*allow_empty=*/true)) return;
-    if (!SameAsPath(rotate.account_id(), request.Param("id"), "accountId", reply)) return;
-    rotate.set_account_id(request.Param("id"));
-    accounts->RotateKey(MetaOf(request), rotate,
-                        RespondJson<pb::RotateKeyResponse>(std::move(reply), 201));
-  });
+                pb::RotateKeyRequest rotate;
+                if (!ParseBody(request, &rotate, reply, /*allow_empty=*/true)) return;
+                if (!SameAsPath(rotate.account_id(), request.Param("id"), "accountId", reply))
+                  return;
+                rotate.set_account_id(request.Param("id"));
+                accounts->RotateKey(MetaOf(request), rotate,
+                                    RespondJson<pb::RotateKeyResponse>(std::move(reply), 201));
+              });
   auto revoke = [accounts](const HttpRequest& request, Reply reply) {
     pb::RevokeKeyRequest revoke;
     revoke.set_account_id(request.Param("id"));
@@ -220,29 +225,30 @@ void AddWorkspaceRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                  .Returns<pb::ListWorkspacesResponse>()
                  .Errors(kListErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::ListWorkspacesRequest query;
-    if (!ParseQuery(request, &query, reply)) return;
-    broker->ListWorkspaces(MetaOf(request), query,
-                           RespondJson<pb::ListWorkspacesResponse>(std::move(reply)));
-  });
+               pb::ListWorkspacesRequest query;
+               if (!ParseQuery(request, &query, reply)) return;
+               broker->ListWorkspaces(MetaOf(request), query,
+                                      RespondJson<pb::ListWorkspacesResponse>(std::move(reply)));
+             });
   router.Post("/api/workspaces",
               RouteDoc("Create a workspace (a repository and its settings)")
                   .Body<pb::CreateWorkspaceRequest>()
                   .Returns<pb::Workspace>(201)
                   .Errors({403, 409}),
               [broker](const HttpRequest& request, Reply reply) {
-    pb::CreateWorkspaceRequest body;
-    if (!ParseBody(request, &body, reply)) return;
-    broker->CreateWorkspace(MetaOf(request), body,
-                            RespondJson<pb::Workspace>(std::move(reply), 201));
-  });
+                pb::CreateWorkspaceRequest body;
+                if (!ParseBody(request, &body, reply)) return;
+                broker->CreateWorkspace(MetaOf(request), body,
+                                        RespondJson<pb::Workspace>(std::move(reply), 201));
+              });
   router.Get("/api/workspaces/:id",
              RouteDoc("Get a workspace").Returns<pb::Workspace>().Errors(kGetErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::GetWorkspaceRequest get;
-    get.set_id(request.Param("id"));
-    broker->GetWorkspace(MetaOf(request), get, RespondJson<pb::Workspace>(std::move(reply)));
-  });
+               pb::GetWorkspaceRequest get;
+               get.set_id(request.Param("id"));
+               broker->GetWorkspace(MetaOf(request), get,
+                                    RespondJson<pb::Workspace>(std::move(reply)));
+             });
 }
 
 void AddTaskRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
@@ -253,39 +259,41 @@ void AddTaskRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                   .Returns<pb::Task>(201)
                   .Errors(kCreateErrors),
               [broker](const HttpRequest& request, Reply reply) {
-    // Clients write the task's fields directly, as in the seeds' API.
-    pb::CreateTaskRequest create;
-    if (!ParseBody(request, create.mutable_task(), reply)) return;
-    broker->CreateTask(MetaOf(request), create, RespondJson<pb::Task>(std::move(reply), 201));
-  });
+                // Clients write the task's fields directly, as in the seeds' API.
+                pb::CreateTaskRequest create;
+                if (!ParseBody(request, create.mutable_task(), reply)) return;
+                broker->CreateTask(MetaOf(request), create,
+                                   RespondJson<pb::Task>(std::move(reply), 201));
+              });
   router.Get("/api/tasks",
              RouteDoc("List tasks")
                  .Query<pb::ListTasksRequest>()
                  .Returns<pb::ListTasksResponse>()
                  .Errors(kListErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::ListTasksRequest query;
-    if (!ParseQuery(request, &query, reply)) return;
-    broker->ListTasks(MetaOf(request), query, RespondJson<pb::ListTasksResponse>(std::move(reply)));
-  });
+               pb::ListTasksRequest query;
+               if (!ParseQuery(request, &query, reply)) return;
+               broker->ListTasks(MetaOf(request), query,
+                                 RespondJson<pb::ListTasksResponse>(std::move(reply)));
+             });
   router.Get("/api/tasks/:id",
              RouteDoc("Get a task with its workers and artifacts")
                  .Returns<pb::GetTaskResponse>()
                  .Errors(kGetErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::GetTaskRequest get;
-    get.set_id(request.Param("id"));
-    broker->GetTask(MetaOf(request), get, RespondJson<pb::GetTaskResponse>(std::move(reply)));
-  });
-  router.Post("/api/tasks/:id/cancel",
-              RouteDoc("Cancel a task (and its running worker)")
-                  .Returns<pb::Task>()
-                  .Errors(kChangeErrors),
-              [broker](const HttpRequest& request, Reply reply) {
-    pb::CancelTaskRequest cancel;
-    cancel.set_id(request.Param("id"));
-    broker->CancelTask(MetaOf(request), cancel, RespondJson<pb::Task>(std::move(reply)));
-  });
+               pb::GetTaskRequest get;
+               get.set_id(request.Param("id"));
+               broker->GetTask(MetaOf(request), get,
+                               RespondJson<pb::GetTaskResponse>(std::move(reply)));
+             });
+  router.Post(
+      "/api/tasks/:id/cancel",
+      RouteDoc("Cancel a task (and its running worker)").Returns<pb::Task>().Errors(kChangeErrors),
+      [broker](const HttpRequest& request, Reply reply) {
+        pb::CancelTaskRequest cancel;
+        cancel.set_id(request.Param("id"));
+        broker->CancelTask(MetaOf(request), cancel, RespondJson<pb::Task>(std::move(reply)));
+      });
 }
 
 void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
@@ -295,18 +303,17 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                  .Returns<pb::ListWorkersResponse>()
                  .Errors(kListErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::ListWorkersRequest query;
-    if (!ParseQuery(request, &query, reply)) return;
-    broker->ListWorkers(MetaOf(request), query,
-                        RespondJson<pb::ListWorkersResponse>(std::move(reply)));
-  });
-  router.Get("/api/workers/:id",
-             RouteDoc("Get a worker").Returns<pb::Worker>().Errors(kGetErrors),
+               pb::ListWorkersRequest query;
+               if (!ParseQuery(request, &query, reply)) return;
+               broker->ListWorkers(MetaOf(request), query,
+                                   RespondJson<pb::ListWorkersResponse>(std::move(reply)));
+             });
+  router.Get("/api/workers/:id", RouteDoc("Get a worker").Returns<pb::Worker>().Errors(kGetErrors),
              [broker](const HttpRequest& request, Reply reply) {
-    pb::GetWorkerRequest get;
-    get.set_id(request.Param("id"));
-    broker->GetWorker(MetaOf(request), get, RespondJson<pb::Worker>(std::move(reply)));
-  });
+               pb::GetWorkerRequest get;
+               get.set_id(request.Param("id"));
+               broker->GetWorker(MetaOf(request), get, RespondJson<pb::Worker>(std::move(reply)));
+             });
   const std::pair<const char*, pb::ControlWorkerRequest::Action> kControls[] = {
       {"pause", pb::ControlWorkerRequest::pause},
       {"resume", pb::ControlWorkerRequest::resume},
@@ -334,11 +341,11 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                   .Returns<pb::ClaimWorkersResponse>()
                   .Errors({403, 429}),
               [broker](const HttpRequest& request, Reply reply) {
-    pb::ClaimWorkersRequest claim;
-    if (!ParseBody(request, &claim, reply, /*allow_empty=*/true)) return;
-    broker->ClaimWorkers(MetaOf(request), claim,
-                         RespondJson<pb::ClaimWorkersResponse>(std::move(reply)));
-  });
+                pb::ClaimWorkersRequest claim;
+                if (!ParseBody(request, &claim, reply, /*allow_empty=*/true)) return;
+                broker->ClaimWorkers(MetaOf(request), claim,
+                                     RespondJson<pb::ClaimWorkersResponse>(std::move(reply)));
+              });
   router.Patch("/api/workers/:id",
                RouteDoc("Report a polling agent's progress on a worker (legacy)")
                    .Describe("Renews the worker's lease; the answer carries any control for "
@@ -347,13 +354,13 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                    .Returns<pb::UpdateWorkerResponse>()
                    .Errors(kChangeErrors),
                [broker](const HttpRequest& request, Reply reply) {
-    pb::UpdateWorkerRequest update;
-    if (!ParseBody(request, &update, reply)) return;
-    if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
-    update.set_id(request.Param("id"));
-    broker->UpdateWorker(MetaOf(request), update,
-                         RespondJson<pb::UpdateWorkerResponse>(std::move(reply)));
-  });
+                 pb::UpdateWorkerRequest update;
+                 if (!ParseBody(request, &update, reply)) return;
+                 if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
+                 update.set_id(request.Param("id"));
+                 broker->UpdateWorker(MetaOf(request), update,
+                                      RespondJson<pb::UpdateWorkerResponse>(std::move(reply)));
+               });
   router.Post("/revert",
               RouteDoc("Revert a commit on a branch, as a task of kind revert")
                   .Body(JsonFields({
@@ -366,12 +373,13 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                   .Returns<pb::Task>(202)
                   .Errors(kCreateErrors),
               [broker](const HttpRequest& request, Reply reply) {
-    absl::StatusOr<pb::Task> task = RevertTask(request.body);
-    if (!task.ok()) return reply(ErrorResponse(task.status()));
-    pb::CreateTaskRequest create;
-    *create.mutable_task() = *std::move(task);
-    broker->CreateTask(MetaOf(request), create, RespondJson<pb::Task>(std::move(reply), 202));
-  });
+                absl::StatusOr<pb::Task> task = RevertTask(request.body);
+                if (!task.ok()) return reply(ErrorResponse(task.status()));
+                pb::CreateTaskRequest create;
+                *create.mutable_task() = *std::move(task);
+                broker->CreateTask(MetaOf(request), create,
+                                   RespondJson<pb::Task>(std::move(reply), 202));
+              });
   router.Post("/api/workers/:id/input",
               RouteDoc("Answer a worker waiting for input, or approve its plan")
                   .Body(JsonFields({
@@ -381,14 +389,15 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                   .Returns<pb::Worker>()
                   .Errors(kChangeErrors),
               [broker](const HttpRequest& request, Reply reply) {
-    absl::StatusOr<std::string> text = InputText(request.body);
-    if (!text.ok()) return reply(ErrorResponse(text.status()));
-    pb::ControlWorkerRequest control;
-    control.set_id(request.Param("id"));
-    control.set_action(pb::ControlWorkerRequest::input);
-    control.set_text(*std::move(text));
-    broker->ControlWorker(MetaOf(request), control, RespondJson<pb::Worker>(std::move(reply)));
-  });
+                absl::StatusOr<std::string> text = InputText(request.body);
+                if (!text.ok()) return reply(ErrorResponse(text.status()));
+                pb::ControlWorkerRequest control;
+                control.set_id(request.Param("id"));
+                control.set_action(pb::ControlWorkerRequest::input);
+                control.set_text(*std::move(text));
+                broker->ControlWorker(MetaOf(request), control,
+                                      RespondJson<pb::Worker>(std::move(reply)));
+              });
 }
 
 // The session cookie: HttpOnly, SameSite=Strict, Secure over HTTPS. It
@@ -431,8 +440,7 @@ void AddSessionRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
               const std::string token = made->token();
               made->clear_token();
               HttpResponse response = JsonResponse(200, ToJson(*made));
-              response.headers.emplace_back("Set-Cookie",
-                                            SessionCookie(secure, token, false));
+              response.headers.emplace_back("Set-Cookie", SessionCookie(secure, token, false));
               response.headers.emplace_back("Cache-Control", "no-store");
               reply(std::move(response));
             });
@@ -470,21 +478,20 @@ void AddSessionRoutes(Router& router, std::shared_ptr<AccountsClient> accounts) 
                  .Returns<pb::ListSessionsResponse>()
                  .Errors(kGetErrors),
              [accounts](const HttpRequest& request, Reply reply) {
-    pb::ListSessionsRequest list;
-    list.set_account_id(request.Query("accountId"));
-    accounts->ListSessions(MetaOf(request), list,
-                           RespondJson<pb::ListSessionsResponse>(std::move(reply)));
-  });
-  router.Delete("/api/sessions/:id",
-                RouteDoc("End a dashboard session")
-                    .Tag("session")
-                    .Returns<pb::Session>()
-                    .Errors(kGetErrors),
-                [accounts](const HttpRequest& request, Reply reply) {
-    pb::RevokeSessionRequest revoke;
-    revoke.set_id(request.Param("id"));
-    accounts->RevokeSession(MetaOf(request), revoke, RespondJson<pb::Session>(std::move(reply)));
-  });
+               pb::ListSessionsRequest list;
+               list.set_account_id(request.Query("accountId"));
+               accounts->ListSessions(MetaOf(request), list,
+                                      RespondJson<pb::ListSessionsResponse>(std::move(reply)));
+             });
+  router.Delete(
+      "/api/sessions/:id",
+      RouteDoc("End a dashboard session").Tag("session").Returns<pb::Session>().Errors(kGetErrors),
+      [accounts](const HttpRequest& request, Reply reply) {
+        pb::RevokeSessionRequest revoke;
+        revoke.set_id(request.Param("id"));
+        accounts->RevokeSession(MetaOf(request), revoke,
+                                RespondJson<pb::Session>(std::move(reply)));
+      });
 }
 
 // Both services' grpc.health.v1 Check, in parallel.
@@ -539,8 +546,7 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
                                     std::shared_ptr<BrokerClient> broker, RestApiOptions options) {
   auto router = std::make_shared<Router>();
   router->Get(
-      "/",
-      RouteDoc("The dashboard page").Tag("dashboard").ReturnsMedia("text/html"),
+      "/", RouteDoc("The dashboard page").Tag("dashboard").ReturnsMedia("text/html"),
       [](const HttpRequest&, Reply reply) {
         HttpResponse page;
         page.content_type = "text/html; charset=utf-8";
@@ -577,8 +583,7 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
       EventStreamHandler(broker, options.sse));
   // Made from this router's own routes, on the first request.
   router->Get("/openapi.json",
-              RouteDoc("This document: every route of the gateway, as OpenAPI 3.1")
-                  .Tag("openapi"),
+              RouteDoc("This document: every route of the gateway, as OpenAPI 3.1").Tag("openapi"),
               OpenApiHandler(router.get()), Auth::kNone);
   return router;
 }

@@ -54,10 +54,8 @@ class Router {
   // The same, documented.
   void Get(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Post(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
-  void Patch(std::string pattern, RouteDoc doc, UnaryHandler handler,
-             Auth auth = Auth::kRequired);
-  void Delete(std::string pattern, RouteDoc doc, UnaryHandler handler,
-              Auth auth = Auth::kRequired);
+  void Patch(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Delete(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
   void GetStream(std::string pattern, RouteDoc doc, StreamHandler handler,
                  Auth auth = Auth::kRequired);
 

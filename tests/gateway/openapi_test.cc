@@ -6,9 +6,9 @@
 
 #include "gateway/openapi.h"
 
+#include <gmock/gmock.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -39,8 +39,8 @@ using google::protobuf::Value;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 
-const char* const kHttpMethods[] = {"get", "put", "post", "delete", "options", "head", "patch",
-                                    "trace"};
+const char* const kHttpMethods[] = {"get",     "put",  "post",  "delete",
+                                    "options", "head", "patch", "trace"};
 
 // The gateway's route table, as main() builds it (the clients are never
 // called here).
@@ -119,8 +119,8 @@ TEST(OpenApiTest, ListsEveryRouteOfTheRouterAndNothingElse) {
   std::shared_ptr<Router> router = GatewayRouter();
   std::set<std::string> routed;
   for (const Router::Entry& entry : router->routes()) {
-    EXPECT_TRUE(routed.insert(RouteName(MethodOf(entry.route), OpenApiPath(entry.route.pattern)))
-                    .second)
+    EXPECT_TRUE(
+        routed.insert(RouteName(MethodOf(entry.route), OpenApiPath(entry.route.pattern))).second)
         << "registered twice: " << MethodOf(entry.route) << " " << entry.route.pattern;
   }
   std::set<std::string> documented;
@@ -174,8 +174,7 @@ TEST(OpenApiTest, AuthIsAKeyOrTheSessionCookieExceptOnOpenRoutes) {
   EXPECT_EQ(document.fields().at("security").list_value().values_size(), 2);
   for (const Router::Entry& entry : router->routes()) {
     const std::string method = absl::AsciiStrToLower(MethodOf(entry.route));
-    const Struct& op =
-        Obj(Obj(Obj(document, "paths"), OpenApiPath(entry.route.pattern)), method);
+    const Struct& op = Obj(Obj(Obj(document, "paths"), OpenApiPath(entry.route.pattern)), method);
     const std::string name = RouteName(method, entry.route.pattern);
     if (entry.route.auth == Auth::kNone) {
       ASSERT_TRUE(Has(op, "security")) << name;
@@ -199,23 +198,23 @@ TEST(OpenApiTest, ErrorsAreTheJsonErrorShape) {
   EXPECT_TRUE(Has(Obj(inner, "properties"), "code"));
   EXPECT_TRUE(Has(Obj(inner, "properties"), "message"));
   std::set<std::string> statuses;
-  ForEachOperation(document, [&](const std::string& method, const std::string& path,
-                                 const Struct& op) {
-    const Struct& responses = Obj(op, "responses");
-    EXPECT_TRUE(Has(responses, "400")) << method << " " << path;
-    EXPECT_TRUE(Has(responses, "default")) << method << " " << path;
-    if (Has(op, "requestBody")) {
-      EXPECT_TRUE(Has(responses, "413")) << method << " " << path;
-    }
-    for (const auto& [status, response] : responses.fields()) {
-      if (status[0] != '4' && status != "default") continue;
-      statuses.insert(status);
-      const Struct& schema =
-          Obj(Obj(Obj(response.struct_value(), "content"), "application/json"), "schema");
-      EXPECT_EQ(Str(schema, "$ref"), "#/components/schemas/Error")
-          << method << " " << path << " " << status;
-    }
-  });
+  ForEachOperation(
+      document, [&](const std::string& method, const std::string& path, const Struct& op) {
+        const Struct& responses = Obj(op, "responses");
+        EXPECT_TRUE(Has(responses, "400")) << method << " " << path;
+        EXPECT_TRUE(Has(responses, "default")) << method << " " << path;
+        if (Has(op, "requestBody")) {
+          EXPECT_TRUE(Has(responses, "413")) << method << " " << path;
+        }
+        for (const auto& [status, response] : responses.fields()) {
+          if (status[0] != '4' && status != "default") continue;
+          statuses.insert(status);
+          const Struct& schema =
+              Obj(Obj(Obj(response.struct_value(), "content"), "application/json"), "schema");
+          EXPECT_EQ(Str(schema, "$ref"), "#/components/schemas/Error")
+              << method << " " << path << " " << status;
+        }
+      });
   for (const char* status : {"400", "401", "403", "404", "409", "413", "429"}) {
     EXPECT_EQ(statuses.count(status), 1u) << status << " is answered by no route";
   }
@@ -227,8 +226,7 @@ TEST(OpenApiTest, StreamingRoutesAnswerTextEventStream) {
   int streams = 0;
   for (const Router::Entry& entry : router->routes()) {
     const std::string method = absl::AsciiStrToLower(MethodOf(entry.route));
-    const Struct& op =
-        Obj(Obj(Obj(document, "paths"), OpenApiPath(entry.route.pattern)), method);
+    const Struct& op = Obj(Obj(Obj(document, "paths"), OpenApiPath(entry.route.pattern)), method);
     const Struct& content =
         Obj(Obj(Obj(op, "responses"), absl::StrCat(entry.doc.status)), "content");
     EXPECT_EQ(Has(content, "text/event-stream"), entry.route.stream != nullptr)
@@ -236,10 +234,9 @@ TEST(OpenApiTest, StreamingRoutesAnswerTextEventStream) {
     if (entry.route.stream != nullptr) ++streams;
   }
   EXPECT_GE(streams, 1);
-  const Struct& events = Obj(Obj(Obj(Obj(Obj(Obj(document, "paths"), "/api/events"), "get"),
-                                     "responses"),
-                                 "200"),
-                             "content");
+  const Struct& events =
+      Obj(Obj(Obj(Obj(Obj(Obj(document, "paths"), "/api/events"), "get"), "responses"), "200"),
+          "content");
   EXPECT_EQ(Str(Obj(Obj(events, "text/event-stream"), "x-event-data"), "$ref"),
             "#/components/schemas/buildd.v1.Event");
 }
@@ -435,8 +432,7 @@ TEST_F(OpenApiHttpTest, EveryDocumentedBodyFieldIsAcceptedByItsHandler) {
                                   const Struct& op) {
     if (!Has(op, "requestBody")) return;
     const Struct& body_schema = Resolve(
-        document_,
-        Obj(Obj(Obj(Obj(op, "requestBody"), "content"), "application/json"), "schema"));
+        document_, Obj(Obj(Obj(Obj(op, "requestBody"), "content"), "application/json"), "schema"));
     const bool streams = Streams(method, path);
     std::function<void(const Struct&, std::vector<std::string>, int)> visit =
         [&](const Struct& schema, std::vector<std::string> prefix, int depth) {
@@ -456,8 +452,7 @@ TEST_F(OpenApiHttpTest, EveryDocumentedBodyFieldIsAcceptedByItsHandler) {
               EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr(
                                        absl::StrCat("for field ", field, " (expected"))))
                   << where;
-              EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("malformed JSON")))
-                  << where;
+              EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("malformed JSON"))) << where;
             }
             const Struct& nested = Resolve(document_, property.struct_value());
             if (depth < 2 && Has(nested, "properties")) visit(nested, field_path, depth + 1);
@@ -470,40 +465,40 @@ TEST_F(OpenApiHttpTest, EveryDocumentedBodyFieldIsAcceptedByItsHandler) {
 
 TEST_F(OpenApiHttpTest, EveryDocumentedQueryParameterIsAcceptedByItsHandler) {
   int parameters = 0;
-  ForEachOperation(document_, [&](const std::string& method, const std::string& path,
-                                  const Struct& op) {
-    if (!Has(op, "parameters")) return;
-    const bool streams = Streams(method, path);
-    for (const Value& p : op.fields().at("parameters").list_value().values()) {
-      if (Str(p.struct_value(), "in") != "query") continue;
-      const std::string name = Str(p.struct_value(), "name");
-      const std::string value = QueryText(Sample(document_, Obj(p.struct_value(), "schema")));
-      const std::string target = absl::StrCat(SamplePath(path), "?", name, "=", value);
-      ++parameters;
-      int status = 0;
-      std::string body;
-      if (streams && method == "get") {
-        auto stream = buildd::testing::SseStream::Open(
-            gateway_.url(), target, {{"Authorization", absl::StrCat("Bearer ", fake::kKey)}});
-        ASSERT_TRUE(stream.ok()) << target << ": " << stream.status();
-        status = (*stream)->status();
-        body = (*stream)->body();
-        (*stream)->Close();
-      } else {
-        buildd::testing::HttpResult r = Call(method, target, "", streams);
-        status = r.status;
-        body = r.body;
-      }
-      if (status == 400) {
-        const std::string message = ErrorMessage(body);
-        const std::string where =
-            absl::StrCat(RouteName(method, target), " answered ", status, " ", body);
-        EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("unknown query parameter")))
-            << where;
-        EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr(name))) << where;
-      }
-    }
-  });
+  ForEachOperation(
+      document_, [&](const std::string& method, const std::string& path, const Struct& op) {
+        if (!Has(op, "parameters")) return;
+        const bool streams = Streams(method, path);
+        for (const Value& p : op.fields().at("parameters").list_value().values()) {
+          if (Str(p.struct_value(), "in") != "query") continue;
+          const std::string name = Str(p.struct_value(), "name");
+          const std::string value = QueryText(Sample(document_, Obj(p.struct_value(), "schema")));
+          const std::string target = absl::StrCat(SamplePath(path), "?", name, "=", value);
+          ++parameters;
+          int status = 0;
+          std::string body;
+          if (streams && method == "get") {
+            auto stream = buildd::testing::SseStream::Open(
+                gateway_.url(), target, {{"Authorization", absl::StrCat("Bearer ", fake::kKey)}});
+            ASSERT_TRUE(stream.ok()) << target << ": " << stream.status();
+            status = (*stream)->status();
+            body = (*stream)->body();
+            (*stream)->Close();
+          } else {
+            buildd::testing::HttpResult r = Call(method, target, "", streams);
+            status = r.status;
+            body = r.body;
+          }
+          if (status == 400) {
+            const std::string message = ErrorMessage(body);
+            const std::string where =
+                absl::StrCat(RouteName(method, target), " answered ", status, " ", body);
+            EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("unknown query parameter")))
+                << where;
+            EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr(name))) << where;
+          }
+        }
+      });
   EXPECT_GT(parameters, 5);
 }
 
