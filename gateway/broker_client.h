@@ -74,6 +74,10 @@ class BrokerClient {
                             Callback<pb::ClaimWorkersResponse> done) = 0;
   virtual void UpdateWorker(const CallMeta& meta, const pb::UpdateWorkerRequest& request,
                             Callback<pb::UpdateWorkerResponse> done) = 0;
+  virtual void CreateWorker(const CallMeta& meta, const pb::CreateWorkerRequest& request,
+                            Callback<pb::Worker> done) = 0;
+  virtual void StartWorker(const CallMeta& meta, const pb::StartWorkerRequest& request,
+                           Callback<pb::Worker> done) = 0;
 
   // Starts a Subscribe call (no deadline: it lives until cancelled) and
   // asks for the first event.

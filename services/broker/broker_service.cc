@@ -279,6 +279,42 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::UpdateWorker(grpc::CallbackServerCo
   });
 }
 
+grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorker(grpc::CallbackServerContext* ctx,
+                                                          const pb::CreateWorkerRequest* req,
+                                                          pb::Worker* resp) {
+  return RunAsync(ctx, *req, [this, req, resp](const Principal& p, const Reply& reply) -> absl::Status {
+    if (req->task_id().empty()) return absl::InvalidArgumentError("taskId is required");
+    if (req->runner_id().empty()) return absl::InvalidArgumentError("runnerId is required");
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord task, store_.GetTask(req->task_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, task.workspace_id, absl::StrCat("task ", task.id)));
+    if (!p.CanCreate(task.workspace_id)) {
+      return absl::PermissionDeniedError("assigning a task needs canCreate on its workspace");
+    }
+    dispatcher_.AssignByHand(task.id, req->runner_id(),
+                             [resp, reply](absl::StatusOr<WorkerRecord> worker) {
+                               if (worker.ok()) *resp = WorkerToProto(*worker);
+                               reply(worker.status());
+                             });
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::StartWorker(grpc::CallbackServerContext* ctx,
+                                                         const pb::StartWorkerRequest* req,
+                                                         pb::Worker* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
+    if (!p.CanCreate(w.workspace_id)) {
+      return absl::PermissionDeniedError("starting a worker needs canCreate on its workspace");
+    }
+    BUILDD_RETURN_IF_ERROR(dispatcher_.StartWorker(w.id));
+    *resp = WorkerToProto(w);
+    resp->set_state(pb::Worker::starting);
+    return absl::OkStatus();
+  });
+}
+
 void BrokerServiceImpl::RefreshSubscriptions(const std::string& account_id) {
   subscriptions_.Refresh(account_id);
 }

@@ -72,6 +72,13 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
                                          const pb::UpdateWorkerRequest* req,
                                          pb::UpdateWorkerResponse* resp) override;
 
+  grpc::ServerUnaryReactor* CreateWorker(grpc::CallbackServerContext* ctx,
+                                         const pb::CreateWorkerRequest* req,
+                                         pb::Worker* resp) override;
+  grpc::ServerUnaryReactor* StartWorker(grpc::CallbackServerContext* ctx,
+                                        const pb::StartWorkerRequest* req,
+                                        pb::Worker* resp) override;
+
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).
   void RefreshSubscriptions(const std::string& account_id);

@@ -221,6 +221,65 @@ TEST_F(PollingAgentTest, RefusesBadReportsOtherAccountsAndEndedWorkers) {
   EXPECT_THAT(again.body, HasSubstr("already completed"));
 }
 
+// POST /api/workers and /start: a person picks the runner.
+TEST_F(PollingAgentTest, AWorkerCreatedByHandIdlesUntilStartedThenRunsOnThatRunner) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  Setup stranger = CreateAccountAndWorkspace("service", false, false);
+  mesh_.StartRunner(s.api_key, "build-box");
+  mesh_.StartRunner(stranger.api_key, "elsewhere");
+  // It needs a label no runner has: it waits.
+  const std::string task = CreateTask(s.api_key, s.workspace_id, "echo by hand",
+                                      R"(,"requiredLabels":["gpu"])");
+  WaitForTaskState(task, "pending");
+
+  HttpResult bad = Call("POST", "/api/workers", s.api_key, R"({"taskId":")" + task + R"("})");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_THAT(bad.body, HasSubstr("runnerId"));
+  HttpResult nobody = Call("POST", "/api/workers", s.api_key,
+                           R"({"taskId":")" + task + R"(","runnerId":"no-such-runner"})");
+  EXPECT_EQ(nobody.status, 404) << nobody.body;
+  // A runner whose account may not claim from the workspace is refused.
+  HttpResult foreign = Call("POST", "/api/workers", s.api_key,
+                            R"({"taskId":")" + task + R"(","runnerId":"elsewhere"})");
+  EXPECT_EQ(foreign.status, 409) << foreign.body;
+  EXPECT_THAT(foreign.body, HasSubstr("may not take task"));
+  // Nor may an account without canCreate there assign it.
+  HttpResult outsider = Call("POST", "/api/workers", stranger.api_key,
+                             R"({"taskId":")" + task + R"(","runnerId":"build-box"})");
+  EXPECT_EQ(outsider.status, 404) << outsider.body;
+
+  HttpResult made = Call("POST", "/api/workers", s.api_key,
+                         R"({"taskId":")" + task + R"(","runnerId":"build-box"})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  const std::string worker = Str(Json(made.body), "id");
+  EXPECT_EQ(Str(Json(made.body), "state"), "idle");
+  EXPECT_EQ(Str(Json(made.body), "runnerName"), "build-box");
+  HttpResult twice = Call("POST", "/api/workers", s.api_key,
+                          R"({"taskId":")" + task + R"(","runnerId":"build-box"})");
+  EXPECT_EQ(twice.status, 409) << twice.body;
+  EXPECT_THAT(twice.body, HasSubstr("only a pending task"));
+  // Idle until started: nothing ran.
+  EXPECT_EQ(Str(Obj(Json(Call("GET", "/api/tasks/" + task, s.api_key).body), "task"), "state"),
+            "assigned");
+  EXPECT_EQ(absl::StrJoin(EventTypes(task), ","), "created,assigned");
+
+  HttpResult started = Call("POST", "/api/workers/" + worker + "/start", s.api_key, "");
+  EXPECT_EQ(started.status, 200) << started.body;
+  WaitForTaskState(task, "completed");
+  EXPECT_EQ(Call("POST", "/api/workers/" + worker + "/start", s.api_key, "").status, 409);
+
+  // An idle worker canceled before it starts cancels its task.
+  const std::string other = CreateTask(s.api_key, s.workspace_id, "echo never",
+                                       R"(,"requiredLabels":["gpu"])");
+  HttpResult held = Call("POST", "/api/workers", s.api_key,
+                         R"({"taskId":")" + other + R"(","runnerId":"build-box"})");
+  ASSERT_EQ(held.status, 201) << held.body;
+  HttpResult cancel =
+      Call("POST", "/api/workers/" + Str(Json(held.body), "id") + "/cancel", s.api_key, "");
+  EXPECT_EQ(cancel.status, 200) << cancel.body;
+  WaitForTaskState(other, "canceled");
+}
+
 Mesh::Options ShortLease() {
   Mesh::Options options;
   options.lease_grace_ms = 500;
