@@ -333,16 +333,29 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                 });
   }
   // A worker for a pending task on a runner chosen by hand, started later.
-  router.Post("/api/workers", [broker](const HttpRequest& request, Reply reply) {
-    pb::CreateWorkerRequest create;
-    if (!ParseBody(request, &create, reply)) return;
-    broker->CreateWorker(MetaOf(request), create, RespondJson<pb::Worker>(std::move(reply), 201));
-  });
-  router.Post("/api/workers/:id/start", [broker](const HttpRequest& request, Reply reply) {
-    pb::StartWorkerRequest start;
-    start.set_id(request.Param("id"));
-    broker->StartWorker(MetaOf(request), start, RespondJson<pb::Worker>(std::move(reply)));
-  });
+  router.Post("/api/workers",
+              RouteDoc("Assign a pending task to a runner chosen by hand (idle until started)")
+                  .Describe("The runner's choice stands in for the task's runner preference and "
+                            "labels; grants and the runner's room still hold.")
+                  .Body<pb::CreateWorkerRequest>()
+                  .Returns<pb::Worker>(201)
+                  .Errors(kCreateErrors),
+              [broker](const HttpRequest& request, Reply reply) {
+                pb::CreateWorkerRequest create;
+                if (!ParseBody(request, &create, reply)) return;
+                broker->CreateWorker(MetaOf(request), create,
+                                     RespondJson<pb::Worker>(std::move(reply), 201));
+              });
+  router.Post("/api/workers/:id/start",
+              RouteDoc("Start a worker assigned by hand")
+                  .Returns<pb::Worker>()
+                  .Errors(kChangeErrors),
+              [broker](const HttpRequest& request, Reply reply) {
+                pb::StartWorkerRequest start;
+                start.set_id(request.Param("id"));
+                broker->StartWorker(MetaOf(request), start,
+                                    RespondJson<pb::Worker>(std::move(reply)));
+              });
   // The seeds' polling agents: claim, then report on each worker.
   router.Post("/api/workers/claim",
               RouteDoc("Claim pending tasks for a polling agent (legacy)")
