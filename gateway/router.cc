@@ -15,30 +15,55 @@ std::vector<std::string> Segments(absl::string_view path) {
 }
 }  // namespace
 
-void Router::Add(Route route) {
-  Entry entry{std::move(route), {}};
+void Router::Add(Route route, RouteDoc doc) {
+  Entry entry{std::move(route), std::move(doc), {}};
   entry.segments = Segments(entry.route.pattern);
   entries_.push_back(std::move(entry));
 }
 
 void Router::Get(std::string pattern, UnaryHandler handler, Auth auth) {
-  Add(Route{http::verb::get, std::move(pattern), auth, std::move(handler), nullptr});
+  Get(std::move(pattern), RouteDoc(), std::move(handler), auth);
 }
 
 void Router::Post(std::string pattern, UnaryHandler handler, Auth auth) {
-  Add(Route{http::verb::post, std::move(pattern), auth, std::move(handler), nullptr});
+  Post(std::move(pattern), RouteDoc(), std::move(handler), auth);
 }
 
 void Router::Patch(std::string pattern, UnaryHandler handler, Auth auth) {
-  Add(Route{http::verb::patch, std::move(pattern), auth, std::move(handler), nullptr});
+  Patch(std::move(pattern), RouteDoc(), std::move(handler), auth);
 }
 
 void Router::Delete(std::string pattern, UnaryHandler handler, Auth auth) {
-  Add(Route{http::verb::delete_, std::move(pattern), auth, std::move(handler), nullptr});
+  Delete(std::move(pattern), RouteDoc(), std::move(handler), auth);
 }
 
 void Router::GetStream(std::string pattern, StreamHandler handler, Auth auth) {
-  Add(Route{http::verb::get, std::move(pattern), auth, nullptr, std::move(handler)});
+  GetStream(std::move(pattern), RouteDoc(), std::move(handler), auth);
+}
+
+void Router::Get(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth) {
+  Add(Route{http::verb::get, std::move(pattern), auth, std::move(handler), nullptr},
+      std::move(doc));
+}
+
+void Router::Post(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth) {
+  Add(Route{http::verb::post, std::move(pattern), auth, std::move(handler), nullptr},
+      std::move(doc));
+}
+
+void Router::Patch(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth) {
+  Add(Route{http::verb::patch, std::move(pattern), auth, std::move(handler), nullptr},
+      std::move(doc));
+}
+
+void Router::Delete(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth) {
+  Add(Route{http::verb::delete_, std::move(pattern), auth, std::move(handler), nullptr},
+      std::move(doc));
+}
+
+void Router::GetStream(std::string pattern, RouteDoc doc, StreamHandler handler, Auth auth) {
+  Add(Route{http::verb::get, std::move(pattern), auth, nullptr, std::move(handler)},
+      std::move(doc));
 }
 
 Router::Match Router::Find(http::verb method, absl::string_view path) const {

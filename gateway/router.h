@@ -12,6 +12,7 @@
 #include "gateway/connection_tracker.h"
 #include "gateway/http_message.h"
 #include "gateway/http_stream.h"
+#include "gateway/route_doc.h"
 
 namespace buildd::gateway {
 
@@ -38,16 +39,33 @@ struct Route {
 };
 
 // Maps method and path to a handler. Routes are tried in the order they were
-// added; the first whose pattern matches wins. Not thread-safe while routes
-// are added; Find is thread-safe afterwards.
+// added; the first whose pattern matches wins. Each route may carry its
+// documentation (RouteDoc), from which GET /openapi.json is made; a route
+// added without one still works, and OpenApiTest names it. Not thread-safe
+// while routes are added; Find and routes() are thread-safe afterwards.
 class Router {
  public:
-  void Add(Route route);
+  void Add(Route route, RouteDoc doc = {});
   void Get(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Post(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Patch(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void Delete(std::string pattern, UnaryHandler handler, Auth auth = Auth::kRequired);
   void GetStream(std::string pattern, StreamHandler handler, Auth auth = Auth::kRequired);
+  // The same, documented.
+  void Get(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Post(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Patch(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void Delete(std::string pattern, RouteDoc doc, UnaryHandler handler, Auth auth = Auth::kRequired);
+  void GetStream(std::string pattern, RouteDoc doc, StreamHandler handler,
+                 Auth auth = Auth::kRequired);
+
+  struct Entry {
+    Route route;
+    RouteDoc doc;
+    std::vector<std::string> segments;  // Of route.pattern.
+  };
+  // Every route, in the order added.
+  const std::vector<Entry>& routes() const { return entries_; }
 
   struct Match {
     const Route* route = nullptr;  // Null: 404 when `allowed` is empty, else 405.
@@ -60,10 +78,6 @@ class Router {
   Match Find(boost::beast::http::verb method, absl::string_view path) const;
 
  private:
-  struct Entry {
-    Route route;
-    std::vector<std::string> segments;
-  };
   std::vector<Entry> entries_;
 };
 

@@ -79,6 +79,22 @@ TEST(RouterTest, ParameterThatIsNotUtf8DoesNotMatch) {
   EXPECT_THAT(match.params, ElementsAre(Pair("id", "caf\xC3\xA9")));
 }
 
+TEST(RouterTest, KeepsEachRoutesDocumentationInOrder) {
+  Router router;
+  auto nothing = [](const HttpRequest&, Reply) {};
+  router.Get("/api/tasks", RouteDoc("List tasks").Errors({403}), nothing);
+  router.Post("/execute", nothing);
+  router.Add(Route{http::verb::post, "/trigger", Auth::kRequired, nothing, nullptr});
+  ASSERT_EQ(router.routes().size(), 3u);
+  EXPECT_EQ(router.routes()[0].route.pattern, "/api/tasks");
+  EXPECT_EQ(router.routes()[0].doc.summary, "List tasks");
+  EXPECT_THAT(router.routes()[0].doc.errors, ElementsAre(403u));
+  EXPECT_FALSE(router.routes()[1].doc.documented());
+  EXPECT_FALSE(router.routes()[2].doc.documented());
+  // Documentation changes nothing in matching.
+  EXPECT_EQ(router.Find(http::verb::get, "/api/tasks").route, &router.routes()[0].route);
+}
+
 TEST(QueryStringTest, DecodesPairsInOrder) {
   QueryParams query;
   ASSERT_TRUE(ParseQueryString("a=1&&b=two+words&c&a=%3D", &query));
