@@ -5,8 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
+#include "gateway/execute_api.h"
 #include "gateway/http_errors.h"
 #include "gateway/json_codec.h"
+#include "gateway/workflow_api.h"
 #include "common/status.h"
 
 namespace buildd::gateway {
@@ -81,7 +83,8 @@ absl::StatusOr<std::string> InputText(absl::string_view body) {
 }
 
 // POST /revert: {"workspaceId", "branch", "commit", "push"} → a task of
-// kind revert (push defaults to true).
+// kind revert (push defaults to true). 002's projectId and branchId are
+// workspaceId and branch.
 absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
   google::protobuf::Struct input;
   BUILDD_RETURN_IF_ERROR(ParseJsonBody(body, &input));
@@ -90,13 +93,14 @@ absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
   task.set_push(true);
   for (const auto& [name, value] : input.fields()) {
     const bool is_string = value.kind_case() == google::protobuf::Value::kStringValue;
-    if (name == "workspaceId" || name == "branch" || name == "commit" || name == "title") {
+    if (name == "workspaceId" || name == "branch" || name == "commit" || name == "title" ||
+        name == "projectId" || name == "branchId") {
       if (!is_string) {
         return absl::InvalidArgumentError(
             absl::StrCat("invalid value for field ", name, " (expected a string)"));
       }
-      if (name == "workspaceId") task.set_workspace_id(value.string_value());
-      if (name == "branch") task.set_work_branch(value.string_value());
+      if (name == "workspaceId" || name == "projectId") task.set_workspace_id(value.string_value());
+      if (name == "branch" || name == "branchId") task.set_work_branch(value.string_value());
       if (name == "commit") task.set_revert_commit(value.string_value());
       if (name == "title") task.set_title(value.string_value());
     } else if (name == "push") {
@@ -107,7 +111,8 @@ absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown field ", JsonQuote(name),
-                       " in the revert body (expected workspaceId, branch, commit, push, title)"));
+                       " in the revert body (expected workspaceId or projectId, branch or "
+                       "branchId, commit, push, title)"));
     }
   }
   if (task.work_branch().empty()) return absl::InvalidArgumentError("field branch is required");
@@ -396,6 +401,8 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
   AddTaskRoutes(*router, broker);
   AddWorkerRoutes(*router, broker);
   router->GetStream("/api/events", EventStreamHandler(broker, options.sse));
+  AddExecuteRoutes(*router, accounts, broker, options.sse);
+  AddWorkflowRoutes(*router, broker, options.sse);
   return router;
 }
 

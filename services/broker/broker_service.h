@@ -63,6 +63,10 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerWriteReactor<pb::EventBatch>* SubscribeBatches(
       grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) override;
 
+  grpc::ServerUnaryReactor* ListRunners(grpc::CallbackServerContext* ctx,
+                                        const pb::ListRunnersRequest* req,
+                                        pb::ListRunnersResponse* resp) override;
+
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).
   void RefreshSubscriptions(const std::string& account_id);
