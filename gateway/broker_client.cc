@@ -129,6 +129,10 @@ class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::Bro
   BUILDD_FORWARD_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
   BUILDD_FORWARD_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
   BUILDD_FORWARD_UNARY(ListRunners, pb::ListRunnersRequest, pb::ListRunnersResponse)
+  BUILDD_FORWARD_UNARY(ClaimWorkers, pb::ClaimWorkersRequest, pb::ClaimWorkersResponse)
+  BUILDD_FORWARD_UNARY(UpdateWorker, pb::UpdateWorkerRequest, pb::UpdateWorkerResponse)
+  BUILDD_FORWARD_UNARY(CreateWorker, pb::CreateWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(StartWorker, pb::StartWorkerRequest, pb::Worker)
 
   std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
                                                const pb::SubscribeRequest& request,

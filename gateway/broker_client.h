@@ -70,6 +70,14 @@ class BrokerClient {
                          Callback<pb::Worker> done) = 0;
   virtual void ControlWorker(const CallMeta& meta, const pb::ControlWorkerRequest& request,
                              Callback<pb::Worker> done) = 0;
+  virtual void ClaimWorkers(const CallMeta& meta, const pb::ClaimWorkersRequest& request,
+                            Callback<pb::ClaimWorkersResponse> done) = 0;
+  virtual void UpdateWorker(const CallMeta& meta, const pb::UpdateWorkerRequest& request,
+                            Callback<pb::UpdateWorkerResponse> done) = 0;
+  virtual void CreateWorker(const CallMeta& meta, const pb::CreateWorkerRequest& request,
+                            Callback<pb::Worker> done) = 0;
+  virtual void StartWorker(const CallMeta& meta, const pb::StartWorkerRequest& request,
+                           Callback<pb::Worker> done) = 0;
 
   virtual void ListRunners(const CallMeta& meta, const pb::ListRunnersRequest& request,
                            Callback<pb::ListRunnersResponse> done) = 0;

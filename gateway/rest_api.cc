@@ -244,6 +244,32 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
                                         RespondJson<pb::Worker>(std::move(reply)));
                 });
   }
+  // A worker for a pending task on a runner chosen by hand, started later.
+  router.Post("/api/workers", [broker](const HttpRequest& request, Reply reply) {
+    pb::CreateWorkerRequest create;
+    if (!ParseBody(request, &create, reply)) return;
+    broker->CreateWorker(MetaOf(request), create, RespondJson<pb::Worker>(std::move(reply), 201));
+  });
+  router.Post("/api/workers/:id/start", [broker](const HttpRequest& request, Reply reply) {
+    pb::StartWorkerRequest start;
+    start.set_id(request.Param("id"));
+    broker->StartWorker(MetaOf(request), start, RespondJson<pb::Worker>(std::move(reply)));
+  });
+  // The seeds' polling agents: claim, then report on each worker.
+  router.Post("/api/workers/claim", [broker](const HttpRequest& request, Reply reply) {
+    pb::ClaimWorkersRequest claim;
+    if (!ParseBody(request, &claim, reply, /*allow_empty=*/true)) return;
+    broker->ClaimWorkers(MetaOf(request), claim,
+                         RespondJson<pb::ClaimWorkersResponse>(std::move(reply)));
+  });
+  router.Patch("/api/workers/:id", [broker](const HttpRequest& request, Reply reply) {
+    pb::UpdateWorkerRequest update;
+    if (!ParseBody(request, &update, reply)) return;
+    if (!SameAsPath(update.id(), request.Param("id"), "id", reply)) return;
+    update.set_id(request.Param("id"));
+    broker->UpdateWorker(MetaOf(request), update,
+                         RespondJson<pb::UpdateWorkerResponse>(std::move(reply)));
+  });
   router.Post("/revert", [broker](const HttpRequest& request, Reply reply) {
     absl::StatusOr<pb::Task> task = RevertTask(request.body);
     if (!task.ok()) return reply(ErrorResponse(task.status()));

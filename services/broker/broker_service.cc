@@ -40,12 +40,14 @@ absl::Status CheckHasRepo(BrokerStore& store, const std::string& workspace_id) {
 }  // namespace
 
 BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, BrokerStore& store,
-                                     Dispatcher& dispatcher, Journal& journal, EventHub& hub,
+                                     Dispatcher& dispatcher, PollingAgents& agents,
+                                     Journal& journal, EventHub& hub,
                                      boost::asio::thread_pool& pool,
                                      boost::asio::thread_pool& stream_pool, Options options)
     : auth_(auth),
       store_(store),
       dispatcher_(dispatcher),
+      agents_(agents),
       journal_(journal),
       pool_(pool),
       subscriptions_(auth, store, hub, pool, stream_pool, options.max_subscriptions_per_key) {}
@@ -288,6 +290,62 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListRunners(grpc::CallbackServerCon
                 return a.connected_at() != b.connected_at() ? a.connected_at() < b.connected_at()
                                                             : a.id() < b.id();
               });
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ClaimWorkers(grpc::CallbackServerContext* ctx,
+                                                          const pb::ClaimWorkersRequest* req,
+                                                          pb::ClaimWorkersResponse* resp) {
+  return RunAsync(ctx, *req, [this, req, resp, key = BearerToken(*ctx)](const Principal& p,
+                                                                        const Reply& reply) {
+    agents_.Claim(p, key, *req, resp, reply);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::UpdateWorker(grpc::CallbackServerContext* ctx,
+                                                          const pb::UpdateWorkerRequest* req,
+                                                          pb::UpdateWorkerResponse* resp) {
+  return RunAsync(ctx, *req, [this, req, resp, key = BearerToken(*ctx)](const Principal& p,
+                                                                        const Reply& reply) {
+    agents_.Update(p, key, *req, resp, reply);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::CreateWorker(grpc::CallbackServerContext* ctx,
+                                                          const pb::CreateWorkerRequest* req,
+                                                          pb::Worker* resp) {
+  return RunAsync(ctx, *req, [this, req, resp](const Principal& p, const Reply& reply) -> absl::Status {
+    if (req->task_id().empty()) return absl::InvalidArgumentError("taskId is required");
+    if (req->runner_id().empty()) return absl::InvalidArgumentError("runnerId is required");
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord task, store_.GetTask(req->task_id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, task.workspace_id, absl::StrCat("task ", task.id)));
+    if (!p.CanCreate(task.workspace_id)) {
+      return absl::PermissionDeniedError("assigning a task needs canCreate on its workspace");
+    }
+    dispatcher_.AssignByHand(task.id, req->runner_id(),
+                             [resp, reply](absl::StatusOr<WorkerRecord> worker) {
+                               if (worker.ok()) *resp = WorkerToProto(*worker);
+                               reply(worker.status());
+                             });
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::StartWorker(grpc::CallbackServerContext* ctx,
+                                                         const pb::StartWorkerRequest* req,
+                                                         pb::Worker* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    BUILDD_ASSIGN_OR_RETURN(WorkerRecord w, store_.GetWorker(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, w.workspace_id, absl::StrCat("worker ", req->id())));
+    if (!p.CanCreate(w.workspace_id)) {
+      return absl::PermissionDeniedError("starting a worker needs canCreate on its workspace");
+    }
+    BUILDD_RETURN_IF_ERROR(dispatcher_.StartWorker(w.id));
+    *resp = WorkerToProto(w);
+    resp->set_state(pb::Worker::starting);
     return absl::OkStatus();
   });
 }

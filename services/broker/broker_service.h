@@ -11,6 +11,7 @@
 #include "services/broker/conversions.h"
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_hub.h"
+#include "services/broker/polling_agents.h"
 #include "services/broker/subscription.h"
 
 namespace buildd::broker {
@@ -28,8 +29,9 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   // `pool` runs unary calls; `stream_pool` the Subscribe streams' reads,
   // so that a long backfill never holds up a unary call.
   BrokerServiceImpl(Authenticator& auth, BrokerStore& store, Dispatcher& dispatcher,
-                    Journal& journal, EventHub& hub, boost::asio::thread_pool& pool,
-                    boost::asio::thread_pool& stream_pool, Options options);
+                    PollingAgents& agents, Journal& journal, EventHub& hub,
+                    boost::asio::thread_pool& pool, boost::asio::thread_pool& stream_pool,
+                    Options options);
 
   grpc::ServerUnaryReactor* CreateWorkspace(grpc::CallbackServerContext* ctx,
                                             const pb::CreateWorkspaceRequest* req,
@@ -66,6 +68,19 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerUnaryReactor* ListRunners(grpc::CallbackServerContext* ctx,
                                         const pb::ListRunnersRequest* req,
                                         pb::ListRunnersResponse* resp) override;
+  grpc::ServerUnaryReactor* ClaimWorkers(grpc::CallbackServerContext* ctx,
+                                         const pb::ClaimWorkersRequest* req,
+                                         pb::ClaimWorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateWorker(grpc::CallbackServerContext* ctx,
+                                         const pb::UpdateWorkerRequest* req,
+                                         pb::UpdateWorkerResponse* resp) override;
+
+  grpc::ServerUnaryReactor* CreateWorker(grpc::CallbackServerContext* ctx,
+                                         const pb::CreateWorkerRequest* req,
+                                         pb::Worker* resp) override;
+  grpc::ServerUnaryReactor* StartWorker(grpc::CallbackServerContext* ctx,
+                                        const pb::StartWorkerRequest* req,
+                                        pb::Worker* resp) override;
 
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).
@@ -89,6 +104,7 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   Authenticator& auth_;
   BrokerStore& store_;
   Dispatcher& dispatcher_;
+  PollingAgents& agents_;
   Journal& journal_;
   boost::asio::thread_pool& pool_;
   Subscriptions subscriptions_;

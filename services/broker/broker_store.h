@@ -44,9 +44,11 @@ class StoreTx {
   virtual double AddCost(const std::string& account_id, double cost_usd) = 0;
   // Stores (or replaces) the session a task ended with.
   virtual void SaveSession(const SealedSession& session) = 0;
-  // Whether a task of `workspace_id` with concurrency key `key` is
-  // unfinished (pending, assigned, running or waiting for input).
-  virtual bool KeyIsBusy(const std::string& workspace_id, const std::string& key) = 0;
+  // Whether a task of `workspace_id` with concurrency key `key`, other than
+  // `except_task_id`, is unfinished (pending, assigned, running or waiting
+  // for input).
+  virtual bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
+                         const std::string& except_task_id = "") = 0;
   // Locks up to `n` pending tasks the filter allows, best first (priority,
   // then age), skipping rows other writers hold and tasks whose concurrency
   // key is held by an unfinished task or an earlier pending one.

@@ -144,8 +144,8 @@ std::optional<RunnerSlot> Dispatcher::Place(const TaskRoute& route) {
   });
 }
 
-void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner,
-                            bool stored) {
+WorkerRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner,
+                                    bool stored, bool hold) {
   WorkerRecord worker;
   worker.id = NewUuid();
   worker.task_id = task.id;
@@ -186,29 +186,151 @@ void Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& r
       AssignOf(task, worker, shares ? registry_.Credentials(runner.runner_id) : std::map<std::string, std::string>{},
                ws.ok() ? &*ws : nullptr);
   const std::string resume_from = task.spec->resume_from();
-  tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
-               resume_from, message = std::move(message)]() mutable {
-    leases_.AcceptBy(runner_id, worker_id, epoch);
-    if (resume_from.empty()) return Send(runner_id, std::move(message));
-    // A session transcript can be megabytes: read it off the journal's
-    // thread. Checked when the task was created; one gone since then leaves
-    // the runner to start a new session.
-    boost::asio::post(pool_, [this, runner_id, resume_from, message = std::move(message)]() mutable {
-      auto session = store_.GetSession(resume_from, /*with_data=*/true);
-      if (!session.ok()) {
-        Log()->warn("task={} cannot read the session to resume: {}", resume_from,
-                    session.status().message());
-      } else if (session->has_value()) {
-        pb::SessionSnapshot* s = message.mutable_assign()->mutable_resume_session();
-        s->set_task_id((*session)->task_id);
-        s->set_provider((*session)->provider);
-        s->set_session_id((*session)->session_id);
-        s->set_data(std::move((*session)->data));
-      }
-      Send(runner_id, std::move(message));
+  if (hold) {
+    tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
+                 resume_from, message = std::move(message)]() mutable {
+      absl::MutexLock lock(&mu_);
+      held_[worker_id] = HeldAssign{runner_id, epoch, resume_from, std::move(message)};
     });
-  });
+  } else {
+    tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
+                 resume_from, message = std::move(message)]() mutable {
+      SendAssign(runner_id, worker_id, epoch, resume_from, std::move(message));
+    });
+  }
   Log()->debug("assign task={} worker={} runner={}", task.id, worker.id, runner.name);
+  return worker;
+}
+
+void Dispatcher::SendAssign(const std::string& runner_id, const std::string& worker_id,
+                            int64_t epoch, const std::string& resume_from,
+                            pb::BrokerMessage message) {
+  leases_.AcceptBy(runner_id, worker_id, epoch);
+  if (resume_from.empty()) return Send(runner_id, std::move(message));
+  // A session transcript can be megabytes: read it off the journal's
+  // thread. Checked when the task was created; one gone since then leaves
+  // the runner to start a new session.
+  boost::asio::post(pool_, [this, runner_id, resume_from, message = std::move(message)]() mutable {
+    auto session = store_.GetSession(resume_from, /*with_data=*/true);
+    if (!session.ok()) {
+      Log()->warn("task={} cannot read the session to resume: {}", resume_from,
+                  session.status().message());
+    } else if (session->has_value()) {
+      pb::SessionSnapshot* s = message.mutable_assign()->mutable_resume_session();
+      s->set_task_id((*session)->task_id);
+      s->set_provider((*session)->provider);
+      s->set_session_id((*session)->session_id);
+      s->set_data(std::move((*session)->data));
+    }
+    Send(runner_id, std::move(message));
+  });
+}
+
+void Dispatcher::AssignByHand(const std::string& task_id, const std::string& runner,
+                              std::function<void(absl::StatusOr<WorkerRecord>)> done) {
+  std::optional<RunnerSlot> slot = registry_.Slot(runner);
+  if (!slot) {
+    for (const RunnerSlot& s : registry_.Slots()) {
+      if (s.name != runner) continue;
+      if (slot) {
+        return done(absl::FailedPreconditionError(absl::StrCat(
+            "runnerId: more than one runner is named ", runner, ": give its id")));
+      }
+      slot = s;
+    }
+  }
+  if (!slot) {
+    return done(absl::NotFoundError(
+        absl::StrCat("runnerId: runner ", runner, " is not connected to this broker")));
+  }
+  auto assigned = std::make_shared<WorkerRecord>();
+  journal_.Submit(
+      [this, task_id, slot = *slot, assigned](JournalTx& tx) -> absl::Status {
+        std::optional<TaskRecord> task = tx.store().LockTask(task_id);
+        if (!task) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+        if (task->state != "pending") {
+          return absl::FailedPreconditionError(
+              absl::StrCat("task ", task_id, " is ", task->state, ": only a pending task is assigned"));
+        }
+        // The person's choice stands in for the task's runnerPreference
+        // and labels; grants, providers, room and the budget still hold.
+        TaskRoute route = task->Route();
+        route.runner_preference = "any";
+        route.required_labels.clear();
+        if (!Eligible(slot, budget_.Spent(slot.account_id), route)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "runner ", slot.name, " may not take task ", task_id,
+              ": its account may not claim from the workspace, or it does not run ",
+              task->provider, " (or not today: its account spent its daily budget)"));
+        }
+        if (FreeSlotsOf(slot) <= 0) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat("runner ", slot.name, " has no free slot (or its account is at its limit)"));
+        }
+        if (!task->KeyIsOwn() &&
+            tx.store().KeyIsBusy(task->workspace_id, task->concurrency_key, task->id)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "task ", task_id, " waits for the unfinished task with concurrency key ",
+              task->concurrency_key));
+        }
+        *assigned = AssignInTx(tx, *task, slot, /*stored=*/true, /*hold=*/true);
+        CountPending(tx, -1);
+        return absl::OkStatus();
+      },
+      [assigned, done = std::move(done)](absl::Status status) {
+        if (!status.ok()) return done(status);
+        done(std::move(*assigned));
+      });
+}
+
+bool Dispatcher::CancelHeld(const std::string& worker_id) {
+  HeldAssign held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(worker_id);
+    if (it == held_.end()) return false;
+    held = std::move(it->second);
+    held_.erase(it);
+  }
+  journal_.Submit([this, worker_id, held = std::move(held)](JournalTx& tx) -> absl::Status {
+    const std::optional<LiveWorker> a = workers_.HeldBy(held.runner_id, worker_id, held.epoch);
+    if (!a) return absl::OkStatus();
+    std::optional<WorkerRecord> worker = tx.store().LockWorker(worker_id);
+    std::optional<TaskRecord> task = tx.store().LockTask(a->task_id);
+    if (!worker || !task || task->epoch != a->epoch) return absl::OkStatus();
+    worker->state = "canceled";
+    task->state = TaskStateFor(worker->state);
+    tx.store().UpdateWorker(*worker);
+    tx.store().UpdateTask(*task);
+    pb::Event e = EventOf("canceled", task->id, worker_id, task->workspace_id);
+    e.set_status("canceled");
+    e.set_text("canceled before it started");
+    tx.Append(std::move(e));
+    tx.OnCommit([this, runner_id = held.runner_id, w = *a] { Ended(runner_id, w); });
+    return absl::OkStatus();
+  });
+  return true;
+}
+
+absl::Status Dispatcher::StartWorker(const std::string& worker_id) {
+  HeldAssign held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(worker_id);
+    if (it == held_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker ", worker_id, " is not an idle worker of this broker waiting to start"));
+    }
+    held = std::move(it->second);
+    held_.erase(it);
+  }
+  const std::optional<LiveWorker> w = workers_.HeldBy(held.runner_id, worker_id, held.epoch);
+  if (!w || w->state != "idle") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " lost its runner before it started"));
+  }
+  SendAssign(held.runner_id, worker_id, held.epoch, held.resume_from, std::move(held.message));
+  return absl::OkStatus();
 }
 
 void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done) {
@@ -315,6 +437,7 @@ absl::Status Dispatcher::Control(const std::string& worker_id, pb::Control::Acti
   control.set_text(text);
   const std::optional<LiveWorker> w = workers_.Get(worker_id);
   if (!w) return ControlElsewhere(std::move(control));
+  if (action == pb::Control::cancel && CancelHeld(worker_id)) return absl::OkStatus();
   if (w->runner_id.empty()) {
     return absl::UnavailableError(absl::StrCat("the runner of worker ", worker_id,
                                                " is disconnected; try again"));
@@ -369,9 +492,32 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
     return st;
   }
   std::vector<pb::ResumeWorker> resume(hello.resume().begin(), hello.resume().end());
+  Reattach(slot, std::move(resume),
+           [this, runner_id = slot.runner_id, link](absl::Status status,
+                                                     std::vector<std::string> stale) {
+             if (!status.ok()) {
+               link->Close(status);
+               return;
+             }
+             pb::BrokerMessage message;
+             pb::Welcome* welcome = message.mutable_welcome();
+             welcome->set_session_id(runner_id);
+             welcome->set_runner_id(runner_id);
+             welcome->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+             for (const auto& w : stale) welcome->add_stale_workers(w);
+             link->Send(std::move(message));
+             ClaimFor(runner_id);
+           });
+  return absl::OkStatus();
+}
+
+void Dispatcher::Reattach(const RunnerSlot& slot, std::vector<pb::ResumeWorker> resume,
+                          std::function<void(absl::Status, std::vector<std::string>)> done) {
+  if (resume.empty()) return done(absl::OkStatus(), {});
   auto stale = std::make_shared<std::vector<std::string>>();
   journal_.Submit(
-      [this, slot, resume, stale](JournalTx& tx) -> absl::Status {
+      [this, slot, resume = std::move(resume), stale](JournalTx& tx) -> absl::Status {
+        stale->clear();
         for (const pb::ResumeWorker& r : resume) {
           // Only a stream of the account that holds the lease takes it back
           // (from this replica, or from another one it was connected to).
@@ -397,21 +543,37 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
         }
         return absl::OkStatus();
       },
-      [this, runner_id = slot.runner_id, stale, link](absl::Status status) {
-        if (!status.ok()) {
-          link->Close(status);
-          return;
+      [stale, done = std::move(done)](absl::Status status) { done(status, std::move(*stale)); });
+}
+
+void Dispatcher::ClaimNow(const std::string& runner_id, int n, const std::string& only_workspace,
+                          std::function<void(absl::StatusOr<std::vector<Claimed>>)> done) {
+  auto claimed = std::make_shared<std::vector<Claimed>>();
+  journal_.Submit(
+      [this, runner_id, n, only_workspace, claimed](JournalTx& tx) -> absl::Status {
+        claimed->clear();
+        std::optional<RunnerSlot> slot = registry_.Slot(runner_id);
+        if (!slot) return absl::UnavailableError("the agent's lease ended meanwhile: claim again");
+        if (!only_workspace.empty()) slot->only_workspaces = {only_workspace};
+        const auto [active, account_active] = workers_.LoadOf(slot->runner_id, slot->account_id);
+        const bool spent = budget_.Spent(slot->account_id);
+        slot->max_tasks = active + n;
+        const int free = FreeSlots(Candidate{&*slot, active, account_active, spent});
+        if (free <= 0) return absl::OkStatus();
+        std::vector<TaskRecord> tasks = tx.store().ClaimPending(ClaimFilterFor(*slot, spent), free);
+        for (TaskRecord& task : tasks) {
+          WorkerRecord worker = AssignInTx(tx, task, *slot, /*stored=*/true);
+          // Handed over in the answer: there is nothing to accept.
+          tx.OnCommit([this, id = worker.id] { workers_.Record(id, 0, "starting"); });
+          claimed->push_back(Claimed{task, std::move(worker)});
         }
-        pb::BrokerMessage message;
-        pb::Welcome* welcome = message.mutable_welcome();
-        welcome->set_session_id(runner_id);
-        welcome->set_runner_id(runner_id);
-        welcome->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
-        for (const auto& w : *stale) welcome->add_stale_workers(w);
-        link->Send(std::move(message));
-        ClaimFor(runner_id);
+        CountPending(tx, -static_cast<int64_t>(tasks.size()));
+        return absl::OkStatus();
+      },
+      [claimed, done = std::move(done)](absl::Status status) {
+        if (!status.ok()) return done(status);
+        done(std::move(*claimed));
       });
-  return absl::OkStatus();
 }
 
 void Dispatcher::Disconnect(const std::string& runner_id) {
@@ -458,7 +620,11 @@ void Dispatcher::ExpireWorkers(const std::vector<std::string>& worker_ids) {
       } else {
         ++requeued;
       }
-      tx.OnCommit([this, worker_id] { workers_.Erase(worker_id); });
+      tx.OnCommit([this, worker_id] {
+        workers_.Erase(worker_id);
+        absl::MutexLock lock(&mu_);
+        held_.erase(worker_id);
+      });
     }
     CountPending(tx, requeued);
     if (requeued > 0) tx.OnCommit([this] { ClaimForAll(); });
@@ -627,7 +793,7 @@ void Dispatcher::RefreshAccount(
 void Dispatcher::CloseSilentRunners() {
   const auto limit =
       std::chrono::milliseconds(options_.heartbeat_interval_ms * options_.missed_heartbeats);
-  for (auto& link : registry_.SilentSince(std::chrono::steady_clock::now() - limit)) {
+  for (auto& link : registry_.Silent(std::chrono::steady_clock::now(), limit)) {
     link->Close(absl::DeadlineExceededError("missed heartbeats"));
   }
 }

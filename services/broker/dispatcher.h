@@ -86,6 +86,36 @@ class Dispatcher {
   // spending: call it from a pool thread.
   absl::Status Connect(ConnectedRunner runner, const pb::Hello& hello);
   void Disconnect(const std::string& runner_id);
+  // Gives `runner` (connected) back the workers it resumes, when its
+  // account holds their lease; `done` gets the ids it may not resume.
+  void Reattach(const RunnerSlot& runner, std::vector<pb::ResumeWorker> resume,
+                std::function<void(absl::Status, std::vector<std::string> stale)> done);
+
+  // A task assigned by ClaimNow, with its new worker.
+  struct Claimed {
+    TaskRecord task;
+    WorkerRecord worker;
+  };
+  // Claims up to `n` pending tasks for `runner_id` now, within its
+  // account's limits, by the same rules as pushed work: for a runner that
+  // asks for work (a polling agent, whose slot has no room of its own, so
+  // that nothing is pushed to it). Its workers count as accepted.
+  // `only_workspace`, when set, narrows this claim to that workspace.
+  void ClaimNow(const std::string& runner_id, int n, const std::string& only_workspace,
+                std::function<void(absl::StatusOr<std::vector<Claimed>>)> done);
+  // Assigns pending task `task_id` to the connected runner with id or name
+  // `runner` by hand (POST /api/workers): the choice stands in for the
+  // task's runnerPreference and labels, while grants, providers, the
+  // runner's room, its account's limits and the concurrency key hold. The
+  // worker waits, idle, until StartWorker sends it.
+  void AssignByHand(const std::string& task_id, const std::string& runner,
+                    std::function<void(absl::StatusOr<WorkerRecord>)> done);
+  // Sends an idle worker AssignByHand made to its runner.
+  absl::Status StartWorker(const std::string& worker_id);
+
+  std::optional<RunnerSlot> RunnerSlotOf(const std::string& runner_id) const {
+    return registry_.Slot(runner_id);
+  }
   // Takes what the runner sent (moved: an event's text is not copied).
   void OnMessage(const std::string& runner_id, pb::RunnerMessage message);
   // Whether the journal has room for more of the runners' messages; when
@@ -105,7 +135,15 @@ class Dispatcher {
   // Inside a journal op: assigns `task` to `runner`, storing the task (or
   // updating it when `stored`) and its new worker; the worker counts
   // against the runner from here on (until the op aborts).
-  void AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner, bool stored);
+  // With `hold`, the Assign is kept for StartWorker instead of sent.
+  WorkerRecord AssignInTx(JournalTx& tx, TaskRecord& task, const RunnerSlot& runner, bool stored,
+                          bool hold = false);
+  // Cancels a worker AssignByHand made that was not started (and its
+  // task); false when there is none.
+  bool CancelHeld(const std::string& worker_id);
+  // Sends `message` (an Assign) and starts the runner's time to accept it.
+  void SendAssign(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
+                  const std::string& resume_from, pb::BrokerMessage message);
   // The least loaded runner that may take `route` now.
   std::optional<RunnerSlot> Place(const TaskRoute& route);
   // Free slots of a runner now (its own, within its account's limit).
@@ -166,6 +204,14 @@ class Dispatcher {
   // when no pending task has it any more.
   std::set<std::pair<std::string, std::string>> waited_for_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkspaceRecord> workspaces_ ABSL_GUARDED_BY(mu_);
+  // Workers assigned by hand that wait for StartWorker: their Assign.
+  struct HeldAssign {
+    std::string runner_id;
+    int64_t epoch = 0;
+    std::string resume_from;
+    pb::BrokerMessage message;
+  };
+  std::map<std::string, HeldAssign> held_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace buildd::broker

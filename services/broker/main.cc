@@ -46,6 +46,9 @@ ABSL_FLAG(int, db_pool_size, 8, "PostgreSQL connections for reads");
 ABSL_FLAG(int, threads, 4, "worker threads for blocking calls");
 ABSL_FLAG(int, lease_grace_ms, 30000, "how long a disconnected runner keeps its work");
 ABSL_FLAG(int, heartbeat_interval_ms, 10000, "runner heartbeat interval");
+ABSL_FLAG(int, poll_lease_ms, 300000,
+          "how long a polling agent (POST /api/workers/claim) may stay silent and keep its claims; "
+          "the lease grace comes on top");
 ABSL_FLAG(int, max_subscriptions_per_key, 16, "event streams one API key may hold open at once");
 ABSL_FLAG(int, accept_timeout_ms, 30000,
           "a task its runner has not accepted by then goes back to the queue");
@@ -175,8 +178,10 @@ int main(int argc, char** argv) {
   boost::asio::thread_pool stream_pool(2);
   BrokerServiceImpl::Options service_options;
   service_options.max_subscriptions_per_key = absl::GetFlag(FLAGS_max_subscriptions_per_key);
-  BrokerServiceImpl broker_service(accounts, store, dispatcher, journal, hub, workers, stream_pool,
-                                   service_options);
+  PollingAgents agents(dispatcher, store, workers,
+                       std::chrono::milliseconds(std::max(1000, absl::GetFlag(FLAGS_poll_lease_ms))));
+  BrokerServiceImpl broker_service(accounts, store, dispatcher, agents, journal, hub, workers,
+                                   stream_pool, service_options);
   broker_service_ptr = &broker_service;
   // Sessions expire without a notice: open streams are checked now and then
   // (through the cache, which forgets a principal after a minute).

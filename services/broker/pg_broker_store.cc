@@ -421,15 +421,16 @@ class PgStoreWriter final : public StoreWriter {
             {s.task_id, s.provider, s.session_id, absl::Base64Escape(s.sealed)});
   }
 
-  bool KeyIsBusy(const std::string& workspace_id, const std::string& key) override {
+  bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
+                 const std::string& except_task_id) override {
     // Held until commit: replicas assigning tasks of one key take turns,
     // and each sees what the one before committed.
     db_.Run("lock_key", "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
             {workspace_id, key});
     static const std::string sql = absl::StrCat(
         "SELECT 1 FROM tasks WHERE workspace_id = $1::uuid AND concurrency_key = $2"
-        " AND state IN ", SqlList(UnfinishedTaskStates()), " LIMIT 1");
-    return db_.Run("key_is_busy", sql, {workspace_id, key}).rows() > 0;
+        " AND id::text <> $3 AND state IN ", SqlList(UnfinishedTaskStates()), " LIMIT 1");
+    return db_.Run("key_is_busy", sql, {workspace_id, key, except_task_id}).rows() > 0;
   }
 
   std::vector<TaskRecord> ClaimPending(const ClaimFilter& filter, int n) override {

@@ -92,12 +92,13 @@ bool RunnerRegistry::SetDraining(const std::string& runner_id) {
   return true;
 }
 
-std::vector<std::shared_ptr<RunnerLink>> RunnerRegistry::SilentSince(
-    std::chrono::steady_clock::time_point deadline) const {
+std::vector<std::shared_ptr<RunnerLink>> RunnerRegistry::Silent(
+    std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) const {
   absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<RunnerLink>> out;
   for (const auto& [id, runner] : runners_) {
-    if (runner.last_seen < deadline) out.push_back(runner.link);
+    const auto own = runner.silence_limit.count() > 0 ? runner.silence_limit : limit;
+    if (runner.last_seen < now - own) out.push_back(runner.link);
   }
   return out;
 }

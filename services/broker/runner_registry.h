@@ -48,6 +48,9 @@ struct ConnectedRunner {
   // Its account's provider credentials, for the tasks it takes.
   std::map<std::string, std::string> credentials;
   std::chrono::steady_clock::time_point last_seen;
+  // Silent this long, it is cut off (0: the broker's heartbeat rule). A
+  // polling agent, which sends no heartbeats, has its lease here.
+  std::chrono::milliseconds silence_limit{0};
 };
 
 class RunnerRegistry {
@@ -72,9 +75,10 @@ class RunnerRegistry {
   // From now on it takes no new work (Heartbeat.draining); false when it
   // was draining already (or is gone).
   bool SetDraining(const std::string& runner_id);
-  // The links of runners silent since before `deadline`.
-  std::vector<std::shared_ptr<RunnerLink>> SilentSince(
-      std::chrono::steady_clock::time_point deadline) const;
+  // The links of runners silent for longer than their silence limit
+  // (`limit` when they have none of their own).
+  std::vector<std::shared_ptr<RunnerLink>> Silent(std::chrono::steady_clock::time_point now,
+                                                  std::chrono::milliseconds limit) const;
   // Replaces the access of every runner of `account_id`.
   void SetAccess(const std::string& account_id, const RunnerAccess& access);
 

@@ -14,7 +14,7 @@ namespace buildd::broker {
 bool RunnerMaySend(const pb::Event& e) {
   static const std::set<std::string> kTypes = {
       "started", "output", "status", "error", "git", "plan", "question", "input", "session",
-      "assistant_message", "tool_use", "tool_result", "result", "warning"};
+      "assistant_message", "tool_use", "tool_result", "result", "warning", "progress"};
   if (kTypes.count(e.type()) == 0) return false;
   if (e.type() == "status") {
     return e.status() == "running" || e.status() == "paused" || e.status() == "waiting_input" ||

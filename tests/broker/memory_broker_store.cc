@@ -234,11 +234,12 @@ class MemoryStoreWriter final : public StoreWriter {
       return 0;
     });
   }
-  bool KeyIsBusy(const std::string& workspace_id, const std::string& key) override {
+  bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
+                 const std::string& except_task_id) override {
     return Apply(false, [&](Tables& t) {
       return std::any_of(t.tasks.begin(), t.tasks.end(), [&](const auto& e) {
         const TaskRecord& r = e.second.second;
-        return r.workspace_id == workspace_id && r.concurrency_key == key &&
+        return r.workspace_id == workspace_id && r.concurrency_key == key && r.id != except_task_id &&
                Contains(UnfinishedTaskStates(), r.state);
       });
     });

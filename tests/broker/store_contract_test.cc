@@ -325,6 +325,9 @@ TEST_P(StoreContractTest, ATaskWaitsBehindAnUnfinishedOneWithItsKey) {
   EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 10)), (std::vector<std::string>{first.id, other.id}));
   EXPECT_TRUE(writer_->KeyIsBusy(ws, "deploy"));
   EXPECT_FALSE(writer_->KeyIsBusy(ws, "nobody"));
+  // The key's other task holds it; "other" alone does not hold its own.
+  EXPECT_TRUE(writer_->KeyIsBusy(ws, "deploy", first.id));
+  EXPECT_FALSE(writer_->KeyIsBusy(ws, "docs", other.id));
   writer_->Rollback();
   EXPECT_TRUE(*store_->HasPendingWithKey(ws, "deploy"));
 
