@@ -128,6 +128,7 @@ class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::Bro
   BUILDD_FORWARD_UNARY(ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
   BUILDD_FORWARD_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
   BUILDD_FORWARD_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(ListRunners, pb::ListRunnersRequest, pb::ListRunnersResponse)
   BUILDD_FORWARD_UNARY(ClaimWorkers, pb::ClaimWorkersRequest, pb::ClaimWorkersResponse)
   BUILDD_FORWARD_UNARY(UpdateWorker, pb::UpdateWorkerRequest, pb::UpdateWorkerResponse)
   BUILDD_FORWARD_UNARY(CreateWorker, pb::CreateWorkerRequest, pb::Worker)

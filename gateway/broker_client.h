@@ -89,6 +89,9 @@ class BrokerClient {
   virtual void PostComment(const CallMeta& meta, const pb::PostCommentRequest& request,
                            Callback<pb::Comment> done) = 0;
 
+  virtual void ListRunners(const CallMeta& meta, const pb::ListRunnersRequest& request,
+                           Callback<pb::ListRunnersResponse> done) = 0;
+
   // Starts a Subscribe call (no deadline: it lives until cancelled) and
   // asks for the first event.
   virtual std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,

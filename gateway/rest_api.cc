@@ -7,9 +7,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
+#include "gateway/execute_api.h"
 #include "gateway/http_errors.h"
 #include "gateway/json_codec.h"
 #include "gateway/openapi.h"
+#include "gateway/workflow_api.h"
 #include "common/status.h"
 
 namespace buildd::gateway {
@@ -105,7 +107,8 @@ std::string Rfc5987(absl::string_view value) {
 }
 
 // POST /revert: {"workspaceId", "branch", "commit", "push"} → a task of
-// kind revert (push defaults to true).
+// kind revert (push defaults to true). 002's projectId and branchId are
+// workspaceId and branch.
 absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
   google::protobuf::Struct input;
   BUILDD_RETURN_IF_ERROR(ParseJsonBody(body, &input));
@@ -114,13 +117,14 @@ absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
   task.set_push(true);
   for (const auto& [name, value] : input.fields()) {
     const bool is_string = value.kind_case() == google::protobuf::Value::kStringValue;
-    if (name == "workspaceId" || name == "branch" || name == "commit" || name == "title") {
+    if (name == "workspaceId" || name == "branch" || name == "commit" || name == "title" ||
+        name == "projectId" || name == "branchId") {
       if (!is_string) {
         return absl::InvalidArgumentError(
             absl::StrCat("invalid value for field ", name, " (expected a string)"));
       }
-      if (name == "workspaceId") task.set_workspace_id(value.string_value());
-      if (name == "branch") task.set_work_branch(value.string_value());
+      if (name == "workspaceId" || name == "projectId") task.set_workspace_id(value.string_value());
+      if (name == "branch" || name == "branchId") task.set_work_branch(value.string_value());
       if (name == "commit") task.set_revert_commit(value.string_value());
       if (name == "title") task.set_title(value.string_value());
     } else if (name == "push") {
@@ -131,7 +135,8 @@ absl::StatusOr<pb::Task> RevertTask(absl::string_view body) {
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown field ", JsonQuote(name),
-                       " in the revert body (expected workspaceId, branch, commit, push, title)"));
+                       " in the revert body (expected workspaceId or projectId, branch or "
+                       "branchId, commit, push, title)"));
     }
   }
   if (task.work_branch().empty()) return absl::InvalidArgumentError("field branch is required");
@@ -485,7 +490,9 @@ void AddWorkerRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
               RouteDoc("Revert a commit on a branch, as a task of kind revert")
                   .Body(JsonFields({
                       {"workspaceId", "string", "The workspace (repository)."},
+                      {"projectId", "string", "The workspace, as seed 002 names it."},
                       {"branch", "string", "The branch to revert on.", true},
+                      {"branchId", "string", "The branch, as seed 002 names it."},
                       {"commit", "string", "The commit to revert.", true},
                       {"push", "boolean", "Push the revert (default true)."},
                       {"title", "string", "The task's title."},
@@ -701,6 +708,8 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
                          "idle. A refusal before the stream starts is an error answer instead.")
           .Errors(kGetErrors),
       EventStreamHandler(broker, options.sse));
+  AddExecuteRoutes(*router, accounts, broker, options.sse);
+  AddWorkflowRoutes(*router, broker, options.sse);
   // Made from this router's own routes, on the first request.
   router->Get("/openapi.json",
               RouteDoc("This document: every route of the gateway, as OpenAPI 3.1").Tag("openapi"),

@@ -23,18 +23,11 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-absl::StatusOr<pb::SubscribeRequest> SubscribeRequestFromHttp(const HttpRequest& request) {
-  pb::SubscribeRequest subscribe;
-  QueryParams filters;
+absl::StatusOr<int64_t> LastEventIdFromHttp(const HttpRequest& request) {
   std::string last_event_id;
   for (const auto& [name, value] : request.query) {
-    if (name == "lastEventId" || name == "last_event_id") {
-      last_event_id = value;
-    } else {
-      filters.emplace_back(name, value);
-    }
+    if (name == "lastEventId" || name == "last_event_id") last_event_id = value;
   }
-  BUILDD_RETURN_IF_ERROR(QueryToMessage(filters, &subscribe));
   // A reconnecting EventSource sends the id it saw last in the header, while
   // the URL still carries the original ?lastEventId=: the header wins.
   std::string source = "lastEventId";
@@ -43,25 +36,48 @@ absl::StatusOr<pb::SubscribeRequest> SubscribeRequestFromHttp(const HttpRequest&
     last_event_id = header;
     source = "the Last-Event-ID header";
   }
-  if (!last_event_id.empty()) {
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(last_event_id, &id) || id < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid value ", JsonQuote(last_event_id),
-                                                     " for ", source, " (expected an event id)"));
-    }
-    subscribe.set_after_id(id);
+  if (last_event_id.empty()) return 0;
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(last_event_id, &id) || id < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid value ", JsonQuote(last_event_id),
+                                                   " for ", source, " (expected an event id)"));
   }
+  return id;
+}
+
+absl::StatusOr<pb::SubscribeRequest> SubscribeRequestFromHttp(const HttpRequest& request) {
+  pb::SubscribeRequest subscribe;
+  QueryParams filters;
+  for (const auto& [name, value] : request.query) {
+    if (name != "lastEventId" && name != "last_event_id") filters.emplace_back(name, value);
+  }
+  BUILDD_RETURN_IF_ERROR(QueryToMessage(filters, &subscribe));
+  BUILDD_ASSIGN_OR_RETURN(int64_t after_id, LastEventIdFromHttp(request));
+  subscribe.set_after_id(after_id);
   return subscribe;
 }
 
-std::string FormatSseEvent(const pb::Event& event) {
-  std::string type;
-  for (char c : event.type()) {
-    if (c != '\n' && c != '\r') type.push_back(c);
+namespace {
+std::string OneLine(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c != '\n' && c != '\r') out.push_back(c);
   }
+  return out;
+}
+}  // namespace
+
+std::string FormatSseEvent(const pb::Event& event) {
+  std::string type = OneLine(event.type());
   if (type.empty()) type = "message";
   // The JSON printer escapes line breaks inside strings: one line of data.
   return absl::StrCat("id: ", event.id(), "\nevent: ", type, "\ndata: ", ToJson(event), "\n\n");
+}
+
+std::string FormatSseMessage(const std::string& id, const std::string& event,
+                             const std::string& json) {
+  return absl::StrCat(id.empty() ? "" : absl::StrCat("id: ", OneLine(id), "\n"),
+                      "event: ", OneLine(event), "\ndata: ", OneLine(json), "\n\n");
 }
 
 namespace {
@@ -109,29 +125,49 @@ class FormattedEvents {
 // events per write.
 constexpr size_t kReadAheadBytes = 256 << 10;
 
-// One GET /api/events connection. Runs on the connection's strand; the
-// subscription's callbacks are posted onto it. Lives until both the client
-// side is closed and the Subscribe call is done (the observer holds it), so
-// that nothing is posted to a server that already stopped.
+// GET /api/events: every event as the broker sends it.
+class EventsDialect final : public SseDialect {
+ public:
+  explicit EventsDialect(std::shared_ptr<FormattedEvents> formatted)
+      : formatted_(std::move(formatted)) {}
+
+  void Open(const HttpRequest& request,
+            std::function<void(absl::StatusOr<Opening>)> done) override {
+    absl::StatusOr<pb::SubscribeRequest> subscribe = SubscribeRequestFromHttp(request);
+    if (!subscribe.ok()) return done(subscribe.status());
+    Opening opening;
+    opening.subscribe = *std::move(subscribe);
+    done(std::move(opening));
+  }
+  void Translate(const pb::Event& event, SseMessages* out) override {
+    out->push_back(formatted_->Get(event));
+  }
+
+ private:
+  std::shared_ptr<FormattedEvents> formatted_;
+};
+
+// One SSE connection. Runs on the connection's strand; the dialect's
+// opening and the subscription's callbacks are posted onto it. Lives until
+// both the client side is closed and the Subscribe call is done (the
+// observer holds it), so that nothing is posted to a server that already
+// stopped.
 class SseSession : public std::enable_shared_from_this<SseSession> {
  public:
   SseSession(HttpRequest request, HttpStream stream,
              std::shared_ptr<ConnectionTracker::Token> token, std::shared_ptr<BrokerClient> broker,
-             std::shared_ptr<FormattedEvents> formatted, SseOptions options)
+             std::unique_ptr<SseDialect> dialect, SseOptions options)
       : token_(std::move(token)),
         request_(std::move(request)),
         stream_(std::move(stream)),
         broker_(std::move(broker)),
-        formatted_(std::move(formatted)),
+        dialect_(std::move(dialect)),
         options_(options),
         commit_timer_(stream_.get_executor()),
         heartbeat_timer_(stream_.get_executor()),
         chunked_(request_.version >= 11) {}
 
   void Start() {
-    absl::StatusOr<pb::SubscribeRequest> subscribe = SubscribeRequestFromHttp(request_);
-    if (!subscribe.ok()) return Fail(ErrorResponse(subscribe.status()));
-
     std::weak_ptr<SseSession> weak = weak_from_this();
     auto executor = stream_.get_executor();
     token_->SetCloser([weak, executor] {
@@ -139,7 +175,25 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
         if (auto self = weak.lock()) self->OnServerStopping();
       });
     });
+    auto self = shared_from_this();
+    // Noticed while opening too: a client gone before then is not followed.
+    ReadFromClient();
+    dialect_->Open(request_, [self](absl::StatusOr<SseDialect::Opening> opening) {
+      self->Post([self, opening = std::move(opening)]() mutable {
+        self->OnOpened(std::move(opening));
+      });
+    });
+  }
 
+ private:
+  void OnOpened(absl::StatusOr<SseDialect::Opening> opening) {
+    if (closed_) return;
+    if (!opening.ok()) return Fail(ErrorResponse(opening.status()));
+    if (stopping_) {
+      return Fail(ErrorResponse(absl::UnavailableError("the gateway is shutting down")));
+    }
+    prelude_ = std::move(opening->prelude);
+    const pb::SubscribeRequest subscribe = std::move(opening->subscribe);
     // The observer holds only the session, never an executor: it is
     // destroyed on a gRPC thread, possibly after the server stopped.
     auto self = shared_from_this();
@@ -151,17 +205,15 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     observer.on_done = [self](absl::Status status) {
       self->Post([self, status = std::move(status)] { self->OnUpstreamDone(status); });
     };
-    subscription_ = broker_->Subscribe(CallMeta{request_.api_key, request_.request_id}, *subscribe,
+    subscription_ = broker_->Subscribe(CallMeta{request_.api_key, request_.request_id}, subscribe,
                                        std::move(observer));
 
     commit_timer_.expires_after(absl::ToChronoMilliseconds(options_.commit_delay));
     commit_timer_.async_wait([self](beast::error_code ec) {
       if (!ec) self->Commit();
     });
-    ReadFromClient();
   }
 
- private:
   using Clock = std::chrono::steady_clock;
   enum class Phase {
     kPending,    // Nothing written yet: an upstream error can still be a 4xx.
@@ -192,6 +244,8 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     out << head.base();
     Enqueue(out.str());
     Enqueue(Chunk(absl::StrCat("retry: ", options_.retry_ms, "\n\n")));
+    for (const auto& message : prelude_) Enqueue(Chunk(*message));
+    prelude_.clear();
     ArmHeartbeat();
   }
 
@@ -200,7 +254,10 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     Commit();
     for (const pb::Event& event : events) {
       ++events_;
-      Enqueue(Chunk(*formatted_->Get(event)));
+      SseMessages messages;
+      dialect_->Translate(event, &messages);
+      for (const auto& message : messages) Enqueue(Chunk(*message));
+      if (dialect_->Ends(event)) return Complete();
     }
     // The next events are asked for now, or once enough of these left (see
     // OnWritten).
@@ -233,9 +290,17 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
     }
   }
 
+  // The dialect's stream is complete: nothing more is followed.
+  void Complete() {
+    complete_ = true;
+    if (subscription_) subscription_->Cancel();
+    EndStream();
+  }
+
   // Ends a committed stream after what is queued.
   void EndStream() {
-    if (!upstream_status_.ok()) {
+    if (finishing_) return;
+    if (!upstream_status_.ok() && !complete_) {
       Enqueue(Chunk(absl::StrCat(": stream ended: ", CodeName(upstream_status_.code()), "\n\n")));
     }
     if (chunked_) Enqueue("0\r\n\r\n");
@@ -347,7 +412,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
     Log()->info("http method=GET path={} status={} ms={} request_id={} events={}{}", request_.path,
                 status_, ms, request_.request_id, events_,
-                upstream_done_ ? "" : " client_gone=true");
+                upstream_done_ || complete_ ? "" : " client_gone=true");
   }
 
   // Declared first so that it is released last (see HttpSession).
@@ -355,8 +420,9 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   HttpRequest request_;
   HttpStream stream_;
   std::shared_ptr<BrokerClient> broker_;
-  std::shared_ptr<FormattedEvents> formatted_;
+  std::unique_ptr<SseDialect> dialect_;
   SseOptions options_;
+  SseMessages prelude_;
   std::shared_ptr<EventSubscription> subscription_;
   asio::steady_timer commit_timer_;
   asio::steady_timer heartbeat_timer_;
@@ -373,6 +439,7 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
   bool closed_ = false;
   bool stopping_ = false;
   bool upstream_done_ = false;
+  bool complete_ = false;  // the dialect said so
   absl::Status upstream_status_;
   unsigned status_ = 200;
   int64_t events_ = 0;
@@ -382,14 +449,22 @@ class SseSession : public std::enable_shared_from_this<SseSession> {
 
 }  // namespace
 
-StreamHandler EventStreamHandler(std::shared_ptr<BrokerClient> broker, SseOptions options) {
-  return [broker = std::move(broker), formatted = std::make_shared<FormattedEvents>(), options](
+StreamHandler SseStreamHandler(std::shared_ptr<BrokerClient> broker, SseDialectFactory make,
+                               SseOptions options) {
+  return [broker = std::move(broker), make = std::move(make), options](
              HttpRequest request, HttpStream stream,
              std::shared_ptr<ConnectionTracker::Token> token) {
     std::make_shared<SseSession>(std::move(request), std::move(stream), std::move(token), broker,
-                                 formatted, options)
+                                 make(), options)
         ->Start();
   };
+}
+
+StreamHandler EventStreamHandler(std::shared_ptr<BrokerClient> broker, SseOptions options) {
+  auto formatted = std::make_shared<FormattedEvents>();
+  return SseStreamHandler(
+      std::move(broker),
+      [formatted] { return std::make_unique<EventsDialect>(formatted); }, options);
 }
 
 }  // namespace buildd::gateway

@@ -317,6 +317,41 @@ grpc::ServerWriteReactor<pb::EventBatch>* BrokerServiceImpl::SubscribeBatches(
   return subscriptions_.Open<pb::EventBatch>(BearerToken(*ctx), *req);
 }
 
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListRunners(grpc::CallbackServerContext* ctx,
+                                                         const pb::ListRunnersRequest* req,
+                                                         pb::ListRunnersResponse* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    if (!req->account_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
+    const std::string account = p.is_admin ? req->account_id() : p.account_id;
+    if (!p.is_admin && !req->account_id().empty() && req->account_id() != p.account_id) {
+      return absl::PermissionDeniedError("listing another account's runners needs an admin key");
+    }
+    // Counted from the live workers, not kept beside the runner.
+    const WorkerTable::Loads loads = dispatcher_.workers().CountLoads();
+    for (const auto& [slot, details] : dispatcher_.runners().List()) {
+      if (!account.empty() && slot.account_id != account) continue;
+      pb::RunnerInfo* r = resp->add_runners();
+      r->set_id(slot.runner_id);
+      r->set_name(slot.name);
+      r->set_account_id(slot.account_id);
+      for (const std::string& label : slot.labels) r->add_labels(label);
+      for (const auto& c : details.capabilities) *r->add_capabilities() = c;
+      r->set_version(details.version);
+      r->set_max_tasks(slot.max_tasks);
+      auto it = loads.by_runner.find(slot.runner_id);
+      r->set_active_workers(it == loads.by_runner.end() ? 0 : it->second);
+      r->set_draining(slot.draining);
+      r->set_connected_at(details.connected_at);
+    }
+    std::sort(resp->mutable_runners()->begin(), resp->mutable_runners()->end(),
+              [](const pb::RunnerInfo& a, const pb::RunnerInfo& b) {
+                return a.connected_at() != b.connected_at() ? a.connected_at() < b.connected_at()
+                                                            : a.id() < b.id();
+              });
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* BrokerServiceImpl::ClaimWorkers(grpc::CallbackServerContext* ctx,
                                                           const pb::ClaimWorkersRequest* req,
                                                           pb::ClaimWorkersResponse* resp) {

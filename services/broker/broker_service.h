@@ -65,6 +65,9 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerWriteReactor<pb::EventBatch>* SubscribeBatches(
       grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* req) override;
 
+  grpc::ServerUnaryReactor* ListRunners(grpc::CallbackServerContext* ctx,
+                                        const pb::ListRunnersRequest* req,
+                                        pb::ListRunnersResponse* resp) override;
   grpc::ServerUnaryReactor* ClaimWorkers(grpc::CallbackServerContext* ctx,
                                          const pb::ClaimWorkersRequest* req,
                                          pb::ClaimWorkersResponse* resp) override;

@@ -129,6 +129,7 @@ class Dispatcher {
 
   int64_t pending_hint() const { return pending_; }
   const WorkerTable& workers() const { return workers_; }
+  const RunnerRegistry& runners() const { return registry_; }
 
  private:
   // Inside a journal op: assigns `task` to `runner`, storing the task (or

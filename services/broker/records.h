@@ -194,7 +194,11 @@ struct EventFilter {
   std::string worker_id;
   // Empty: every workspace (admins). Otherwise only these.
   std::optional<std::set<std::string>> allowed_workspaces;
+  // Only the events of tasks whose work branch this is. Matches() cannot
+  // tell (an event does not name its branch): the reader resolves it.
+  std::string branch;
 
+  // Every condition but `branch`.
   bool Matches(const pb::Event& e) const;
 };
 

@@ -40,6 +40,14 @@ std::vector<RunnerSlot> RunnerRegistry::Slots() const {
   return out;
 }
 
+std::vector<std::pair<RunnerSlot, RunnerDetails>> RunnerRegistry::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<RunnerSlot, RunnerDetails>> out;
+  out.reserve(runners_.size());
+  for (const auto& [id, runner] : runners_) out.emplace_back(runner.slot, runner.details);
+  return out;
+}
+
 std::optional<RunnerSlot> RunnerRegistry::Choose(
     const std::function<std::optional<size_t>(const std::vector<const RunnerSlot*>&)>& choose) const {
   absl::MutexLock lock(&mu_);

@@ -31,8 +31,17 @@ class RunnerLink {
   virtual void Close(const absl::Status& status) = 0;
 };
 
+// What a runner said of itself, for those who list runners (routing reads
+// none of it).
+struct RunnerDetails {
+  std::vector<::buildd::v1::Capability> capabilities;
+  std::string version;
+  std::string connected_at;  // RFC 3339
+};
+
 struct ConnectedRunner {
   RunnerSlot slot;
+  RunnerDetails details;
   std::shared_ptr<RunnerLink> link;
   // The API key its stream presented (to authenticate it again).
   std::string key;
@@ -53,6 +62,8 @@ class RunnerRegistry {
 
   std::optional<RunnerSlot> Slot(const std::string& runner_id) const;
   std::vector<RunnerSlot> Slots() const;
+  // Every runner with what it said of itself.
+  std::vector<std::pair<RunnerSlot, RunnerDetails>> List() const;
   // The runner `choose` picks among all (by index), without copying them.
   std::optional<RunnerSlot> Choose(
       const std::function<std::optional<size_t>(const std::vector<const RunnerSlot*>&)>& choose) const;

@@ -194,6 +194,9 @@ class RunnerStream final : public StreamBase {
     if (p.ok()) {
       ConnectedRunner runner;
       runner.slot = RunnerServiceImpl::SlotFor(runner_id_, *p, hello);
+      runner.details.capabilities.assign(hello.capabilities().begin(), hello.capabilities().end());
+      runner.details.version = hello.version();
+      runner.details.connected_at = NowRfc3339();
       runner.link = link_;
       runner.key = key_;
       runner.credentials = std::move(credentials);

@@ -52,6 +52,10 @@ struct StreamState {
   bool again ABSL_GUARDED_BY(mu) = false;
   EventFilter filter ABSL_GUARDED_BY(mu);
   int hub_token ABSL_GUARDED_BY(mu) = -1;
+  // With a branch filter: whether each task seen is on the branch (a
+  // task's work branch never changes). Only Pump touches it, and one Pump
+  // runs at a time.
+  std::map<std::string, bool> on_branch;
 };
 
 // Ids one database read of a backfill spans, and events it returns.
@@ -61,6 +65,27 @@ constexpr int kScanEvents = 500;
 constexpr size_t kBatchBytes = 512 << 10;
 
 void Schedule(const std::shared_ptr<StreamState>& s);
+
+// Drops the events of tasks not on `branch` (and those of no task); false
+// when a task cannot be read.
+bool KeepOnBranch(StreamState& s, const std::string& branch, std::vector<pb::Event>* events) {
+  // Bounded: what is forgotten is read again.
+  if (s.on_branch.size() > 10000) s.on_branch.clear();
+  std::vector<pb::Event> kept;
+  for (pb::Event& e : *events) {
+    if (e.task_id().empty()) continue;
+    auto it = s.on_branch.find(e.task_id());
+    if (it == s.on_branch.end()) {
+      absl::StatusOr<TaskRecord> task = s.store.GetTask(e.task_id());
+      if (!task.ok() && task.status().code() != absl::StatusCode::kNotFound) return false;
+      const bool on = task.ok() && task->spec != nullptr && task->spec->work_branch() == branch;
+      it = s.on_branch.emplace(e.task_id(), on).first;
+    }
+    if (it->second) kept.push_back(std::move(e));
+  }
+  *events = std::move(kept);
+  return true;
+}
 
 // Sends what is after the cursor until caught up or the queue is full.
 void Pump(const std::shared_ptr<StreamState>& s) {
@@ -90,6 +115,11 @@ void Pump(const std::shared_ptr<StreamState>& s) {
       events = std::move(*from_store);
       scanned_to = events.size() == static_cast<size_t>(kScanEvents) ? events.back().id() : up_to;
       from_db = true;
+    }
+    if (!filter.branch.empty() && !KeepOnBranch(*s, filter.branch, &events)) {
+      absl::MutexLock lock(&s->mu);
+      if (s->sink) s->sink->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read tasks"));
+      return;
     }
     absl::MutexLock lock(&s->mu);
     if (s->sink == nullptr) return;
@@ -258,6 +288,7 @@ grpc::ServerWriteReactor<Message>* Subscriptions::Open(std::string key,
     filter.workspace_id = req.workspace_id();
     filter.task_id = req.task_id();
     filter.worker_id = req.worker_id();
+    filter.branch = req.branch();
     if (status.ok() && !p->is_admin) filter.allowed_workspaces = p->visible;
     if (status.ok()) {
       auto watched = std::make_shared<Watched>();

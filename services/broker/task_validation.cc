@@ -118,6 +118,7 @@ absl::Status ValidateNewTask(pb::Task& task) {
     }
   }
   if (!task.resume_from().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(task.resume_from(), "resumeFrom"));
+  if (!task.session_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(task.session_id(), "sessionId"));
   if (task.kind() == "revert") {
     task.set_revert_commit(absl::AsciiStrToLower(task.revert_commit()));
     if (!IsCommitSha(task.revert_commit())) {
@@ -210,7 +211,7 @@ absl::Status ValidateControlWorker(const pb::ControlWorkerRequest& req) {
 }
 
 absl::Status ValidateSubscribe(const pb::SubscribeRequest& req) {
-  if (!req.branch().empty()) return absl::UnimplementedError("the branch filter is not supported yet");
+  BUILDD_RETURN_IF_ERROR(CheckBranchName(req.branch(), "branch"));
   for (const auto& [id, field] : {std::pair{req.workspace_id(), "workspaceId"},
                                   std::pair{req.task_id(), "taskId"},
                                   std::pair{req.worker_id(), "workerId"}}) {

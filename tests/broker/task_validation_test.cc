@@ -392,8 +392,11 @@ TEST(TaskValidationTest, SubscribeChecksItsFilters) {
   EXPECT_THAT(ValidateSubscribe(req), StatusIs(absl::StatusCode::kInvalidArgument,
                                                "lastEventId must not be negative"));
   req.set_after_id(0);
-  req.set_branch("main");
-  EXPECT_THAT(ValidateSubscribe(req), StatusIs(absl::StatusCode::kUnimplemented));
+  req.set_branch("feature/x");
+  EXPECT_THAT(ValidateSubscribe(req), IsOk());
+  req.set_branch("a b");
+  EXPECT_THAT(ValidateSubscribe(req),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("branch")));
 }
 
 TEST(TaskValidationTest, OversizedRequestIsRefused) {

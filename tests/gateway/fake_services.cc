@@ -103,6 +103,7 @@ BUILDD_FAKE_UNARY(FakeBrokerService, CancelTask, pb::CancelTaskRequest, pb::Task
 BUILDD_FAKE_UNARY(FakeBrokerService, ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
 BUILDD_FAKE_UNARY(FakeBrokerService, GetWorker, pb::GetWorkerRequest, pb::Worker)
 BUILDD_FAKE_UNARY(FakeBrokerService, ControlWorker, pb::ControlWorkerRequest, pb::Worker)
+BUILDD_FAKE_UNARY(FakeBrokerService, ListRunners, pb::ListRunnersRequest, pb::ListRunnersResponse)
 
 #undef BUILDD_FAKE_UNARY
 

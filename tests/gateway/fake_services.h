@@ -140,6 +140,9 @@ class FakeBrokerService final : public pb::BrokerService::CallbackService, publi
   grpc::ServerUnaryReactor* ControlWorker(grpc::CallbackServerContext* context,
                                           const pb::ControlWorkerRequest* request,
                                           pb::Worker* response) override;
+  grpc::ServerUnaryReactor* ListRunners(grpc::CallbackServerContext* context,
+                                        const pb::ListRunnersRequest* request,
+                                        pb::ListRunnersResponse* response) override;
 
   // SubscribeBatches (what the gateway calls) fails with the
   // FailWith("Subscribe") status if one was set; otherwise the stream stays

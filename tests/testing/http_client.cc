@@ -417,6 +417,13 @@ absl::StatusOr<std::unique_ptr<SseStream>> SseStream::Open(const std::string& ur
                                                            const Headers& headers,
                                                            absl::Duration timeout,
                                                            const TlsClientOptions& tls) {
+  return OpenRequest("GET", url_or_host_port, path, headers, "", timeout, tls);
+}
+
+absl::StatusOr<std::unique_ptr<SseStream>> SseStream::OpenRequest(
+    const std::string& method, const std::string& url_or_host_port, const std::string& path,
+    const Headers& headers, const std::string& body, absl::Duration timeout,
+    const TlsClientOptions& tls) {
   absl::StatusOr<Target> target = ParseUrl(url_or_host_port);
   if (!target.ok()) return target.status();
   // Declared before the stream: an operation still pending when it returns
@@ -433,7 +440,7 @@ absl::StatusOr<std::unique_ptr<SseStream>> SseStream::Open(const std::string& ur
 
   Headers all = headers;
   all.emplace_back("Accept", "text/event-stream");
-  http::request<http::string_body> request = MakeRequest("GET", host, path, all, "");
+  http::request<http::string_body> request = MakeRequest(method, host, path, all, body);
   s.stream.Visit([&](auto& out) {
     http::async_write(out, request, [&](beast::error_code e, std::size_t) {
       ec = e;

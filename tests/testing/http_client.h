@@ -92,6 +92,12 @@ class SseStream {
       absl::Duration timeout = absl::Seconds(10), const TlsClientOptions& tls = {});
   ~SseStream();
 
+  // The same for `method` with `body` (POST /execute answers with a stream).
+  static absl::StatusOr<std::unique_ptr<SseStream>> OpenRequest(
+      const std::string& method, const std::string& url_or_host_port, const std::string& path,
+      const Headers& headers, const std::string& body, absl::Duration timeout = absl::Seconds(10),
+      const TlsClientOptions& tls = {});
+
   int status() const;
   std::string Header(absl::string_view name) const;
   const std::string& body() const;
