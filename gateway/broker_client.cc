@@ -128,6 +128,7 @@ class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::Bro
   BUILDD_FORWARD_UNARY(ListWorkers, pb::ListWorkersRequest, pb::ListWorkersResponse)
   BUILDD_FORWARD_UNARY(GetWorker, pb::GetWorkerRequest, pb::Worker)
   BUILDD_FORWARD_UNARY(ControlWorker, pb::ControlWorkerRequest, pb::Worker)
+  BUILDD_FORWARD_UNARY(DeliverGitHubWebhook, pb::GitHubWebhookRequest, pb::GitHubWebhookResponse)
 
   std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
                                                const pb::SubscribeRequest& request,

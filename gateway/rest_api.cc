@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
+#include "gateway/github_webhook.h"
 #include "gateway/http_errors.h"
 #include "gateway/json_codec.h"
 #include "common/status.h"
@@ -395,6 +396,7 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
   AddWorkspaceRoutes(*router, broker);
   AddTaskRoutes(*router, broker);
   AddWorkerRoutes(*router, broker);
+  AddGitHubWebhookRoute(*router, broker);
   router->GetStream("/api/events", EventStreamHandler(broker, options.sse));
   return router;
 }

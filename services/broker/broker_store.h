@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/broker/records.h"
+#include "services/broker/task_credentials.h"
 
 namespace buildd::broker {
 
@@ -149,6 +150,11 @@ class BrokerStore {
   // The stored form of a session: its transcript sealed (CPU-heavy for a
   // large transcript: not for the writer's thread).
   virtual SealedSession SealSession(const AgentSession& session) const = 0;
+  // The stored form of a task's own credentials ("" for none), bound to
+  // the task, and back: DataLoss when they do not open for the task.
+  virtual std::string SealTaskCredentials(const std::string& task_id,
+                                          const CredentialMap& credentials) const = 0;
+  virtual absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const = 0;
 
   // A connection for the single writer. Each of its commits with events
   // notifies every replica's listener.

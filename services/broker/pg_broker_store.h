@@ -18,7 +18,7 @@ namespace buildd::broker {
 
 class PgBrokerStore final : public BrokerStore {
  public:
-  // `sessions` seals session transcripts at rest; `conninfo` is where the
+  // `sessions` seals session transcripts and tasks' credentials at rest; `conninfo` is where the
   // writer and the listener connect (libpq form); `replica_id` signs this
   // replica's notices.
   PgBrokerStore(soci::connection_pool& pool, SecretBox sessions, std::string conninfo,
@@ -50,6 +50,9 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
+  std::string SealTaskCredentials(const std::string& task_id,
+                                  const CredentialMap& credentials) const override;
+  absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
   absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
   absl::Status NotifyControl(const std::string& control) override;

@@ -55,6 +55,10 @@ double UsedDiskFraction(const std::string& path);
 struct GitControl {
   int cancel_fd = -1;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // The task's GIT_TOKEN: git's credential helper answers with it (user
+  // x-access-token) when the remote asks for a password. It reaches git's
+  // environment only, never a URL, a command line or a message.
+  std::string token;
 };
 
 // Git checkouts for tasks under `root`: one bare cache per workspace and

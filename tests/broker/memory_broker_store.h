@@ -63,6 +63,9 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
+  std::string SealTaskCredentials(const std::string& task_id,
+                                  const CredentialMap& credentials) const override;
+  absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
   // One replica only: its listener hears nothing.
   absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
