@@ -58,7 +58,7 @@ struct GitControl {
   // The task's GIT_TOKEN: git's credential helper answers with it (user
   // x-access-token) when the remote asks for a password. It reaches git's
   // environment only, never a URL, a command line or a message.
-  std::string token;
+  std::string token{};
 };
 
 // Git checkouts for tasks under `root`: one bare cache per workspace and

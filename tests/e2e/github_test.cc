@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/testing/fake_github.h"
+#include "tests/testing/fake_model_server.h"
 #include "tests/testing/files.h"
 #include "tests/testing/git_http_server.h"
 #include "tests/testing/process.h"
@@ -280,7 +281,7 @@ std::string IssueLabeled(const std::string& label = "buildd") {
 std::string IssueComment(const std::string& body, const std::string& association) {
   return absl::StrCat(R"({"action":"created","issue":{"number":7,"title":"Flaky test",)"
                       R"("html_url":"https://github.com/)", kRepo, R"(/issues/7"},)"
-                      R"("comment":{"id":1,"body":)", GatewayTest::JsonString(body),
+                      R"("comment":{"id":1,"body":)", testing::JsonQuote(body),
                       R"(,"author_association":")", association, R"(","html_url":"https://github.com/)",
                       kRepo, R"(/issues/7#issuecomment-1","user":{"login":"someone"}},)"
                       R"("repository":{"full_name":")", kRepo, R"("},"sender":{"login":"someone"}})");
