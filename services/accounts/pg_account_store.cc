@@ -135,7 +135,7 @@ absl::StatusOr<AccountRecord> PgAccountStore::UpdateAccount(const std::string& i
              " max_concurrent_sessions = COALESCE(:mcs, a.max_concurrent_sessions),"
              " max_cost_per_day = COALESCE(:cost, a.max_cost_per_day),"
              " github_id = COALESCE(:gh, a.github_id),"
-             " github_token = CASE :op1 WHEN 0 THEN a.github_token WHEN 2 THEN NULL"
+             " github_token = CASE CAST(:op1 AS integer) WHEN 0 THEN a.github_token WHEN 2 THEN NULL"
              " ELSE decode(:tok, 'base64') END"
              " WHERE a.id = :id RETURNING ",
              kAccountColumns),

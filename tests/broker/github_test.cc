@@ -199,7 +199,9 @@ TEST(TaskCredentialsTest, RefusesUnknownNamesAndBadValuesWithoutShowingThem) {
     const absl::Status st = check("GIT_TOKEN", value);
     EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_THAT(std::string(st.message()), HasSubstr("credentials.GIT_TOKEN"));
-    if (!value.empty()) EXPECT_THAT(std::string(st.message()), Not(HasSubstr(value.substr(0, 5))));
+    if (!value.empty()) {
+      EXPECT_THAT(std::string(st.message()), Not(HasSubstr(value.substr(0, 5))));
+    }
   }
 }
 
