@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
 #include <sodium.h>
 #include <sys/stat.h>
 
@@ -50,6 +51,8 @@ struct WithFakeGitHub {
 
 Mesh::Options MeshFor(const WithFakeGitHub& with) {
   Mesh::Options options;
+  // A runner that vanished loses its task soon (it is requeued).
+  options.lease_grace_ms = 1500;
   options.broker_args = {absl::StrCat("--github_api_url=", with.github.api_url()),
                          "--github_dispatch_backoff_ms=50", "--github_dispatch_attempts=4",
                          absl::StrCat("--github_webhook_secret_file=", with.dir, "/webhook-secret")};
@@ -226,6 +229,23 @@ TEST_F(GitHubTest, AnActionTaskIsDispatchedAndTheWorkflowsRunnerTakesExactlyThat
                     {"--once", absl::StrCat("--task=", first)}, {{"BUILDD_TASK_ID", first}});
   WaitForTaskState(first, "completed");
   EXPECT_THAT(mesh_.broker().Log(), Not(HasSubstr(kToken)));
+}
+
+TEST_F(GitHubTest, AnActionTaskRequeuedAfterItsRunnerVanishedIsDispatchedAgain) {
+  Setup action = ActionAccount();
+  const std::string id = CreateTask(mesh_.admin_key(), action.workspace_id, "sleep 60",
+                                    R"(,"runnerPreference":"action","maxAttempts":2)");
+  ASSERT_TRUE(github.WaitForCalls("/dispatches", 1, absl::Seconds(15)));
+  testing::Process& run =
+      mesh_.StartRunner(action.api_key, "gh-run", {"--once", absl::StrCat("--task=", id)});
+  WaitForTaskState(id, "running");
+  EXPECT_EQ(github.CallsTo("/dispatches").size(), 1u) << "a running task was dispatched again";
+  // The CI machine is gone: its lease runs out and the task waits again.
+  run.Stop(SIGKILL, 5000);
+  ASSERT_TRUE(github.WaitForCalls("/dispatches", 2, absl::Seconds(20)));
+  const auto calls = github.CallsTo("/dispatches");
+  EXPECT_EQ(Str(Obj(calls[1].json, "client_payload"), "task_id"), id);
+  EXPECT_EQ(Str(Obj(WaitForTaskState(id, "pending"), "task"), "state"), "pending");
 }
 
 TEST_F(GitHubTest, ADispatchThatGitHubFailsWith502IsRetriedEachAttemptAnEvent) {
