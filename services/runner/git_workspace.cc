@@ -46,6 +46,14 @@ Vars WithAuthor(Vars vars, const std::string& author) {
 
 }  // namespace
 
+std::string TokenHostOf(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string authority = url.substr(scheme + 3, url.find('/', scheme + 3) - scheme - 3);
+  if (const size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
+  return authority;
+}
+
 std::string RedactUrl(const std::string& url) {
   const size_t scheme = url.find("://");
   if (scheme == std::string::npos) return url;
@@ -79,7 +87,9 @@ class ControlScope {
 // token is printable ASCII without spaces (checked by the broker), so it is
 // one line of the credential protocol.
 constexpr char kTokenHelper[] =
-    "!f() { test \"$1\" = get || exit 0; echo username=x-access-token;"
+    "!f() { test \"$1\" = get || exit 0; h=;"
+    " while IFS= read -r l && [ -n \"$l\" ]; do case \"$l\" in host=*) h=${l#host=};; esac; done;"
+    " [ \"$h\" = \"$BUILDD_GIT_HOST\" ] || exit 0; echo username=x-access-token;"
     " printf 'password=%s\\n' \"$BUILDD_GIT_TOKEN\"; }; f";
 
 // Runs a shell script whose task-supplied values come only from `vars`
@@ -111,7 +121,8 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
                         {"GIT_CONFIG_VALUE_3", ""},
                         {"GIT_CONFIG_KEY_4", "credential.helper"},
                         {"GIT_CONFIG_VALUE_4", kTokenHelper},
-                        {"BUILDD_GIT_TOKEN", token}});
+                        {"BUILDD_GIT_TOKEN", token},
+                        {"BUILDD_GIT_HOST", current_control.token_host}});
   }
   options.env.emplace_back("LC_ALL", "C");
   // A patch may hold very long lines; they must come back whole.

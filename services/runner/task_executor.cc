@@ -139,7 +139,7 @@ void TaskExecutor::StopGit() {
 }
 
 GitControl TaskExecutor::GitLimits() const {
-  return GitControl{git_stop_read_, deadline_, spec_.git_token};
+  return GitControl{git_stop_read_, deadline_, spec_.git_token, TokenHostOf(spec_.repo_url)};
 }
 
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
