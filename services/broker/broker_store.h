@@ -142,6 +142,9 @@ class BrokerStore {
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
+  // Records GitHub's webhook delivery `delivery_id` (X-GitHub-Delivery);
+  // false when some replica recorded it before (a redelivery).
+  virtual absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) = 0;
 
   // The stored session of a task, with its transcript when `with_data`.
   // DataLoss when the transcript does not open under the session key.

@@ -104,19 +104,6 @@ absl::Status GitHubWebhook::Verify(const std::string& signature, const std::stri
   return absl::OkStatus();
 }
 
-bool GitHubWebhook::FirstTime(const std::string& delivery) {
-  if (delivery.empty()) return true;
-  absl::MutexLock lock(&mu_);
-  if (!seen_.insert(delivery).second) return false;
-  seen_order_.push_back(delivery);
-  constexpr size_t kRemembered = 10000;
-  if (seen_order_.size() > kRemembered) {
-    seen_.erase(seen_order_.front());
-    seen_order_.pop_front();
-  }
-  return true;
-}
-
 absl::StatusOr<GitHubWebhook::Outcome> GitHubWebhook::TaskFor(const std::string& event,
                                                               const std::string& delivery,
                                                               const std::string& body) {
@@ -162,7 +149,10 @@ absl::StatusOr<GitHubWebhook::Outcome> GitHubWebhook::TaskFor(const std::string&
   } else {
     return ignored(absl::StrCat("event ", event.substr(0, 60), " asks for nothing"));
   }
-  if (!FirstTime(delivery)) return ignored("this delivery was seen before");
+  if (!delivery.empty()) {
+    BUILDD_ASSIGN_OR_RETURN(bool first, store_.RecordDelivery(delivery));
+    if (!first) return ignored("this delivery was seen before");
+  }
 
   // The workspace of the repository.
   BUILDD_ASSIGN_OR_RETURN(std::vector<WorkspaceRecord> spaces, store_.ListWorkspaces(std::nullopt));

@@ -17,14 +17,10 @@
 // a follow-up resumes: the earlier task's account). Anything else is
 // answered and ignored, saying why. Thread-safe.
 
-#include <deque>
 #include <optional>
-#include <set>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "services/broker/action_dispatch.h"
 #include "services/broker/broker_store.h"
 
@@ -44,21 +40,15 @@ class GitHubWebhook {
     std::string why;                 // "created", or why there is none
   };
   // The task a verified delivery asks for. `delivery` (X-GitHub-Delivery)
-  // seen before on this replica asks for none. InvalidArgument for a body
-  // that is not the documented JSON.
+  // recorded before (by any replica: BrokerStore::RecordDelivery) asks for
+  // none. InvalidArgument for a body that is not the documented JSON.
   absl::StatusOr<Outcome> TaskFor(const std::string& event, const std::string& delivery,
                                   const std::string& body);
 
  private:
-  // Whether `delivery` is new (remembered from now on).
-  bool FirstTime(const std::string& delivery);
-
   const std::string secret_;
   BrokerStore& store_;
   const ActionDispatch::Targets targets_;
-  absl::Mutex mu_;
-  std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> seen_order_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace buildd::broker

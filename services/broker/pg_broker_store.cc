@@ -839,6 +839,16 @@ absl::StatusOr<double> PgBrokerStore::CostToday(const std::string& account_id) {
   });
 }
 
+absl::StatusOr<bool> PgBrokerStore::RecordDelivery(const std::string& delivery_id) {
+  return WithSession(pool_, "record delivery", [&](soci::session& sql) -> absl::StatusOr<bool> {
+    soci::statement st = (sql.prepare << "INSERT INTO github_deliveries (id) VALUES (:id)"
+                                         " ON CONFLICT (id) DO NOTHING",
+                          soci::use(delivery_id));
+    st.execute(true);
+    return st.get_affected_rows() > 0;
+  });
+}
+
 SealedSession PgBrokerStore::SealSession(const AgentSession& s) const {
   return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
 }

@@ -47,6 +47,7 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;

@@ -488,6 +488,11 @@ absl::StatusOr<std::vector<QueueGroup>> MemoryBrokerStore::Queue() {
 }
 
 
+absl::StatusOr<bool> MemoryBrokerStore::RecordDelivery(const std::string& delivery_id) {
+  absl::MutexLock lock(&mu_);
+  return deliveries_.insert(delivery_id).second;
+}
+
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
   absl::MutexLock lock(&mu_);
   auto it = tables_.costs_today.find(account_id);

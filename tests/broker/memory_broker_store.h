@@ -60,6 +60,7 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
@@ -94,6 +95,7 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::Mutex writer_mu_;  // held from Begin to Commit/Rollback
   mutable absl::Mutex mu_;
   Tables tables_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> deliveries_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -348,6 +348,12 @@ TEST_P(StoreContractTest, ATasksSealedCredentialsAreKeptApartFromItsSpec) {
   EXPECT_EQ(store_->OpenTaskCredentials(other).status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST_P(StoreContractTest, AWebhookDeliveryIsRecordedOnce) {
+  EXPECT_TRUE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_FALSE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_TRUE(*store_->RecordDelivery("another"));
+}
+
 TEST_P(StoreContractTest, ATaskWaitsBehindAnUnfinishedOneWithItsKey) {
   const std::string ws = Workspace("w");
   TaskRecord first = Task(ws, "first", 0, "deploy"), second = Task(ws, "second", 0, "deploy");

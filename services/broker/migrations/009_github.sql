@@ -13,3 +13,10 @@ $$;
 CREATE TRIGGER tasks_forget_credentials BEFORE UPDATE OF state ON tasks
   FOR EACH ROW WHEN (NEW.state IN ('completed', 'failed', 'canceled') AND NEW.credentials IS NOT NULL)
   EXECUTE FUNCTION tasks_forget_credentials();
+
+-- GitHub's webhook deliveries taken (X-GitHub-Delivery), so that a
+-- redelivery, to any replica, makes no second task.
+CREATE TABLE github_deliveries (
+  id text PRIMARY KEY,
+  received_at timestamptz NOT NULL DEFAULT now()
+);
