@@ -138,6 +138,7 @@ class GrpcBrokerClient final : public internal::GrpcClient<BrokerClient, pb::Bro
   BUILDD_FORWARD_UNARY(GetAttachment, pb::GetAttachmentRequest, pb::Attachment)
   BUILDD_FORWARD_UNARY(ListComments, pb::ListCommentsRequest, pb::ListCommentsResponse)
   BUILDD_FORWARD_UNARY(PostComment, pb::PostCommentRequest, pb::Comment)
+  BUILDD_FORWARD_UNARY(DeliverGitHubWebhook, pb::GitHubWebhookRequest, pb::GitHubWebhookResponse)
 
   std::shared_ptr<EventSubscription> Subscribe(const CallMeta& meta,
                                                const pb::SubscribeRequest& request,

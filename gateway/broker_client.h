@@ -98,6 +98,10 @@ class BrokerClient {
                                                        const pb::SubscribeRequest& request,
                                                        EventObserver observer) = 0;
 
+  // GitHub's webhook deliveries (no API key in `meta`).
+  virtual void DeliverGitHubWebhook(const CallMeta& meta, const pb::GitHubWebhookRequest& request,
+                                    Callback<pb::GitHubWebhookResponse> done) = 0;
+
   // grpc.health.v1 Check: "SERVING", "NOT_SERVING", ... or the call's error.
   virtual void CheckHealth(Callback<std::string> done) = 0;
 };

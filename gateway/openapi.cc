@@ -134,7 +134,8 @@ class SchemaBuilder {
 
   // A hand-listed field: its type and description.
   static Struct FieldSchema(const FieldDoc& field) {
-    Struct s = Schema(field.type);
+    Struct s = Schema(field.type == "uuid" ? "string" : field.type);
+    if (field.type == "uuid") At(s, "format") = String("uuid");
     if (!field.description.empty()) At(s, "description") = String(field.description);
     return s;
   }

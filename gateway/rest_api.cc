@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
 #include "gateway/execute_api.h"
+#include "gateway/github_webhook.h"
 #include "gateway/http_errors.h"
 #include "gateway/json_codec.h"
 #include "gateway/openapi.h"
@@ -710,6 +711,7 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
       EventStreamHandler(broker, options.sse));
   AddExecuteRoutes(*router, accounts, broker, options.sse);
   AddWorkflowRoutes(*router, broker, options.sse);
+  AddGitHubWebhookRoute(*router, broker);
   // Made from this router's own routes, on the first request.
   router->Get("/openapi.json",
               RouteDoc("This document: every route of the gateway, as OpenAPI 3.1").Tag("openapi"),

@@ -28,7 +28,7 @@ struct FieldDoc {
 
   std::string name;  // As the client spells it.
   // A JSON Schema type: "string", "boolean", "integer", "number", "object"
-  // or "array".
+  // or "array"; or "uuid" (a string of that format).
   std::string type;
   std::string description;
   bool required;

@@ -165,8 +165,8 @@ void AddWorkflowRoutes(Router& router, std::shared_ptr<BrokerClient> broker, Sse
                   .Describe("States pending, planning, coding, complete; one active workflow per "
                             "branch: a trigger on a busy branch is queued behind it.")
                   .Body(JsonFields({
-                      {"workspaceId", "string", "The workspace (or projectId).", true},
-                      {"projectId", "string", "The workspace, as seed 002 names it."},
+                      {"workspaceId", "uuid", "The workspace (or projectId).", true},
+                      {"projectId", "uuid", "The workspace, as seed 002 names it."},
                       {"branch", "string", "The branch (or branchId).", true},
                       {"branchId", "string", "The branch, as seed 002 names it."},
                       {"message", "string", "What to do (or userRequest, prompt).", true},

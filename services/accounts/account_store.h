@@ -24,7 +24,16 @@ struct AccountRecord {
   // May claim from every workspace (a runner account), not an admin.
   bool claim_all = false;
   bool has_credentials = false;
+  // A GitHub token is stored (it is never read back but for ActionTargets).
+  bool has_github_token = false;
   std::string created_at;
+};
+
+// An action account that GitHub work of a workspace goes to.
+struct ActionTargetRecord {
+  std::string account_id;
+  std::string github_id;  // owner/repo
+  std::string sealed_github_token;
 };
 
 // What UpdateAccount changes: the fields that hold a value; the others keep
@@ -34,9 +43,13 @@ struct AccountUpdate {
   std::optional<int> max_concurrent_workers;
   std::optional<int> max_concurrent_sessions;
   std::optional<double> max_cost_per_day;
+  std::optional<std::string> github_id;
+  // Sealed; "" removes the token.
+  std::optional<std::string> sealed_github_token;
 
   bool empty() const {
-    return !name && !max_concurrent_workers && !max_concurrent_sessions && !max_cost_per_day;
+    return !name && !max_concurrent_workers && !max_concurrent_sessions && !max_cost_per_day &&
+           !github_id && !sealed_github_token;
   }
 };
 
@@ -118,6 +131,11 @@ class AccountStore {
 
   // The account's sealed provider credentials; "" when it has none.
   virtual absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) = 0;
+  // The action accounts with a githubId and a GitHub token that may claim
+  // tasks of `workspace_id` (a grant with canClaim, or claimAll), oldest
+  // first.
+  virtual absl::StatusOr<std::vector<ActionTargetRecord>> ActionTargets(
+      const std::string& workspace_id) = 0;
 
   // Makes sure an admin account holds a key with this hash (bootstrap).
   virtual absl::Status EnsureAdminKey(const std::string& key_hash) = 0;

@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "common/text.h"
 #include "common/write_queue.h"
+#include "services/accounts/github_account.h"
 
 namespace buildd::accounts {
 void ToProto(const AccountRecord& a, pb::Account* out) {
@@ -32,6 +33,7 @@ void ToProto(const AccountRecord& a, pb::Account* out) {
   out->set_has_credentials(a.has_credentials);
   out->set_created_at(a.created_at);
   out->set_claim_all(a.claim_all);
+  out->set_has_github_token(a.has_github_token);
 }
 
 void ToProto(const PrincipalRecord& p, pb::Principal* out) {
@@ -211,8 +213,15 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
     account.max_concurrent_workers = req->max_concurrent_workers() > 0 ? req->max_concurrent_workers() : 3;
     account.max_concurrent_sessions = req->max_concurrent_sessions() > 0 ? req->max_concurrent_sessions() : 1;
     account.max_cost_per_day = req->max_cost_per_day();
+    BUILDD_RETURN_IF_ERROR(CheckGitHubId(req->github_id()));
     account.github_id = req->github_id();
     account.claim_all = req->claim_all();
+    if (!req->github_token().empty()) {
+      BUILDD_RETURN_IF_ERROR(CheckGitHubToken(req->github_token(), account.type));
+      if (account.github_id.empty()) {
+        return absl::InvalidArgumentError("githubToken needs githubId: the repository it is for");
+      }
+    }
 
     pb::Credentials creds;
     if (!req->anthropic_api_key().empty()) (*creds.mutable_env())["ANTHROPIC_API_KEY"] = req->anthropic_api_key();
@@ -225,6 +234,11 @@ grpc::ServerUnaryReactor* AccountsService::CreateAccount(grpc::CallbackServerCon
     const std::string key_id = NewUuid();
     BUILDD_ASSIGN_OR_RETURN(AccountRecord created,
                             store_.CreateAccount(account, sealed, key_id, hasher_.Hash(key)));
+    if (!req->github_token().empty()) {
+      AccountUpdate token;
+      token.sealed_github_token = box_.Seal(req->github_token(), GitHubTokenContext(created.id));
+      BUILDD_ASSIGN_OR_RETURN(created, store_.UpdateAccount(created.id, token));
+    }
     resp->set_id(created.id);
     resp->set_api_key(key);
     resp->set_key_id(key_id);
@@ -277,10 +291,26 @@ grpc::ServerUnaryReactor* AccountsService::UpdateAccount(grpc::CallbackServerCon
       BUILDD_RETURN_IF_ERROR(CheckCost(req->max_cost_per_day()));
       update.max_cost_per_day = req->max_cost_per_day();
     }
+    if (req->has_github_id()) {
+      BUILDD_RETURN_IF_ERROR(CheckGitHubId(req->github_id()));
+      update.github_id = req->github_id();
+    }
+    if (req->has_github_token()) {
+      if (req->github_token().empty()) {
+        update.sealed_github_token = "";
+      } else {
+        BUILDD_ASSIGN_OR_RETURN(AccountRecord current, store_.GetAccount(req->id()));
+        BUILDD_RETURN_IF_ERROR(CheckGitHubToken(req->github_token(), current.type));
+        if (update.github_id.value_or(current.github_id).empty()) {
+          return absl::InvalidArgumentError("githubToken needs githubId: the repository it is for");
+        }
+        update.sealed_github_token = box_.Seal(req->github_token(), GitHubTokenContext(req->id()));
+      }
+    }
     if (update.empty()) {
       return absl::InvalidArgumentError(
-          "nothing to change: give name, maxConcurrentWorkers, maxConcurrentSessions or "
-          "maxCostPerDay");
+          "nothing to change: give name, maxConcurrentWorkers, maxConcurrentSessions, "
+          "maxCostPerDay, githubId or githubToken");
     }
     BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.UpdateAccount(req->id(), update));
     ToProto(account, resp);
@@ -380,6 +410,34 @@ grpc::ServerUnaryReactor* AccountsService::RunnerCredentials(
         return absl::DataLossError("stored credentials do not parse");
       }
       resp->mutable_env()->insert(creds.env().begin(), creds.env().end());
+      return absl::OkStatus();
+    }();
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AccountsService::ActionTargets(grpc::CallbackServerContext* ctx,
+                                                         const pb::ActionTargetsRequest* req,
+                                                         pb::ActionTargetsResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status denied = CheckService(*ctx); !denied.ok()) {
+    reactor->Finish(ToGrpcStatus(denied));
+    return reactor;
+  }
+  boost::asio::post(pool_, [this, reactor, req, resp] {
+    absl::Status status = [&]() -> absl::Status {
+      BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
+      BUILDD_ASSIGN_OR_RETURN(std::vector<ActionTargetRecord> targets,
+                              store_.ActionTargets(req->workspace_id()));
+      for (const ActionTargetRecord& t : targets) {
+        BUILDD_ASSIGN_OR_RETURN(std::string token,
+                                box_.Open(t.sealed_github_token, GitHubTokenContext(t.account_id)));
+        pb::ActionTarget* target = resp->add_targets();
+        target->set_account_id(t.account_id);
+        target->set_github_id(t.github_id);
+        target->set_github_token(std::move(token));
+      }
       return absl::OkStatus();
     }();
     reactor->Finish(ToGrpcStatus(status));

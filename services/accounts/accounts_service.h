@@ -57,6 +57,10 @@ class AccountsService final : public pb::AccountService::CallbackService {
   grpc::ServerUnaryReactor* RunnerCredentials(grpc::CallbackServerContext* ctx,
                                               const pb::RunnerCredentialsRequest* req,
                                               pb::RunnerCredentialsResponse* resp) override;
+  // Services only: the workspace's action accounts with their GitHub tokens.
+  grpc::ServerUnaryReactor* ActionTargets(grpc::CallbackServerContext* ctx,
+                                          const pb::ActionTargetsRequest* req,
+                                          pb::ActionTargetsResponse* resp) override;
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
                                           const pb::CreateSessionRequest* req,
                                           pb::CreateSessionResponse* resp) override;

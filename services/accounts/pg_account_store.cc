@@ -24,8 +24,8 @@ constexpr char kAccountColumns[] =
     "a.max_concurrent_sessions, a.max_cost_per_day, a.github_id, a.is_admin::int, "
     "(a.credentials IS NOT NULL)::int, "
     "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-    "a.claim_all::int";
-constexpr size_t kAccountColumnCount = 12;
+    "a.claim_all::int, (a.github_token IS NOT NULL)::int";
+constexpr size_t kAccountColumnCount = 13;
 
 AccountRecord AccountFromRow(const soci::row& row, size_t i = 0) {
   AccountRecord a;
@@ -41,6 +41,7 @@ AccountRecord AccountFromRow(const soci::row& row, size_t i = 0) {
   a.has_credentials = row.get<int>(i + 9) != 0;
   a.created_at = row.get<std::string>(i + 10);
   a.claim_all = row.get<int>(i + 11) != 0;
+  a.has_github_token = row.get<int>(i + 12) != 0;
   return a;
 }
 
@@ -122,16 +123,26 @@ absl::StatusOr<AccountRecord> PgAccountStore::UpdateAccount(const std::string& i
     soci::indicator workers_ind = update.max_concurrent_workers ? soci::i_ok : soci::i_null;
     soci::indicator sessions_ind = update.max_concurrent_sessions ? soci::i_ok : soci::i_null;
     soci::indicator cost_ind = update.max_cost_per_day ? soci::i_ok : soci::i_null;
+    const std::string github_id = update.github_id.value_or("");
+    soci::indicator github_id_ind = update.github_id ? soci::i_ok : soci::i_null;
+    // 0 keeps the token, 1 sets it, 2 removes it.
+    const int token_op = !update.sealed_github_token ? 0 : update.sealed_github_token->empty() ? 2 : 1;
+    const std::string token = ToBase64(update.sealed_github_token.value_or(""));
     soci::rowset<soci::row> rows =
         (sql.prepare << absl::StrCat(
              "UPDATE accounts a SET name = COALESCE(:name, a.name),"
              " max_concurrent_workers = COALESCE(:mcw, a.max_concurrent_workers),"
              " max_concurrent_sessions = COALESCE(:mcs, a.max_concurrent_sessions),"
-             " max_cost_per_day = COALESCE(:cost, a.max_cost_per_day)"
+             " max_cost_per_day = COALESCE(:cost, a.max_cost_per_day),"
+             " github_id = COALESCE(:gh, a.github_id),"
+             " github_token = CASE CAST(:op1 AS integer) WHEN 0 THEN a.github_token WHEN 2 THEN NULL"
+             " ELSE decode(:tok, 'base64') END"
              " WHERE a.id = :id RETURNING ",
              kAccountColumns),
          soci::use(name, name_ind), soci::use(workers, workers_ind),
-         soci::use(sessions, sessions_ind), soci::use(cost, cost_ind), soci::use(id));
+         soci::use(sessions, sessions_ind), soci::use(cost, cost_ind),
+         soci::use(github_id, github_id_ind), soci::use(token_op), soci::use(token),
+         soci::use(id));
     for (const soci::row& row : rows) return AccountFromRow(row);
     return absl::NotFoundError(absl::StrCat("account ", id, " not found"));
   });
@@ -340,6 +351,34 @@ absl::StatusOr<SessionRecord> PgAccountStore::RevokeSession(const std::string& a
       return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
     }
     return GetSessionIn(sql, session_id);
+  });
+}
+
+absl::StatusOr<std::vector<ActionTargetRecord>> PgAccountStore::ActionTargets(
+    const std::string& workspace_id) {
+  return WithSession(pool_, "action targets",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<ActionTargetRecord>> {
+    std::vector<ActionTargetRecord> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT a.id::text, a.github_id, encode(a.github_token, 'base64')"
+                        " FROM accounts a WHERE a.type = 'action' AND a.github_id <> ''"
+                        " AND a.github_token IS NOT NULL AND (a.claim_all OR EXISTS ("
+                        " SELECT 1 FROM account_workspaces g WHERE g.account_id = a.id"
+                        " AND g.workspace_id::text = :w AND g.can_claim))"
+                        " ORDER BY a.created_at, a.id",
+         soci::use(workspace_id));
+    for (const soci::row& row : rows) {
+      ActionTargetRecord t;
+      t.account_id = row.get<std::string>(0);
+      t.github_id = row.get<std::string>(1);
+      std::string text = row.get<std::string>(2);
+      text.erase(std::remove(text.begin(), text.end(), '\n'), text.end());
+      if (!absl::Base64Unescape(text, &t.sealed_github_token)) {
+        return absl::DataLossError("a stored GitHub token is not valid base64");
+      }
+      out.push_back(std::move(t));
+    }
+    return out;
   });
 }
 

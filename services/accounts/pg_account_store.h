@@ -36,6 +36,8 @@ class PgAccountStore final : public AccountStore {
   absl::StatusOr<SessionRecord> RevokeSession(const std::string& account_id,
                                               const std::string& session_id) override;
   absl::StatusOr<std::string> SealedCredentials(const std::string& account_id) override;
+  absl::StatusOr<std::vector<ActionTargetRecord>> ActionTargets(
+      const std::string& workspace_id) override;
   absl::Status EnsureAdminKey(const std::string& key_hash) override;
   absl::Status EnsureRunnerKey(const std::string& name, const std::string& key_hash) override;
 

@@ -55,6 +55,23 @@ absl::StatusOr<std::map<std::string, std::string>> AccountsClient::RunnerCredent
   return std::map<std::string, std::string>(reply.env().begin(), reply.env().end());
 }
 
+absl::StatusOr<std::vector<ActionTarget>> AccountsClient::ActionTargets(
+    const std::string& workspace_id) {
+  grpc::ClientContext context;
+  SetDeadlineMs(context, 5000);
+  context.AddMetadata("authorization", "Bearer " + service_key_);
+  pb::ActionTargetsRequest request;
+  request.set_workspace_id(workspace_id);
+  pb::ActionTargetsResponse reply;
+  grpc::Status status = impl_->stub->ActionTargets(&context, request, &reply);
+  if (!status.ok()) return FromGrpcStatus(status);
+  std::vector<ActionTarget> out;
+  for (const pb::ActionTarget& t : reply.targets()) {
+    out.push_back(ActionTarget{t.account_id(), t.github_id(), t.github_token()});
+  }
+  return out;
+}
+
 absl::StatusOr<Principal> AccountsClient::Authenticate(const std::string& api_key) {
   if (api_key.empty()) {
     return absl::UnauthenticatedError("missing API key (authorization: Bearer …)");

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -43,6 +44,14 @@ struct Principal {
   bool CanSee(const std::string& ws) const { return is_admin || visible.count(ws) > 0; }
 };
 
+// An action account's repository and GitHub token (AccountService's
+// ActionTargets).
+struct ActionTarget {
+  std::string account_id;
+  std::string repo;  // owner/repo
+  std::string token;
+};
+
 // Resolves API keys. Thread-safe.
 class Authenticator {
  public:
@@ -72,6 +81,9 @@ class AccountsClient final : public Authenticator {
   // cached: asked once per runner stream).
   absl::StatusOr<std::map<std::string, std::string>> RunnerCredentials(
       const std::string& api_key) override;
+  // The action accounts that may claim the workspace's tasks, with their
+  // repositories and GitHub tokens (not cached).
+  absl::StatusOr<std::vector<ActionTarget>> ActionTargets(const std::string& workspace_id);
 
  private:
   void WatchLoop();

@@ -108,6 +108,7 @@ BrokerServiceImpl::BrokerServiceImpl(Authenticator& auth, BrokerStore& store,
       agents_(agents),
       journal_(journal),
       pool_(pool),
+      github_webhook_(options.github_webhook),
       subscriptions_(auth, store, hub, pool, stream_pool, options.max_subscriptions_per_key) {}
 
 template <typename Fn>
@@ -202,9 +203,14 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::CreateTask(grpc::CallbackServerCont
                                                       task.workspace_id(), " (needs canCreate)"));
     }
     if (task.kind() == "revert") BUILDD_RETURN_IF_ERROR(CheckHasRepo(store_, task.workspace_id()));
+    // The task's own credentials leave it here: sealed beside the record,
+    // never in its spec.
+    const CredentialMap credentials = TakeCredentials(task);
     // Parsed once: the record keeps the task as it is, for the store, the
     // runner's Assign and this reply alike.
-    dispatcher_.CreateTask(NewTaskRecord(std::move(task), p.account_id),
+    TaskRecord record = NewTaskRecord(std::move(task), p.account_id);
+    record.sealed_credentials = store_.SealTaskCredentials(record.id, credentials);
+    dispatcher_.CreateTask(std::move(record),
                            [resp, reply = std::move(reply)](absl::StatusOr<TaskRecord> saved) {
                              if (saved.ok()) {
                                saved->created_at = saved->updated_at = NowRfc3339();
@@ -547,6 +553,34 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::PostComment(grpc::CallbackServerCon
     *resp = std::move(c);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::DeliverGitHubWebhook(
+    grpc::CallbackServerContext* ctx, const pb::GitHubWebhookRequest* req,
+    pb::GitHubWebhookResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status st = CheckRequestSize(*req); !st.ok()) {
+    reactor->Finish(ToGrpcStatus(st));
+    return reactor;
+  }
+  boost::asio::post(pool_, [this, reactor, req, resp] {
+    const auto reply = [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); };
+    if (github_webhook_ == nullptr) {
+      return reply(absl::UnauthenticatedError("this broker takes no GitHub webhooks"));
+    }
+    if (absl::Status st = github_webhook_->Verify(req->signature(), req->body()); !st.ok()) {
+      return reply(st);
+    }
+    absl::StatusOr<GitHubWebhook::Outcome> outcome =
+        github_webhook_->TaskFor(req->event(), req->delivery(), req->body());
+    if (!outcome.ok()) return reply(outcome.status());
+    resp->set_outcome(outcome->why);
+    if (!outcome->task.has_value()) return reply(absl::OkStatus());
+    resp->set_task_id(outcome->task->id);
+    dispatcher_.CreateTask(*std::move(outcome->task),
+                           [reply](absl::StatusOr<TaskRecord> saved) { reply(saved.status()); });
+  });
+  return reactor;
 }
 
 void BrokerServiceImpl::RefreshSubscriptions(const std::string& account_id) {

@@ -12,6 +12,7 @@
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_hub.h"
 #include "services/broker/polling_agents.h"
+#include "services/broker/github_webhook.h"
 #include "services/broker/subscription.h"
 
 namespace buildd::broker {
@@ -25,6 +26,8 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   struct Options {
     // Subscribe streams one key may hold open at once; one more is refused.
     int max_subscriptions_per_key = 16;
+    // GitHub's webhook deliveries; null: DeliverGitHubWebhook refuses all.
+    GitHubWebhook* github_webhook = nullptr;
   };
   // `pool` runs unary calls; `stream_pool` the Subscribe streams' reads,
   // so that a long backfill never holds up a unary call.
@@ -97,6 +100,10 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerUnaryReactor* PostComment(grpc::CallbackServerContext* ctx,
                                         const pb::PostCommentRequest* req,
                                         pb::Comment* resp) override;
+  // GitHub. No API key: the delivery's signature is its credential.
+  grpc::ServerUnaryReactor* DeliverGitHubWebhook(grpc::CallbackServerContext* ctx,
+                                                 const pb::GitHubWebhookRequest* req,
+                                                 pb::GitHubWebhookResponse* resp) override;
 
   // Checks the open Subscribe streams of `account_id` ("" for all) against
   // its keys and grants now (Subscriptions::Refresh).
@@ -123,6 +130,7 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   PollingAgents& agents_;
   Journal& journal_;
   boost::asio::thread_pool& pool_;
+  GitHubWebhook* const github_webhook_;
   Subscriptions subscriptions_;
 };
 

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "buildd/v1/broker.pb.h"
 #include "services/broker/records.h"
+#include "services/broker/task_credentials.h"
 
 namespace buildd::broker {
 
@@ -149,6 +150,9 @@ class BrokerStore {
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
+  // Records GitHub's webhook delivery `delivery_id` (X-GitHub-Delivery);
+  // false when some replica recorded it before (a redelivery).
+  virtual absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) = 0;
 
   // The messages people sent to the worker, oldest first (attachments
   // without their data), at most 1000.
@@ -167,6 +171,11 @@ class BrokerStore {
   // The stored form of a session: its transcript sealed (CPU-heavy for a
   // large transcript: not for the writer's thread).
   virtual SealedSession SealSession(const AgentSession& session) const = 0;
+  // The stored form of a task's own credentials ("" for none), bound to
+  // the task, and back: DataLoss when they do not open for the task.
+  virtual std::string SealTaskCredentials(const std::string& task_id,
+                                          const CredentialMap& credentials) const = 0;
+  virtual absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const = 0;
 
   // A connection for the single writer. Each of its commits with events
   // notifies every replica's listener.

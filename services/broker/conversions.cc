@@ -9,6 +9,8 @@ namespace buildd::broker {
 pb::Task TaskToProto(const TaskRecord& t) {
   pb::Task task;
   if (t.spec != nullptr) task = *t.spec;
+  // Never returned (and never in a spec: see task_credentials.h).
+  task.clear_credentials();
   ApplyTaskState(t, &task);
   return task;
 }

@@ -182,9 +182,14 @@ WorkerRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const Runne
   const bool shares = task.created_by == runner.account_id ||
                       runner.access.share_workspaces.count(task.workspace_id) > 0;
   const absl::StatusOr<WorkspaceRecord> ws = Workspace(task.workspace_id);
-  pb::BrokerMessage message =
-      AssignOf(task, worker, shares ? registry_.Credentials(runner.runner_id) : std::map<std::string, std::string>{},
-               ws.ok() ? &*ws : nullptr);
+  // The task's own credentials over those its runner's account gives it.
+  absl::StatusOr<CredentialMap> own = store_.OpenTaskCredentials(task);
+  if (!own.ok()) Log()->warn("task={} its credentials do not open: {}", task.id, own.status().message());
+  pb::BrokerMessage message = AssignOf(
+      task, worker,
+      AssignCredentials(shares ? registry_.Credentials(runner.runner_id) : CredentialMap{},
+                        own.ok() ? *own : CredentialMap{}),
+      ws.ok() ? &*ws : nullptr);
   const std::string resume_from = task.spec->resume_from();
   if (hold) {
     tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,

@@ -1,4 +1,5 @@
 // buildd-broker: workspaces, tasks, workers, events and the runner stream.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -21,12 +22,15 @@
 #include "common/service_main.h"
 #include "common/tls.h"
 #include "services/broker/accounts_client.h"
+#include "services/broker/action_dispatch.h"
 #include "services/broker/broker_service.h"
 #include "services/broker/dispatcher.h"
 #include "services/broker/event_feed.h"
 #include "services/broker/event_hub.h"
+#include "services/broker/github_client.h"
 #include "services/broker/journal.h"
 #include "services/broker/pg_broker_store.h"
+#include "services/broker/pull_requests.h"
 #include "services/broker/queue_scaler.h"
 #include "services/broker/runner_service.h"
 
@@ -60,6 +64,21 @@ ABSL_FLAG(std::string, scaler_listen, "",
           "gRPC address of KEDA's external scaler over the task queue (empty: off); not "
           "authenticated, so reachable by KEDA only (TLS as --tls_cert says)");
 
+// GitHub.
+ABSL_FLAG(std::string, github_api_url, "https://api.github.com",
+          "GitHub's REST API (a GitHub Enterprise server: https://HOST/api/v3)");
+ABSL_FLAG(std::string, github_ca_file, "",
+          "PEM file of the CAs to trust for --github_api_url (default: the system's)");
+ABSL_FLAG(int, github_timeout_ms, 10000, "deadline of one call to GitHub");
+ABSL_FLAG(std::string, github_webhook_secret, "",
+          "the secret of GitHub's webhook deliveries (X-Hub-Signature-256); empty: POST "
+          "/webhooks/github refuses every delivery. Prefer --github_webhook_secret_file");
+ABSL_FLAG(std::string, github_webhook_secret_file, "", "file holding --github_webhook_secret");
+ABSL_FLAG(int, github_dispatch_attempts, 5,
+          "repository_dispatch attempts for a task, retried on GitHub's 5xx and network errors");
+ABSL_FLAG(int, github_dispatch_backoff_ms, 1000,
+          "the wait after a failed repository_dispatch, doubled after each further one");
+
 int main(int argc, char** argv) {
   using namespace buildd;
   using namespace buildd::broker;
@@ -74,7 +93,9 @@ int main(int argc, char** argv) {
                      {"metrics_listen", "BUILDD_BROKER_METRICS_LISTEN"},
                      {"scaler_listen", "BUILDD_BROKER_SCALER_LISTEN"},
                      {"migrate", "BUILDD_MIGRATE"},
-                     {"log_level", "BUILDD_LOG_LEVEL"}},
+                     {"log_level", "BUILDD_LOG_LEVEL"},
+                     {"github_api_url", "BUILDD_GITHUB_API_URL"},
+                     {"github_webhook_secret_file", "BUILDD_GITHUB_WEBHOOK_SECRET_FILE"}},
                     "buildd-broker: tasks, dispatch and the runner stream over gRPC");
   InitLogging("broker", absl::GetFlag(FLAGS_log_level));
   if (auto code = MigrateOnlyIfAsked(SecretFlagOrExit("database_url"), "broker", BrokerMigrations())) {
@@ -124,10 +145,16 @@ int main(int argc, char** argv) {
   // KEDA's view of the queue, recounted as the journal commits changes.
   boost::asio::thread_pool scaler_pool(1);
   QueueScaler scaler(store, scaler_pool);
+  // Set once the accounts client it asks exists; read on the journal's thread.
+  std::atomic<ActionDispatch*> action_dispatch{nullptr};
+  std::atomic<PullRequests*> pull_requests{nullptr};
   Journal journal(*std::move(writer),
-                  [&feed, &scaler](const std::vector<pb::Event>& events) {
+                  [&feed, &scaler, &action_dispatch,
+                   &pull_requests](const std::vector<pb::Event>& events) {
                     feed.Committed(events);
                     scaler.OnEvents(events);
+                    if (ActionDispatch* d = action_dispatch.load()) d->OnEvents(events);
+                    if (PullRequests* p = pull_requests.load()) p->OnEvents(events);
                   },
                   /*max_batch=*/512,
                   static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_journal_queue_mb))) << 20);
@@ -175,9 +202,40 @@ int main(int argc, char** argv) {
     if (broker_service_ptr != nullptr) broker_service_ptr->RefreshSubscriptions(account_id);
     ++refreshes;
   });
+  HttpGitHubClient::Options github_options;
+  github_options.api_url = absl::GetFlag(FLAGS_github_api_url);
+  github_options.ca_file = absl::GetFlag(FLAGS_github_ca_file);
+  github_options.timeout_ms = std::max(100, absl::GetFlag(FLAGS_github_timeout_ms));
+  github_options.user_agent = "buildd-broker";
+  auto github = HttpGitHubClient::Create(github_options);
+  if (!github.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(github.status().message()).c_str());
+    return 2;
+  }
+  ActionDispatch::Options dispatch_options;
+  dispatch_options.max_attempts = std::max(1, absl::GetFlag(FLAGS_github_dispatch_attempts));
+  dispatch_options.first_backoff_ms = std::max(1, absl::GetFlag(FLAGS_github_dispatch_backoff_ms));
+  ActionDispatch dispatch(
+      store, journal, **github,
+      [&accounts](const std::string& workspace_id) { return accounts.ActionTargets(workspace_id); },
+      workers, timers, dispatch_options);
+  action_dispatch = &dispatch;
+  PullRequests::Options pull_options;
+  pull_options.max_attempts = dispatch_options.max_attempts;
+  pull_options.first_backoff_ms = dispatch_options.first_backoff_ms;
+  PullRequests pulls(
+      store, journal, **github,
+      [&accounts](const std::string& workspace_id) { return accounts.ActionTargets(workspace_id); },
+      workers, timers, pull_options);
+  pull_requests = &pulls;
+  const std::string webhook_secret = SecretFlagOrExit("github_webhook_secret");
+  GitHubWebhook webhook(
+      webhook_secret, store,
+      [&accounts](const std::string& workspace_id) { return accounts.ActionTargets(workspace_id); });
   boost::asio::thread_pool stream_pool(2);
   BrokerServiceImpl::Options service_options;
   service_options.max_subscriptions_per_key = absl::GetFlag(FLAGS_max_subscriptions_per_key);
+  service_options.github_webhook = &webhook;
   PollingAgents agents(dispatcher, store, workers,
                        std::chrono::milliseconds(std::max(1000, absl::GetFlag(FLAGS_poll_lease_ms))));
   BrokerServiceImpl broker_service(accounts, store, dispatcher, agents, journal, hub, workers,
@@ -255,8 +313,12 @@ int main(int argc, char** argv) {
   if (scaler_server) scaler_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   recheck.cancel();
   feed.Stop();
+  dispatch.Stop();
+  pulls.Stop();
   dispatcher.Stop();
   workers.join();
+  action_dispatch = nullptr;
+  pull_requests = nullptr;
   stream_pool.join();
   journal.Stop();
   work.reset();

@@ -68,7 +68,7 @@ const std::string& TaskColumns() {
       " t.epoch::text, COALESCE(t.worker_id::text, ''), t.exit_code::text, t.error, t.spec::text,"
       " COALESCE(t.created_by::text, ''), ",
       TimeCol("t.created_at"), ", ", TimeCol("t.updated_at"),
-      ", COALESCE(t.artifacts::text, ''), t.concurrency_key");
+      ", COALESCE(t.artifacts::text, ''), t.concurrency_key, COALESCE(t.credentials, '')");
   return columns;
 }
 
@@ -98,6 +98,8 @@ TaskRecord TaskFrom(Col col) {
   t.updated_at = col(16);
   t.artifacts_json = col(17);
   t.concurrency_key = col(18);
+  // Stored as base64 text of the sealed bytes.
+  if (!absl::Base64Unescape(col(19), &t.sealed_credentials)) t.sealed_credentials.clear();
   return t;
 }
 
@@ -191,6 +193,7 @@ std::string TasksJson(const std::vector<TaskRecord>& tasks) {
     f["epoch"] = Integer(t.epoch);
     f["worker"] = Text(t.worker_id);
     f["by"] = Text(t.created_by);
+    if (!t.sealed_credentials.empty()) f["creds"] = Text(absl::Base64Escape(t.sealed_credentials));
     std::string object = ToJson(row);
     object.pop_back();  // the closing brace
     absl::StrAppend(&json, json.size() == 1 ? "" : ",", object,
@@ -242,11 +245,12 @@ constexpr char kWriteBatchBody[] =
     "WITH ctr AS (UPDATE event_counter SET last_id = last_id + $1::bigint WHERE $1::bigint > 0"
     " RETURNING last_id),"
     " t AS (INSERT INTO tasks (id, workspace_id, runner_preference, required_labels,"
-    " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by)"
+    " provider, priority, state, attempts, max_attempts, epoch, worker_id, spec, created_by,"
+    " credentials)"
     " SELECT (e->>'id')::uuid, (e->>'ws')::uuid, e->>'pref', e->'labels',"
     " e->>'provider', (e->>'prio')::int, e->>'state', (e->>'att')::int,"
     " (e->>'maxatt')::int, (e->>'epoch')::bigint, NULLIF(e->>'worker', '')::uuid,"
-    " e->'spec', NULLIF(e->>'by', '')::uuid"
+    " e->'spec', NULLIF(e->>'by', '')::uuid, e->>'creds'"
     " FROM jsonb_array_elements($2::jsonb) AS e),"
     " w AS (INSERT INTO workers (id, task_id, workspace_id, account_id, runner_id,"
     " runner_name, state, epoch, broker_id)"
@@ -444,6 +448,7 @@ class PgStoreWriter final : public StoreWriter {
         " AND (t.runner_preference = 'any' OR t.runner_preference = $4)"
         " AND t.required_labels <@ $5::jsonb"
         " AND t.provider IN (SELECT jsonb_array_elements_text($6::jsonb))"
+        " AND ($8 = '' OR t.id::text = $8)"
         " AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.workspace_id = t.workspace_id"
         " AND o.concurrency_key = t.concurrency_key AND o.id <> t.id"
         " AND o.state IN ", SqlList(UnfinishedTaskStates()),
@@ -453,7 +458,8 @@ class PgStoreWriter final : public StoreWriter {
     PgResult r = db_.Run(
         "claim_pending", sql,
         {filter.claim_all ? "1" : "0", IdsJson(filter.claim_workspaces), IdsJson(filter.only_workspaces),
-         filter.account_type, IdsJson(filter.labels), IdsJson(filter.providers), absl::StrCat(n)});
+         filter.account_type, IdsJson(filter.labels), IdsJson(filter.providers), absl::StrCat(n),
+         filter.only_task});
     if (r.rows() == 0) return out;
     // The claim saw what was committed when it began: take the keys' locks
     // (in one order, as KeyIsBusy does), then keep the tasks whose key no
@@ -952,8 +958,27 @@ absl::StatusOr<std::vector<pb::Comment>> PgBrokerStore::ListComments(const std::
   });
 }
 
+absl::StatusOr<bool> PgBrokerStore::RecordDelivery(const std::string& delivery_id) {
+  return WithSession(pool_, "record delivery", [&](soci::session& sql) -> absl::StatusOr<bool> {
+    soci::statement st = (sql.prepare << "INSERT INTO github_deliveries (id) VALUES (:id)"
+                                         " ON CONFLICT (id) DO NOTHING",
+                          soci::use(delivery_id));
+    st.execute(true);
+    return st.get_affected_rows() > 0;
+  });
+}
+
 SealedSession PgBrokerStore::SealSession(const AgentSession& s) const {
   return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+}
+
+std::string PgBrokerStore::SealTaskCredentials(const std::string& task_id,
+                                               const CredentialMap& credentials) const {
+  return SealCredentials(sessions_, task_id, credentials);
+}
+
+absl::StatusOr<CredentialMap> PgBrokerStore::OpenTaskCredentials(const TaskRecord& task) const {
+  return OpenCredentials(sessions_, task.id, task.sealed_credentials);
 }
 
 absl::StatusOr<std::optional<AgentSession>> PgBrokerStore::GetSession(const std::string& task_id,

@@ -18,7 +18,7 @@ namespace buildd::broker {
 
 class PgBrokerStore final : public BrokerStore {
  public:
-  // `sessions` seals session transcripts at rest; `conninfo` is where the
+  // `sessions` seals session transcripts and tasks' credentials at rest; `conninfo` is where the
   // writer and the listener connect (libpq form); `replica_id` signs this
   // replica's notices.
   PgBrokerStore(soci::connection_pool& pool, SecretBox sessions, std::string conninfo,
@@ -51,9 +51,13 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
   absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
   absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
+  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
+  std::string SealTaskCredentials(const std::string& task_id,
+                                  const CredentialMap& credentials) const override;
+  absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
   absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
   absl::Status NotifyControl(const std::string& control) override;

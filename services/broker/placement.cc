@@ -21,6 +21,7 @@ std::set<std::string> AvailableProviders(const RunnerSlot& runner, bool spent) {
 }
 
 bool Eligible(const RunnerSlot& runner, bool spent, const TaskRoute& task) {
+  if (!runner.only_task.empty() && runner.only_task != task.task_id) return false;
   if (!runner.only_workspaces.empty() && runner.only_workspaces.count(task.workspace_id) == 0) {
     return false;
   }
@@ -41,6 +42,7 @@ ClaimFilter ClaimFilterFor(const RunnerSlot& runner, bool spent) {
   f.claim_all = runner.access.claim_all;
   f.claim_workspaces = runner.access.claim_workspaces;
   f.only_workspaces = runner.only_workspaces;
+  f.only_task = runner.only_task;
   f.account_type = runner.account_type;
   f.labels = runner.labels;
   f.providers = AvailableProviders(runner, spent);

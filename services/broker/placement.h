@@ -37,6 +37,9 @@ struct RunnerSlot {
   RunnerAccess access;
   // Hello.workspace_id and workspace_ids: only these workspaces, when set.
   std::set<std::string> only_workspaces;
+  // Hello.task_id: only this task, when set (a GitHub Actions run started
+  // for it).
+  std::string only_task;
   std::set<std::string> labels;
   // What it may run (ProvidersOf its Hello's capabilities).
   std::set<std::string> providers;

@@ -74,6 +74,9 @@ struct TaskRecord {
   std::string updated_at;
   // Artifacts in the protobuf JSON mapping; empty until an attempt finished.
   std::string artifacts_json;
+  // The task's own credentials, sealed (BrokerStore::SealTaskCredentials);
+  // never part of `spec`. Empty: none.
+  std::string sealed_credentials;
 
   // A new task `id` of `created_by` from the client's (validated)
   // description; a task that names no work branch gets its own.
@@ -166,6 +169,7 @@ struct ClaimFilter {
   bool claim_all = false;
   std::set<std::string> claim_workspaces;
   std::set<std::string> only_workspaces;  // none: any
+  std::string only_task;                  // "": any
   std::string account_type;
   std::set<std::string> labels;
   std::set<std::string> providers;  // available now (budget applied)

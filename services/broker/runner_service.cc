@@ -266,6 +266,7 @@ RunnerSlot RunnerServiceImpl::SlotFor(const std::string& runner_id, const Princi
   slot.access = AccessOf(p);
   if (!hello.workspace_id().empty()) slot.only_workspaces.insert(hello.workspace_id());
   slot.only_workspaces.insert(hello.workspace_ids().begin(), hello.workspace_ids().end());
+  slot.only_task = hello.task_id();
   slot.labels.insert(hello.labels().begin(), hello.labels().end());
   std::vector<std::string> capabilities;
   for (const pb::Capability& c : hello.capabilities()) capabilities.push_back(c.name());

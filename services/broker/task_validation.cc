@@ -12,6 +12,8 @@
 #include "common/ids.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "services/broker/pull_requests.h"
+#include "services/broker/task_credentials.h"
 
 namespace buildd::broker {
 namespace {
@@ -103,6 +105,8 @@ absl::Status ValidateNewTask(pb::Task& task) {
   }
   BUILDD_RETURN_IF_ERROR(CheckNetwork(task.network()));
   BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
+  BUILDD_RETURN_IF_ERROR(ValidateTaskCredentials(task));
+  BUILDD_RETURN_IF_ERROR(ValidatePullRequest(task));
   if (!task.kind().empty() && task.kind() != "revert") {
     return absl::InvalidArgumentError(
         absl::StrCat("kind must be empty or revert, not \"", task.kind(), "\""));

@@ -46,6 +46,14 @@ Vars WithAuthor(Vars vars, const std::string& author) {
 
 }  // namespace
 
+std::string TokenHostOf(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string authority = url.substr(scheme + 3, url.find('/', scheme + 3) - scheme - 3);
+  if (const size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
+  return authority;
+}
+
 std::string RedactUrl(const std::string& url) {
   const size_t scheme = url.find("://");
   if (scheme == std::string::npos) return url;
@@ -75,6 +83,15 @@ class ControlScope {
   GitControl saved_;
 };
 
+// git's credential helper for a task's token (see GitControl::token): the
+// token is printable ASCII without spaces (checked by the broker), so it is
+// one line of the credential protocol.
+constexpr char kTokenHelper[] =
+    "!f() { test \"$1\" = get || exit 0; h=;"
+    " while IFS= read -r l && [ -n \"$l\" ]; do case \"$l\" in host=*) h=${l#host=};; esac; done;"
+    " [ \"$h\" = \"$BUILDD_GIT_HOST\" ] || exit 0; echo username=x-access-token;"
+    " printf 'password=%s\\n' \"$BUILDD_GIT_TOKEN\"; }; f";
+
 // Runs a shell script whose task-supplied values come only from `vars`
 // (quoted "$NAME" expansions are never re-parsed by the shell).
 absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
@@ -87,13 +104,26 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
   options.env.emplace_back("GIT_TERMINAL_PROMPT", "0");
   // A worktree a task wrote must not make the runner's git run anything:
   // no hooks, no fsmonitor; and its files are the task user's.
-  options.env.insert(options.env.end(), {{"GIT_CONFIG_COUNT", "3"},
+  const std::string& token = current_control.token;
+  options.env.insert(options.env.end(), {{"GIT_CONFIG_COUNT", token.empty() ? "3" : "5"},
                                          {"GIT_CONFIG_KEY_0", "core.hooksPath"},
                                          {"GIT_CONFIG_VALUE_0", "/dev/null"},
                                          {"GIT_CONFIG_KEY_1", "core.fsmonitor"},
                                          {"GIT_CONFIG_VALUE_1", "false"},
                                          {"GIT_CONFIG_KEY_2", "safe.directory"},
                                          {"GIT_CONFIG_VALUE_2", "*"}});
+  if (!token.empty()) {
+    // The task's token, for this git process alone: the helper (after an
+    // empty value that drops the helpers configured elsewhere) reads it from
+    // the environment git passes on, so it is on no command line.
+    options.env.insert(options.env.end(),
+                       {{"GIT_CONFIG_KEY_3", "credential.helper"},
+                        {"GIT_CONFIG_VALUE_3", ""},
+                        {"GIT_CONFIG_KEY_4", "credential.helper"},
+                        {"GIT_CONFIG_VALUE_4", kTokenHelper},
+                        {"BUILDD_GIT_TOKEN", token},
+                        {"BUILDD_GIT_HOST", current_control.token_host}});
+  }
   options.env.emplace_back("LC_ALL", "C");
   // A patch may hold very long lines; they must come back whole.
   options.max_line_bytes = 64 << 20;
@@ -117,6 +147,7 @@ absl::StatusOr<std::string> Git(const std::string& script, const Vars& vars,
     for (const auto& [key, value] : vars) {
       if (key == "URL") message = absl::StrReplaceAll(message, {{value, RedactUrl(value)}});
     }
+    if (!token.empty()) message = absl::StrReplaceAll(message, {{token, "***"}});
     return absl::FailedPreconditionError(
         absl::StrCat("git failed (", result->status.Describe(), "): ", message));
   }

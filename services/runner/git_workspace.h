@@ -55,6 +55,15 @@ double UsedDiskFraction(const std::string& path);
 struct GitControl {
   int cancel_fd = -1;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // The task's GIT_TOKEN: git's credential helper answers with it (user
+  // x-access-token) when the repository's host asks for a password. It
+  // reaches git's environment only, never a URL, a command line or a
+  // message.
+  std::string token{};
+  // The host (and port, when the URL names one) the token is for, as git's
+  // credential protocol names it (TokenHostOf); another host, e.g. one a
+  // redirect leads to, gets nothing.
+  std::string token_host{};
 };
 
 // Git checkouts for tasks under `root`: one bare cache per workspace and
@@ -74,6 +83,10 @@ struct GitControl {
 // `url` without the user and password of its authority
 // ("https://me:token@host/x" → "https://***@host/x"), for messages.
 std::string RedactUrl(const std::string& url);
+
+// The host[:port] of `url` the way git's credential helpers receive it
+// ("https://u@h:8443/x" → "h:8443"); "" for a URL without one.
+std::string TokenHostOf(const std::string& url);
 
 class GitWorkspace {
  public:

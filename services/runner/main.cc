@@ -40,6 +40,9 @@ ABSL_FLAG(absl::Duration, idle_exit, absl::ZeroDuration(),
 ABSL_FLAG(std::string, workspace, "",
           "Only take tasks of these workspace ids (comma-separated, or the flag repeated).");
 ABSL_FLAG(int, max_tasks, 3, "How many tasks may run at once.");
+ABSL_FLAG(std::string, task, "",
+          "Only take this task (its id), as the GitHub Actions run a repository_dispatch "
+          "started for it does (with --once).");
 ABSL_FLAG(std::string, name, "", "The runner's name (default: the host name).");
 ABSL_FLAG(std::string, labels, "", "Comma-separated labels tasks may require.");
 ABSL_FLAG(std::string, listen, "127.0.0.1:7003",
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
                              {"api_key_file", "BUILDD_API_KEY_FILE"},
                              {"idle_exit", "BUILDD_IDLE_EXIT"},
                              {"workspace", "BUILDD_WORKSPACE"},
+                             {"task", "BUILDD_TASK_ID"},
                              {"max_tasks", "BUILDD_MAX_TASKS"},
                              {"name", "BUILDD_RUNNER_NAME"},
                              {"labels", "BUILDD_RUNNER_LABELS"},
@@ -183,6 +187,10 @@ int main(int argc, char** argv) {
         agent_options.workspace_ids.push_back(ws);
       }
     }
+  }
+  agent_options.task_id = absl::GetFlag(FLAGS_task);
+  if (!agent_options.task_id.empty() && !buildd::IsUuid(agent_options.task_id)) {
+    return Fail("--task: \"" + agent_options.task_id.substr(0, 60) + "\" is not a task id");
   }
   agent_options.work_dir = absl::GetFlag(FLAGS_work_dir);
   if (agent_options.work_dir.empty()) agent_options.work_dir = runner::DefaultWorkDir();

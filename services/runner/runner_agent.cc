@@ -43,6 +43,7 @@ pb::Hello RunnerAgent::MakeHello() const {
   // One workspace also the way brokers before workspace_ids read it.
   if (options_.workspace_ids.size() == 1) hello.set_workspace_id(options_.workspace_ids.front());
   for (const std::string& ws : options_.workspace_ids) hello.add_workspace_ids(ws);
+  hello.set_task_id(options_.task_id);
   absl::MutexLock lock(&mu_);
   for (pb::ResumeWorker& resume : outbox_.ResumeList()) *hello.add_resume() = std::move(resume);
   return hello;
@@ -154,6 +155,10 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
                                        absl::StrJoin(options_.workspace_ids, ", ")));
   }
 
+  if (!options_.task_id.empty() && task.id() != options_.task_id) {
+    return Reject(assign, absl::StrCat("this runner only takes task ", options_.task_id));
+  }
+
   auto held = workers_.find(worker_id);
   if (held != workers_.end()) {
     if (held->second.epoch == assign.epoch()) {
@@ -217,6 +222,11 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   // The account's provider keys go to its agents only, each to its own.
   for (const auto& [key, value] : assign.credentials().env()) {
     if (CredentialFor(task.provider(), key)) spec.env.emplace_back(key, value);
+  }
+  // Only git sees the task's git token, through its credential helper.
+  if (auto git_token = assign.credentials().env().find("GIT_TOKEN");
+      git_token != assign.credentials().env().end()) {
+    spec.git_token = git_token->second;
   }
   std::sort(spec.env.begin(), spec.env.end());
   spec.tasks_dir = absl::StrCat(options_.work_dir, "/tasks");

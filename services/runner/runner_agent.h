@@ -47,6 +47,8 @@ struct AgentOptions {
   std::vector<std::string> workspace_ids;
   // Takes one task, then no more (it drains once it accepted one).
   bool once = false;
+  // Non-empty: only this task (Hello.task_id), any other is rejected.
+  std::string task_id;
   // Tasks run in <work_dir>/tasks/<task id>.
   std::string work_dir;
   std::chrono::milliseconds cancel_grace{10000};

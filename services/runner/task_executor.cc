@@ -138,7 +138,9 @@ void TaskExecutor::StopGit() {
   (void)ignored;
 }
 
-GitControl TaskExecutor::GitLimits() const { return GitControl{git_stop_read_, deadline_}; }
+GitControl TaskExecutor::GitLimits() const {
+  return GitControl{git_stop_read_, deadline_, spec_.git_token, TokenHostOf(spec_.repo_url)};
+}
 
 void TaskExecutor::Input(std::string text) { Post({ActionKind::kInput, std::move(text)}); }
 

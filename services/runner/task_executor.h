@@ -55,6 +55,9 @@ struct TaskSpec {
   // Added to the child's environment after BUILDD_TASK_ID,
   // BUILDD_WORKER_ID and BUILDD_WORKSPACE_ID (the task's credentials).
   std::vector<std::pair<std::string, std::string>> env;
+  // The task's GIT_TOKEN: given to its git clone, fetch and push alone
+  // (GitControl::token), never to its processes.
+  std::string git_token;
   // The task runs in <tasks_dir>/<task id> (created when missing).
   std::string tasks_dir;
   // Its processes get HOME <homes_dir>/<worker id>, made afresh, which holds

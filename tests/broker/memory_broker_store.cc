@@ -40,6 +40,7 @@ bool Claimable(const ClaimFilter& f, const TaskRecord& t) {
   if (t.state != "pending") return false;
   if (!f.claim_all && f.claim_workspaces.count(t.workspace_id) == 0) return false;
   if (!f.only_workspaces.empty() && f.only_workspaces.count(t.workspace_id) == 0) return false;
+  if (!f.only_task.empty() && f.only_task != t.id) return false;
   if (t.runner_preference != "any" && t.runner_preference != f.account_type) return false;
   for (const std::string& l : t.required_labels) {
     if (f.labels.count(l) == 0) return false;
@@ -544,6 +545,11 @@ absl::StatusOr<std::vector<pb::Comment>> MemoryBrokerStore::ListComments(const s
   return out;
 }
 
+absl::StatusOr<bool> MemoryBrokerStore::RecordDelivery(const std::string& delivery_id) {
+  absl::MutexLock lock(&mu_);
+  return deliveries_.insert(delivery_id).second;
+}
+
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
   absl::MutexLock lock(&mu_);
   auto it = tables_.costs_today.find(account_id);
@@ -569,6 +575,15 @@ absl::StatusOr<std::optional<AgentSession>> MemoryBrokerStore::GetSession(const 
 
 SealedSession MemoryBrokerStore::SealSession(const AgentSession& s) const {
   return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+}
+
+std::string MemoryBrokerStore::SealTaskCredentials(const std::string& task_id,
+                                                   const CredentialMap& credentials) const {
+  return SealCredentials(sessions_, task_id, credentials);
+}
+
+absl::StatusOr<CredentialMap> MemoryBrokerStore::OpenTaskCredentials(const TaskRecord& task) const {
+  return OpenCredentials(sessions_, task.id, task.sealed_credentials);
 }
 
 }  // namespace buildd::broker

@@ -64,9 +64,13 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
   absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
   absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
+  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
+  std::string SealTaskCredentials(const std::string& task_id,
+                                  const CredentialMap& credentials) const override;
+  absl::StatusOr<CredentialMap> OpenTaskCredentials(const TaskRecord& task) const override;
   absl::StatusOr<std::unique_ptr<StoreWriter>> OpenWriter() override;
   // One replica only: its listener hears nothing.
   absl::StatusOr<std::unique_ptr<ReplicaListener>> Listen() override;
@@ -97,6 +101,7 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::Mutex writer_mu_;  // held from Begin to Commit/Rollback
   mutable absl::Mutex mu_;
   Tables tables_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> deliveries_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -46,6 +46,15 @@ TEST(PlacementTest, SkipsRunnerWithoutRequiredLabel) {
   EXPECT_FALSE(Eligible(r, false, t));
 }
 
+TEST(PlacementTest, ARunnerForOneTaskTakesNoOther) {
+  RunnerSlot r = Runner("r", "action");
+  r.only_task = "t2";
+  EXPECT_FALSE(Eligible(r, false, Task("action")));
+  r.only_task = "t1";
+  EXPECT_TRUE(Eligible(r, false, Task("action")));
+  EXPECT_EQ(ClaimFilterFor(r, false).only_task, "t1");
+}
+
 TEST(PlacementTest, SkipsRunnerWithoutTheProvider) {
   TaskRoute t = Task();
   t.provider = "claude";

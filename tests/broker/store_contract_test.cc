@@ -314,6 +314,46 @@ TEST_P(StoreContractTest, ClaimsTakeTheBestPendingTasksTheFilterAllows) {
   writer_->Rollback();
 }
 
+TEST_P(StoreContractTest, AClaimForOneTaskTakesThatTaskAlone) {
+  const std::string ws = Workspace("w");
+  TaskRecord older = Task(ws, "older", 9), wanted = Task(ws, "wanted", 0);
+  Insert({older, wanted});
+  ClaimFilter f = Everything();
+  f.only_task = wanted.id;
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(f, 10)), (std::vector<std::string>{wanted.id}));
+  f.only_task = NewUuid();
+  EXPECT_TRUE(writer_->ClaimPending(f, 10).empty());
+  writer_->Rollback();
+}
+
+TEST_P(StoreContractTest, ATasksSealedCredentialsAreKeptApartFromItsSpec) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "with credentials");
+  t.sealed_credentials = store_->SealTaskCredentials(t.id, {{"GIT_TOKEN", "ghp_contract"}});
+  ASSERT_FALSE(t.sealed_credentials.empty());
+  Insert({t});
+  const TaskRecord read = *store_->GetTask(t.id);
+  EXPECT_TRUE(read.spec->credentials().empty());
+  EXPECT_EQ(store_->OpenTaskCredentials(read)->at("GIT_TOKEN"), "ghp_contract");
+  // Claimed, it still carries them to its Assign.
+  writer_->Begin();
+  const std::vector<TaskRecord> claimed = writer_->ClaimPending(Everything(), 10);
+  writer_->Rollback();
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(store_->OpenTaskCredentials(claimed[0])->at("GIT_TOKEN"), "ghp_contract");
+  // Bound to their task: another's record does not open them.
+  TaskRecord other = Task(ws, "other");
+  other.sealed_credentials = read.sealed_credentials;
+  EXPECT_EQ(store_->OpenTaskCredentials(other).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_P(StoreContractTest, AWebhookDeliveryIsRecordedOnce) {
+  EXPECT_TRUE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_FALSE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_TRUE(*store_->RecordDelivery("another"));
+}
+
 TEST_P(StoreContractTest, ATaskWaitsBehindAnUnfinishedOneWithItsKey) {
   const std::string ws = Workspace("w");
   TaskRecord first = Task(ws, "first", 0, "deploy"), second = Task(ws, "second", 0, "deploy");

@@ -316,6 +316,8 @@ Value Sample(const Struct& document, const Struct& schema_or_ref) {
       v.set_string_value("2026-01-01T00:00:00Z");
     } else if (format == "duration") {
       v.set_string_value("1s");
+    } else if (format == "uuid") {
+      v.set_string_value("00000000-0000-4000-8000-000000000000");
     } else if (Str(schema, "contentEncoding") == "base64") {
       v.set_string_value("c2FtcGxl");
     } else {

@@ -615,6 +615,14 @@ TEST_F(GitWorkspaceTest, TheTaskDeadlineStopsASlowClone) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
+TEST(TokenHostTest, IsTheHostAndPortGitsCredentialHelperIsAskedFor) {
+  EXPECT_EQ(TokenHostOf("https://github.com/acme/widgets.git"), "github.com");
+  EXPECT_EQ(TokenHostOf("http://127.0.0.1:8080/acme/widgets.git"), "127.0.0.1:8080");
+  EXPECT_EQ(TokenHostOf("https://someone@ghe.example.com:8443/a/b"), "ghe.example.com:8443");
+  EXPECT_EQ(TokenHostOf("git@github.com:acme/widgets.git"), "");
+  EXPECT_EQ(TokenHostOf("/srv/git/repo.git"), "");
+}
+
 TEST(RedactUrlTest, CredentialsInTheAuthorityAreHidden) {
   EXPECT_EQ(RedactUrl("https://me:ghp_secret@github.com/a/b.git"), "https://***@github.com/a/b.git");
   EXPECT_EQ(RedactUrl("https://token@host/x"), "https://***@host/x");
