@@ -2,7 +2,6 @@
 // GitHub (what it sends, how GitHub's answers map to statuses), repository
 // names, the webhook's signature check, and a task's own credentials
 // (checked, sealed to their task, merged over the account's).
-#include <sodium.h>
 
 #include <string>
 
@@ -134,16 +133,7 @@ TEST(GitHubRepoTest, NamesTheRepositoryOfAUrl) {
 }
 
 std::string Sign(const std::string& body, const std::string& secret) {
-  unsigned char mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()),
-                              secret.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(body.data()),
-                                body.size());
-  crypto_auth_hmacsha256_final(&state, mac);
-  char hex[sizeof mac * 2 + 1];
-  sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
-  return absl::StrCat("sha256=", hex);
+  return testing::GitHubSignature(body, secret);
 }
 
 TEST(GitHubWebhookTest, AcceptsOnlyTheSignatureOfTheBodyUnderItsSecret) {

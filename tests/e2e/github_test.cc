@@ -11,7 +11,6 @@
 #include <vector>
 
 #include <signal.h>
-#include <sodium.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -61,16 +60,7 @@ Mesh::Options MeshFor(const WithFakeGitHub& with) {
 
 // GitHub's X-Hub-Signature-256 of `body` under `secret`.
 std::string Signature(const std::string& body, const std::string& secret = kWebhookSecret) {
-  unsigned char mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()),
-                              secret.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(body.data()),
-                                body.size());
-  crypto_auth_hmacsha256_final(&state, mac);
-  char hex[sizeof mac * 2 + 1];
-  sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
-  return absl::StrCat("sha256=", hex);
+  return testing::GitHubSignature(body, secret);
 }
 
 class GitHubTest : public WithFakeGitHub, public MeshTest {

@@ -5,6 +5,7 @@
 // fixture over the real binaries (tests/testing/mesh.h) that uses them.
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,10 +19,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "buildd/v1/runner.grpc.pb.h"
+#include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/mesh.h"
 
@@ -183,6 +186,17 @@ class MeshTest : public GatewayTest {
       }
     }
     return -1;
+  }
+
+  // Every log the mesh's processes wrote.
+  std::string AllLogs() {
+    std::string all;
+    for (const auto& entry : std::filesystem::directory_iterator(mesh_.dir())) {
+      if (absl::EndsWith(entry.path().string(), ".log")) {
+        all += testing::ReadFile(entry.path().string());
+      }
+    }
+    return all;
   }
 
   Mesh mesh_;

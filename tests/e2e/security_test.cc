@@ -59,16 +59,6 @@ class SecurityTest : public MeshTest {
     return ReadTaskEvents(**stream, id, {"completed", "error", "failed", "canceled"});
   }
 
-  // Every log the mesh's processes wrote.
-  std::string AllLogs() {
-    std::string all;
-    for (const auto& entry : std::filesystem::directory_iterator(mesh_.dir())) {
-      if (absl::EndsWith(entry.path().string(), ".log")) {
-        all += testing::ReadFile(entry.path().string());
-      }
-    }
-    return all;
-  }
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
     return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());

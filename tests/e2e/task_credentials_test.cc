@@ -73,15 +73,6 @@ class TaskCredentialsTest : public MeshTest {
     return ReadTaskEvents(**stream, task_id, {"completed", "error", "failed", "canceled"});
   }
 
-  std::string AllLogs() {
-    std::string all;
-    for (const auto& entry : std::filesystem::directory_iterator(mesh_.dir())) {
-      if (absl::EndsWith(entry.path().string(), ".log")) {
-        all += testing::ReadFile(entry.path().string());
-      }
-    }
-    return all;
-  }
 
   // Every row of every table of the database, as text.
   std::string DatabaseText() {

@@ -1,5 +1,7 @@
 #include "tests/testing/fake_github.h"
 
+#include <sodium.h>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/match.h"
@@ -7,6 +9,19 @@
 #include "absl/strings/str_split.h"
 
 namespace buildd::testing {
+
+std::string GitHubSignature(const std::string& body, const std::string& secret) {
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(secret.data()),
+                              secret.size());
+  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(body.data()),
+                                body.size());
+  crypto_auth_hmacsha256_final(&state, mac);
+  char hex[sizeof mac * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+  return absl::StrCat("sha256=", hex);
+}
 namespace {
 
 HttpAnswer Error(int status, const std::string& message) {

@@ -23,6 +23,11 @@
 
 namespace buildd::testing {
 
+// What GitHub sends as X-Hub-Signature-256 for `body` under the webhook's
+// `secret` ("sha256=" and the HMAC-SHA256 in hex), computed here, not by
+// the code under test.
+std::string GitHubSignature(const std::string& body, const std::string& secret);
+
 class FakeGitHub {
  public:
   struct Call {

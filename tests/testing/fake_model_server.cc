@@ -2,14 +2,8 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <sys/socket.h>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <cstdio>
-#include <cstdlib>
-
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -17,16 +11,9 @@
 
 namespace buildd::testing {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace protobuf = google::protobuf;
-using tcp = asio::ip::tcp;
 
 namespace {
-
-// Requests carry the whole conversation, tool schemas and system prompt.
-constexpr uint64_t kBodyLimit = 64 << 20;
 
 // True when some string inside `value` contains `needle`.
 bool Contains(const protobuf::Value& value, absl::string_view needle) {
@@ -119,62 +106,17 @@ FakeTurn FakeTurn::HeldAt(std::string gate) && {
   return std::move(*this);
 }
 
-struct FakeModelServer::Net {
-  asio::io_context io;
-  tcp::acceptor acceptor{io};
-};
-
-struct FakeModelServer::Connection {
-  explicit Connection(tcp::socket s) : socket(std::move(s)) {}
-  // Owned here, not by the serving thread, so that the destructor can shut
-  // it down while the thread is blocked reading from it.
-  tcp::socket socket;
-  std::thread thread;
-};
-
 FakeModelServer::FakeModelServer(std::unique_ptr<FakeModelApi> api)
-    : api_(std::move(api)), net_(std::make_unique<Net>()) {
-  beast::error_code ec;
-  const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
-  net_->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) net_->acceptor.bind(endpoint, ec);
-  if (!ec) net_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    std::fprintf(stderr, "FakeModelServer: cannot listen on 127.0.0.1: %s\n",
-                 ec.message().c_str());
-    std::abort();
-  }
-  port_ = net_->acceptor.local_endpoint().port();
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
-}
+    : api_(std::move(api)),
+      server_([this](const HttpExchange& exchange) { return Answer(exchange); }) {}
 
 FakeModelServer::~FakeModelServer() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    // Wakes the serving threads that block in a read; shutdown(2) on a
-    // socket another thread reads from is safe, unlike asio's close().
-    for (const auto& connection : connections_) {
-      ::shutdown(connection->socket.native_handle(), SHUT_RDWR);
-    }
-  }
-  // The accept loop sees stopping_ once one more connection arrives.
-  {
-    tcp::socket wake(net_->io);
-    beast::error_code ec;
-    wake.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
-  }
-  accept_thread_.join();
-  // No connection is added after the accept loop ended.
-  std::vector<std::unique_ptr<Connection>> connections;
-  {
-    absl::MutexLock lock(&mu_);
-    connections.swap(connections_);
-  }
-  for (const auto& connection : connections) connection->thread.join();
+  // Opens the gates; the server then closes its connections and joins them.
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
 }
 
-std::string FakeModelServer::base_url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+std::string FakeModelServer::base_url() const { return server_.base_url(); }
 
 void FakeModelServer::Script(std::string key, std::vector<FakeTurn> turns) {
   absl::MutexLock lock(&mu_);
@@ -198,76 +140,39 @@ std::vector<FakeModelServer::Request> FakeModelServer::requests() const {
   return requests_;
 }
 
-void FakeModelServer::AcceptLoop() {
-  for (;;) {
-    tcp::socket socket(net_->io);
-    beast::error_code ec;
-    net_->acceptor.accept(socket, ec);
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    if (ec) continue;
-    auto connection = std::make_unique<Connection>(std::move(socket));
-    Connection* raw = connection.get();
-    connection->thread = std::thread([this, raw] { Serve(raw); });
-    connections_.push_back(std::move(connection));
-  }
-}
+HttpAnswer FakeModelServer::Answer(const HttpExchange& exchange) {
+  Request request;
+  request.method = exchange.method;
+  request.path = exchange.path;
+  request.body = exchange.body;
+  request.session_id = exchange.Header(absl::AsciiStrToLower(api_->SessionHeader()));
+  request.api_key = exchange.Header(absl::AsciiStrToLower(api_->KeyHeader()));
 
-void FakeModelServer::Serve(Connection* connection) {
-  tcp::socket& socket = connection->socket;
-  beast::flat_buffer buffer;
-  for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.body_limit(kBodyLimit);
-    beast::error_code ec;
-    http::read(socket, buffer, parser, ec);
-    if (ec) return;
-    http::request<http::string_body> message = parser.release();
-
-    Request request;
-    request.method = std::string(message.method_string());
-    const absl::string_view target(message.target().data(), message.target().size());
-    request.path = std::string(target.substr(0, target.find('?')));
-    request.body = message.body();
-    if (auto it = message.find(api_->SessionHeader()); it != message.end()) {
-      request.session_id = std::string(it->value());
-    }
-    if (auto it = message.find(api_->KeyHeader()); it != message.end()) {
-      request.api_key = std::string(it->value());
-    }
-
-    FakeModelApi::Reply reply;
-    if (api_->AsksForTurn(request.method, request.path)) {
-      // An unparsable body matches no script and gets the default answer.
-      protobuf::Struct json;
-      (void)protobuf::util::JsonStringToMessage(message.body(), &json);
-      const FakeTurn turn = TurnFor(json, &request);
-      int id;
-      {
-        absl::MutexLock lock(&mu_);
-        requests_.push_back(std::move(request));
-        id = ++next_id_;
-      }
-      if (!turn.gate.empty()) WaitAtGate(turn.gate);
-      reply = api_->Answer(turn, json, message.body().size(), id);
-    } else {
-      reply = api_->Other(request.method, request.path, message.body());
+  FakeModelApi::Reply reply;
+  if (api_->AsksForTurn(request.method, request.path)) {
+    // An unparsable body matches no script and gets the default answer.
+    protobuf::Struct json;
+    (void)protobuf::util::JsonStringToMessage(exchange.body, &json);
+    const FakeTurn turn = TurnFor(json, &request);
+    int id;
+    {
       absl::MutexLock lock(&mu_);
       requests_.push_back(std::move(request));
+      id = ++next_id_;
     }
-
-    http::response<http::string_body> response(static_cast<http::status>(reply.status),
-                                               message.version());
-    response.set(http::field::content_type, reply.content_type);
-    if (reply.content_type == "text/event-stream") {
-      response.set(http::field::cache_control, "no-cache");
-    }
-    response.body() = std::move(reply.body);
-    response.keep_alive(message.keep_alive());
-    response.prepare_payload();
-    http::write(socket, response, ec);
-    if (ec || !message.keep_alive()) return;
+    if (!turn.gate.empty()) WaitAtGate(turn.gate);
+    reply = api_->Answer(turn, json, exchange.body.size(), id);
+  } else {
+    reply = api_->Other(request.method, request.path, exchange.body);
+    absl::MutexLock lock(&mu_);
+    requests_.push_back(std::move(request));
   }
+  HttpAnswer answer;
+  answer.status = reply.status;
+  answer.headers.emplace_back("Content-Type", reply.content_type);
+  if (reply.content_type == "text/event-stream") answer.headers.emplace_back("Cache-Control", "no-cache");
+  answer.body = std::move(reply.body);
+  return answer;
 }
 
 FakeTurn FakeModelServer::TurnFor(const protobuf::Struct& body, Request* request) {

@@ -9,7 +9,6 @@
 #include <memory>
 #include <ostream>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tests/testing/loopback_http_server.h"
 
 namespace google::protobuf {
 class Struct;
@@ -147,12 +147,8 @@ class FakeModelServer {
   std::vector<Request> requests() const;
 
  private:
-  struct Net;
-  struct Connection;
-
-  void AcceptLoop();
-  // Answers the requests of one connection until the client closes it.
-  void Serve(Connection* connection);
+  // Answers one request (on a connection's thread).
+  HttpAnswer Answer(const HttpExchange& exchange);
   // Finds the script for a turn request; fills in `request`'s key and
   // assistant_messages.
   FakeTurn TurnFor(const google::protobuf::Struct& body, Request* request);
@@ -160,9 +156,6 @@ class FakeModelServer {
   void WaitAtGate(const std::string& gate);
 
   const std::unique_ptr<FakeModelApi> api_;
-  std::unique_ptr<Net> net_;
-  int port_ = 0;
-  std::thread accept_thread_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -170,8 +163,9 @@ class FakeModelServer {
   absl::flat_hash_set<std::string> reached_gates_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> released_gates_ ABSL_GUARDED_BY(mu_);
   std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: it stops (joining the threads that answer) before the rest goes.
+  LoopbackHttpServer server_;
 };
 
 // "POST /v1/messages key=k assistant_messages=1 session_id=s", for test
