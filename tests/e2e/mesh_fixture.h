@@ -60,6 +60,18 @@ inline const Struct& Obj(const Struct& s, const std::string& key) {
 }
 
 // Calls to one gateway, as the key given or as its admin.
+// The text of the output, result and error events among `events`, a line
+// each.
+inline std::string OutputOf(const std::vector<SseItem>& events) {
+  std::string out;
+  for (const SseItem& item : events) {
+    if (item.event == "output" || item.event == "result" || item.event == "error") {
+      absl::StrAppend(&out, Str(Json(item.data), "text"), "\n");
+    }
+  }
+  return out;
+}
+
 class GatewayTest : public ::testing::Test {
  protected:
   virtual std::string gateway_url() const = 0;

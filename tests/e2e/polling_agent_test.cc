@@ -220,6 +220,18 @@ TEST_F(PollingAgentTest, RefusesBadReportsOtherAccountsAndEndedWorkers) {
   HttpResult again = Patch(s.api_key, worker, R"({"status":"running"})");
   EXPECT_EQ(again.status, 409) << again.body;
   EXPECT_THAT(again.body, HasSubstr("already completed"));
+
+  // A revoked key claims nothing more.
+  HttpResult revoked =
+      Call("DELETE", absl::StrCat("/api/accounts/", s.account_id, "/keys"), admin_key(), "");
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  CreateSeedTask(admin_key(), s.workspace_id, "After", "after the revocation");
+  int status = 0;
+  for (int i = 0; i < 100 && status != 401; ++i) {
+    status = Call("POST", "/api/workers/claim", s.api_key, R"({"labels":["laptop"]})").status;
+    if (status != 401) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status, 401);
 }
 
 // POST /api/workers and /start: a person picks the runner.
@@ -264,6 +276,8 @@ TEST_F(PollingAgentTest, AWorkerCreatedByHandIdlesUntilStartedThenRunsOnThatRunn
             "assigned");
   EXPECT_EQ(absl::StrJoin(EventTypes(task), ","), "created,assigned");
 
+  // Nor start the worker someone else made.
+  EXPECT_EQ(Call("POST", "/api/workers/" + worker + "/start", stranger.api_key, "").status, 404);
   HttpResult started = Call("POST", "/api/workers/" + worker + "/start", s.api_key, "");
   EXPECT_EQ(started.status, 200) << started.body;
   WaitForTaskState(task, "completed");
@@ -344,6 +358,10 @@ TEST_F(PollingAgentTest, AMessageAnswersAWaitingAgentAndCommentsAttachToTheTasks
   EXPECT_EQ(Str(messages[1].struct_value(), "role"), "agent");
   EXPECT_EQ(Str(messages[1].struct_value(), "text"), "using v2");
   EXPECT_EQ(Call("GET", "/api/workers/" + worker + "/messages", other.api_key).status, 404);
+  // Nor may it write to the worker, even to answer it.
+  EXPECT_EQ(Call("POST", "/api/workers/" + worker + "/messages", other.api_key, R"({"text":"x"})")
+                .status,
+            404);
 
   ASSERT_EQ(Patch(s.api_key, worker,
                   R"({"status":"completed","artifacts":{"branch":"buildd/ask","commitSha":"abc123"}})")

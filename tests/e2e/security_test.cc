@@ -36,17 +36,6 @@ namespace pb = ::buildd::v1;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// The output lines of a finished task, from its events.
-std::string OutputOf(const std::vector<SseItem>& events) {
-  std::string out;
-  for (const SseItem& item : events) {
-    if (item.event == "output" || item.event == "result" || item.event == "error") {
-      absl::StrAppend(&out, Str(Json(item.data), "text"), "\n");
-    }
-  }
-  return out;
-}
-
 class SecurityTest : public MeshTest {
  protected:
   // Runs `command` as a task of `s` and returns its events once it ended.

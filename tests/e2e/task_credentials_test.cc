@@ -34,15 +34,6 @@ using ::testing::Not;
 constexpr char kProviderSecret[] = "sk-ant-api03-task-own-5b7e1c";
 constexpr char kGitSecret[] = "ghp_taskGitToken0e4a9d3c";
 
-std::string OutputOf(const std::vector<SseItem>& events) {
-  std::string out;
-  for (const SseItem& item : events) {
-    if (item.event == "output" || item.event == "result" || item.event == "error") {
-      absl::StrAppend(&out, Str(Json(item.data), "text"), "\n");
-    }
-  }
-  return out;
-}
 
 std::string AllData(const std::vector<SseItem>& events) {
   std::string out;
