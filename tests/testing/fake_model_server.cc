@@ -160,7 +160,10 @@ HttpAnswer FakeModelServer::Answer(const HttpExchange& exchange) {
       requests_.push_back(std::move(request));
       id = ++next_id_;
     }
-    if (!turn.gate.empty()) WaitAtGate(turn.gate);
+    if (!turn.gate.empty() && !WaitAtGate(turn.gate)) {
+      // Stopped while held: the turn never comes.
+      return HttpAnswer{503, {}, R"({"error":"the fake model server stopped"})"};
+    }
     reply = api_->Answer(turn, json, exchange.body.size(), id);
   } else {
     reply = api_->Other(request.method, request.path, exchange.body);
@@ -188,13 +191,14 @@ FakeTurn FakeModelServer::TurnFor(const protobuf::Struct& body, Request* request
   return FakeTurn::Reply({FakeBlock::Text("ok")});
 }
 
-void FakeModelServer::WaitAtGate(const std::string& gate) {
+bool FakeModelServer::WaitAtGate(const std::string& gate) {
   auto open = [this, &gate]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return stopping_ || released_gates_.contains(gate);
   };
   absl::MutexLock lock(&mu_);
   reached_gates_.insert(gate);
   mu_.Await(absl::Condition(&open));
+  return released_gates_.contains(gate);
 }
 
 std::ostream& operator<<(std::ostream& os, const FakeModelServer::Request& request) {

@@ -152,8 +152,8 @@ class FakeModelServer {
   // Finds the script for a turn request; fills in `request`'s key and
   // assistant_messages.
   FakeTurn TurnFor(const google::protobuf::Struct& body, Request* request);
-  // Blocks until `gate` is released or the server stops.
-  void WaitAtGate(const std::string& gate);
+  // Blocks until `gate` is released (true) or the server stops (false).
+  bool WaitAtGate(const std::string& gate);
 
   const std::unique_ptr<FakeModelApi> api_;
 
