@@ -89,6 +89,31 @@ absl::StatusOr<BodyFields> BodyFields::Nested(const char* name) {
   return nested;
 }
 
+absl::StatusOr<std::vector<BodyFields>> BodyFields::Objects(const char* name, size_t max_items) {
+  const Value* v = Raw(name);
+  std::vector<BodyFields> items;
+  if (v == nullptr) return items;
+  if (v->kind_case() != Value::kListValue) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid value for field ", Path(name), " (expected a list of objects)"));
+  }
+  if (static_cast<size_t>(v->list_value().values_size()) > max_items) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field ", Path(name), " has more than ", max_items, " items"));
+  }
+  for (const Value& item : v->list_value().values()) {
+    BodyFields fields;
+    fields.prefix_ = absl::StrCat(Path(name), "[", items.size(), "]");
+    if (item.kind_case() != Value::kStructValue) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid value for field ", fields.prefix_, " (expected an object)"));
+    }
+    fields.fields_ = item.struct_value();
+    items.push_back(std::move(fields));
+  }
+  return items;
+}
+
 absl::Status BodyFields::NoOthers(absl::string_view expected) const {
   for (const auto& [name, value] : fields_.fields()) {
     if (read_.count(name) == 0) {

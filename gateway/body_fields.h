@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +40,9 @@ class BodyFields {
   absl::StatusOr<google::protobuf::Struct> Object(const char* name);
   // An object field read field by field in turn.
   absl::StatusOr<BodyFields> Nested(const char* name);
+  // An array of objects (empty when absent), each read field by field and
+  // named "name[i]" in errors; an error past `max_items`.
+  absl::StatusOr<std::vector<BodyFields>> Objects(const char* name, size_t max_items);
   // The raw value, or null when absent (marks it read).
   const google::protobuf::Value* Raw(const char* name);
   // Marks a field the endpoint accepts and ignores.

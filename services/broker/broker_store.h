@@ -44,7 +44,7 @@ class StoreTx {
   virtual void SetArtifacts(const std::string& task_id, const std::string& artifacts_json) = 0;
   // Adds to what the account spent today (UTC); returns the day's total.
   virtual double AddCost(const std::string& account_id, double cost_usd) = 0;
-  // Stores (or replaces) the session a task ended with.
+  // Stores (or replaces) the session a task ended with, or its checkpoint.
   virtual void SaveSession(const SealedSession& session) = 0;
   // Whether a task of `workspace_id` with concurrency key `key`, other than
   // `except_task_id`, is unfinished (pending, assigned, running or waiting

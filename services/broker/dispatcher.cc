@@ -190,17 +190,18 @@ WorkerRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const Runne
       AssignCredentials(shares ? registry_.Credentials(runner.runner_id) : CredentialMap{},
                         own.ok() ? *own : CredentialMap{}),
       ws.ok() ? &*ws : nullptr);
-  const std::string resume_from = task.spec->resume_from();
+  SessionSource session{task.spec->resume_from(),
+                        task.spec->plan_first() && task.attempts > 1 ? task.id : ""};
   if (hold) {
     tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
-                 resume_from, message = std::move(message)]() mutable {
+                 session, message = std::move(message)]() mutable {
       absl::MutexLock lock(&mu_);
-      held_[worker_id] = HeldAssign{runner_id, epoch, resume_from, std::move(message)};
+      held_[worker_id] = HeldAssign{runner_id, epoch, std::move(session), std::move(message)};
     });
   } else {
     tx.OnCommit([this, runner_id = runner.runner_id, worker_id = worker.id, epoch = worker.epoch,
-                 resume_from, message = std::move(message)]() mutable {
-      SendAssign(runner_id, worker_id, epoch, resume_from, std::move(message));
+                 session, message = std::move(message)]() mutable {
+      SendAssign(runner_id, worker_id, epoch, std::move(session), std::move(message));
     });
   }
   Log()->debug("assign task={} worker={} runner={}", task.id, worker.id, runner.name);
@@ -208,24 +209,40 @@ WorkerRecord Dispatcher::AssignInTx(JournalTx& tx, TaskRecord& task, const Runne
 }
 
 void Dispatcher::SendAssign(const std::string& runner_id, const std::string& worker_id,
-                            int64_t epoch, const std::string& resume_from,
-                            pb::BrokerMessage message) {
+                            int64_t epoch, SessionSource source, pb::BrokerMessage message) {
   leases_.AcceptBy(runner_id, worker_id, epoch);
-  if (resume_from.empty()) return Send(runner_id, std::move(message));
+  if (source.resume_from.empty() && source.checkpoint_of.empty()) {
+    return Send(runner_id, std::move(message));
+  }
   // A session transcript can be megabytes: read it off the journal's
-  // thread. Checked when the task was created; one gone since then leaves
-  // the runner to start a new session.
-  boost::asio::post(pool_, [this, runner_id, resume_from, message = std::move(message)]() mutable {
-    auto session = store_.GetSession(resume_from, /*with_data=*/true);
-    if (!session.ok()) {
-      Log()->warn("task={} cannot read the session to resume: {}", resume_from,
-                  session.status().message());
-    } else if (session->has_value()) {
-      pb::SessionSnapshot* s = message.mutable_assign()->mutable_resume_session();
-      s->set_task_id((*session)->task_id);
-      s->set_provider((*session)->provider);
-      s->set_session_id((*session)->session_id);
-      s->set_data(std::move((*session)->data));
+  // thread. One gone since the task was created (or unreadable) leaves the
+  // runner to start a new session, or to plan again.
+  boost::asio::post(pool_, [this, runner_id, source, message = std::move(message)]() mutable {
+    auto read = [this](const std::string& task_id) -> std::optional<AgentSession> {
+      auto session = store_.GetSession(task_id, /*with_data=*/true);
+      if (session.ok()) return *std::move(session);
+      Log()->warn("task={} cannot read its stored session: {}", task_id, session.status().message());
+      return std::nullopt;
+    };
+    auto fill = [](AgentSession& from, pb::SessionSnapshot* s) {
+      s->set_task_id(from.task_id);
+      s->set_provider(from.provider);
+      s->set_session_id(from.session_id);
+      s->set_data(std::move(from.data));
+    };
+    pb::Assign& assign = *message.mutable_assign();
+    std::optional<AgentSession> checkpoint;
+    if (!source.checkpoint_of.empty()) checkpoint = read(source.checkpoint_of);
+    if (checkpoint.has_value() && !checkpoint->continue_prompt.empty()) {
+      fill(*checkpoint, assign.mutable_checkpoint()->mutable_session());
+      assign.mutable_checkpoint()->set_prompt(checkpoint->continue_prompt);
+      assign.mutable_checkpoint()->set_plan(checkpoint->plan);
+      Log()->info("task={} codes on from its approved plan (checkpoint of an earlier attempt)",
+                  source.checkpoint_of);
+    } else if (!source.resume_from.empty()) {
+      if (std::optional<AgentSession> session = read(source.resume_from)) {
+        fill(*session, assign.mutable_resume_session());
+      }
     }
     Send(runner_id, std::move(message));
   });
@@ -334,7 +351,7 @@ absl::Status Dispatcher::StartWorker(const std::string& worker_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("worker ", worker_id, " lost its runner before it started"));
   }
-  SendAssign(held.runner_id, worker_id, held.epoch, held.resume_from, std::move(held.message));
+  SendAssign(held.runner_id, worker_id, held.epoch, std::move(held.session), std::move(held.message));
   return absl::OkStatus();
 }
 

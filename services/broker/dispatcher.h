@@ -141,9 +141,17 @@ class Dispatcher {
   // Cancels a worker AssignByHand made that was not started (and its
   // task); false when there is none.
   bool CancelHeld(const std::string& worker_id);
-  // Sends `message` (an Assign) and starts the runner's time to accept it.
+  // Where an Assign's agent session comes from: the task it resumes from
+  // (resumeFrom), and for a retried plan-first task itself, whose
+  // checkpoint wins. Both empty: none.
+  struct SessionSource {
+    std::string resume_from;
+    std::string checkpoint_of;
+  };
+  // Sends `message` (an Assign) with its session and starts the runner's
+  // time to accept it.
   void SendAssign(const std::string& runner_id, const std::string& worker_id, int64_t epoch,
-                  const std::string& resume_from, pb::BrokerMessage message);
+                  SessionSource session, pb::BrokerMessage message);
   // The least loaded runner that may take `route` now.
   std::optional<RunnerSlot> Place(const TaskRoute& route);
   // Free slots of a runner now (its own, within its account's limit).
@@ -208,7 +216,7 @@ class Dispatcher {
   struct HeldAssign {
     std::string runner_id;
     int64_t epoch = 0;
-    std::string resume_from;
+    SessionSource session;
     pb::BrokerMessage message;
   };
   std::map<std::string, HeldAssign> held_ ABSL_GUARDED_BY(mu_);

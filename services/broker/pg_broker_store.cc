@@ -418,11 +418,14 @@ class PgStoreWriter final : public StoreWriter {
 
   void SaveSession(const SealedSession& s) override {
     db_.Run("save_session",
-            "INSERT INTO session_snapshots (task_id, provider, session_id, data, sealed)"
-            " VALUES ($1::uuid, $2, $3, decode($4, 'base64'), true) ON CONFLICT (task_id) DO UPDATE SET"
-            " provider = EXCLUDED.provider, session_id = EXCLUDED.session_id, data = EXCLUDED.data,"
-            " sealed = true, created_at = now()",
-            {s.task_id, s.provider, s.session_id, absl::Base64Escape(s.sealed)});
+            "INSERT INTO session_snapshots"
+            " (task_id, provider, session_id, data, sealed, continue_prompt, plan)"
+            " VALUES ($1::uuid, $2, $3, decode($4, 'base64'), true, $5, $6) ON CONFLICT (task_id)"
+            " DO UPDATE SET provider = EXCLUDED.provider, session_id = EXCLUDED.session_id,"
+            " data = EXCLUDED.data, sealed = true, continue_prompt = EXCLUDED.continue_prompt,"
+            " plan = EXCLUDED.plan, created_at = now()",
+            {s.task_id, s.provider, s.session_id, absl::Base64Escape(s.sealed), s.continue_prompt,
+             s.plan});
   }
 
   bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
@@ -969,7 +972,9 @@ absl::StatusOr<bool> PgBrokerStore::RecordDelivery(const std::string& delivery_i
 }
 
 SealedSession PgBrokerStore::SealSession(const AgentSession& s) const {
-  return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+  return SealedSession{s.task_id,        s.provider,
+                       s.session_id,     sessions_.Seal(s.data, s.task_id),
+                       s.continue_prompt, s.plan};
 }
 
 std::string PgBrokerStore::SealTaskCredentials(const std::string& task_id,
@@ -988,10 +993,12 @@ absl::StatusOr<std::optional<AgentSession>> PgBrokerStore::GetSession(const std:
     soci::rowset<soci::row> rows =
         (sql.prepare << absl::StrCat("SELECT provider, session_id, ",
                                      with_data ? "encode(data, 'base64')" : "''",
-                                     ", sealed::int FROM session_snapshots WHERE task_id = :t"),
+                                     ", sealed::int, continue_prompt, plan"
+                                     " FROM session_snapshots WHERE task_id = :t"),
          soci::use(task_id));
     for (const soci::row& r : rows) {
-      AgentSession s{task_id, r.get<std::string>(0), r.get<std::string>(1), ""};
+      AgentSession s{task_id, r.get<std::string>(0), r.get<std::string>(1), "",
+                     r.get<std::string>(4), r.get<std::string>(5)};
       if (!with_data) return s;
       std::string data;
       // PostgreSQL's base64 output breaks lines every 76 characters.

@@ -72,7 +72,20 @@ void Recorder::OnEvent(const std::string& runner_id, pb::RunnerEvent event) {
   const std::string worker_id = event.worker_id();
   const int64_t epoch = event.epoch(), seq = event.seq();
   const size_t bytes = event.ByteSizeLong();
-  journal_.Submit([this, runner_id, event = std::move(event)](JournalTx& tx) -> absl::Status {
+  // Sealed here, on the stream's thread, so that the event keeps its place
+  // in the worker's order; a planning pass's transcript is small.
+  std::optional<SealedSession> checkpoint;
+  if (event.has_checkpoint() && event.event().type() == "input") {
+    const pb::Checkpoint& c = event.checkpoint();
+    if (auto w = workers_.HeldBy(runner_id, worker_id, epoch); w && !c.session().session_id().empty()) {
+      checkpoint = store_.SealSession(AgentSession{w->task_id, c.session().provider(),
+                                                   c.session().session_id(), c.session().data(),
+                                                   c.prompt(), c.plan()});
+    }
+  }
+  event.clear_checkpoint();
+  journal_.Submit([this, runner_id, event = std::move(event),
+                   checkpoint = std::move(checkpoint)](JournalTx& tx) -> absl::Status {
     const std::optional<LiveWorker> before = workers_.HeldBy(runner_id, event.worker_id(), event.epoch());
     const bool refused = before && !RunnerMaySend(event.event());
     if (refused) {
@@ -98,6 +111,9 @@ void Recorder::OnEvent(const std::string& runner_id, pb::RunnerEvent event) {
       change.task_state = TaskStateFor(new_state);
     }
     tx.writes().ChangeWorker(change);
+    if (checkpoint.has_value() && checkpoint->task_id == before->task_id) {
+      tx.store().SaveSession(*checkpoint);
+    }
     tx.Append(std::move(e));
     workers_.Record(event.worker_id(), event.seq(), new_state);
     tx.OnAbort([this, b = *before] { workers_.Record(b.worker_id, b.last_seq, b.state); });
@@ -117,7 +133,7 @@ void Recorder::OnFinished(const std::string& runner_id, pb::Finished message) {
     if (finished.has_session() && !finished.session().session_id().empty()) {
       if (auto w = workers_.HeldBy(runner_id, finished.worker_id(), finished.epoch())) {
         const pb::SessionSnapshot& s = finished.session();
-        session = store_.SealSession(AgentSession{w->task_id, s.provider(), s.session_id(), s.data()});
+        session = store_.SealSession(AgentSession{w->task_id, s.provider(), s.session_id(), s.data(), "", ""});
       }
     }
     finished.clear_session();

@@ -181,6 +181,11 @@ struct AgentSession {
   std::string provider;
   std::string session_id;
   std::string data;  // empty unless asked for
+  // A checkpoint (the session as its plan was approved, before coding):
+  // the prompt the coding continues with, and the plan. Both empty for the
+  // session a task ended with.
+  std::string continue_prompt;
+  std::string plan;
 };
 
 // The stored form of a session: its transcript sealed (bytes).
@@ -189,6 +194,8 @@ struct SealedSession {
   std::string provider;
   std::string session_id;
   std::string sealed;
+  std::string continue_prompt;
+  std::string plan;
 };
 
 // Which events a subscriber wants.

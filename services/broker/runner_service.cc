@@ -68,7 +68,9 @@ absl::Status CheckRunnerMessage(const pb::RunnerMessage& m) {
   // Sequence numbers and epochs also travel to JavaScript clients.
   constexpr int64_t kMaxCounter = (int64_t{1} << 53) - 1;
   const size_t bytes = m.ByteSizeLong();
-  const size_t limit = m.has_finished() ? kMaxFinishedBytes : kMaxRunnerMessageBytes;
+  // A Finished, and an event with a checkpoint, carry a session transcript.
+  const bool transcript = m.has_finished() || (m.has_event() && m.event().has_checkpoint());
+  const size_t limit = transcript ? kMaxFinishedBytes : kMaxRunnerMessageBytes;
   if (bytes > limit) {
     const auto* kind = m.GetDescriptor()->FindFieldByNumber(m.msg_case());
     return absl::ResourceExhaustedError(

@@ -107,9 +107,9 @@ absl::Status ValidateNewTask(pb::Task& task) {
   BUILDD_RETURN_IF_ERROR(CheckUuid(task.workspace_id(), "workspaceId"));
   BUILDD_RETURN_IF_ERROR(ValidateTaskCredentials(task));
   BUILDD_RETURN_IF_ERROR(ValidatePullRequest(task));
-  if (!task.kind().empty() && task.kind() != "revert") {
+  if (!task.kind().empty() && task.kind() != "revert" && task.kind() != "integration") {
     return absl::InvalidArgumentError(
-        absl::StrCat("kind must be empty or revert, not \"", task.kind(), "\""));
+        absl::StrCat("kind must be empty, revert or integration, not \"", task.kind(), "\""));
   }
   BUILDD_RETURN_IF_ERROR(CheckBranchName(task.base_branch(), "baseBranch"));
   BUILDD_RETURN_IF_ERROR(CheckBranchName(task.work_branch(), "workBranch"));
@@ -149,6 +149,14 @@ absl::Status ValidateNewTask(pb::Task& task) {
   if (task.provider() != "command" && task.provider() != "claude" && task.provider() != "codex") {
     return absl::InvalidArgumentError(
         absl::StrCat("provider must be command, claude or codex, not \"", task.provider(), "\""));
+  }
+  if (task.kind() == "integration") {
+    if (task.provider() == "command") {
+      return absl::InvalidArgumentError("provider must be claude or codex for kind integration");
+    }
+    if (task.work_branch().empty()) {
+      return absl::InvalidArgumentError("workBranch is required: the branch to install on");
+    }
   }
   if (task.provider() == "command" && task.command().empty() && task.kind() != "revert") {
     return absl::InvalidArgumentError("command is required when provider is command");

@@ -42,7 +42,8 @@ void Outbox::Open(const std::string& worker_id, int64_t epoch) {
   workers_[worker_id] = std::move(box);
 }
 
-pb::RunnerEvent Outbox::Append(const std::string& worker_id, pb::Event event) {
+pb::RunnerEvent Outbox::Append(const std::string& worker_id, pb::Event event,
+                               std::optional<pb::Checkpoint> checkpoint) {
   WorkerBox& box = workers_.at(worker_id);
   pb::RunnerEvent out;
   out.set_worker_id(worker_id);
@@ -50,6 +51,15 @@ pb::RunnerEvent Outbox::Append(const std::string& worker_id, pb::Event event) {
   out.set_seq(++box.last_seq);
   BoundEvent(event);
   *out.mutable_event() = std::move(event);
+  if (checkpoint.has_value()) {
+    *out.mutable_checkpoint() = std::move(*checkpoint);
+    if (out.ByteSizeLong() > static_cast<size_t>(kMaxFinishedBytes)) {
+      Log()->warn("worker={} a checkpoint of {} bytes is too large to send: a later attempt "
+                  "plans again",
+                  worker_id, out.ByteSizeLong());
+      out.clear_checkpoint();
+    }
+  }
   box.unacked.push_back(out);
   return out;
 }

@@ -26,9 +26,11 @@ class Outbox {
   void Open(const std::string& worker_id, int64_t epoch);
   bool Has(const std::string& worker_id) const { return workers_.count(worker_id) > 0; }
 
-  // Numbers `event`, keeps it and returns it ready to send.
+  // Numbers `event`, keeps it (with `checkpoint`, which is dropped should
+  // the message be too large for the broker) and returns it ready to send.
   // REQUIRES: Has(worker_id) and the worker has no Finished yet.
-  pb::RunnerEvent Append(const std::string& worker_id, pb::Event event);
+  pb::RunnerEvent Append(const std::string& worker_id, pb::Event event,
+                         std::optional<pb::Checkpoint> checkpoint = std::nullopt);
 
   // Keeps the worker's Finished with worker_id, epoch and last_seq filled in
   // and returns it. REQUIRES: Has(worker_id).

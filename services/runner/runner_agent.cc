@@ -209,6 +209,11 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   spec.provider_options = task.provider_options();
   spec.plan_first = task.plan_first();
   spec.resume_session = assign.resume_session();
+  if (assign.has_checkpoint() && task.plan_first()) {
+    spec.resume_session = assign.checkpoint().session();
+    spec.continue_prompt = assign.checkpoint().prompt();
+    spec.approved_plan = assign.checkpoint().plan();
+  }
   spec.repo_url = assign.workspace().repo_url();
   spec.base_branch = task.base_branch().empty() ? assign.workspace().default_branch() : task.base_branch();
   spec.work_branch = task.work_branch();
@@ -244,6 +249,9 @@ void RunnerAgent::HandleAssign(const pb::Assign& assign) {
   TaskCallbacks callbacks;
   callbacks.on_event = [this, worker_id, generation](TaskEvent event) {
     OnTaskEvent(worker_id, generation, std::move(event));
+  };
+  callbacks.on_checkpoint = [this, worker_id, generation](TaskEvent event, pb::Checkpoint checkpoint) {
+    OnTaskEvent(worker_id, generation, std::move(event), std::move(checkpoint));
   };
   callbacks.on_finish = [this, worker_id, generation](TaskResult result) {
     OnTaskFinished(worker_id, generation, std::move(result));
@@ -333,7 +341,8 @@ void RunnerAgent::JoinRetired() {
   retired.clear();
 }
 
-void RunnerAgent::OnTaskEvent(const std::string& worker_id, uint64_t generation, TaskEvent event) {
+void RunnerAgent::OnTaskEvent(const std::string& worker_id, uint64_t generation, TaskEvent event,
+                              std::optional<pb::Checkpoint> checkpoint) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
   if (it == workers_.end() || it->second.generation != generation) return;
@@ -344,7 +353,7 @@ void RunnerAgent::OnTaskEvent(const std::string& worker_id, uint64_t generation,
   out.set_text(SanitizeUtf8(out.text()));
   out.set_runner_name(options_.name);
   pb::RunnerMessage message;
-  *message.mutable_event() = outbox_.Append(worker_id, std::move(out));
+  *message.mutable_event() = outbox_.Append(worker_id, std::move(out), std::move(checkpoint));
   SendLocked(std::move(message));
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -134,7 +135,9 @@ class RunnerAgent {
   // Joins retired executors; must run without mu_ (their callbacks take it).
   void JoinRetired() ABSL_LOCKS_EXCLUDED(mu_);
 
-  void OnTaskEvent(const std::string& worker_id, uint64_t generation, TaskEvent event);
+  // `checkpoint` travels with the event (RunnerEvent.checkpoint).
+  void OnTaskEvent(const std::string& worker_id, uint64_t generation, TaskEvent event,
+                   std::optional<pb::Checkpoint> checkpoint = std::nullopt);
   void OnTaskFinished(const std::string& worker_id, uint64_t generation, TaskResult result);
 
   const AgentOptions options_;

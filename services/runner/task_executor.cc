@@ -373,10 +373,13 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     Emit(std::move(e));
   }
 
+  // A checkpoint skips the planning pass its plan came from.
+  const bool continues = !spec_.continue_prompt.empty();
+  if (continues) artifacts->set_plan(spec_.approved_plan);
   AgentRun run;
-  run.prompt = spec_.prompt;
+  run.prompt = continues ? spec_.continue_prompt : spec_.prompt;
   run.session_id = session_id;
-  run.plan = spec_.plan_first;
+  run.plan = spec_.plan_first && !continues;
   double cost = 0;
   while (true) {
     std::unique_ptr<AgentStreamParser> parser = MakeStreamParser(provider);
@@ -444,9 +447,20 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
     Emit(StatusEvent("waiting_input"));
     std::optional<std::string> input = WaitForInput();
     if (!input.has_value()) return;
-    Emit(MakeEvent("input", "", "", *input));
-    Emit(StatusEvent("running"));
     run.prompt = AnswerPrompt(*input, planning);
+    TaskEvent answered = MakeEvent("input", "", "", *input);
+    std::optional<pb::SessionSnapshot> snapshot;
+    if (planning && callbacks_.on_checkpoint && !killed_.load()) snapshot = Snapshot(dir, session_id);
+    if (snapshot.has_value()) {
+      pb::Checkpoint checkpoint;
+      *checkpoint.mutable_session() = std::move(*snapshot);
+      checkpoint.set_prompt(run.prompt);
+      checkpoint.set_plan(artifacts->plan());
+      callbacks_.on_checkpoint(std::move(answered), std::move(checkpoint));
+    } else {
+      Emit(std::move(answered));
+    }
+    Emit(StatusEvent("running"));
     run.session_id = session_id;
     run.plan = false;
   }
@@ -455,26 +469,30 @@ void TaskExecutor::RunAgent(const std::string& dir, TaskResult* result, pb::Arti
 
 void TaskExecutor::KeepSession(const std::string& dir, const pb::Artifacts& artifacts,
                                TaskResult* result) {
+  if (artifacts.session_id().empty()) return;
+  result->session = Snapshot(dir, artifacts.session_id());
+}
+
+std::optional<pb::SessionSnapshot> TaskExecutor::Snapshot(const std::string& dir,
+                                                          const std::string& session_id) {
   const std::string& provider = spec_.provider;
-  const std::string& session_id = artifacts.session_id();
-  if (!session_id.empty()) {
-    absl::StatusOr<std::string> transcript =
-        ReadSessionSnapshot(provider, providers_, session_id, dir);
-    if (!transcript.ok()) {
-      Log()->warn("worker={} no session transcript to keep: {}", spec_.worker_id,
-                  transcript.status().message());
-    } else if (transcript->size() > spec_.max_snapshot_bytes) {
-      Log()->warn("worker={} session transcript of {} bytes is over the {} byte limit: not kept",
-                  spec_.worker_id, transcript->size(), spec_.max_snapshot_bytes);
-    } else {
-      pb::SessionSnapshot snapshot;
-      snapshot.set_task_id(spec_.task_id);
-      snapshot.set_provider(provider);
-      snapshot.set_session_id(session_id);
-      snapshot.set_data(std::move(*transcript));
-      result->session = std::move(snapshot);
-    }
+  absl::StatusOr<std::string> transcript = ReadSessionSnapshot(provider, providers_, session_id, dir);
+  if (!transcript.ok()) {
+    Log()->warn("worker={} no session transcript to keep: {}", spec_.worker_id,
+                transcript.status().message());
+    return std::nullopt;
   }
+  if (transcript->size() > spec_.max_snapshot_bytes) {
+    Log()->warn("worker={} session transcript of {} bytes is over the {} byte limit: not kept",
+                spec_.worker_id, transcript->size(), spec_.max_snapshot_bytes);
+    return std::nullopt;
+  }
+  pb::SessionSnapshot snapshot;
+  snapshot.set_task_id(spec_.task_id);
+  snapshot.set_provider(provider);
+  snapshot.set_session_id(session_id);
+  snapshot.set_data(std::move(*transcript));
+  return snapshot;
 }
 
 absl::Status TaskExecutor::PrepareSandbox(const std::string& dir,
@@ -589,10 +607,15 @@ void TaskExecutor::Run() {
     }
     return false;
   };
-  Emit(MakeEvent("started", "", "",
-                 agent    ? absl::StrCat(spec_.provider, ": ", spec_.title.empty() ? spec_.prompt : spec_.title)
-                 : revert ? absl::StrCat("revert ", spec_.revert_commit, " on ", spec_.work_branch)
-                          : spec_.command));
+  TaskEvent started = MakeEvent(
+      "started", "", "",
+      agent    ? absl::StrCat(spec_.provider, ": ", spec_.title.empty() ? spec_.prompt : spec_.title)
+      : revert ? absl::StrCat("revert ", spec_.revert_commit, " on ", spec_.work_branch)
+               : spec_.command);
+  // It codes on from an approved plan (Assign.checkpoint).
+  if (agent && !spec_.continue_prompt.empty()) PutString(started, "stage", "coding");
+  if (agent && spec_.kind == "integration") PutString(started, "stage", "installing");
+  Emit(std::move(started));
 
   // The directory: a worktree of the repository, or a plain one.
   const GitWorkspace::Progress progress = [&](const std::string& stage, const std::string& message) {

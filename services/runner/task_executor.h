@@ -44,6 +44,11 @@ struct TaskSpec {
   // Non-empty session_id: continue that session (resume_from); the data,
   // when present, is written where the provider looks for it first.
   pb::SessionSnapshot resume_session;
+  // Set (with resume_session) when an earlier attempt had its plan approved
+  // (Assign.checkpoint): no planning pass; the agent continues that session
+  // with this prompt, and `approved_plan` is the attempt's plan.
+  std::string continue_prompt;
+  std::string approved_plan;
   // The repository; empty: the task runs in <tasks_dir>/<task id>.
   std::string repo_url;
   std::string base_branch;
@@ -103,6 +108,10 @@ struct TaskResult {
 // not Join() or destroy the executor while holding a lock a callback takes.
 struct TaskCallbacks {
   std::function<void(TaskEvent)> on_event;
+  // Instead of on_event for the "input" event that approved a plan, with
+  // where a later attempt continues should this one be lost (unset: that
+  // event goes to on_event).
+  std::function<void(TaskEvent, pb::Checkpoint)> on_checkpoint;
   // Called once, last (not after Kill()).
   std::function<void(TaskResult)> on_finish;
 };
@@ -189,6 +198,9 @@ class TaskExecutor {
   void RunAgent(const std::string& dir, TaskResult* result, pb::Artifacts* artifacts);
   // Puts the transcript of artifacts.session_id into result->session.
   void KeepSession(const std::string& dir, const pb::Artifacts& artifacts, TaskResult* result);
+  // The transcript of `session_id` as a snapshot; nullopt (logged) when it
+  // cannot be read or is over max_snapshot_bytes.
+  std::optional<pb::SessionSnapshot> Snapshot(const std::string& dir, const std::string& session_id);
   // Makes the task's home (with its agent's configuration) and the view of
   // its sandbox once its directory `dir` exists, and gives both to the
   // task user.

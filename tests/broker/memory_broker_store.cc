@@ -562,7 +562,7 @@ absl::StatusOr<std::optional<AgentSession>> MemoryBrokerStore::GetSession(const 
   auto it = tables_.sessions.find(task_id);
   if (it == tables_.sessions.end()) return std::nullopt;
   const SealedSession& s = it->second;
-  AgentSession out{task_id, s.provider, s.session_id, ""};
+  AgentSession out{task_id, s.provider, s.session_id, "", s.continue_prompt, s.plan};
   if (!with_data) return out;
   absl::StatusOr<std::string> opened = sessions_.Open(s.sealed, task_id);
   if (!opened.ok()) {
@@ -574,7 +574,9 @@ absl::StatusOr<std::optional<AgentSession>> MemoryBrokerStore::GetSession(const 
 }
 
 SealedSession MemoryBrokerStore::SealSession(const AgentSession& s) const {
-  return SealedSession{s.task_id, s.provider, s.session_id, sessions_.Seal(s.data, s.task_id)};
+  return SealedSession{s.task_id,        s.provider,
+                       s.session_id,     sessions_.Seal(s.data, s.task_id),
+                       s.continue_prompt, s.plan};
 }
 
 std::string MemoryBrokerStore::SealTaskCredentials(const std::string& task_id,

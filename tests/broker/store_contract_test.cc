@@ -547,7 +547,7 @@ TEST_P(StoreContractTest, ASessionIsKeptSealedAndOpensAgain) {
   TaskRecord t = Task(ws, "x");
   Insert({t});
   const std::string transcript(100000, 'z');
-  const SealedSession sealed = store_->SealSession(AgentSession{t.id, "claude", "sess-1", transcript});
+  const SealedSession sealed = store_->SealSession(AgentSession{t.id, "claude", "sess-1", transcript, "", ""});
   EXPECT_EQ(sealed.sealed.find(transcript), std::string::npos);
   writer_->SaveSession(sealed);
   auto meta = *store_->GetSession(t.id, false);
@@ -560,6 +560,26 @@ TEST_P(StoreContractTest, ASessionIsKeptSealedAndOpensAgain) {
   EXPECT_FALSE(store_->GetSession(NewUuid(), true)->has_value());
   writer_->SetArtifacts(t.id, R"({"commitSha":"abc1234"})");
   EXPECT_THAT(store_->GetTask(t.id)->artifacts_json, HasSubstr("abc1234"));
+}
+
+TEST_P(StoreContractTest, ACheckpointKeepsItsPromptAndPlanUntilTheTasksLastSessionReplacesIt) {
+  const std::string ws = Workspace("w");
+  TaskRecord t = Task(ws, "x");
+  Insert({t});
+  writer_->SaveSession(store_->SealSession(
+      AgentSession{t.id, "claude", "sess-plan", "planned", "The plan is approved.", "Plan: a."}));
+  auto checkpoint = *store_->GetSession(t.id, true);
+  ASSERT_TRUE(checkpoint.has_value());
+  EXPECT_EQ(checkpoint->session_id, "sess-plan");
+  EXPECT_EQ(checkpoint->data, "planned");
+  EXPECT_EQ(checkpoint->continue_prompt, "The plan is approved.");
+  EXPECT_EQ(checkpoint->plan, "Plan: a.");
+  writer_->SaveSession(store_->SealSession(AgentSession{t.id, "claude", "sess-plan", "all", "", ""}));
+  auto last = *store_->GetSession(t.id, true);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->data, "all");
+  EXPECT_EQ(last->continue_prompt, "");
+  EXPECT_EQ(last->plan, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest,

@@ -261,7 +261,20 @@ TEST(TaskValidationTest, UnknownKindIsRefused) {
   pb::Task task = PromptTask();
   task.set_kind("rebase");
   EXPECT_THAT(ValidateNewTask(task), StatusIs(absl::StatusCode::kInvalidArgument,
-                                              "kind must be empty or revert, not \"rebase\""));
+                                              "kind must be empty, revert or integration, not \"rebase\""));
+}
+
+TEST(TaskValidationTest, AnIntegrationIsAnAgentOnABranch) {
+  pb::Task task = PromptTask();
+  task.set_kind("integration");
+  EXPECT_THAT(ValidateNewTask(task), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              "workBranch is required: the branch to install on"));
+  task.set_work_branch("kits");
+  EXPECT_THAT(ValidateNewTask(task), IsOk());
+  task.set_provider("command");
+  task.set_command("true");
+  EXPECT_THAT(ValidateNewTask(task), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              "provider must be claude or codex for kind integration"));
 }
 
 TEST(TaskValidationTest, RevertGetsItsDefaults) {

@@ -4,6 +4,7 @@
 // workflows (POST /trigger, GET /stream/:workspace/:branch, POST /revert),
 // a workflow that survives a broker restart mid-coding, and the refusals.
 #include <algorithm>
+#include <csignal>
 #include <map>
 #include <set>
 #include <string>
@@ -59,6 +60,8 @@ bool InOrder(const std::vector<std::string>& got, const std::vector<std::string>
 
 class SeedApiTest : public MeshTest {
  protected:
+  explicit SeedApiTest(Mesh::Options options = Mesh::Options{}) : MeshTest(options) {}
+
   void SetUp() override {
     setenv("GIT_CONFIG_COUNT", "1", 1);
     setenv("GIT_CONFIG_KEY_0", "safe.directory", 1);
@@ -620,6 +623,172 @@ TEST_F(SeedApiTest, AWorkflowCodingWhenTheBrokerRestartsResumesAndCompletes) {
   const Struct task = Obj(WaitForTaskState(workflow, "completed"), "task");
   EXPECT_EQ(Num(task, "attempts"), 1) << "the same attempt went on";
   EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("survived.txt"));
+}
+
+TEST_F(SeedApiTest, IntegrationsInstallQueuesEachOnTheBranchAndATriggerAfterThemWaits) {
+  fake_.Script("KEY-AUTH", {FakeTurn::Reply({FakeBlock::ToolUse(
+                                "Write", R"({"file_path":"auth.ts","content":"export const auth = 1;\n"})")}),
+                            FakeTurn::Reply({FakeBlock::Text("Installed the auth kit.")})});
+  fake_.Script("KEY-DB", {FakeTurn::Reply({FakeBlock::ToolUse(
+                              "Write", R"({"file_path":"db.ts","content":"export const db = 1;\n"})")}),
+                          FakeTurn::Reply({FakeBlock::Text("Installed the database kit.")})});
+  const std::string stream_path = absl::StrCat("/stream/", workspace_id_, "/kits");
+  auto stream = Get(stream_path, key_);
+  ASSERT_THAT(stream, IsOk());
+  // Queued before any runner is there: each waits for the one before it.
+  HttpResult install = Call(
+      "POST", "/integrations/install", key_,
+      absl::StrCat(R"({"projectId":")", workspace_id_, R"(","branchId":"kits","push":true,)"
+                   R"("integrations":[{"key":"better-auth","category":"authentication",)"
+                   R"("options":{"marker":"KEY-AUTH"}},)"
+                   R"({"key":"drizzle","category":"database","name":"Drizzle ORM",)"
+                   R"("options":{"marker":"KEY-DB"}}]})"));
+  ASSERT_EQ(install.status, 202) << install.body;
+  const Struct answer = Json(install.body);
+  const auto& installs = answer.fields().at("installs").list_value().values();
+  ASSERT_EQ(installs.size(), 2);
+  const Struct auth = installs[0].struct_value(), db = installs[1].struct_value();
+  EXPECT_EQ(Str(auth, "key"), "better-auth");
+  EXPECT_FALSE(auth.fields().at("queued").bool_value());
+  EXPECT_EQ(Str(db, "key"), "drizzle");
+  EXPECT_TRUE(db.fields().at("queued").bool_value());
+  EXPECT_EQ(Str(db, "queuedBehind"), Str(auth, "taskId"));
+  const Struct auth_task = Obj(Json(Call("GET", "/api/tasks/" + Str(auth, "taskId"), key_).body), "task");
+  EXPECT_EQ(Str(auth_task, "kind"), "integration");
+  EXPECT_EQ(Str(auth_task, "workBranch"), "kits");
+  EXPECT_THAT(Str(auth_task, "prompt"), HasSubstr(R"(authentication integration "better-auth")"));
+  // A workflow triggered now waits for both.
+  HttpResult trigger = Call("POST", "/trigger", key_,
+                            absl::StrCat(R"({"workspaceId":")", workspace_id_,
+                                         R"(","branch":"kits","message":"KEY-AFTER use them"})"));
+  ASSERT_EQ(trigger.status, 202) << trigger.body;
+  EXPECT_TRUE(Json(trigger.body).fields().at("queued").bool_value());
+  const std::string workflow = Str(Json(trigger.body), "workflowId");
+
+  StartClaudeRunner("laptop", {"--max_tasks=3"});
+  WaitForTaskState(Str(db, "taskId"), "completed");
+  std::vector<SseItem> items;
+  while (true) {
+    std::vector<SseItem> more = ReadUntil(**stream, {"status"});
+    ASSERT_FALSE(more.empty());
+    items.insert(items.end(), more.begin(), more.end());
+    if (Str(Json(items.back().data), "workflowId") == Str(db, "taskId") &&
+        Str(Json(items.back().data), "status") == "complete") {
+      break;
+    }
+  }
+  // One after the other, on the branch's stream.
+  std::vector<std::string> seen;
+  for (const SseItem& item : items) {
+    if (item.event != "status") continue;
+    const std::string id = Str(Json(item.data), "workflowId");
+    const std::string who = id == Str(auth, "taskId") ? "auth" : id == Str(db, "taskId") ? "db" : "trigger";
+    if (Str(Json(item.data), "status") != "pending") seen.push_back(who + ":" + Str(Json(item.data), "status"));
+  }
+  EXPECT_THAT(seen, ElementsAre("auth:installing", "auth:complete", "db:installing", "db:complete"));
+  EXPECT_THAT(Origin("show kits:auth.ts"), HasSubstr("export const auth = 1;"));
+  EXPECT_THAT(Origin("show kits:db.ts"), HasSubstr("export const db = 1;"));
+  // The workflow went after them.
+  WaitForTaskState(workflow, "waiting_input");
+  ASSERT_EQ(Call("POST", "/api/tasks/" + workflow + "/cancel", key_).status, 200);
+
+  // Refusals name the field; nothing is queued by a refused body.
+  const std::string base = absl::StrCat(R"({"workspaceId":")", workspace_id_, R"(","branch":"kits",)");
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {base + R"("integrations":[]})", "integrations is required"},
+      {base + R"("integrations":{"key":"x"}})", "integrations (expected a list of objects)"},
+      {base + R"("integrations":["x"]})", "integrations[0] (expected an object)"},
+      {base + R"("integrations":[{"category":"database"}]})", "integrations[0].key is required"},
+      {base + R"("integrations":[{"key":"a b"}]})", "integrations[0].key"},
+      {base + R"("integrations":[{"key":"a"},{"key":"a"}]})", "listed twice"},
+      {base + R"("integrations":[{"key":"a","category":"payments"}]})", "integrations[0].category"},
+      {base + R"("integrations":[{"key":"a","version":"2"}]})", "integrations[0].version"},
+      {base + R"("integrations":[{"key":"a"}],"color":"red"})", "color"},
+      {R"({"branch":"kits","integrations":[{"key":"a"}]})", "workspaceId is required"},
+  };
+  const size_t before = Json(Call("GET", "/api/tasks?limit=1000", key_).body)
+                            .fields().at("tasks").list_value().values_size();
+  for (const auto& [body, message] : bad) {
+    HttpResult refused = Call("POST", "/integrations/install", key_, body);
+    EXPECT_EQ(refused.status, 400) << body;
+    EXPECT_THAT(refused.body, HasSubstr(message)) << body;
+  }
+  std::string many = base + R"("integrations":[)";
+  for (int i = 0; i < 21; ++i) absl::StrAppend(&many, i ? "," : "", R"({"key":"k)", i, R"("})");
+  HttpResult too_many = Call("POST", "/integrations/install", key_, many + "]}");
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_THAT(too_many.body, HasSubstr("more than 20"));
+  EXPECT_EQ(Json(Call("GET", "/api/tasks?limit=1000", key_).body)
+                .fields().at("tasks").list_value().values_size(),
+            before);
+  EXPECT_EQ(Call("POST", "/integrations/install", "", base + R"("integrations":[{"key":"a"}]})").status, 401);
+}
+
+// A runner process that dies loses its workers once this grace is over.
+class SeedApiRunnerLossTest : public SeedApiTest {
+ protected:
+  SeedApiRunnerLossTest() : SeedApiTest(ShortGrace()) {}
+  static Mesh::Options ShortGrace() {
+    Mesh::Options options;
+    options.lease_grace_ms = 1500;
+    return options;
+  }
+};
+
+TEST_F(SeedApiRunnerLossTest, AWorkflowCodingWhenItsRunnerRestartsCodesOnFromTheApprovedPlan) {
+  fake_.Script("KEY-RR",
+               {FakeTurn::Reply({FakeBlock::Text("Plan: write kept.txt.")}),
+                FakeTurn::Reply({FakeBlock::ToolUse(
+                                    "Write", R"({"file_path":"kept.txt","content":"kept\n"})")})
+                    .HeldAt("gate-rr"),
+                FakeTurn::Reply({FakeBlock::Text("Wrote kept.txt.")})});
+  testing::Process& first = StartClaudeRunner("laptop");
+  const std::string stream_path = absl::StrCat("/stream/", workspace_id_, "/restart-r");
+  auto stream = Get(stream_path, key_);
+  ASSERT_THAT(stream, IsOk());
+  HttpResult trigger = Call("POST", "/trigger", key_,
+                            absl::StrCat(R"({"workspaceId":")", workspace_id_,
+                                         R"(","branch":"restart-r","message":"KEY-RR go"})"));
+  ASSERT_EQ(trigger.status, 202) << trigger.body;
+  const std::string workflow = Str(Json(trigger.body), "workflowId");
+  std::vector<SseItem> items = ReadUntil(**stream, {"plan"});
+  ASSERT_EQ(items.back().event, "plan");
+  const std::string worker = WorkerOf(workflow);
+  WaitForTaskState(workflow, "waiting_input");
+  ASSERT_EQ(Call("POST", "/api/workers/" + worker + "/input", key_, R"({"approve":true})").status, 200);
+  for (const SseItem& item : ReadUntil(**stream, {"status"})) items.push_back(item);
+  ASSERT_EQ(Statuses(items).back(), "coding");
+  ASSERT_TRUE(fake_.WaitForGate("gate-rr", absl::Seconds(60)));
+
+  // The runner process dies in the middle of coding and comes back: its
+  // worker is lost, and the next attempt codes on from the approved plan.
+  first.Stop(SIGKILL, 5000);
+  StartClaudeRunner("laptop");
+  fake_.Release("gate-rr");
+  while (Statuses(items).back() != "complete" && Statuses(items).back() != "failed") {
+    std::vector<SseItem> more = ReadUntil(**stream, {"status"}, absl::Seconds(90));
+    if (more.empty()) break;
+    for (const SseItem& item : more) {
+      if (Str(Json(item.data), "workflowId") == workflow) items.push_back(item);
+    }
+  }
+  EXPECT_THAT(Statuses(items), ElementsAre("pending", "planning", "coding", "pending", "coding", "complete"))
+      << ::testing::PrintToString(Names(items));
+  EXPECT_THAT(Names(items), Not(Contains("error")));
+  const Struct task = Obj(WaitForTaskState(workflow, "completed"), "task");
+  EXPECT_EQ(Num(task, "attempts"), 2);
+  EXPECT_EQ(Str(Obj(task, "artifacts"), "plan"), "Plan: write kept.txt.");
+  EXPECT_THAT(Str(Obj(task, "artifacts"), "diffStat"), HasSubstr("kept.txt"));
+  // Planned once: the second attempt asked the model to go on with the
+  // approved plan's conversation, never for a new plan.
+  int plans = 0, continued = 0;
+  for (const auto& r : fake_.requests()) {
+    if (r.key != "KEY-RR") continue;
+    if (r.assistant_messages == 0) ++plans;
+    if (r.assistant_messages == 1) ++continued;
+  }
+  EXPECT_EQ(plans, 1);
+  EXPECT_EQ(continued, 2) << "the lost attempt's coding turn, and the next attempt's";
 }
 
 TEST_F(SeedApiTest, RefusalsNameTheFieldAndHideOtherAccounts) {
