@@ -346,7 +346,8 @@ test('every --X_file flag reads a key of a Secret that exists or that the operat
             assert.ok(value, `${id}: ${source.secret} has no ${source.key}`);
             if (KEY_FORMS[source.key]) assert.match(decode(value), KEY_FORMS[source.key], id);
           } else {
-            assert.match(valuesOf(file), new RegExp(`existingSecret: ${source.secret}\\b`), id);
+            // Named by the operator: an existingSecret, or a CA's Secret.
+            assert.match(valuesOf(file), new RegExp(`existingSecret: ${source.secret}\\b|caSecret:\\s+name: ${source.secret}\\b`), id);
             assert.match(valuesOf(file), new RegExp(`Key: ${source.key}\\b|key: ${source.key}\\b`), id);
           }
         }
@@ -869,4 +870,25 @@ test('NOTES says where KEDA asks and who may reach the scaler port', async () =>
   const prometheus = await notes('values-tls-secrets.yaml');
   assert.match(prometheus, /from Prometheus at http:\/\/prometheus-operated\.monitoring\.svc:9090: waiting tasks only/);
   assert.doesNotMatch(prometheus, /scaler_listen/);
+});
+
+test('the broker gets its polling lease and GitHub settings, the webhook secret and CA as files', () => {
+  const defaults = deployment(rendered['values-default.yaml'], 'broker');
+  const plain = flags(container(defaults, 'broker'));
+  assert.equal(plain.get('poll_lease_ms'), '300000');
+  assert.equal(plain.get('github_api_url'), 'https://api.github.com');
+  assert.equal(plain.has('github_webhook_secret_file'), false, 'no secret: deliveries are refused');
+  assert.equal(plain.has('github_ca_file'), false);
+
+  const d = deployment(rendered['values-production.yaml'], 'broker');
+  const c = container(d, 'broker');
+  const f = flags(c);
+  assert.equal(f.get('poll_lease_ms'), '120000');
+  assert.equal(f.get('github_api_url'), 'https://github.example.com/api/v3');
+  assert.equal(f.get('github_timeout_ms'), '10000');
+  assert.equal(f.get('github_dispatch_attempts'), '5');
+  assert.equal(f.get('github_dispatch_backoff_ms'), '1000');
+  assert.deepEqual(fileSource(d, c, f.get('github_webhook_secret_file')), { secret: 'github-webhook', key: 'secret' });
+  assert.deepEqual(fileSource(d, c, f.get('github_ca_file')), { secret: 'github-ca', key: 'ca.pem' });
+  assert.equal(f.has('github_webhook_secret'), false, 'never on the command line');
 });
