@@ -572,13 +572,23 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::DeliverGitHubWebhook(
       return reply(st);
     }
     absl::StatusOr<GitHubWebhook::Outcome> outcome =
-        github_webhook_->TaskFor(req->event(), req->delivery(), req->body());
+        github_webhook_->TaskFor(req->event(), req->body());
     if (!outcome.ok()) return reply(outcome.status());
     resp->set_outcome(outcome->why);
     if (!outcome->task.has_value()) return reply(absl::OkStatus());
-    resp->set_task_id(outcome->task->id);
-    dispatcher_.CreateTask(*std::move(outcome->task),
-                           [reply](absl::StatusOr<TaskRecord> saved) { reply(saved.status()); });
+    // A delivery that was seen before (GitHub redelivers) makes no task; one
+    // whose task could not be stored is not recorded, so its redelivery does.
+    dispatcher_.CreateTask(
+        *std::move(outcome->task),
+        [reply, resp](absl::StatusOr<TaskRecord> saved) {
+          if (absl::IsAlreadyExists(saved.status())) {
+            resp->set_outcome(std::string(saved.status().message()));
+            return reply(absl::OkStatus());
+          }
+          if (saved.ok()) resp->set_task_id(saved->id);
+          reply(saved.status());
+        },
+        req->delivery());
   });
   return reactor;
 }

@@ -44,6 +44,10 @@ class StoreTx {
   virtual void SetArtifacts(const std::string& task_id, const std::string& artifacts_json) = 0;
   // Adds to what the account spent today (UTC); returns the day's total.
   virtual double AddCost(const std::string& account_id, double cost_usd) = 0;
+  // Records GitHub's webhook delivery `delivery_id` (X-GitHub-Delivery)
+  // with the task it asks for; false when some replica recorded it before
+  // (a redelivery).
+  virtual bool RecordDelivery(const std::string& delivery_id) = 0;
   // Stores (or replaces) the session a task ended with, or its checkpoint.
   virtual void SaveSession(const SealedSession& session) = 0;
   // Whether a task of `workspace_id` with concurrency key `key`, other than
@@ -150,9 +154,6 @@ class BrokerStore {
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
-  // Records GitHub's webhook delivery `delivery_id` (X-GitHub-Delivery);
-  // false when some replica recorded it before (a redelivery).
-  virtual absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) = 0;
 
   // The messages people sent to the worker, oldest first (attachments
   // without their data), at most 1000.

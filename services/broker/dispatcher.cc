@@ -355,7 +355,8 @@ absl::Status Dispatcher::StartWorker(const std::string& worker_id) {
   return absl::OkStatus();
 }
 
-void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done) {
+void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done,
+                            std::string delivery_id) {
   // Read before the transaction: the writer only writes.
   if (absl::StatusOr<WorkspaceRecord> ws = Workspace(task.workspace_id); !ws.ok()) {
     return done(absl::IsNotFound(ws.status())
@@ -364,7 +365,11 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
   }
   auto result = std::make_shared<TaskRecord>();
   journal_.Submit(
-      [this, task = std::move(task), result](JournalTx& tx) mutable -> absl::Status {
+      [this, task = std::move(task), result,
+       delivery_id = std::move(delivery_id)](JournalTx& tx) mutable -> absl::Status {
+        if (!delivery_id.empty() && !tx.store().RecordDelivery(delivery_id)) {
+          return absl::AlreadyExistsError("this delivery was seen before");
+        }
         // Behind an unfinished task with the same key it waits its turn.
         const bool waits =
             !task.KeyIsOwn() && tx.store().KeyIsBusy(task.workspace_id, task.concurrency_key);

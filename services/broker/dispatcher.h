@@ -69,7 +69,10 @@ class Dispatcher {
 
   // Stores `task` (fields validated by the caller) and, when a runner is
   // free, assigns it in the same transaction and pushes it after commit.
-  void CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done);
+  // With `delivery_id` (a GitHub webhook's), the delivery is recorded with
+  // the task: AlreadyExists, and no task, when it was recorded before.
+  void CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done,
+                  std::string delivery_id = "");
   // Cancels a pending task at once, or asks the runner of a running one.
   absl::StatusOr<TaskRecord> CancelTask(const std::string& task_id);
   // Sends a control to the runner holding the worker, through the other

@@ -105,7 +105,6 @@ absl::Status GitHubWebhook::Verify(const std::string& signature, const std::stri
 }
 
 absl::StatusOr<GitHubWebhook::Outcome> GitHubWebhook::TaskFor(const std::string& event,
-                                                              const std::string& delivery,
                                                               const std::string& body) {
   Struct payload;
   google::protobuf::util::JsonParseOptions options;
@@ -149,11 +148,6 @@ absl::StatusOr<GitHubWebhook::Outcome> GitHubWebhook::TaskFor(const std::string&
   } else {
     return ignored(absl::StrCat("event ", event.substr(0, 60), " asks for nothing"));
   }
-  if (!delivery.empty()) {
-    BUILDD_ASSIGN_OR_RETURN(bool first, store_.RecordDelivery(delivery));
-    if (!first) return ignored("this delivery was seen before");
-  }
-
   // The workspace of the repository.
   BUILDD_ASSIGN_OR_RETURN(std::vector<WorkspaceRecord> spaces, store_.ListWorkspaces(std::nullopt));
   const WorkspaceRecord* workspace = nullptr;

@@ -39,11 +39,10 @@ class GitHubWebhook {
     std::optional<TaskRecord> task;  // to create
     std::string why;                 // "created", or why there is none
   };
-  // The task a verified delivery asks for. `delivery` (X-GitHub-Delivery)
-  // recorded before (by any replica: BrokerStore::RecordDelivery) asks for
-  // none. InvalidArgument for a body that is not the documented JSON.
-  absl::StatusOr<Outcome> TaskFor(const std::string& event, const std::string& delivery,
-                                  const std::string& body);
+  // The task a verified delivery asks for (created with its delivery id:
+  // Dispatcher::CreateTask). InvalidArgument for a body that is not the
+  // documented JSON.
+  absl::StatusOr<Outcome> TaskFor(const std::string& event, const std::string& body);
 
  private:
   const std::string secret_;

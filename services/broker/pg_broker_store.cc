@@ -428,6 +428,14 @@ class PgStoreWriter final : public StoreWriter {
              s.plan});
   }
 
+  bool RecordDelivery(const std::string& delivery_id) override {
+    return db_.Run("record_delivery",
+                   "INSERT INTO github_deliveries (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"
+                   " RETURNING 1",
+                   {delivery_id})
+               .rows() > 0;
+  }
+
   bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
                  const std::string& except_task_id) override {
     // Held until commit: replicas assigning tasks of one key take turns,
@@ -958,16 +966,6 @@ absl::StatusOr<std::vector<pb::Comment>> PgBrokerStore::ListComments(const std::
       out.push_back(std::move(c));
     }
     return out;
-  });
-}
-
-absl::StatusOr<bool> PgBrokerStore::RecordDelivery(const std::string& delivery_id) {
-  return WithSession(pool_, "record delivery", [&](soci::session& sql) -> absl::StatusOr<bool> {
-    soci::statement st = (sql.prepare << "INSERT INTO github_deliveries (id) VALUES (:id)"
-                                         " ON CONFLICT (id) DO NOTHING",
-                          soci::use(delivery_id));
-    st.execute(true);
-    return st.get_affected_rows() > 0;
   });
 }
 

@@ -51,7 +51,6 @@ class PgBrokerStore final : public BrokerStore {
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
   absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
   absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
-  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;

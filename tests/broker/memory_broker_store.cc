@@ -235,6 +235,9 @@ class MemoryStoreWriter final : public StoreWriter {
       return 0;
     });
   }
+  bool RecordDelivery(const std::string& delivery_id) override {
+    return Apply(true, [&](Tables& t) { return t.deliveries.insert(delivery_id).second; });
+  }
   bool KeyIsBusy(const std::string& workspace_id, const std::string& key,
                  const std::string& except_task_id) override {
     return Apply(false, [&](Tables& t) {
@@ -543,11 +546,6 @@ absl::StatusOr<std::vector<pb::Comment>> MemoryBrokerStore::ListComments(const s
     if (c.task_id() == task_id) out.push_back(c);
   }
   return out;
-}
-
-absl::StatusOr<bool> MemoryBrokerStore::RecordDelivery(const std::string& delivery_id) {
-  absl::MutexLock lock(&mu_);
-  return deliveries_.insert(delivery_id).second;
 }
 
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {

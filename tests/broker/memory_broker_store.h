@@ -64,7 +64,6 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
   absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;
   absl::StatusOr<std::vector<pb::Comment>> ListComments(const std::string& task_id) override;
-  absl::StatusOr<bool> RecordDelivery(const std::string& delivery_id) override;
   absl::StatusOr<std::optional<AgentSession>> GetSession(const std::string& task_id,
                                                          bool with_data) override;
   SealedSession SealSession(const AgentSession& session) const override;
@@ -88,6 +87,7 @@ class MemoryBrokerStore final : public BrokerStore {
     std::map<std::string, SealedSession> sessions;
     std::vector<pb::Message> messages;  // with their attachments' data
     std::vector<pb::Comment> comments;
+    std::set<std::string> deliveries;
     // Broker replicas and when each was last seen.
     std::map<std::string, absl::Time> brokers;
   };
@@ -101,7 +101,6 @@ class MemoryBrokerStore final : public BrokerStore {
   absl::Mutex writer_mu_;  // held from Begin to Commit/Rollback
   mutable absl::Mutex mu_;
   Tables tables_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> deliveries_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -348,10 +348,14 @@ TEST_P(StoreContractTest, ATasksSealedCredentialsAreKeptApartFromItsSpec) {
   EXPECT_EQ(store_->OpenTaskCredentials(other).status().code(), absl::StatusCode::kDataLoss);
 }
 
-TEST_P(StoreContractTest, AWebhookDeliveryIsRecordedOnce) {
-  EXPECT_TRUE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
-  EXPECT_FALSE(*store_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
-  EXPECT_TRUE(*store_->RecordDelivery("another"));
+TEST_P(StoreContractTest, AWebhookDeliveryIsRecordedOnceAndOnlyWithItsTransaction) {
+  EXPECT_TRUE(writer_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  EXPECT_FALSE(writer_->RecordDelivery("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+  // Its task could not be stored: the redelivery counts.
+  writer_->Begin();
+  EXPECT_TRUE(writer_->RecordDelivery("another"));
+  writer_->Rollback();
+  EXPECT_TRUE(writer_->RecordDelivery("another"));
 }
 
 TEST_P(StoreContractTest, ATaskWaitsBehindAnUnfinishedOneWithItsKey) {
