@@ -169,13 +169,19 @@
 
   // ---- Session -----------------------------------------------------------
 
+  // Who the session acts as, kept in localStorage across reloads (no
+  // credential: the account's id and whether it is an admin; an admin's
+  // account name). Only an admin may read accounts, so others go by id.
+  const ME_KEY = "buildd.principal";
   async function loadMe(principal) {
-    const me = {accountId: principal.accountId, isAdmin: !!principal.isAdmin, name: ""};
-    try {
-      const account = await api(`/api/accounts/${encodeURIComponent(me.accountId)}`);
-      me.name = account.name || "";
-      me.isAdmin = !!account.isAdmin || me.isAdmin;
-    } catch (_) { /* the id stands in for the name */ }
+    const me = {accountId: principal.accountId || "", isAdmin: !!principal.isAdmin,
+                type: principal.type || "", name: principal.name || ""};
+    if (me.isAdmin && !me.name) {
+      try {
+        me.name = (await api(`/api/accounts/${encodeURIComponent(me.accountId)}`)).name || "";
+      } catch (_) { /* the id stands in for the name */ }
+    }
+    localStorage.setItem(ME_KEY, JSON.stringify(me));
     S.me = me;
     showSignedIn();
     await loadNames();
@@ -184,13 +190,16 @@
   // The session this browser holds, if any: its account, from the caller's
   // own session list.
   async function restoreSession() {
+    let kept = {};
+    try { kept = JSON.parse(localStorage.getItem(ME_KEY) || "{}") || {}; } catch (_) { kept = {}; }
     try {
       const list = await api("/api/sessions");
       const session = (list.sessions || [])[0];
       if (!session) return false;
-      await loadMe({accountId: session.accountId});
+      await loadMe(kept.accountId === session.accountId ? kept : {accountId: session.accountId});
       return true;
     } catch (_) {
+      localStorage.removeItem(ME_KEY);
       return false;
     }
   }
@@ -198,12 +207,15 @@
     $("nav").hidden = false;
     $("nav-admin").hidden = !S.me.isAdmin;
     $("signout").hidden = false;
-    $("who").textContent = `Signed in as ${S.me.name || S.me.accountId}${S.me.isAdmin ? " (admin)" : ""}`;
+    const who = S.me.name || `${S.me.type ? `${S.me.type} account ` : "account "}${short(S.me.accountId)}`;
+    $("who").textContent = `Signed in as ${who}${S.me.isAdmin ? " (admin)" : ""}`;
+    $("who").title = S.me.accountId;
   }
   async function signOut() {
     try { await api("/api/session", {method: "DELETE"}); } catch (e) { toast(e.message, true); }
     closeEvents();
     S.me = null;
+    localStorage.removeItem(ME_KEY);
     S.tasks.clear();
     S.lastEventId = 0;
     $("nav").hidden = true;

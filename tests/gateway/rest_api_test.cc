@@ -679,7 +679,6 @@ TEST_F(RestApiTest, DashboardIsServedWithoutKey) {
   EXPECT_EQ(script.Header("Content-Type"), "text/javascript; charset=utf-8");
   EXPECT_THAT(script.body, HasSubstr("EventSource"));
   EXPECT_THAT(script.body, HasSubstr("/api/session"));
-  EXPECT_THAT(script.body, Not(HasSubstr("sessionStorage")));
   EXPECT_THAT(script.body, Not(HasSubstr("innerHTML")));
   for (const char* path : {"/", "/app.js", "/app.css"}) {
     HttpResult file = Request("GET", gateway_.url(), path);
