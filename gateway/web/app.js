@@ -284,6 +284,7 @@
     if (S.source) S.source.close();
     S.source = null;
   }
+  const isMessage = (e) => e instanceof MessageEvent && typeof e.data === "string" && e.data !== "";
   // One stream of every event the account may see; EventSource resumes it by
   // itself after a dropped connection (with Last-Event-ID). A stream the
   // browser gave up on (an error answer) is opened again after the last id.
@@ -309,6 +310,9 @@
       }
     };
     const onEvent = (message) => {
+      // "error" is also the name of the connection's own error event, which
+      // carries no data.
+      if (!isMessage(message)) return;
       const id = Number(message.lastEventId);
       if (id > S.lastEventId) S.lastEventId = id;
       setLive("live");
@@ -338,9 +342,11 @@
       if (S.onTasks) S.onTasks();
     }, 150);
   }
+  const updated = (task) => Date.parse(task.updatedAt || "") || 0;
+  // Keeps the newer of two reads of a task (reads may answer out of order).
   function upsertTask(task) {
     const had = S.tasks.get(task.id);
-    if (had && (had.updatedAt || "") > (task.updatedAt || "")) return;
+    if (had && updated(had) > updated(task)) return;
     S.tasks.set(task.id, task);
   }
   async function refreshTasks() {
@@ -349,7 +355,7 @@
       const fresh = new Map();
       for (const task of list.tasks || []) {
         const had = S.tasks.get(task.id);
-        fresh.set(task.id, had && (had.updatedAt || "") > (task.updatedAt || "") ? had : task);
+        fresh.set(task.id, had && updated(had) > updated(task) ? had : task);
       }
       S.tasks = fresh;
       if (S.onTasks) S.onTasks();
@@ -400,7 +406,7 @@
         tasks.sort((a, b) => (a.queuePosition || 1e9) - (b.queuePosition || 1e9) ||
                              (a.createdAt || "").localeCompare(b.createdAt || ""));
       } else {
-        tasks.sort((a, b) => (b.updatedAt || "").localeCompare(a.updatedAt || ""));
+        tasks.sort((a, b) => updated(b) - updated(a));
       }
       const headingId = `col-${column.key}`;
       board.append(h("section", {class: "column", "aria-labelledby": headingId, "data-column": column.key},
@@ -704,9 +710,11 @@
 
     const source = new EventSource(`/api/events?taskId=${encodeURIComponent(taskId)}`);
     const onEvent = (message) => {
+      if (!isMessage(message)) return;
       let event;
       try { event = JSON.parse(message.data); } catch (_) { return; }
-      if (!event.id) event.id = Number(message.lastEventId);
+      // int64 ids are strings in protobuf's JSON mapping.
+      event.id = Number(event.id || message.lastEventId);
       addEvent(event);
       if (event.type !== "output" && event.type !== "assistant_message") loadSoon();
       else if (page.task) renderArtifacts();
@@ -1010,6 +1018,7 @@
           if (!armed) {
             armed = true;
             revokeAll.textContent = "Confirm: revoke all";
+            revokeAll.setAttribute("aria-label", `Confirm: revoke all keys of ${a.name}`);
             return;
           }
           act(revokeAll, async () => {
@@ -1017,6 +1026,7 @@
             toast(`Revoked ${done.revoked || 0} key(s) of ${a.name}.`);
             armed = false;
             revokeAll.textContent = "Revoke all keys";
+            revokeAll.setAttribute("aria-label", `Revoke all keys of ${a.name}`);
           });
         });
         const keyId = h("input", {name: "keyId", placeholder: "key id", size: 10, "aria-label": `Key id of ${a.name} to revoke`});

@@ -20,7 +20,10 @@ await scenario("pages", async (t) => {
 
   const views = [
     ["Board", "Board", async () => t.see(page.locator("[data-column=done]"), "a finished task")],
-    ["New task", "New task", async () => t.see(page.locator("form"), env.BUILDD_WORKSPACE_NAME)],
+    ["New task", "New task", async () => {
+      const options = await page.getByLabel("Workspace", {exact: true}).locator("option").allInnerTexts();
+      assert(options.includes(env.BUILDD_WORKSPACE_NAME), `the workspaces offered: ${options}`);
+    }],
     ["Runners", "Runners", async () => t.see(page.locator("section[aria-labelledby=queue-title]"), /waiting|not available/)],
     ["Admin", "Admin", async () => t.see(page.locator("section[aria-labelledby=accounts-title]"), env.BUILDD_ACCOUNT_NAME)],
   ];
@@ -53,7 +56,7 @@ await scenario("pages", async (t) => {
     return shown && shown.textContent !== old && shown.textContent.startsWith("buildd_user_");
   }, key);
   await accounts.getByRole("button", {name: "Revoke all keys of new-laptop"}).click();
-  await accounts.getByRole("button", {name: "Confirm: revoke all"}).click();
+  await accounts.getByRole("button", {name: "Confirm: revoke all keys of new-laptop"}).click();
   await t.see(page.locator("#toast"), "Revoked 2 key(s) of new-laptop.");
 
   // A workspace, then a grant on it.
