@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -229,6 +230,7 @@ class BrowserTest : public GatewayTest {
     env["BUILDD_WORKSPACE_NAME"] = "demo-repo";
     env["BUILDD_SCREENSHOT_DIR"] =
         absl::StrCat(BUILDD_BROWSER_SCREENSHOT_DIR, "/", info->test_suite_name(), ".", info->name());
+    std::filesystem::remove_all(env["BUILDD_SCREENSHOT_DIR"]);  // A run before this one's.
     const Requests answer = [&](const std::string& request) -> std::string {
       if (requests) return requests(request);
       ADD_FAILURE() << "unexpected request from the scenario: " << request;
