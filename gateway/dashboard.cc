@@ -43,7 +43,7 @@ const EmbeddedFile* FindDashboardFile(absl::string_view name) {
   return nullptr;
 }
 
-void AddDashboardRoutes(Router& router) {
+void AddDashboardPageRoutes(Router& router) {
   for (const Asset& asset : kAssets) {
     const EmbeddedFile* file = FindDashboardFile(asset.file);
     if (file == nullptr) continue;  // The build embeds every file kAssets names.

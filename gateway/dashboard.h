@@ -36,7 +36,7 @@ const EmbeddedFile* FindDashboardFile(absl::string_view name);
 // a key. Each answers with a strong ETag (the file's hash) and
 // `Cache-Control: no-cache`, so a browser revalidates and gets 304 until the
 // gateway is rebuilt with other files.
-void AddDashboardRoutes(Router& router);
+void AddDashboardPageRoutes(Router& router);
 
 }  // namespace buildd::gateway
 

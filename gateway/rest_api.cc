@@ -673,7 +673,7 @@ void AddHealthRoute(Router& router, std::shared_ptr<AccountsClient> accounts,
 std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
                                     std::shared_ptr<BrokerClient> broker, RestApiOptions options) {
   auto router = std::make_shared<Router>();
-  AddDashboardRoutes(*router);
+  AddDashboardPageRoutes(*router);
   AddHealthRoute(*router, accounts, broker);
   AddSessionRoutes(*router, accounts);
   AddAccountRoutes(*router, accounts);

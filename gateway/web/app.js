@@ -424,17 +424,23 @@
                            text: task.title || task.prompt || task.command || short(task.id)}),
                    h("div", {class: "meta", text: meta}));
     if (task.state === "pending") {
-      const parts = [];
-      if (task.queuePosition) parts.push(`#${task.queuePosition} in the queue`);
-      if (task.waitingReason) parts.push(`waiting: ${WAITING_REASONS[task.waitingReason] || label(task.waitingReason)}`);
-      if (task.waitingDetail) parts.push(task.waitingDetail);
-      if (parts.length) item.append(h("div", {class: "waiting", text: parts.join(" — ")}));
+      const text = waitingText(task);
+      if (text) item.append(h("div", {class: "waiting", text}));
     } else if (task.state === "failed" && task.error) {
       item.append(h("div", {class: "waiting error", text: task.error}));
     } else if (task.state !== "completed" && task.state !== "canceled") {
       item.append(h("div", {class: "meta"}, badge(task.state)));
     }
     return item;
+  }
+
+  // Where a pending task is in the queue and why it waits.
+  function waitingText(task) {
+    const parts = [];
+    if (task.queuePosition) parts.push(`#${task.queuePosition} in the queue`);
+    if (task.waitingReason) parts.push(`waiting: ${WAITING_REASONS[task.waitingReason] || label(task.waitingReason)}`);
+    if (task.waitingDetail) parts.push(task.waitingDetail);
+    return parts.join(" — ");
   }
 
   // ---- Task page ---------------------------------------------------------
@@ -514,7 +520,7 @@
                     () => post(`${workerPath}/pause`)),
             control("resume", "Resume", !!w && wstate === "paused", () => post(`${workerPath}/resume`)),
             control("cancel", "Cancel", !TERMINAL.has(task.state), () => post(`${path}/cancel`), "danger"),
-            control("retry", "Retry", task.state === "failed" || task.state === "canceled", retry));
+            control("retry", "Retry", TERMINAL.has(task.state), retry));
     }
     async function retry() {
       try {
@@ -575,6 +581,13 @@
         ["Exit code", task.exitCode ? String(task.exitCode) : ""], ["Error", task.error],
       ];
       clear(facts, rows.filter(([, v]) => v).map(([k, v]) => [h("dt", {text: k}), h("dd", {text: v})]));
+      if (task.retryOf) {
+        append(facts, [h("dt", {text: "Retry of"}),
+                       h("dd", null, h("a", {href: `#/tasks/${encodeURIComponent(task.retryOf)}`, text: short(task.retryOf)}))]);
+      }
+      if (task.state === "pending" && (task.queuePosition || task.waitingReason)) {
+        append(facts, [h("dt", {text: "Waiting"}), h("dd", {class: "notice", text: waitingText(task)})]);
+      }
     }
     function renderArtifacts() {
       const a = page.task.artifacts || {};
@@ -920,7 +933,7 @@
         h("td", {text: (r.labels || []).join(", ")}),
         h("td", {text: (r.capabilities || []).map((c) => c.version ? `${c.name} ${c.version}` : c.name).join(", ")}),
         h("td", {class: "slots", text: `${r.activeWorkers || 0} / ${r.maxTasks || 0} used`}),
-        h("td", {text: typeof r.load === "number" ? r.load.toFixed(2) : ""}),
+        h("td", {text: String(r.load || 0)}),
         h("td", {text: fmtTime(r.connectedAt)}),
         h("td", {text: r.draining ? "draining" : "no"}))))));
   }

@@ -391,7 +391,8 @@ TEST_F(BrowserTest, EveryPageLoadsWithoutConsoleErrorsAndTheLiveIndicatorSaysLiv
   StartRunner();
   const std::string task_id = CommandTask("a finished task", "echo finished");
   WaitForTaskState(task_id, "completed", 60000);
-  RunScenario("pages", {{"TASK_ID", task_id}}, {}, admin_key());
+  const std::string pending = CommandTask("needs a gpu", "nvidia-smi", R"(,"requiredLabels":["gpu"])");
+  RunScenario("pages", {{"TASK_ID", task_id}, {"PENDING_ID", pending}}, {}, admin_key());
 }
 
 }  // namespace

@@ -19,7 +19,16 @@ await scenario("pages", async (t) => {
   assert(csp.includes("default-src 'none'") && !csp.includes("unsafe-inline"), `CSP: ${csp}`);
 
   const views = [
-    ["Board", "Board", async () => t.see(page.locator("[data-column=done]"), "a finished task")],
+    ["Board", "Board", async () => {
+      await t.see(page.locator("[data-column=done]"), "a finished task");
+      // A task no runner may take waits in Pending, saying why when the
+      // gateway tells.
+      const card = page.locator(`[data-column=pending] .card[data-task-id='${env.PENDING_ID}']`);
+      await t.see(card, "needs a gpu");
+      const {task} = await (await page.request.get(`/api/tasks/${env.PENDING_ID}`)).json();
+      if (task.waitingReason) await t.see(card.locator(".waiting"), "waiting:");
+      if (task.queuePosition) await t.see(card.locator(".waiting"), `#${task.queuePosition} in the queue`);
+    }],
     ["New task", "New task", async () => {
       const options = await page.getByLabel("Workspace", {exact: true}).locator("option").allInnerTexts();
       assert(options.includes(env.BUILDD_WORKSPACE_NAME), `the workspaces offered: ${options}`);
