@@ -300,7 +300,10 @@
         refreshTasks();  // Whatever the stream cannot replay (rows changed meanwhile).
       }
     };
-    source.onerror = () => {
+    source.onerror = (e) => {
+      // An event the server named "error" (an attempt's) is news, not a
+      // broken connection: onEvent has it.
+      if (isMessage(e) || source.readyState === EventSource.OPEN) return;
       S.dropped = true;
       if (source.readyState === EventSource.CLOSED) {
         setLive("offline");
@@ -734,7 +737,8 @@
     };
     for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
     source.onmessage = onEvent;
-    source.onerror = () => {
+    source.onerror = (e) => {
+      if (isMessage(e)) return;
       if (source.readyState === EventSource.CLOSED) toast("The task's log stopped; reload the page to follow it again.", true);
     };
     load();

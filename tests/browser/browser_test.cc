@@ -392,7 +392,15 @@ TEST_F(BrowserTest, EveryPageLoadsWithoutConsoleErrorsAndTheLiveIndicatorSaysLiv
   const std::string task_id = CommandTask("a finished task", "echo finished");
   WaitForTaskState(task_id, "completed", 60000);
   const std::string pending = CommandTask("needs a gpu", "nvidia-smi", R"(,"requiredLabels":["gpu"])");
-  RunScenario("pages", {{"TASK_ID", task_id}, {"PENDING_ID", pending}}, {}, admin_key());
+  std::string failing;
+  const Requests requests = [&](const std::string& request) -> std::string {
+    EXPECT_EQ(request, "create-failing");
+    failing = CommandTask("fails on purpose", "echo about to fail; exit 3");
+    return failing;
+  };
+  RunScenario("pages", {{"TASK_ID", task_id}, {"PENDING_ID", pending}}, requests, admin_key());
+  ASSERT_FALSE(failing.empty());
+  EXPECT_EQ(Str(Obj(WaitForTaskState(failing, "failed"), "task"), "state"), "failed");
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // key shown once and copied, a new key, the keys revoked; a workspace; a
 // grant). The live indicator says live on each; a phone's width never
 // scrolls sideways.
-import {assert, env, scenario, allowComingEndpoints} from "./lib.mjs";
+import {ask, assert, env, scenario, allowComingEndpoints} from "./lib.mjs";
 
 async function noSidewaysScroll(page, what) {
   const {width, scroll} = await page.evaluate(() => ({width: window.innerWidth, scroll: document.documentElement.scrollWidth}));
@@ -17,6 +17,13 @@ await scenario("pages", async (t) => {
   const response = await page.request.get("/");
   const csp = response.headers()["content-security-policy"] || "";
   assert(csp.includes("default-src 'none'") && !csp.includes("unsafe-inline"), `CSP: ${csp}`);
+
+  // A task that fails while the board is open: its error event is news, and
+  // the indicator still says live.
+  await t.liveSays(page, "live");
+  const failing = await ask("create-failing");
+  await t.see(page.locator(`[data-column=failed] .card[data-task-id='${failing}']`), "fails on purpose", 60000);
+  await t.liveSays(page, "live");
 
   const views = [
     ["Board", "Board", async () => {
