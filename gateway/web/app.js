@@ -148,6 +148,9 @@
     if (!response.ok) {
       const message = (data.error && data.error.message) || response.statusText ||
                       `HTTP ${response.status}`;
+      // The session ended (expired, revoked, its key revoked) while the page
+      // was open.
+      if (response.status === 401 && S.me && path !== "/api/session") sessionEnded();
       throw new ApiError(response.status, message);
     }
     return data;
@@ -211,8 +214,14 @@
     $("who").textContent = `Signed in as ${who}${S.me.isAdmin ? " (admin)" : ""}`;
     $("who").title = S.me.accountId;
   }
-  async function signOut() {
-    try { await api("/api/session", {method: "DELETE"}); } catch (e) { toast(e.message, true); }
+  // Back to signing in, saying why.
+  function sessionEnded() {
+    forgetSession();
+    route();
+    const error = document.querySelector("#view .error");
+    if (error) error.textContent = "Your session ended: sign in again.";
+  }
+  function forgetSession() {
     closeEvents();
     S.me = null;
     localStorage.removeItem(ME_KEY);
@@ -222,6 +231,10 @@
     $("signout").hidden = true;
     $("who").textContent = "";
     setLive("");
+  }
+  async function signOut() {
+    try { await api("/api/session", {method: "DELETE"}); } catch (e) { toast(e.message, true); }
+    forgetSession();
     location.hash = "#/board";
     route();
   }
@@ -307,7 +320,12 @@
       S.dropped = true;
       if (source.readyState === EventSource.CLOSED) {
         setLive("offline");
-        S.retryTimer = setTimeout(() => { if (S.me) connectEvents(); }, 2000);
+        S.retryTimer = setTimeout(async () => {
+          if (!S.me) return;
+          // A refusal (the session ended) signs the page out; else retry.
+          try { await api("/api/sessions"); } catch (_) { /* retried below, or signed out */ }
+          if (S.me) connectEvents();
+        }, 2000);
       } else {
         setLive("reconnecting");
       }

@@ -1,6 +1,6 @@
 // Signing in with a key (keyboard only), seeing who one is, staying signed in
 // across a reload, and signing out.
-import {assert, env, scenario} from "./lib.mjs";
+import {ask, assert, env, scenario} from "./lib.mjs";
 
 await scenario("sign_in", async (t) => {
   t.allowResponse(/\/api\/sessions$/, 401, "no session yet");
@@ -35,4 +35,14 @@ await scenario("sign_in", async (t) => {
   await page.reload();
   await page.getByLabel("API key").waitFor();
   assert(await page.getByRole("link", {name: "Board"}).isHidden(), "the navigation shows while signed out");
+
+  // A session ended elsewhere (its owner revoked it): the page says so and
+  // asks to sign in again.
+  await page.getByLabel("API key").fill(env.BUILDD_KEY);
+  await page.keyboard.press("Enter");
+  await t.liveSays(page, "live");
+  t.allowResponse(/\/api\/events/, 401, "the session was revoked");
+  await ask("end-session");
+  await t.see(page.getByRole("alert"), "Your session ended: sign in again.", 60000);
+  await page.getByLabel("API key").waitFor();
 });
