@@ -121,6 +121,15 @@ class Tester {
       });
   }
 
+  // With BUILDD_BROWSER_SCREENSHOTS=1: `page` as it is now, as `label`.png.
+  async shot(page, label) {
+    if (!env.BUILDD_BROWSER_SCREENSHOTS || !env.BUILDD_SCREENSHOT_DIR) return;
+    fs.mkdirSync(env.BUILDD_SCREENSHOT_DIR, {recursive: true});
+    const file = path.join(env.BUILDD_SCREENSHOT_DIR, `${label}.png`);
+    await page.screenshot({path: file, fullPage: true});
+    console.log(`screenshot: ${file}`);
+  }
+
   async screenshots(label) {
     const dir = env.BUILDD_SCREENSHOT_DIR;
     if (!dir) return;

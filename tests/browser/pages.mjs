@@ -48,11 +48,13 @@ await scenario("pages", async (t) => {
     await t.see(page.locator("h1"), heading);
     await check();
     await t.liveSays(page, "live");
+    await t.shot(page, `view-${link.replace(/ /g, "-").toLowerCase()}`);
   }
   await page.goto(`/#/tasks/${env.TASK_ID}`);
   await t.see(page.locator(".task-head"), "a finished task");
   await t.see(page.locator(".log"), "finished");
   await t.liveSays(page, "live");
+  await t.shot(page, "view-task");
 
   // Admin: an account, its key once, copied; a second key; revoked.
   await page.getByRole("link", {name: "Admin"}).click();
@@ -95,5 +97,6 @@ await scenario("pages", async (t) => {
     await page.goto(`/${hash}`);
     await page.locator("h1").first().waitFor();
     await noSidewaysScroll(page, hash);
+    await t.shot(page, `phone-${hash.split("/")[1]}`);
   }
 });
