@@ -418,6 +418,18 @@
         .some((v) => String(v || "").toLowerCase().includes(text));
   }
   function renderBoard(board, count) {
+    // The board is drawn anew on each change; a card link that had the
+    // keyboard's focus keeps it.
+    const focused = document.activeElement && document.activeElement.closest &&
+                    document.activeElement.closest(".card[data-task-id]");
+    const focusedId = focused && board.contains(focused) ? focused.dataset.taskId : "";
+    drawBoard(board, count);
+    if (focusedId) {
+      const again = board.querySelector(`.card[data-task-id="${CSS.escape(focusedId)}"] a`);
+      if (again) again.focus();
+    }
+  }
+  function drawBoard(board, count) {
     const shown = [...S.tasks.values()].filter(matches);
     count.textContent = `${shown.length} task${shown.length === 1 ? "" : "s"}`;
     board.replaceChildren();

@@ -35,6 +35,13 @@ await scenario("pages", async (t) => {
       const {task} = await (await page.request.get(`/api/tasks/${env.PENDING_ID}`)).json();
       if (task.waitingReason) await t.see(card.locator(".waiting"), "waiting:");
       if (task.queuePosition) await t.see(card.locator(".waiting"), `#${task.queuePosition} in the queue`);
+      // By keyboard: a card opens its task.
+      await page.locator(`.card[data-task-id='${env.TASK_ID}'] a`).focus();
+      await page.keyboard.press("Enter");
+      await page.waitForURL(new RegExp(`#/tasks/${env.TASK_ID}$`));
+      await t.see(page.locator(".task-head"), "a finished task");
+      await page.goBack();
+      await t.see(page.locator("h1"), "Board");
     }],
     ["New task", "New task", async () => {
       const options = await page.getByLabel("Workspace", {exact: true}).locator("option").allInnerTexts();
