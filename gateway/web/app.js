@@ -1018,7 +1018,7 @@
       } catch (e) {
         if (e.status !== 404) toast(e.message, true);
       }
-      renderAccounts(accounts, keyArea, usage, refresh);
+      renderAccounts(accounts, keyArea, usage);
       renderWorkspaces(workspaces);
       renderGrants(grants);
     }
@@ -1046,7 +1046,7 @@
     dismiss.addEventListener("click", () => box.remove());
     clear(area, box);
   }
-  function renderAccounts(node, keyArea, usage, refresh) {
+  function renderAccounts(node, keyArea, usage) {
     const list = [...S.accounts.values()];
     clear(node, h("table", null,
       h("thead", null, h("tr", null, ["Name", "Type", "Limits", "Cost today", "Keys"].map((t) => h("th", {scope: "col", text: t})))),
@@ -1092,7 +1092,6 @@
           h("td", {text: cost}),
           h("td", null, h("div", {class: "actions"}, rotate, revokeAll, keyId, revokeOne)));
       }))));
-    void refresh;
   }
   function accountForm(keyArea, refresh) {
     const name = h("input", {name: "name", required: true});
