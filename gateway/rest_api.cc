@@ -673,22 +673,7 @@ void AddHealthRoute(Router& router, std::shared_ptr<AccountsClient> accounts,
 std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
                                     std::shared_ptr<BrokerClient> broker, RestApiOptions options) {
   auto router = std::make_shared<Router>();
-  router->Get(
-      "/", RouteDoc("The dashboard page").Tag("dashboard").ReturnsMedia("text/html"),
-      [](const HttpRequest&, Reply reply) {
-        HttpResponse page;
-        page.content_type = "text/html; charset=utf-8";
-        page.body = std::string(DashboardHtml());
-        page.headers = {
-            {"Cache-Control", "no-store"},
-            {"X-Content-Type-Options", "nosniff"},
-            {"Referrer-Policy", "no-referrer"},
-            {"Content-Security-Policy",
-             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"},
-        };
-        reply(std::move(page));
-      },
-      Auth::kNone);
+  AddDashboardPageRoutes(*router);
   AddHealthRoute(*router, accounts, broker);
   AddSessionRoutes(*router, accounts);
   AddAccountRoutes(*router, accounts);

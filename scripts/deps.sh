@@ -14,8 +14,8 @@ BUILDD_IMAGE_PACKAGES=(buildah mmdebstrap podman runc uidmap)
 
 # What only `./buildd test` needs: the libFuzzer targets build with clang
 # (tests/fuzz/); the chart test's helm comes zipped (unzip); the image tests
-# build and run the images.
-BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev unzip jq "${BUILDD_IMAGE_PACKAGES[@]}")
+# build and run the images; the browser tests (tests/browser) drive chromium.
+BUILDD_TEST_PACKAGES=(postgresql-15 clang-15 libfuzzer-15-dev unzip jq chromium "${BUILDD_IMAGE_PACKAGES[@]}")
 
 # What `./buildd bench` needs (bench/run.sh), and with --profile.
 BUILDD_BENCH_PACKAGES=(postgresql-15)

@@ -78,3 +78,23 @@ ensure_test_chart_tools() {
   fi
   export BUILDD_TEST_HELM=$helm BUILDD_TEST_NODE_MODULES=$prefix/node_modules
 }
+
+# What the browser tests (tests/browser) drive Debian's chromium with:
+# playwright-core (no browser download of its own; the network has none).
+# Exports BUILDD_TEST_PLAYWRIGHT, the package's directory.
+BUILDD_BROWSER_TEST_PLAYWRIGHT_VERSION=1.65.1
+
+ensure_test_browser_tools() {
+  local prefix=$STATE_DIR/test-tools want=$BUILDD_BROWSER_TEST_PLAYWRIGHT_VERSION have
+  have=$(node -p "require('$prefix/node_modules/playwright-core/package.json').version" 2>/dev/null) ||
+    have=""
+  if [[ $have != "$want" ]]; then
+    ensure_npm
+    log "installing playwright-core@$want into $prefix"
+    mkdir -p "$prefix"
+    npm install --no-audit --no-fund --prefix "$prefix" "playwright-core@$want" >&2 ||
+      die "npm install playwright-core@$want failed"
+  fi
+  [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium is missing (package chromium)"
+  export BUILDD_TEST_PLAYWRIGHT=$prefix/node_modules/playwright-core
+}

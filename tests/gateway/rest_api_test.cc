@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/dashboard.h"
 #include "tests/gateway/gateway_harness.h"
 #include "tests/testing/http_client.h"
 
@@ -671,10 +672,38 @@ TEST_F(RestApiTest, DashboardIsServedWithoutKey) {
   HttpResult r = Request("GET", gateway_.url(), "/");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("Content-Type"), "text/html; charset=utf-8");
-  EXPECT_THAT(r.body, HasSubstr("EventSource"));
-  EXPECT_THAT(r.body, HasSubstr("/api/session"));
-  EXPECT_THAT(r.body, Not(HasSubstr("sessionStorage")));
-  EXPECT_THAT(r.body, Not(HasSubstr("http://")));  // No external assets.
+  EXPECT_THAT(r.body, HasSubstr(R"(src="/app.js")"));
+  EXPECT_THAT(r.body, HasSubstr(R"(href="/app.css")"));
+  HttpResult script = Request("GET", gateway_.url(), "/app.js");
+  ASSERT_EQ(script.status, 200);
+  EXPECT_EQ(script.Header("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_THAT(script.body, HasSubstr("EventSource"));
+  EXPECT_THAT(script.body, HasSubstr("/api/session"));
+  EXPECT_THAT(script.body, Not(HasSubstr("innerHTML")));
+  for (const char* path : {"/", "/app.js", "/app.css"}) {
+    HttpResult file = Request("GET", gateway_.url(), path);
+    EXPECT_THAT(file.body, Not(HasSubstr("http://"))) << path;  // No external assets.
+  }
+}
+
+TEST_F(RestApiTest, DashboardFilesCarryACspWithoutInlineCodeAndRevalidateByETag) {
+  for (const char* path : {"/", "/app.js", "/app.css", "/favicon.svg", "/favicon.ico"}) {
+    HttpResult r = Request("GET", gateway_.url(), path);
+    ASSERT_EQ(r.status, 200) << path;
+    EXPECT_EQ(r.Header("Content-Security-Policy"), kDashboardCsp) << path;
+    EXPECT_THAT(r.Header("Content-Security-Policy"), Not(HasSubstr("unsafe-inline"))) << path;
+    EXPECT_EQ(r.Header("Cache-Control"), "no-cache") << path;
+    EXPECT_EQ(r.Header("X-Content-Type-Options"), "nosniff") << path;
+    const std::string etag = r.Header("ETag");
+    ASSERT_EQ(etag.size(), 66u) << path << ": " << etag;  // A quoted SHA-256.
+    HttpResult again = Request("GET", gateway_.url(), path, {{"If-None-Match", etag}});
+    EXPECT_EQ(again.status, 304) << path;
+    EXPECT_EQ(again.body, "") << path;
+    HttpResult other = Request("GET", gateway_.url(), path, {{"If-None-Match", "\"stale\""}});
+    EXPECT_EQ(other.status, 200) << path;
+    EXPECT_EQ(other.body, r.body) << path;
+  }
+  EXPECT_EQ(Request("GET", gateway_.url(), "/favicon.svg").Header("Content-Type"), "image/svg+xml");
 }
 
 }  // namespace
