@@ -244,7 +244,7 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerConte
       records.push_back(&t);
       protos.push_back(task);
     }
-    return DescribePending(records, protos);
+    return DescribePending(p, records, protos);
   });
 }
 
@@ -256,14 +256,15 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
     *resp->mutable_task() = TaskToProto(t);
-    BUILDD_RETURN_IF_ERROR(DescribePending({&t}, {resp->mutable_task()}));
+    BUILDD_RETURN_IF_ERROR(DescribePending(p, {&t}, {resp->mutable_task()}));
     BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(t.id, "", std::nullopt));
     for (const auto& w : workers) *resp->add_workers() = WorkerToProto(w);
     return absl::OkStatus();
   });
 }
 
-absl::Status BrokerServiceImpl::DescribePending(const std::vector<const TaskRecord*>& records,
+absl::Status BrokerServiceImpl::DescribePending(const Principal& p,
+                                                const std::vector<const TaskRecord*>& records,
                                                 const std::vector<pb::Task*>& tasks) {
   std::vector<const TaskRecord*> pending;
   std::vector<pb::Task*> out;
@@ -276,7 +277,7 @@ absl::Status BrokerServiceImpl::DescribePending(const std::vector<const TaskReco
   }
   if (pending.empty()) return absl::OkStatus();
   BUILDD_ASSIGN_OR_RETURN(auto positions, store_.QueuePositions(ids));
-  BUILDD_ASSIGN_OR_RETURN(std::vector<Waiting> waiting, dispatcher_.WhyWaiting(pending));
+  BUILDD_ASSIGN_OR_RETURN(std::vector<Waiting> waiting, dispatcher_.WhyWaiting(pending, p.is_admin ? "" : p.account_id));
   for (size_t i = 0; i < pending.size(); ++i) {
     // A task claimed since it was read has no place any more.
     auto at = positions.find(pending[i]->id);

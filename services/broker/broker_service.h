@@ -134,8 +134,8 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
 
   // Sets what is derived for the pending tasks among `tasks` (their
   // records, in the same order): queuePosition, waitingReason and
-  // waitingDetail.
-  absl::Status DescribePending(const std::vector<const TaskRecord*>& records,
+  // waitingDetail, as `p` may see them.
+  absl::Status DescribePending(const Principal& p, const std::vector<const TaskRecord*>& records,
                                const std::vector<pb::Task*>& tasks);
 
   Authenticator& auth_;

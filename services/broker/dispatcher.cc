@@ -403,7 +403,7 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
 }
 
 absl::StatusOr<std::vector<Waiting>> Dispatcher::WhyWaiting(
-    const std::vector<const TaskRecord*>& pending) {
+    const std::vector<const TaskRecord*>& pending, const std::string& viewer) {
   std::vector<Waiting> out;
   if (pending.empty()) return out;
   // One view of the runners for every task of the answer.
@@ -425,7 +425,7 @@ absl::StatusOr<std::vector<Waiting>> Dispatcher::WhyWaiting(
       if (!found.ok()) return found.status();
       holder = *std::move(found);
     }
-    out.push_back(buildd::broker::WhyWaiting(*task, holder, candidates));
+    out.push_back(buildd::broker::WhyWaiting(*task, holder, candidates, viewer));
   }
   return out;
 }

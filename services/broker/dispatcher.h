@@ -77,9 +77,11 @@ class Dispatcher {
                   std::string delivery_id = "", std::vector<pb::Event> also = {});
   // Why each of these pending tasks waits (waiting.h), in order: from this
   // replica's runners, their loads and budgets, and the store (a read for
-  // each task whose concurrency key is not its own). Blocks on the reads:
-  // call it from a pool thread.
-  absl::StatusOr<std::vector<Waiting>> WhyWaiting(const std::vector<const TaskRecord*>& pending);
+  // each task whose concurrency key is not its own), told to `viewer` (see
+  // WhyWaiting in waiting.h). Blocks on the reads: call it from a pool
+  // thread.
+  absl::StatusOr<std::vector<Waiting>> WhyWaiting(const std::vector<const TaskRecord*>& pending,
+                                                  const std::string& viewer);
   // Cancels a pending task at once, or asks the runner of a running one.
   absl::StatusOr<TaskRecord> CancelTask(const std::string& task_id);
   // Sends a control to the runner holding the worker, through the other

@@ -20,10 +20,29 @@ std::string RouteText(const TaskRecord& task) {
   return text;
 }
 
+// The accounts as `viewer` may see them: by id its own (every one for "",
+// an admin), the others counted.
+std::string AccountsText(const std::set<std::string>& accounts, const std::string& viewer) {
+  std::vector<std::string> named;
+  int others = 0;
+  for (const std::string& a : accounts) {
+    if (viewer.empty() || a == viewer) {
+      named.push_back(a);
+    } else {
+      ++others;
+    }
+  }
+  if (others > 0) {
+    named.push_back(others == 1 ? (named.empty() ? "one account" : "one other account")
+                                : absl::StrCat(others, named.empty() ? " accounts" : " other accounts"));
+  }
+  return absl::StrJoin(named, ", ");
+}
+
 }  // namespace
 
 Waiting WhyWaiting(const TaskRecord& task, const std::string& key_holder,
-                   const std::vector<Candidate>& candidates) {
+                   const std::vector<Candidate>& candidates, const std::string& viewer) {
   if (!key_holder.empty()) {
     return {"branch_busy", absl::StrCat("waits for task ", key_holder, ", which holds concurrency key ",
                                         task.concurrency_key, " until it ends")};
@@ -45,7 +64,7 @@ Waiting WhyWaiting(const TaskRecord& task, const std::string& key_holder,
     for (const Candidate* c : may) accounts.insert(c->runner->account_id);
     return {"budget", absl::StrCat("the runners that may take it belong to accounts that spent "
                                    "their maxCostPerDay today: ",
-                                   absl::StrJoin(accounts, ", "))};
+                                   AccountsText(accounts, viewer))};
   }
   int own_room = 0;
   std::set<std::string> at_limit;
@@ -59,12 +78,10 @@ Waiting WhyWaiting(const TaskRecord& task, const std::string& key_holder,
     return {"account_limit",
             absl::StrCat("the runners with a free slot belong to accounts at their "
                          "maxConcurrentWorkers: ",
-                         absl::StrJoin(at_limit, ", "))};
+                         AccountsText(at_limit, viewer))};
   }
   if (may_today.size() == 1) {
-    return {"runners_busy", absl::StrCat("runner ", may_today[0]->runner->name,
-                                         ", the one connected runner that may take it, is busy or "
-                                         "draining")};
+    return {"runners_busy", "the one connected runner that may take it is busy or draining"};
   }
   return {"runners_busy", absl::StrCat("all ", may_today.size(),
                                        " connected runners that may take it are busy or draining")};

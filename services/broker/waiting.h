@@ -28,8 +28,10 @@ struct Waiting {
 // runner that may ever take it (no_runner), none whose account has budget
 // left today (budget), none with a free slot of its own (runners_busy),
 // none whose account is below its maxConcurrentWorkers (account_limit).
+// The detail names accounts by id only to `viewer` ("": an admin) and its
+// own; other accounts are counted, and runners are not named.
 Waiting WhyWaiting(const TaskRecord& task, const std::string& key_holder,
-                   const std::vector<Candidate>& candidates);
+                   const std::vector<Candidate>& candidates, const std::string& viewer = "");
 
 }  // namespace buildd::broker
 

@@ -58,13 +58,25 @@ TEST(WaitingTest, BudgetWhenEveryAccountThatMayTakeItSpentItsOwn) {
   EXPECT_EQ(WhyWaiting(Task("command"), "", {Candidate{&r, 0, 0, true}}).reason, "");
 }
 
+TEST(WaitingTest, OtherAccountsAreCountedNotNamedExceptToAnAdmin) {
+  const RunnerSlot mine = Runner("mine"), theirs = Runner("theirs"), more = Runner("more");
+  const std::vector<Candidate> spent = {Candidate{&mine, 0, 0, true}, Candidate{&theirs, 0, 0, true},
+                                        Candidate{&more, 0, 0, true}};
+  const Waiting own = WhyWaiting(Task(), "", spent, "acc-mine");
+  EXPECT_THAT(own.detail, HasSubstr("acc-mine, 2 other accounts"));
+  EXPECT_THAT(own.detail, ::testing::Not(HasSubstr("acc-theirs")));
+  EXPECT_THAT(WhyWaiting(Task(), "", spent, "someone").detail, HasSubstr(": 3 accounts"));
+  const Waiting admin = WhyWaiting(Task(), "", spent);
+  EXPECT_THAT(admin.detail, HasSubstr("acc-mine, acc-more, acc-theirs"));
+}
+
 TEST(WaitingTest, RunnersBusyWhenNoneHasAFreeSlotOfItsOwn) {
   const RunnerSlot r = Runner("r", 1);
   RunnerSlot draining = Runner("d");
   draining.draining = true;
   const Waiting one = WhyWaiting(Task(), "", {Candidate{&r, 1, 1, false}});
   EXPECT_EQ(one.reason, "runners_busy");
-  EXPECT_THAT(one.detail, HasSubstr("runner r"));
+  EXPECT_THAT(one.detail, HasSubstr("the one connected runner"));
   EXPECT_EQ(WhyWaiting(Task(), "", {Candidate{&r, 1, 1, false}, Candidate{&draining, 0, 0, false}})
                 .reason,
             "runners_busy");
