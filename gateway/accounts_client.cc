@@ -17,6 +17,7 @@ class GrpcAccountsClient final : public internal::GrpcClient<AccountsClient, pb:
   BUILDD_FORWARD_UNARY(RotateKey, pb::RotateKeyRequest, pb::RotateKeyResponse)
   BUILDD_FORWARD_UNARY(RevokeKey, pb::RevokeKeyRequest, pb::RevokeKeyResponse)
   BUILDD_FORWARD_UNARY(GrantWorkspace, pb::GrantWorkspaceRequest, pb::Grant)
+  BUILDD_FORWARD_UNARY(ListGrants, pb::ListGrantsRequest, pb::ListGrantsResponse)
   BUILDD_FORWARD_UNARY(Authenticate, pb::AuthenticateRequest, pb::Principal)
   BUILDD_FORWARD_UNARY(CreateSession, pb::CreateSessionRequest, pb::CreateSessionResponse)
   BUILDD_FORWARD_UNARY(ListSessions, pb::ListSessionsRequest, pb::ListSessionsResponse)

@@ -35,6 +35,8 @@ class AccountsClient {
                          Callback<pb::RevokeKeyResponse> done) = 0;
   virtual void GrantWorkspace(const CallMeta& meta, const pb::GrantWorkspaceRequest& request,
                               Callback<pb::Grant> done) = 0;
+  virtual void ListGrants(const CallMeta& meta, const pb::ListGrantsRequest& request,
+                          Callback<pb::ListGrantsResponse> done) = 0;
   virtual void Authenticate(const CallMeta& meta, const pb::AuthenticateRequest& request,
                             Callback<pb::Principal> done) = 0;
   virtual void CreateSession(const CallMeta& meta, const pb::CreateSessionRequest& request,

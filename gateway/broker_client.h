@@ -91,6 +91,12 @@ class BrokerClient {
 
   virtual void ListRunners(const CallMeta& meta, const pb::ListRunnersRequest& request,
                            Callback<pb::ListRunnersResponse> done) = 0;
+  virtual void GetQueue(const CallMeta& meta, const pb::GetQueueRequest& request,
+                        Callback<pb::GetQueueResponse> done) = 0;
+  virtual void RetryTask(const CallMeta& meta, const pb::RetryTaskRequest& request,
+                         Callback<pb::Task> done) = 0;
+  virtual void ListUsage(const CallMeta& meta, const pb::ListUsageRequest& request,
+                         Callback<pb::ListUsageResponse> done) = 0;
 
   // Starts a Subscribe call (no deadline: it lives until cancelled) and
   // asks for the first event.

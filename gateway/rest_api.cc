@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/dashboard.h"
+#include "gateway/dashboard_api.h"
 #include "gateway/execute_api.h"
 #include "gateway/github_webhook.h"
 #include "gateway/http_errors.h"
@@ -317,6 +318,20 @@ void AddTaskRoutes(Router& router, std::shared_ptr<BrokerClient> broker) {
         cancel.set_id(request.Param("id"));
         broker->CancelTask(MetaOf(request), cancel, RespondJson<pb::Task>(std::move(reply)));
       });
+  router.Post("/api/tasks/:id/retry",
+              RouteDoc("Retry an ended task: a new pending task with its description")
+                  .Describe("Copies the task's title, prompt, provider and options, labels, "
+                            "preference, priority, git options, attempts, timeout and "
+                            "concurrency key (not its own credentials, gone with its end); the "
+                            "new task's `retryOf` names it. 409 while it has not ended.")
+                  .Returns<pb::Task>(201)
+                  .Errors(kCreateErrors),
+              [broker](const HttpRequest& request, Reply reply) {
+                pb::RetryTaskRequest retry;
+                retry.set_id(request.Param("id"));
+                broker->RetryTask(MetaOf(request), retry,
+                                  RespondJson<pb::Task>(std::move(reply), 201));
+              });
   router.Get("/api/tasks/:id/comments",
              RouteDoc("List the comments on a task's artifacts")
                  .Returns<pb::ListCommentsResponse>()
@@ -680,6 +695,7 @@ std::shared_ptr<Router> BuildRouter(std::shared_ptr<AccountsClient> accounts,
   AddWorkspaceRoutes(*router, broker);
   AddTaskRoutes(*router, broker);
   AddWorkerRoutes(*router, broker);
+  AddDashboardRoutes(*router, accounts, broker);
   router->GetStream(
       "/api/events",
       RouteDoc("Follow events live (Server-Sent Events), resumable")

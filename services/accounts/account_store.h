@@ -109,6 +109,10 @@ class AccountStore {
                                          const std::string& key_id) = 0;
 
   virtual absl::StatusOr<GrantRecord> UpsertGrant(const GrantRecord& grant) = 0;
+  // The grants of `account_id`, or on `workspace_id` (the other ""), by
+  // workspace then account. NotFound for an account that does not exist.
+  virtual absl::StatusOr<std::vector<GrantRecord>> ListGrants(const std::string& account_id,
+                                                              const std::string& workspace_id) = 0;
 
   // The principal of an active (unrevoked) key with this hash.
   virtual absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) = 0;

@@ -375,6 +375,33 @@ grpc::ServerUnaryReactor* AccountsService::GrantWorkspace(grpc::CallbackServerCo
   });
 }
 
+grpc::ServerUnaryReactor* AccountsService::ListGrants(grpc::CallbackServerContext* ctx,
+                                                      const pb::ListGrantsRequest* req,
+                                                      pb::ListGrantsResponse* resp) {
+  return RunAuthenticated(ctx, [this, req, resp](const PrincipalRecord& p) -> absl::Status {
+    if (req->account_id().empty() == req->workspace_id().empty()) {
+      return absl::InvalidArgumentError("give one of accountId and workspaceId");
+    }
+    if (!req->account_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->account_id(), "accountId"));
+    if (!req->workspace_id().empty()) BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
+    if (!p.account.is_admin && (req->account_id().empty() || req->account_id() != p.account.id)) {
+      return absl::PermissionDeniedError(
+          "listing grants needs an admin key, or the key of the account they are of");
+    }
+    BUILDD_ASSIGN_OR_RETURN(std::vector<GrantRecord> grants,
+                            store_.ListGrants(req->account_id(), req->workspace_id()));
+    for (const GrantRecord& g : grants) {
+      pb::Grant* grant = resp->add_grants();
+      grant->set_account_id(g.account_id);
+      grant->set_workspace_id(g.workspace_id);
+      grant->set_can_claim(g.can_claim);
+      grant->set_can_create(g.can_create);
+      grant->set_share_credentials(g.share_credentials);
+    }
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* AccountsService::Authenticate(grpc::CallbackServerContext* ctx,
                                                         const pb::AuthenticateRequest* req,
                                                         pb::Principal* resp) {

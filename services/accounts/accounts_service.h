@@ -46,6 +46,9 @@ class AccountsService final : public pb::AccountService::CallbackService {
   grpc::ServerUnaryReactor* RevokeKey(grpc::CallbackServerContext* ctx,
                                       const pb::RevokeKeyRequest* req,
                                       pb::RevokeKeyResponse* resp) override;
+  grpc::ServerUnaryReactor* ListGrants(grpc::CallbackServerContext* ctx,
+                                       const pb::ListGrantsRequest* req,
+                                       pb::ListGrantsResponse* resp) override;
   grpc::ServerUnaryReactor* GrantWorkspace(grpc::CallbackServerContext* ctx,
                                            const pb::GrantWorkspaceRequest* req,
                                            pb::Grant* resp) override;

@@ -197,6 +197,25 @@ absl::StatusOr<GrantRecord> PgAccountStore::UpsertGrant(const GrantRecord& grant
   });
 }
 
+absl::StatusOr<std::vector<GrantRecord>> PgAccountStore::ListGrants(
+    const std::string& account_id, const std::string& workspace_id) {
+  return WithSession(pool_, "list grants", [&](soci::session& sql) -> absl::StatusOr<std::vector<GrantRecord>> {
+    if (!account_id.empty()) BUILDD_RETURN_IF_ERROR(GetAccountIn(sql, account_id).status());
+    std::vector<GrantRecord> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT account_id::text, workspace_id::text, can_claim::int, can_create::int,"
+                        " share_credentials::int FROM account_workspaces"
+                        " WHERE (:a = '' OR account_id::text = :a2) AND (:w = '' OR workspace_id::text = :w2)"
+                        " ORDER BY workspace_id, account_id LIMIT 10000",
+         soci::use(account_id), soci::use(account_id), soci::use(workspace_id), soci::use(workspace_id));
+    for (const soci::row& row : rows) {
+      out.push_back(GrantRecord{row.get<std::string>(0), row.get<std::string>(1), row.get<int>(2) != 0,
+                                row.get<int>(3) != 0, row.get<int>(4) != 0});
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<std::string> PgAccountStore::SealedCredentials(const std::string& account_id) {
   return WithSession(pool_, "read credentials", [&](soci::session& sql) -> absl::StatusOr<std::string> {
     soci::rowset<soci::row> rows =

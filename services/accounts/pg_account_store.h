@@ -26,6 +26,8 @@ class PgAccountStore final : public AccountStore {
   absl::StatusOr<int> RevokeKeys(const std::string& account_id,
                                  const std::string& key_id) override;
   absl::StatusOr<GrantRecord> UpsertGrant(const GrantRecord& grant) override;
+  absl::StatusOr<std::vector<GrantRecord>> ListGrants(const std::string& account_id,
+                                                      const std::string& workspace_id) override;
   absl::StatusOr<PrincipalRecord> FindByKeyHash(const std::string& key_hash) override;
   absl::StatusOr<SessionRecord> CreateSession(const std::string& key_id,
                                               const std::string& session_id,

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -16,6 +17,7 @@
 #include "common/status.h"
 #include "common/text.h"
 #include "services/broker/resume.h"
+#include "services/broker/task_states.h"
 #include "services/broker/task_validation.h"
 
 namespace buildd::broker {
@@ -231,14 +233,18 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListTasks(grpc::CallbackServerConte
         req->state() == pb::Task::state_unspecified ? "" : pb::Task::State_Name(req->state());
     const int limit = req->limit() <= 0 ? 100 : std::min(req->limit(), 1000);
     BUILDD_ASSIGN_OR_RETURN(auto tasks, store_.ListTasks(req->workspace_id(), state, limit, Visible(p)));
+    std::vector<const TaskRecord*> records;
+    std::vector<pb::Task*> protos;
     for (const auto& t : tasks) {
       pb::Task* task = resp->add_tasks();
       *task = TaskToProto(t);
       // Patches are for GET /api/tasks/:id; a list of them would be huge.
       task->mutable_artifacts()->clear_patch();
       if (task->artifacts().ByteSizeLong() == 0) task->clear_artifacts();
+      records.push_back(&t);
+      protos.push_back(task);
     }
-    return absl::OkStatus();
+    return DescribePending(p, records, protos);
   });
 }
 
@@ -250,8 +256,75 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::GetTask(grpc::CallbackServerContext
     BUILDD_ASSIGN_OR_RETURN(TaskRecord t, store_.GetTask(req->id()));
     BUILDD_RETURN_IF_ERROR(CheckVisible(p, t.workspace_id, absl::StrCat("task ", req->id())));
     *resp->mutable_task() = TaskToProto(t);
+    BUILDD_RETURN_IF_ERROR(DescribePending(p, {&t}, {resp->mutable_task()}));
     BUILDD_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers(t.id, "", std::nullopt));
     for (const auto& w : workers) *resp->add_workers() = WorkerToProto(w);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status BrokerServiceImpl::DescribePending(const Principal& p,
+                                                const std::vector<const TaskRecord*>& records,
+                                                const std::vector<pb::Task*>& tasks) {
+  std::vector<const TaskRecord*> pending;
+  std::vector<pb::Task*> out;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i]->state != "pending") continue;
+    pending.push_back(records[i]);
+    out.push_back(tasks[i]);
+    ids.push_back(records[i]->id);
+  }
+  if (pending.empty()) return absl::OkStatus();
+  BUILDD_ASSIGN_OR_RETURN(auto positions, store_.QueuePositions(ids));
+  BUILDD_ASSIGN_OR_RETURN(std::vector<Waiting> waiting, dispatcher_.WhyWaiting(pending, p.is_admin ? "" : p.account_id));
+  for (size_t i = 0; i < pending.size(); ++i) {
+    // A task claimed since it was read has no place any more.
+    auto at = positions.find(pending[i]->id);
+    if (at != positions.end()) out[i]->set_queue_position(at->second);
+    out[i]->set_waiting_reason(waiting[i].reason);
+    out[i]->set_waiting_detail(waiting[i].detail);
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::RetryTask(grpc::CallbackServerContext* ctx,
+                                                       const pb::RetryTaskRequest* req,
+                                                       pb::Task* resp) {
+  return RunAsync(ctx, *req, [this, req, resp](const Principal& p, Reply reply) -> absl::Status {
+    BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
+    BUILDD_ASSIGN_OR_RETURN(TaskRecord ended, store_.GetTask(req->id()));
+    BUILDD_RETURN_IF_ERROR(CheckVisible(p, ended.workspace_id, absl::StrCat("task ", req->id())));
+    if (!p.CanCreate(ended.workspace_id)) {
+      return absl::PermissionDeniedError(absl::StrCat("account ", p.account_id,
+                                                      " may not create tasks in workspace ",
+                                                      ended.workspace_id, " (needs canCreate)"));
+    }
+    if (!IsTerminalTaskState(ended.state)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", ended.id, " is ", ended.state,
+          ": only a task that ended (completed, failed or canceled) is retried"));
+    }
+    // Checked again as a new task: grants, limits and the session it
+    // resumes may have changed since.
+    pb::Task spec = RetrySpec(ended);
+    BUILDD_RETURN_IF_ERROR(ResolveResumeFrom(store_, p, spec));
+    BUILDD_RETURN_IF_ERROR(ValidateNewTask(spec));
+    TaskRecord record = NewTaskRecord(std::move(spec), p.account_id, ended.id);
+    pb::Event retried = EventOf("retried", ended.id, "", ended.workspace_id);
+    retried.set_status(ended.state);
+    retried.set_text(absl::StrCat("retried as task ", record.id));
+    (*retried.mutable_data()->mutable_fields())["taskId"].set_string_value(record.id);
+    dispatcher_.CreateTask(
+        std::move(record),
+        [resp, reply = std::move(reply)](absl::StatusOr<TaskRecord> saved) {
+          if (saved.ok()) {
+            saved->created_at = saved->updated_at = NowRfc3339();
+            *resp = TaskToProto(*saved);
+          }
+          reply(saved.status());
+        },
+        /*delivery_id=*/"", {std::move(retried)});
     return absl::OkStatus();
   });
 }
@@ -348,12 +421,67 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListRunners(grpc::CallbackServerCon
       r->set_active_workers(it == loads.by_runner.end() ? 0 : it->second);
       r->set_draining(slot.draining);
       r->set_connected_at(details.connected_at);
+      r->set_load(details.load);
     }
     std::sort(resp->mutable_runners()->begin(), resp->mutable_runners()->end(),
               [](const pb::RunnerInfo& a, const pb::RunnerInfo& b) {
                 return a.connected_at() != b.connected_at() ? a.connected_at() < b.connected_at()
                                                             : a.id() < b.id();
               });
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::GetQueue(grpc::CallbackServerContext* ctx,
+                                                      const pb::GetQueueRequest* req,
+                                                      pb::GetQueueResponse* resp) {
+  return Run(ctx, *req, [this, req, resp](const Principal& p) -> absl::Status {
+    if (!req->workspace_id().empty()) {
+      BUILDD_RETURN_IF_ERROR(CheckUuid(req->workspace_id(), "workspaceId"));
+      BUILDD_RETURN_IF_ERROR(
+          CheckVisible(p, req->workspace_id(), absl::StrCat("workspace ", req->workspace_id())));
+    }
+    BUILDD_ASSIGN_OR_RETURN(std::vector<PendingGroup> groups,
+                            store_.PendingGroups(req->workspace_id(), Visible(p)));
+    int64_t depth = 0;
+    for (const PendingGroup& g : groups) {
+      pb::PendingGroup* q = resp->add_queues();
+      q->set_provider(g.provider);
+      for (const std::string& label : g.labels) q->add_labels(label);
+      q->set_depth(static_cast<int32_t>(g.tasks));
+      q->set_oldest_task_id(g.oldest_task_id);
+      q->set_oldest_created_at(g.oldest_created_at);
+      depth += g.tasks;
+    }
+    resp->set_depth(static_cast<int32_t>(depth));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* BrokerServiceImpl::ListUsage(grpc::CallbackServerContext* ctx,
+                                                       const pb::ListUsageRequest* req,
+                                                       pb::ListUsageResponse* resp) {
+  return Run(ctx, *req, [this, resp](const Principal& p) -> absl::Status {
+    std::map<std::string, double> costs;
+    if (p.is_admin) {
+      BUILDD_ASSIGN_OR_RETURN(costs, store_.CostsToday());
+    } else {
+      BUILDD_ASSIGN_OR_RETURN(costs[p.account_id], store_.CostToday(p.account_id));
+    }
+    // The limits this replica holds: its runners' accounts' (refreshed on
+    // every change of them) and the caller's own; no call to accounts.
+    std::map<std::string, double> limits;
+    for (const RunnerSlot& runner : dispatcher_.runners().Slots()) {
+      limits[runner.account_id] = runner.access.account_max_cost_per_day;
+    }
+    limits[p.account_id] = p.max_cost_per_day;
+    for (const auto& [account_id, cost] : costs) {
+      pb::AccountUsage* u = resp->add_accounts();
+      u->set_account_id(account_id);
+      u->set_cost_today(cost);
+      auto limit = limits.find(account_id);
+      if (limit != limits.end()) u->set_max_cost_per_day(limit->second);
+    }
     return absl::OkStatus();
   });
 }

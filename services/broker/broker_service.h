@@ -71,6 +71,14 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   grpc::ServerUnaryReactor* ListRunners(grpc::CallbackServerContext* ctx,
                                         const pb::ListRunnersRequest* req,
                                         pb::ListRunnersResponse* resp) override;
+  grpc::ServerUnaryReactor* GetQueue(grpc::CallbackServerContext* ctx,
+                                     const pb::GetQueueRequest* req,
+                                     pb::GetQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* RetryTask(grpc::CallbackServerContext* ctx,
+                                      const pb::RetryTaskRequest* req, pb::Task* resp) override;
+  grpc::ServerUnaryReactor* ListUsage(grpc::CallbackServerContext* ctx,
+                                      const pb::ListUsageRequest* req,
+                                      pb::ListUsageResponse* resp) override;
   grpc::ServerUnaryReactor* ClaimWorkers(grpc::CallbackServerContext* ctx,
                                          const pb::ClaimWorkersRequest* req,
                                          pb::ClaimWorkersResponse* resp) override;
@@ -123,6 +131,12 @@ class BrokerServiceImpl final : public pb::BrokerService::CallbackService {
   template <typename Fn>
   grpc::ServerUnaryReactor* RunAsync(grpc::CallbackServerContext* ctx,
                                      const google::protobuf::Message& request, Fn fn);
+
+  // Sets what is derived for the pending tasks among `tasks` (their
+  // records, in the same order): queuePosition, waitingReason and
+  // waitingDetail, as `p` may see them.
+  absl::Status DescribePending(const Principal& p, const std::vector<const TaskRecord*>& records,
+                               const std::vector<pb::Task*>& tasks);
 
   Authenticator& auth_;
   BrokerStore& store_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -152,8 +153,24 @@ class BrokerStore {
   virtual absl::StatusOr<int64_t> CountPending() = 0;
   // The unfinished tasks counted by route and by whether they wait.
   virtual absl::StatusOr<std::vector<QueueGroup>> Queue() = 0;
+  // The pending tasks of `workspace_id` ("": any) among the workspaces in
+  // `only` (none: all), grouped by provider and sorted label set; the group
+  // whose oldest task is oldest first.
+  virtual absl::StatusOr<std::vector<PendingGroup>> PendingGroups(
+      const std::string& workspace_id, const std::optional<std::set<std::string>>& only) = 0;
+  // Where each of these tasks that is pending stands among every pending
+  // task, in the order ClaimPending takes them (priority, then age): 1 is
+  // next. Tasks that are not pending are left out.
+  virtual absl::StatusOr<std::map<std::string, int>> QueuePositions(
+      const std::vector<std::string>& task_ids) = 0;
+  // The unfinished task whose concurrency key keeps pending task `task`
+  // from being claimed, as ClaimPending decides: one with that key that is
+  // not pending (the oldest), else a pending one ahead of it; "" for none.
+  virtual absl::StatusOr<std::string> KeyHolder(const TaskRecord& task) = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
+  // What each account that spent anything today (UTC) spent, by account.
+  virtual absl::StatusOr<std::map<std::string, double>> CostsToday() = 0;
 
   // The messages people sent to the worker, oldest first (attachments
   // without their data), at most 1000.

@@ -356,7 +356,7 @@ absl::Status Dispatcher::StartWorker(const std::string& worker_id) {
 }
 
 void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done,
-                            std::string delivery_id) {
+                            std::string delivery_id, std::vector<pb::Event> also) {
   // Read before the transaction: the writer only writes.
   if (absl::StatusOr<WorkspaceRecord> ws = Workspace(task.workspace_id); !ws.ok()) {
     return done(absl::IsNotFound(ws.status())
@@ -365,8 +365,8 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
   }
   auto result = std::make_shared<TaskRecord>();
   journal_.Submit(
-      [this, task = std::move(task), result,
-       delivery_id = std::move(delivery_id)](JournalTx& tx) mutable -> absl::Status {
+      [this, task = std::move(task), result, delivery_id = std::move(delivery_id),
+       also = std::move(also)](JournalTx& tx) mutable -> absl::Status {
         if (!delivery_id.empty() && !tx.store().RecordDelivery(delivery_id)) {
           return absl::AlreadyExistsError("this delivery was seen before");
         }
@@ -386,6 +386,7 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
                                         task.concurrency_key));
         }
         tx.Append(std::move(created));
+        for (const pb::Event& e : also) tx.Append(pb::Event(e));
         if (runner) {
           AssignInTx(tx, task, *runner, /*stored=*/false);
         } else {
@@ -399,6 +400,34 @@ void Dispatcher::CreateTask(TaskRecord task, std::function<void(absl::StatusOr<T
         if (!status.ok()) return done(status);
         done(std::move(*result));
       });
+}
+
+absl::StatusOr<std::vector<Waiting>> Dispatcher::WhyWaiting(
+    const std::vector<const TaskRecord*>& pending, const std::string& viewer) {
+  std::vector<Waiting> out;
+  if (pending.empty()) return out;
+  // One view of the runners for every task of the answer.
+  const std::vector<RunnerSlot> slots = registry_.Slots();
+  const WorkerTable::Loads loads = workers_.CountLoads();
+  std::vector<Candidate> candidates;
+  candidates.reserve(slots.size());
+  for (const RunnerSlot& s : slots) {
+    auto r = loads.by_runner.find(s.runner_id);
+    auto a = loads.by_account.find(s.account_id);
+    candidates.push_back(Candidate{&s, r == loads.by_runner.end() ? 0 : r->second,
+                                   a == loads.by_account.end() ? 0 : a->second,
+                                   budget_.Spent(s.account_id)});
+  }
+  for (const TaskRecord* task : pending) {
+    std::string holder;
+    if (!task->KeyIsOwn()) {
+      absl::StatusOr<std::string> found = store_.KeyHolder(*task);
+      if (!found.ok()) return found.status();
+      holder = *std::move(found);
+    }
+    out.push_back(buildd::broker::WhyWaiting(*task, holder, candidates, viewer));
+  }
+  return out;
 }
 
 absl::StatusOr<TaskRecord> Dispatcher::CancelTask(const std::string& task_id) {
@@ -722,6 +751,7 @@ void Dispatcher::OnMessage(const std::string& runner_id, pb::RunnerMessage messa
       recorder_.OnFinished(runner_id, std::move(*message.mutable_finished()));
       break;
     case pb::RunnerMessage::kHeartbeat:
+      registry_.SetLoad(runner_id, message.heartbeat().load());
       if (message.heartbeat().draining() && registry_.SetDraining(runner_id)) {
         Log()->info("runner={} drains: it gets no new work", runner_id);
       }

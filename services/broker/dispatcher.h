@@ -29,6 +29,7 @@
 #include "services/broker/leases.h"
 #include "services/broker/recorder.h"
 #include "services/broker/runner_registry.h"
+#include "services/broker/waiting.h"
 #include "services/broker/worker_table.h"
 
 namespace buildd::broker {
@@ -71,8 +72,16 @@ class Dispatcher {
   // free, assigns it in the same transaction and pushes it after commit.
   // With `delivery_id` (a GitHub webhook's), the delivery is recorded with
   // the task: AlreadyExists, and no task, when it was recorded before.
+  // `also`: events of other tasks (the one it retries) written with it.
   void CreateTask(TaskRecord task, std::function<void(absl::StatusOr<TaskRecord>)> done,
-                  std::string delivery_id = "");
+                  std::string delivery_id = "", std::vector<pb::Event> also = {});
+  // Why each of these pending tasks waits (waiting.h), in order: from this
+  // replica's runners, their loads and budgets, and the store (a read for
+  // each task whose concurrency key is not its own), told to `viewer` (see
+  // WhyWaiting in waiting.h). Blocks on the reads: call it from a pool
+  // thread.
+  absl::StatusOr<std::vector<Waiting>> WhyWaiting(const std::vector<const TaskRecord*>& pending,
+                                                  const std::string& viewer);
   // Cancels a pending task at once, or asks the runner of a running one.
   absl::StatusOr<TaskRecord> CancelTask(const std::string& task_id);
   // Sends a control to the runner holding the worker, through the other

@@ -863,6 +863,86 @@ absl::StatusOr<std::vector<QueueGroup>> PgBrokerStore::Queue() {
   });
 }
 
+absl::StatusOr<std::vector<PendingGroup>> PgBrokerStore::PendingGroups(
+    const std::string& workspace_id, const std::optional<std::set<std::string>>& only) {
+  return WithSession(pool_, "group the queue", [&](soci::session& sql) -> absl::StatusOr<std::vector<PendingGroup>> {
+    const int all = only ? 0 : 1;
+    const std::string ids = only ? IdsJson(*only) : "[]";
+    std::vector<PendingGroup> out;
+    // Labels as a sorted set, so that ["b","a"] and ["a","b"] are one group.
+    soci::rowset<soci::row> rows =
+        (sql.prepare << absl::StrCat(
+             "SELECT p.provider, p.labels::text, count(*)::text,"
+             " (array_agg(p.id::text ORDER BY p.created_at, p.id))[1], ",
+             TimeCol("min(p.created_at)"),
+             " FROM (SELECT t.id, t.provider, t.created_at, (SELECT COALESCE(jsonb_agg(DISTINCT l"
+             " ORDER BY l), '[]'::jsonb) FROM jsonb_array_elements_text(t.required_labels) l) AS labels"
+             " FROM tasks t WHERE t.state = 'pending' AND (:ws = '' OR t.workspace_id::text = :ws2)"
+             " AND (:all <> 0 OR t.workspace_id::text IN (SELECT jsonb_array_elements_text(:ids::jsonb)))) p"
+             " GROUP BY p.provider, p.labels ORDER BY min(p.created_at), p.provider, p.labels::text"),
+         soci::use(workspace_id), soci::use(workspace_id), soci::use(all), soci::use(ids));
+    for (const soci::row& r : rows) {
+      PendingGroup g;
+      g.provider = r.get<std::string>(0);
+      g.labels = LabelsFromJson(r.get<std::string>(1));
+      g.tasks = Int(r.get<std::string>(2));
+      g.oldest_task_id = r.get<std::string>(3);
+      g.oldest_created_at = r.get<std::string>(4);
+      out.push_back(std::move(g));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<std::map<std::string, int>> PgBrokerStore::QueuePositions(
+    const std::vector<std::string>& task_ids) {
+  std::map<std::string, int> out;
+  if (task_ids.empty()) return out;
+  return WithSession(pool_, "place in the queue", [&](soci::session& sql) -> absl::StatusOr<std::map<std::string, int>> {
+    const std::string ids = absl::StrCat("{", absl::StrJoin(task_ids, ","), "}");
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT q.id::text, q.pos::text FROM (SELECT id, row_number() OVER"
+                        " (ORDER BY priority DESC, created_at, id) AS pos FROM tasks"
+                        " WHERE state = 'pending') q WHERE q.id = ANY(:ids::uuid[])",
+         soci::use(ids));
+    for (const soci::row& r : rows) out[r.get<std::string>(0)] = static_cast<int>(Int(r.get<std::string>(1)));
+    return out;
+  });
+}
+
+absl::StatusOr<std::string> PgBrokerStore::KeyHolder(const TaskRecord& task) {
+  return WithSession(pool_, "find the key's holder", [&](soci::session& sql) -> absl::StatusOr<std::string> {
+    std::string holder;
+    soci::indicator ind = soci::i_ok;
+    const int priority = task.priority;
+    // ClaimPending's rule, for one task.
+    sql << absl::StrCat(
+               "SELECT o.id::text FROM tasks o WHERE o.workspace_id = :ws::uuid"
+               " AND o.concurrency_key = :k AND o.id <> :id::uuid AND o.state IN ",
+               SqlList(UnfinishedTaskStates()),
+               " AND (o.state <> 'pending' OR o.priority > :p OR (o.priority = :p2 AND"
+               " (o.created_at, o.id) < (SELECT t.created_at, t.id FROM tasks t WHERE t.id = :id2::uuid)))"
+               " ORDER BY o.state = 'pending', o.created_at, o.id LIMIT 1"),
+        soci::use(task.workspace_id), soci::use(task.concurrency_key), soci::use(task.id),
+        soci::use(priority), soci::use(priority), soci::use(task.id), soci::into(holder, ind);
+    return sql.got_data() && ind == soci::i_ok ? holder : "";
+  });
+}
+
+absl::StatusOr<std::map<std::string, double>> PgBrokerStore::CostsToday() {
+  return WithSession(pool_, "costs today", [&](soci::session& sql) -> absl::StatusOr<std::map<std::string, double>> {
+    std::map<std::string, double> out;
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT account_id::text, cost_usd::text FROM account_costs"
+                        " WHERE day = (now() AT TIME ZONE 'UTC')::date AND cost_usd > 0");
+    for (const soci::row& r : rows) {
+      double cost = 0;
+      if (absl::SimpleAtod(r.get<std::string>(1), &cost)) out[r.get<std::string>(0)] = cost;
+    }
+    return out;
+  });
+}
+
 absl::StatusOr<double> PgBrokerStore::CostToday(const std::string& account_id) {
   return WithSession(pool_, "cost today", [&](soci::session& sql) -> absl::StatusOr<double> {
     double total = 0;

@@ -45,6 +45,16 @@ struct QueueGroup {
   int64_t tasks = 0;
 };
 
+// The pending tasks of one provider and label set (GetQueue).
+struct PendingGroup {
+  std::string provider;
+  std::vector<std::string> labels;  // sorted
+  int64_t tasks = 0;
+  // The one created first (ties: the lower id).
+  std::string oldest_task_id;
+  std::string oldest_created_at;
+};
+
 struct TaskRecord {
   std::string id;
   // The task as the client described it: parsed once at the broker's edge,

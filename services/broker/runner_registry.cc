@@ -84,6 +84,12 @@ void RunnerRegistry::Touch(const std::string& runner_id) {
   if (it != runners_.end()) it->second.last_seen = now;
 }
 
+void RunnerRegistry::SetLoad(const std::string& runner_id, int load) {
+  absl::MutexLock lock(&mu_);
+  auto it = runners_.find(runner_id);
+  if (it != runners_.end()) it->second.details.load = load;
+}
+
 bool RunnerRegistry::SetDraining(const std::string& runner_id) {
   absl::MutexLock lock(&mu_);
   auto it = runners_.find(runner_id);

@@ -37,6 +37,8 @@ struct RunnerDetails {
   std::vector<::buildd::v1::Capability> capabilities;
   std::string version;
   std::string connected_at;  // RFC 3339
+  // What its last Heartbeat said (the tasks it runs); 0 before one.
+  int load = 0;
 };
 
 struct ConnectedRunner {
@@ -72,6 +74,8 @@ class RunnerRegistry {
   std::map<std::string, std::string> Credentials(const std::string& runner_id) const;
   // Notes a message from the runner.
   void Touch(const std::string& runner_id);
+  // Notes the load its Heartbeat reported.
+  void SetLoad(const std::string& runner_id, int load);
   // From now on it takes no new work (Heartbeat.draining); false when it
   // was draining already (or is gone).
   bool SetDraining(const std::string& runner_id);

@@ -233,17 +233,28 @@ absl::Status ValidateSubscribe(const pb::SubscribeRequest& req) {
   return absl::OkStatus();
 }
 
-TaskRecord NewTaskRecord(pb::Task task, const std::string& account_id) {
+TaskRecord NewTaskRecord(pb::Task task, const std::string& account_id,
+                         const std::string& retry_of) {
   // Also the broker's: the artifacts of earlier runs.
   task.clear_artifacts();
   // Keep only what the client describes; the broker owns the rest.
   for (void (pb::Task::*clear)() : {&pb::Task::clear_id, &pb::Task::clear_state, &pb::Task::clear_attempts,
                       &pb::Task::clear_worker_id, &pb::Task::clear_created_by,
                       &pb::Task::clear_created_at, &pb::Task::clear_updated_at,
-                      &pb::Task::clear_exit_code, &pb::Task::clear_error}) {
+                      &pb::Task::clear_exit_code, &pb::Task::clear_error,
+                      &pb::Task::clear_queue_position, &pb::Task::clear_waiting_reason,
+                      &pb::Task::clear_waiting_detail}) {
     (task.*clear)();
   }
+  task.set_retry_of(retry_of);
   return TaskRecord::FromSpec(NewUuid(), std::move(task), account_id);
+}
+
+pb::Task RetrySpec(const TaskRecord& ended) {
+  pb::Task spec = *ended.spec;
+  if (spec.work_branch() == TaskRecord::DefaultWorkBranch(ended.id)) spec.clear_work_branch();
+  spec.clear_credentials();
+  return spec;
 }
 
 }  // namespace buildd::broker

@@ -49,9 +49,16 @@ absl::Status ValidateSubscribe(const pb::SubscribeRequest& req);
 // The record a validated task is stored as: a new id, its work branch
 // (buildd/<id> unless named) and concurrency key (its work branch unless
 // named), created by `account_id`; its spec is `task` without what the
-// broker owns (id, state, attempts, artifacts…).
+// broker owns (id, state, attempts, artifacts, what it derives…) and with
+// `retry_of` (the task it retries, or "").
 // REQUIRES: ValidateNewTask(task) succeeded.
-TaskRecord NewTaskRecord(pb::Task task, const std::string& account_id);
+TaskRecord NewTaskRecord(pb::Task task, const std::string& account_id,
+                         const std::string& retry_of = "");
+
+// What a retry of `ended` describes: its spec, without the work branch it
+// got by default (the retry gets its own, and so its own concurrency key
+// unless the spec names one).
+pb::Task RetrySpec(const TaskRecord& ended);
 
 }  // namespace buildd::broker
 

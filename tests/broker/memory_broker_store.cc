@@ -548,6 +548,89 @@ absl::StatusOr<std::vector<pb::Comment>> MemoryBrokerStore::ListComments(const s
   return out;
 }
 
+absl::StatusOr<std::vector<PendingGroup>> MemoryBrokerStore::PendingGroups(
+    const std::string& workspace_id, const std::optional<std::set<std::string>>& only) {
+  absl::MutexLock lock(&mu_);
+  // By (provider, sorted labels): the group and its oldest task's order.
+  std::map<std::pair<std::string, std::vector<std::string>>, std::pair<PendingGroup, int64_t>> groups;
+  for (const auto& [id, entry] : tables_.tasks) {
+    const auto& [order, t] = entry;
+    if (t.state != "pending" || !Visible(only, t.workspace_id)) continue;
+    if (!workspace_id.empty() && t.workspace_id != workspace_id) continue;
+    const std::set<std::string> sorted(t.required_labels.begin(), t.required_labels.end());
+    const std::vector<std::string> labels(sorted.begin(), sorted.end());
+    auto [it, added] = groups.try_emplace({t.provider, labels});
+    auto& [g, oldest] = it->second;
+    if (added || std::pair(order, id) < std::pair(oldest, g.oldest_task_id)) {
+      g.oldest_task_id = id;
+      g.oldest_created_at = t.created_at;
+      oldest = order;
+    }
+    g.provider = t.provider;
+    g.labels = labels;
+    ++g.tasks;
+  }
+  std::vector<std::pair<int64_t, PendingGroup>> sorted;
+  for (auto& [key, value] : groups) sorted.push_back({value.second, std::move(value.first)});
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<PendingGroup> out;
+  for (auto& [order, g] : sorted) out.push_back(std::move(g));
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, int>> MemoryBrokerStore::QueuePositions(
+    const std::vector<std::string>& task_ids) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int64_t, const TaskRecord*>> pending;
+  for (const auto& [id, entry] : tables_.tasks) {
+    if (entry.second.state == "pending") pending.push_back({entry.first, &entry.second});
+  }
+  std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
+    if (a.second->priority != b.second->priority) return a.second->priority > b.second->priority;
+    return std::pair(a.first, a.second->id) < std::pair(b.first, b.second->id);
+  });
+  const std::set<std::string> wanted(task_ids.begin(), task_ids.end());
+  std::map<std::string, int> out;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (wanted.count(pending[i].second->id) > 0) out[pending[i].second->id] = static_cast<int>(i + 1);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> MemoryBrokerStore::KeyHolder(const TaskRecord& task) {
+  absl::MutexLock lock(&mu_);
+  auto self = tables_.tasks.find(task.id);
+  const int64_t order = self == tables_.tasks.end() ? 0 : self->second.first;
+  // ClaimPending's rule (Blocked), for one task: the oldest that is not
+  // pending, else the first pending one ahead.
+  std::optional<std::tuple<bool, int64_t, std::string>> best;
+  for (const auto& [oid, entry] : tables_.tasks) {
+    const auto& [o_order, o] = entry;
+    if (oid == task.id || o.workspace_id != task.workspace_id ||
+        o.concurrency_key != task.concurrency_key || !Contains(UnfinishedTaskStates(), o.state)) {
+      continue;
+    }
+    const bool pending = o.state == "pending";
+    if (pending && !(o.priority > task.priority ||
+                     (o.priority == task.priority && std::pair(o_order, oid) < std::pair(order, task.id)))) {
+      continue;
+    }
+    const auto rank = std::make_tuple(pending, o_order, oid);
+    if (!best || rank < *best) best = rank;
+  }
+  return best ? std::get<2>(*best) : "";
+}
+
+absl::StatusOr<std::map<std::string, double>> MemoryBrokerStore::CostsToday() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, double> out;
+  for (const auto& [account, cost] : tables_.costs_today) {
+    if (cost > 0) out[account] = cost;
+  }
+  return out;
+}
+
 absl::StatusOr<double> MemoryBrokerStore::CostToday(const std::string& account_id) {
   absl::MutexLock lock(&mu_);
   auto it = tables_.costs_today.find(account_id);

@@ -59,7 +59,13 @@ class MemoryBrokerStore final : public BrokerStore {
                                          const std::string& key) override;
   absl::StatusOr<int64_t> CountPending() override;
   absl::StatusOr<std::vector<QueueGroup>> Queue() override;
+  absl::StatusOr<std::vector<PendingGroup>> PendingGroups(
+      const std::string& workspace_id, const std::optional<std::set<std::string>>& only) override;
+  absl::StatusOr<std::map<std::string, int>> QueuePositions(
+      const std::vector<std::string>& task_ids) override;
+  absl::StatusOr<std::string> KeyHolder(const TaskRecord& task) override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<std::map<std::string, double>> CostsToday() override;
   absl::StatusOr<std::vector<pb::Message>> ListMessages(const std::string& worker_id) override;
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;
   absl::StatusOr<std::string> MessageWorker(const std::string& message_id) override;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "common/db.h"
@@ -431,6 +432,80 @@ TEST_P(StoreContractTest, TheQueueCountsUnfinishedTasksByRouteAndWhetherTheyWait
   EXPECT_EQ(queue[2].tasks, 1);
 }
 
+TEST_P(StoreContractTest, PendingTasksGroupByProviderAndLabelSetTheOldestGroupFirst) {
+  const std::string ws = Workspace("w"), other = Workspace("o");
+  TaskRecord plain = Task(ws, "p"), gpu1 = Task(ws, "g1"), gpu2 = Task(ws, "g2", 9);
+  TaskRecord both1 = Task(ws, "b1"), both2 = Task(ws, "b2"), elsewhere = Task(other, "e");
+  TaskRecord running = Task(ws, "r"), codex = Task(ws, "c");
+  gpu1.required_labels = gpu2.required_labels = {"gpu"};
+  both1.required_labels = {"linux", "gpu"};
+  both2.required_labels = {"gpu", "linux"};
+  running.required_labels = {"gpu"};
+  codex.provider = "codex";
+  for (const TaskRecord& t : {gpu1, plain, gpu2, both1, both2, elsewhere, codex}) Insert({t});
+  Assigned(running);
+
+  std::vector<PendingGroup> groups = *store_->PendingGroups("", std::nullopt);
+  ASSERT_EQ(groups.size(), 4u);
+  EXPECT_EQ(groups[0].provider, "claude");
+  EXPECT_EQ(groups[0].labels, std::vector<std::string>{"gpu"});
+  EXPECT_EQ(groups[0].tasks, 2);
+  EXPECT_EQ(groups[0].oldest_task_id, gpu1.id);
+  EXPECT_FALSE(groups[0].oldest_created_at.empty());
+  EXPECT_EQ(groups[1].labels, std::vector<std::string>{});
+  EXPECT_EQ(groups[1].tasks, 2) << "plain and elsewhere";
+  EXPECT_EQ(groups[1].oldest_task_id, plain.id);
+  EXPECT_EQ(groups[2].labels, (std::vector<std::string>{"gpu", "linux"}));
+  EXPECT_EQ(groups[2].tasks, 2);
+  EXPECT_EQ(groups[2].oldest_task_id, both1.id);
+  EXPECT_EQ(groups[3].provider, "codex");
+  EXPECT_EQ(groups[3].tasks, 1);
+
+  // Narrowed to the workspaces one may see, or to one.
+  std::vector<PendingGroup> seen = *store_->PendingGroups("", std::set<std::string>{other});
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].oldest_task_id, elsewhere.id);
+  EXPECT_EQ(store_->PendingGroups(ws, std::nullopt)->at(1).tasks, 1);
+  EXPECT_TRUE(store_->PendingGroups(ws, std::set<std::string>{other})->empty());
+}
+
+TEST_P(StoreContractTest, QueuePositionsFollowTheOrderOfClaims) {
+  const std::string ws = Workspace("w"), other = Workspace("o");
+  TaskRecord a = Task(ws, "a"), b = Task(other, "b", 5), c = Task(ws, "c"), d = Task(ws, "d", -1);
+  TaskRecord running = Task(ws, "r", 50);
+  for (const TaskRecord& t : {a, b, c, d}) Insert({t});
+  Assigned(running);
+  std::map<std::string, int> at = *store_->QueuePositions({a.id, c.id, d.id, running.id, NewUuid()});
+  EXPECT_EQ(at, (std::map<std::string, int>{{a.id, 2}, {c.id, 3}, {d.id, 4}}));
+  EXPECT_EQ(store_->QueuePositions({b.id})->at(b.id), 1);
+  EXPECT_TRUE(store_->QueuePositions({})->empty());
+  writer_->Begin();
+  EXPECT_EQ(Ids(writer_->ClaimPending(Everything(), 10)), (std::vector<std::string>{b.id, a.id, c.id, d.id}));
+  writer_->Rollback();
+}
+
+TEST_P(StoreContractTest, AKeysHolderIsTheTaskAClaimWaitsFor) {
+  const std::string ws = Workspace("w");
+  TaskRecord first = Task(ws, "first", 0, "deploy"), second = Task(ws, "second", 0, "deploy");
+  TaskRecord urgent = Task(ws, "urgent", 5, "deploy"), alone = Task(ws, "alone", 0, "docs");
+  for (const TaskRecord& t : {first, second, urgent, alone}) Insert({t});
+  // Pending ones: one ahead in the claim order holds the key (the oldest).
+  EXPECT_EQ(*store_->KeyHolder(first), urgent.id);
+  EXPECT_EQ(*store_->KeyHolder(second), first.id);
+  EXPECT_EQ(*store_->KeyHolder(urgent), "");
+  EXPECT_EQ(*store_->KeyHolder(alone), "");
+  // A running one holds it before any pending one.
+  first.state = "running";
+  first.epoch = 1;
+  writer_->UpdateTask(first);
+  EXPECT_EQ(*store_->KeyHolder(urgent), first.id);
+  EXPECT_EQ(*store_->KeyHolder(second), first.id);
+  first.state = "completed";
+  writer_->UpdateTask(first);
+  EXPECT_EQ(*store_->KeyHolder(urgent), "");
+  EXPECT_EQ(*store_->KeyHolder(second), urgent.id);
+}
+
 TEST_P(StoreContractTest, OnlyTheLeaseHoldersAccountReattachesALiveWorker) {
   const std::string ws = Workspace("w");
   const std::string account = NewUuid(), other = NewUuid();
@@ -544,6 +619,7 @@ TEST_P(StoreContractTest, CostsAddUpPerAccount) {
   EXPECT_DOUBLE_EQ(writer_->AddCost(b, 1), 1);
   EXPECT_DOUBLE_EQ(*store_->CostToday(a), 0.75);
   EXPECT_DOUBLE_EQ(*store_->CostToday(NewUuid()), 0);
+  EXPECT_EQ(*store_->CostsToday(), (std::map<std::string, double>{{a, 0.75}, {b, 1}}));
 }
 
 TEST_P(StoreContractTest, ASessionIsKeptSealedAndOpensAgain) {
