@@ -405,29 +405,10 @@ grpc::ServerUnaryReactor* BrokerServiceImpl::ListRunners(grpc::CallbackServerCon
     if (!p.is_admin && !req->account_id().empty() && req->account_id() != p.account_id) {
       return absl::PermissionDeniedError("listing another account's runners needs an admin key");
     }
-    // Counted from the live workers, not kept beside the runner.
-    const WorkerTable::Loads loads = dispatcher_.workers().CountLoads();
-    for (const auto& [slot, details] : dispatcher_.runners().List()) {
-      if (!account.empty() && slot.account_id != account) continue;
-      pb::RunnerInfo* r = resp->add_runners();
-      r->set_id(slot.runner_id);
-      r->set_name(slot.name);
-      r->set_account_id(slot.account_id);
-      for (const std::string& label : slot.labels) r->add_labels(label);
-      for (const auto& c : details.capabilities) *r->add_capabilities() = c;
-      r->set_version(details.version);
-      r->set_max_tasks(slot.max_tasks);
-      auto it = loads.by_runner.find(slot.runner_id);
-      r->set_active_workers(it == loads.by_runner.end() ? 0 : it->second);
-      r->set_draining(slot.draining);
-      r->set_connected_at(details.connected_at);
-      r->set_load(details.load);
+    BUILDD_ASSIGN_OR_RETURN(std::vector<pb::RunnerInfo> all, dispatcher_.AllRunners());
+    for (pb::RunnerInfo& r : all) {
+      if (account.empty() || r.account_id() == account) *resp->add_runners() = std::move(r);
     }
-    std::sort(resp->mutable_runners()->begin(), resp->mutable_runners()->end(),
-              [](const pb::RunnerInfo& a, const pb::RunnerInfo& b) {
-                return a.connected_at() != b.connected_at() ? a.connected_at() < b.connected_at()
-                                                            : a.id() < b.id();
-              });
     return absl::OkStatus();
   });
 }

@@ -74,8 +74,10 @@ class StoreTx {
   virtual void InsertMessage(const pb::Message& message) = 0;
   virtual void InsertComment(const pb::Comment& comment) = 0;
 
-  // Replica `broker_id` is alive now (registered when it is new).
-  virtual void BeatBroker(const std::string& broker_id) = 0;
+  // Replica `broker_id` is alive now (registered when it is new), with the
+  // runners connected to it (`runners_json`: a ListRunnersResponse as JSON),
+  // which every replica lists.
+  virtual void BeatBroker(const std::string& broker_id, const std::string& runners_json) = 0;
   // Replica `broker_id` is going away: its workers are adopted at once.
   virtual void LeaveBrokers(const std::string& broker_id) = 0;
   // Makes `broker_id` the owner of the live workers whose replica is gone
@@ -169,6 +171,10 @@ class BrokerStore {
   virtual absl::StatusOr<std::string> KeyHolder(const TaskRecord& task) = 0;
   // What the account spent today (UTC).
   virtual absl::StatusOr<double> CostToday(const std::string& account_id) = 0;
+  // The runners of the other replicas seen within `fresh_ms`, as each one
+  // last told (BeatBroker).
+  virtual absl::StatusOr<std::vector<pb::RunnerInfo>> OtherReplicasRunners(
+      const std::string& broker_id, int64_t fresh_ms) = 0;
   // What each account that spent anything today (UTC) spent, by account.
   virtual absl::StatusOr<std::map<std::string, double>> CostsToday() = 0;
 

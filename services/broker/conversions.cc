@@ -116,4 +116,18 @@ pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch) {
   return cancel;
 }
 
+std::string RunnersJson(const pb::ListRunnersResponse& runners) {
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(runners, &json);
+  return json;
+}
+
+void AppendRunners(const std::string& json, std::vector<pb::RunnerInfo>* out) {
+  pb::ListRunnersResponse runners;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;  // told by a newer replica
+  if (!google::protobuf::util::JsonStringToMessage(json, &runners, options).ok()) return;
+  for (pb::RunnerInfo& r : *runners.mutable_runners()) out->push_back(std::move(r));
+}
+
 }  // namespace buildd::broker

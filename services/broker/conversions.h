@@ -6,6 +6,9 @@
 #include <map>
 #include <string>
 
+#include <vector>
+
+#include "buildd/v1/broker.pb.h"
 #include "buildd/v1/common.pb.h"
 #include "buildd/v1/runner.pb.h"
 #include "services/broker/records.h"
@@ -29,6 +32,10 @@ pb::BrokerMessage AssignOf(const TaskRecord& task, const WorkerRecord& worker,
 pb::Event EventOf(const std::string& type, const std::string& task_id,
                   const std::string& worker_id, const std::string& workspace_id);
 pb::BrokerMessage AckOf(const std::string& worker_id, int64_t up_to_seq);
+// A replica's runners as BeatBroker keeps them (a ListRunnersResponse as
+// JSON), and back: appended to `out`; text that does not parse adds none.
+std::string RunnersJson(const pb::ListRunnersResponse& runners);
+void AppendRunners(const std::string& json, std::vector<pb::RunnerInfo>* out);
 pb::BrokerMessage CancelOf(const std::string& worker_id, int64_t epoch);
 
 }  // namespace buildd::broker

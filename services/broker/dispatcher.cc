@@ -1,5 +1,7 @@
 #include "services/broker/dispatcher.h"
 
+#include <algorithm>
+
 #include <google/protobuf/util/json_util.h>
 
 #include <boost/asio/post.hpp>
@@ -70,7 +72,7 @@ void Dispatcher::AdoptOrphans() {
   // Another replica is gone once it missed as many heartbeats as a runner may.
   const int64_t dead_after = int64_t{options_.heartbeat_interval_ms} * options_.missed_heartbeats;
   journal_.Submit([this, dead_after](JournalTx& tx) -> absl::Status {
-    tx.store().BeatBroker(options_.broker_id);
+    tx.store().BeatBroker(options_.broker_id, RunnersJson(LocalRunners()));
     std::vector<LiveWorker> adopted = tx.store().AdoptOrphans(options_.broker_id, dead_after);
     if (adopted.empty()) return absl::OkStatus();
     tx.OnCommit([this, adopted = std::move(adopted)]() mutable {
@@ -88,6 +90,57 @@ void Dispatcher::AdoptOrphans() {
     });
     return absl::OkStatus();
   });
+}
+
+void Dispatcher::PublishRunners() {
+  if (publish_queued_.exchange(true)) return;
+  journal_.Submit([this](JournalTx& tx) -> absl::Status {
+    // Read when written: the runners that came while it waited count too.
+    publish_queued_ = false;
+    tx.store().BeatBroker(options_.broker_id, RunnersJson(LocalRunners()));
+    return absl::OkStatus();
+  });
+}
+
+pb::ListRunnersResponse Dispatcher::LocalRunners() const {
+  pb::ListRunnersResponse out;
+  // Counted from the live workers, not kept beside the runner.
+  const WorkerTable::Loads loads = workers_.CountLoads();
+  for (const auto& [slot, details] : registry_.List()) {
+    pb::RunnerInfo* r = out.add_runners();
+    r->set_id(slot.runner_id);
+    r->set_name(slot.name);
+    r->set_account_id(slot.account_id);
+    for (const std::string& label : slot.labels) r->add_labels(label);
+    for (const auto& c : details.capabilities) *r->add_capabilities() = c;
+    r->set_version(details.version);
+    r->set_max_tasks(slot.max_tasks);
+    auto it = loads.by_runner.find(slot.runner_id);
+    r->set_active_workers(it == loads.by_runner.end() ? 0 : it->second);
+    r->set_draining(slot.draining);
+    r->set_connected_at(details.connected_at);
+    r->set_load(details.load);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<pb::RunnerInfo>> Dispatcher::AllRunners() {
+  pb::ListRunnersResponse local = LocalRunners();
+  std::vector<pb::RunnerInfo> all(local.runners().begin(), local.runners().end());
+  // A replica is gone once it missed as many heartbeats as a runner may.
+  BUILDD_ASSIGN_OR_RETURN(
+      std::vector<pb::RunnerInfo> others,
+      store_.OtherReplicasRunners(options_.broker_id,
+                                  int64_t{options_.heartbeat_interval_ms} * options_.missed_heartbeats));
+  std::set<std::string> seen;
+  for (const pb::RunnerInfo& r : all) seen.insert(r.id());
+  for (pb::RunnerInfo& r : others) {
+    if (seen.insert(r.id()).second) all.push_back(std::move(r));
+  }
+  std::sort(all.begin(), all.end(), [](const pb::RunnerInfo& a, const pb::RunnerInfo& b) {
+    return a.connected_at() != b.connected_at() ? a.connected_at() < b.connected_at() : a.id() < b.id();
+  });
+  return all;
 }
 
 void Dispatcher::OnCommittedElsewhere(const std::vector<pb::Event>& events) {
@@ -563,6 +616,7 @@ absl::Status Dispatcher::Connect(ConnectedRunner runner, const pb::Hello& hello)
              for (const auto& w : stale) welcome->add_stale_workers(w);
              link->Send(std::move(message));
              ClaimFor(runner_id);
+             PublishRunners();
            });
   return absl::OkStatus();
 }
@@ -634,6 +688,7 @@ void Dispatcher::ClaimNow(const std::string& runner_id, int n, const std::string
 
 void Dispatcher::Disconnect(const std::string& runner_id) {
   registry_.Remove(runner_id);
+  PublishRunners();
   std::vector<std::string> held = workers_.Orphan(runner_id);
   if (!held.empty()) {
     Log()->info("runner={} gone holding {} workers; lease grace {} ms", runner_id, held.size(),
@@ -754,6 +809,7 @@ void Dispatcher::OnMessage(const std::string& runner_id, pb::RunnerMessage messa
       registry_.SetLoad(runner_id, message.heartbeat().load());
       if (message.heartbeat().draining() && registry_.SetDraining(runner_id)) {
         Log()->info("runner={} drains: it gets no new work", runner_id);
+        PublishRunners();
       }
       break;
     default:

@@ -22,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "buildd/v1/broker.pb.h"
 #include "buildd/v1/runner.pb.h"
 #include "services/broker/broker_store.h"
 #include "services/broker/budget.h"
@@ -139,6 +140,12 @@ class Dispatcher {
   void RefreshAccount(const std::string& account_id,
                       const std::function<absl::StatusOr<RunnerAccess>(const std::string& key)>& reauth);
 
+  // The runners connected to this replica now, and those every replica
+  // connects, the others' as each last told (at most a heartbeat interval
+  // old); oldest connection first.
+  pb::ListRunnersResponse LocalRunners() const;
+  absl::StatusOr<std::vector<pb::RunnerInfo>> AllRunners();
+
   int64_t pending_hint() const { return pending_; }
   const WorkerTable& workers() const { return workers_; }
   const RunnerRegistry& runners() const { return registry_; }
@@ -195,6 +202,9 @@ class Dispatcher {
   // Says this replica is alive and adopts the live workers of replicas
   // that are not (their lease grace starts here).
   void AdoptOrphans();
+  // Tells the other replicas this one's runners now (BeatBroker), after a
+  // runner came, went or drains; one such write waits at a time.
+  void PublishRunners();
   // The ending of a worker has been committed: frees its slot.
   void Ended(const std::string& runner_id, const LiveWorker& worker);
   // The lease grace of these workers is over: those whose runner did not
@@ -218,6 +228,7 @@ class Dispatcher {
   Recorder recorder_;
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> turn_{0};
+  std::atomic<bool> publish_queued_{false};
 
   absl::Mutex mu_;
   // (workspace, key) of tasks created behind an unfinished one; a key leaves

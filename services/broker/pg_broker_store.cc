@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <map>
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/pg_connection.h"
+#include "services/broker/conversions.h"
 #include "services/broker/runner_reports.h"
 #include "services/broker/task_states.h"
 
@@ -533,11 +535,11 @@ class PgStoreWriter final : public StoreWriter {
              c.text(), c.created_at()});
   }
 
-  void BeatBroker(const std::string& broker_id) override {
+  void BeatBroker(const std::string& broker_id, const std::string& runners_json) override {
     db_.Run("beat_broker",
-            "INSERT INTO brokers (id) VALUES ($1::uuid)"
-            " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
-            {broker_id});
+            "INSERT INTO brokers (id, runners) VALUES ($1::uuid, $2::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = now(), runners = EXCLUDED.runners",
+            {broker_id, runners_json});
   }
 
   void LeaveBrokers(const std::string& broker_id) override {
@@ -951,6 +953,34 @@ absl::StatusOr<double> PgBrokerStore::CostToday(const std::string& account_id) {
            " AND day = (now() AT TIME ZONE 'UTC')::date",
         soci::use(account_id), soci::into(total, ind);
     return sql.got_data() && ind == soci::i_ok ? total : 0;
+  });
+}
+
+absl::StatusOr<std::vector<pb::RunnerInfo>> PgBrokerStore::OtherReplicasRunners(
+    const std::string& broker_id, int64_t fresh_ms) {
+  return WithSession(pool_, "other replicas' runners",
+                     [&](soci::session& sql) -> absl::StatusOr<std::vector<pb::RunnerInfo>> {
+    const std::string fresh = absl::StrCat(fresh_ms);
+    soci::rowset<std::string> rows =
+        (sql.prepare << "SELECT runners::text FROM brokers WHERE id <> :b::uuid"
+                        " AND seen_at > now() - :f::bigint * interval '1 millisecond'",
+         soci::use(broker_id), soci::use(fresh));
+    std::vector<pb::RunnerInfo> out;
+    for (const std::string& json : rows) AppendRunners(json, &out);
+    if (out.empty()) return out;
+    // What they hold is read now, not as they last told.
+    static const std::string held = absl::StrCat(
+        "SELECT runner_id, count(*)::int FROM workers w WHERE w.state IN ", SqlList(LiveWorkerStates()),
+        " AND w.broker_id IN (SELECT id FROM brokers WHERE id <> :b::uuid"
+        " AND seen_at > now() - :f::bigint * interval '1 millisecond') GROUP BY runner_id");
+    std::map<std::string, int> counts;
+    soci::rowset<soci::row> held_rows = (sql.prepare << held, soci::use(broker_id), soci::use(fresh));
+    for (const soci::row& r : held_rows) counts[r.get<std::string>(0)] = r.get<int>(1);
+    for (pb::RunnerInfo& r : out) {
+      auto it = counts.find(r.id());
+      r.set_active_workers(it == counts.end() ? 0 : it->second);
+    }
+    return out;
   });
 }
 

@@ -52,6 +52,8 @@ class PgBrokerStore final : public BrokerStore {
       const std::vector<std::string>& task_ids) override;
   absl::StatusOr<std::string> KeyHolder(const TaskRecord& task) override;
   absl::StatusOr<double> CostToday(const std::string& account_id) override;
+  absl::StatusOr<std::vector<pb::RunnerInfo>> OtherReplicasRunners(const std::string& broker_id,
+                                                                   int64_t fresh_ms) override;
   absl::StatusOr<std::map<std::string, double>> CostsToday() override;
   absl::StatusOr<std::vector<pb::Message>> ListMessages(const std::string& worker_id) override;
   absl::StatusOr<pb::Attachment> GetAttachment(const std::string& message_id, int index) override;

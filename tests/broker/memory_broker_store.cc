@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "services/broker/conversions.h"
 #include "services/broker/task_states.h"
 
 namespace buildd::broker {
@@ -295,14 +296,18 @@ class MemoryStoreWriter final : public StoreWriter {
       return true;
     });
   }
-  void BeatBroker(const std::string& broker_id) override {
+  void BeatBroker(const std::string& broker_id, const std::string& runners_json) override {
     Apply(true, [&](Tables& t) {
       t.brokers[broker_id] = absl::Now();
+      t.broker_runners[broker_id] = runners_json;
       return true;
     });
   }
   void LeaveBrokers(const std::string& broker_id) override {
-    Apply(true, [&](Tables& t) { return t.brokers.erase(broker_id) > 0; });
+    Apply(true, [&](Tables& t) {
+      t.broker_runners.erase(broker_id);
+      return t.brokers.erase(broker_id) > 0;
+    });
   }
   std::vector<LiveWorker> AdoptOrphans(const std::string& broker_id, int64_t dead_after_ms) override {
     return Apply(true, [&](Tables& t) {
@@ -627,6 +632,26 @@ absl::StatusOr<std::map<std::string, double>> MemoryBrokerStore::CostsToday() {
   std::map<std::string, double> out;
   for (const auto& [account, cost] : tables_.costs_today) {
     if (cost > 0) out[account] = cost;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<pb::RunnerInfo>> MemoryBrokerStore::OtherReplicasRunners(
+    const std::string& broker_id, int64_t fresh_ms) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time fresh_since = absl::Now() - absl::Milliseconds(fresh_ms);
+  std::vector<pb::RunnerInfo> out;
+  for (const auto& [id, seen] : tables_.brokers) {
+    if (id == broker_id || seen <= fresh_since) continue;
+    auto json = tables_.broker_runners.find(id);
+    if (json != tables_.broker_runners.end()) AppendRunners(json->second, &out);
+  }
+  for (pb::RunnerInfo& r : out) {
+    r.set_active_workers(static_cast<int>(std::count_if(
+        tables_.workers.begin(), tables_.workers.end(), [&](const auto& entry) {
+          const WorkerRecord& w = entry.second.second;
+          return w.runner_id == r.id() && Contains(LiveWorkerStates(), w.state);
+        })));
   }
   return out;
 }

@@ -11,6 +11,7 @@
 
 #include "common/db.h"
 #include "common/ids.h"
+#include "services/broker/conversions.h"
 #include "services/broker/pg_broker_store.h"
 #include "tests/broker/memory_broker_store.h"
 #include "tests/testing/matchers.h"
@@ -581,6 +582,29 @@ TEST_P(StoreContractTest, MessagesKeepTheirAttachmentsAndCommentsTheirPlace) {
   EXPECT_EQ((*comments)[0].artifact(), "patch");
 }
 
+TEST_P(StoreContractTest, EachReplicaListsTheRunnersTheOthersLastTold) {
+  const std::string a = NewUuid(), b = NewUuid(), c = NewUuid();
+  pb::ListRunnersResponse on_a, on_b;
+  on_a.add_runners()->set_name("laptop");
+  on_b.add_runners()->set_name("ci-1");
+  on_b.add_runners()->set_name("ci-2");
+  writer_->BeatBroker(a, RunnersJson(on_a));
+  writer_->BeatBroker(b, RunnersJson(on_b));
+  writer_->BeatBroker(c, "{}");
+  auto names = [&](const std::string& asking) {
+    std::vector<std::string> out;
+    for (const pb::RunnerInfo& r : *store_->OtherReplicasRunners(asking, 60000)) out.push_back(r.name());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(names(c), (std::vector<std::string>{"ci-1", "ci-2", "laptop"}));
+  EXPECT_EQ(names(a), (std::vector<std::string>{"ci-1", "ci-2"})) << "its own are not the others'";
+  // b's next beat tells its runners now; a replica that left tells none.
+  writer_->BeatBroker(b, "{}");
+  writer_->LeaveBrokers(a);
+  EXPECT_TRUE(names(c).empty());
+}
+
 TEST_P(StoreContractTest, AGoneReplicasLiveWorkersAreAdoptedByOneReplicaOnce) {
   const std::string ws = Workspace("w");
   const std::string account = NewUuid();
@@ -591,7 +615,7 @@ TEST_P(StoreContractTest, AGoneReplicasLiveWorkersAreAdoptedByOneReplicaOnce) {
   ended.state = "completed";
   writer_->UpdateWorker(ended);
   // Written before replicas were recorded: anyone's.
-  writer_->BeatBroker(a);
+  writer_->BeatBroker(a, "{}");
   std::vector<LiveWorker> adopted = writer_->AdoptOrphans(a, 60000);
   ASSERT_EQ(adopted.size(), 1u);
   EXPECT_EQ(adopted[0].worker_id, w.id);
@@ -599,7 +623,7 @@ TEST_P(StoreContractTest, AGoneReplicasLiveWorkersAreAdoptedByOneReplicaOnce) {
   EXPECT_EQ(adopted[0].epoch, 1);
   EXPECT_EQ(store_->GetWorker(w.id)->broker_id, a);
   // a is alive: b takes nothing, nor does a take its own again.
-  writer_->BeatBroker(b);
+  writer_->BeatBroker(b, "{}");
   EXPECT_TRUE(writer_->AdoptOrphans(b, 60000).empty());
   EXPECT_TRUE(writer_->AdoptOrphans(a, 60000).empty());
   // a leaves: b adopts, once.

@@ -4,6 +4,7 @@
 // so nothing periodic could carry what these tests see within seconds.
 #include <signal.h>
 
+#include <algorithm>
 #include <future>
 #include <set>
 #include <string>
@@ -81,6 +82,53 @@ TEST_F(ReplicasTest, ATaskCreatedOnOneReplicaRunsOnTheOthersRunnerAndBothStreams
   for (const SseItem& i : seen_a) types.insert(i.event);
   EXPECT_TRUE(types.count("created") && types.count("assigned") && types.count("output"))
       << ::testing::PrintToString(types);
+}
+
+TEST_F(ReplicasTest, EveryReplicaListsAllRunnersWithWhatTheyHoldNowAndStatusCountsThem) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  Mesh::Replica& b = SecondReplica();
+  // A's own broker holds no runner: before, its gateway said unavailable.
+  EXPECT_EQ(Call("GET", "/status", s.api_key).status, 503);
+  Process& on_b = mesh_.StartRunnerAt(b.broker_addr(), *b.broker, s.api_key, "on-b", {"--max_tasks=1"});
+  auto runners_named = [](const std::string& name) {
+    return [name](const Struct& body) {
+      const auto& list = body.fields().at("runners").list_value().values();
+      return std::any_of(list.begin(), list.end(), [&](const auto& r) {
+        return Str(r.struct_value(), "name") == name;
+      });
+    };
+  };
+  // Through A's gateway, the heartbeat a minute away.
+  Struct listed = WaitForJson("/api/runners", runners_named("on-b"), "B's runner, through A", 10000);
+  const Struct runner = listed.fields().at("runners").list_value().values(0).struct_value();
+  EXPECT_EQ(Str(runner, "name"), "on-b");
+  EXPECT_EQ(Str(runner, "accountId"), s.account_id);
+  EXPECT_EQ(Num(runner, "maxTasks"), 1);
+  EXPECT_EQ(Num(runner, "activeWorkers"), 0);
+  HttpResult idle = Call("GET", "/status", s.api_key);
+  EXPECT_EQ(idle.status, 200) << idle.body;
+  EXPECT_EQ(Str(Json(idle.body), "status"), "idle");
+
+  // What it holds is read when asked: busy at once, through A.
+  const std::string task = CreateTask(s.api_key, s.workspace_id, "echo begin; sleep 60");
+  WaitForTaskState(task, "running");
+  listed = Json(Call("GET", "/api/runners", s.api_key).body);
+  ASSERT_EQ(listed.fields().at("runners").list_value().values_size(), 1) << "listed once";
+  EXPECT_EQ(Num(listed.fields().at("runners").list_value().values(0).struct_value(), "activeWorkers"), 1);
+  HttpResult busy = Call("GET", "/status", s.api_key);
+  EXPECT_EQ(busy.status, 429) << busy.body;
+  ASSERT_EQ(Call("POST", "/api/tasks/" + task + "/cancel", s.api_key).status, 200);
+  WaitForTaskState(task, "canceled", 15000);
+
+  // Another account sees none of them.
+  Setup other = CreateAccountAndWorkspace("service", true, true);
+  EXPECT_EQ(Json(Call("GET", "/api/runners", other.api_key).body)
+                .fields().at("runners").list_value().values_size(), 0);
+  // Gone from B, gone from A's list.
+  on_b.Stop(SIGTERM, 10000);
+  WaitForJson("/api/runners", [](const Struct& body) {
+    return body.fields().at("runners").list_value().values_size() == 0;
+  }, "no runner, through A", 10000);
 }
 
 TEST_F(ReplicasTest, ACancelSentThroughOneReplicaStopsTheTaskOnTheOthersRunner) {
