@@ -173,13 +173,12 @@
   // ---- Session -----------------------------------------------------------
 
   // Who the session acts as, kept in localStorage across reloads (no
-  // credential: the account's id and whether it is an admin; an admin's
-  // account name). Only an admin may read accounts, so others go by id.
+  // credential: the account's id, name and whether it is an admin).
   const ME_KEY = "buildd.principal";
   async function loadMe(principal) {
     const me = {accountId: principal.accountId || "", isAdmin: !!principal.isAdmin,
                 type: principal.type || "", name: principal.name || ""};
-    if (me.isAdmin && !me.name) {
+    if (!me.name) {
       try {
         me.name = (await api(`/api/accounts/${encodeURIComponent(me.accountId)}`)).name || "";
       } catch (_) { /* the id stands in for the name */ }
@@ -303,14 +302,18 @@
   // browser gave up on (an error answer) is opened again after the last id.
   function connectEvents() {
     closeEvents();
-    const url = S.lastEventId ? `/api/events?lastEventId=${S.lastEventId}` : "/api/events";
+    // The board reads the tasks themselves: the stream starts now, not with
+    // the whole history, until it has an id to resume after.
+    const url = S.lastEventId ? `/api/events?lastEventId=${S.lastEventId}` : "/api/events?fromNow=true";
     const source = new EventSource(url);
     S.source = source;
     source.onopen = () => {
       setLive("live");
-      if (S.dropped) {
+      if (S.dropped || !S.lastEventId) {
         S.dropped = false;
-        refreshTasks();  // Whatever the stream cannot replay (rows changed meanwhile).
+        // Whatever the stream cannot replay: rows changed meanwhile, or
+        // before it started.
+        refreshTasks();
       }
     };
     source.onerror = (e) => {

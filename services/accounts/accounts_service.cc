@@ -261,8 +261,12 @@ grpc::ServerUnaryReactor* AccountsService::ListAccounts(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AccountsService::GetAccount(grpc::CallbackServerContext* ctx,
                                                       const pb::GetAccountRequest* req,
                                                       pb::Account* resp) {
-  return RunAdmin(ctx, [this, req, resp]() -> absl::Status {
+  // An admin reads any account; a key its own (who the dashboard says it is).
+  return RunAuthenticated(ctx, [this, req, resp](const PrincipalRecord& p) -> absl::Status {
     BUILDD_RETURN_IF_ERROR(CheckUuid(req->id(), "id"));
+    if (!p.account.is_admin && req->id() != p.account.id) {
+      return absl::PermissionDeniedError("reading another account needs an admin key");
+    }
     BUILDD_ASSIGN_OR_RETURN(AccountRecord account, store_.GetAccount(req->id()));
     ToProto(account, resp);
     return absl::OkStatus();

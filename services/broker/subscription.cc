@@ -301,7 +301,8 @@ grpc::ServerWriteReactor<Message>* Subscriptions::Open(std::string key,
       status = id.status();
       if (id.ok()) state->on_closed = [this, id = *id] { Forget(id); };
     }
-    EndSetup(state, status, req.after_id(), std::move(filter));
+    const int64_t after = req.after_id() == 0 && req.from_now() ? hub_.last_id() : req.after_id();
+    EndSetup(state, status, after, std::move(filter));
   });
   return sub;
 }

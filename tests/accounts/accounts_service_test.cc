@@ -124,6 +124,16 @@ TEST_F(AccountsServiceTest, AdminChangesTheGivenFieldsAndAuthenticateSeesThem) {
   pb::Account got;
   ASSERT_TRUE(stub_->GetAccount(Context(admin_key_).get(), get, &got).ok());
   EXPECT_DOUBLE_EQ(got.max_cost_per_day(), 2.5);
+  // Its own key reads it too (who it is), never another's.
+  pb::Account own;
+  ASSERT_TRUE(stub_->GetAccount(Context(created.api_key()).get(), get, &own).ok());
+  EXPECT_EQ(own.name(), "ci");
+  pb::CreateAccountResponse other = CreateAccount();
+  pb::Account theirs;
+  pb::GetAccountRequest get_other;
+  get_other.set_id(other.id());
+  EXPECT_EQ(stub_->GetAccount(Context(created.api_key()).get(), get_other, &theirs).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 
   // The account's key resolves to the new limits at once.
   auto principal = Authenticate(created.api_key());

@@ -593,7 +593,9 @@ TEST_P(StoreContractTest, EachReplicaListsTheRunnersTheOthersLastTold) {
   writer_->BeatBroker(c, "{}");
   auto names = [&](const std::string& asking) {
     std::vector<std::string> out;
-    for (const pb::RunnerInfo& r : *store_->OtherReplicasRunners(asking, 60000)) out.push_back(r.name());
+    absl::StatusOr<std::vector<pb::RunnerInfo>> runners = store_->OtherReplicasRunners(asking, 60000);
+    EXPECT_THAT(runners, IsOk());
+    for (const pb::RunnerInfo& r : runners.value_or(std::vector<pb::RunnerInfo>{})) out.push_back(r.name());
     std::sort(out.begin(), out.end());
     return out;
   };

@@ -226,6 +226,7 @@ class BrowserTest : public GatewayTest {
     env["BUILDD_ADMIN_KEY"] = admin_key();
     env["BUILDD_ACCOUNT_NAME"] = "team-ci";
     env["BUILDD_ACCOUNT_ID"] = account_id_;
+    env["BUILDD_ACCOUNT_NAME"] = "team-ci";
     env["BUILDD_WORKSPACE_ID"] = workspace_id_;
     env["BUILDD_WORKSPACE_NAME"] = "demo-repo";
     env["BUILDD_SCREENSHOT_DIR"] =
@@ -395,6 +396,9 @@ TEST_F(BrowserTest, BoardResumesAfterTheGatewayRestartsWithoutDuplicateOrMissing
     if (request == "start-gateway") {
       StartGateway();
       return "";
+    }
+    if (request == "create-before") {
+      return CommandTask("made before", "echo before");
     }
     if (request == "create-after") {
       made_after = CommandTask("made after", "echo after");

@@ -13,7 +13,7 @@ await scenario("runners", async (t) => {
   }
   await t.see(row, env.RUNNER_NAME);
   await t.see(row.locator(".slots"), env.RUNNER_SLOTS);
-  await t.see(row, "you");  // The runner's account is the one signed in.
+  await t.see(row, env.BUILDD_ACCOUNT_NAME);  // The runner's account is the one signed in.
   await t.see(row, "linux");
   await t.see(row, "claude");
   await t.see(page.locator("section[aria-labelledby=queue-title]"), "waiting");

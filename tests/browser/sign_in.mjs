@@ -18,7 +18,7 @@ await scenario("sign_in", async (t) => {
 
   await key.fill(env.BUILDD_KEY);
   await page.keyboard.press("Enter");
-  await t.see(page.locator("#who"), `Signed in as service account ${env.BUILDD_ACCOUNT_ID.slice(0, 8)}`);
+  await t.see(page.locator("#who"), `Signed in as ${env.BUILDD_ACCOUNT_NAME}`);
   await t.see(page.locator("h1"), "Board");
   await t.liveSays(page, "live");
   // The page keeps no key: the session is an HttpOnly cookie.
@@ -26,7 +26,7 @@ await scenario("sign_in", async (t) => {
   assert(!kept.includes("buildd_"), `the page keeps a credential: ${kept}`);
 
   await page.reload();
-  await t.see(page.locator("#who"), `Signed in as service account ${env.BUILDD_ACCOUNT_ID.slice(0, 8)}`);
+  await t.see(page.locator("#who"), `Signed in as ${env.BUILDD_ACCOUNT_NAME}`);
   await t.liveSays(page, "live");
 
   await page.getByRole("button", {name: "Sign out"}).click();

@@ -11,11 +11,13 @@
 
 #include "buildd/v1/broker.grpc.pb.h"
 #include "tests/e2e/mesh_fixture.h"
+#include "tests/testing/matchers.h"
 
 namespace buildd {
 namespace {
 
 namespace pb = ::buildd::v1;
+using ::buildd::testing::IsOk;
 
 class SubscribeTest : public MeshTest {
  protected:
@@ -98,6 +100,36 @@ TEST_F(SubscribeTest, BatchesNeedAKeyThatWorks) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
   EXPECT_TRUE(Batches("buildd_not_a_key", 1, &messages, &status).empty());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+}
+
+TEST_F(SubscribeTest, FromNowStartsAfterTheLatestEventUnlessTheClientResumes) {
+  Setup s = CreateAccountAndWorkspace("service", true, true);
+  const std::string b1 = CreateTask(s.api_key, s.workspace_id, "true");
+  const std::string b2 = CreateTask(s.api_key, s.workspace_id, "true");
+  const testing::Headers auth = {{"Authorization", "Bearer " + s.api_key}};
+  auto now = SseStream::Open(mesh_.gateway_url(), "/api/events?fromNow=true", auth);
+  ASSERT_THAT(now, IsOk());
+  ASSERT_EQ((*now)->status(), 200) << (*now)->body();
+  const std::string after = CreateTask(s.api_key, s.workspace_id, "true");
+  auto first = (*now)->NextEvent(absl::Seconds(20));
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(Str(Json(first->data), "taskId"), after) << "no history: " << first->data;
+
+  // A reconnecting EventSource keeps its URL and sends Last-Event-ID: that wins.
+  auto of_b1 = SseStream::Open(mesh_.gateway_url(), "/api/events?taskId=" + b1, auth);
+  ASSERT_THAT(of_b1, IsOk());
+  auto created_b1 = (*of_b1)->NextEvent(absl::Seconds(20));
+  ASSERT_THAT(created_b1, IsOk());
+  testing::Headers resume = auth;
+  resume.push_back({"Last-Event-ID", created_b1->id});
+  auto resumed = SseStream::Open(mesh_.gateway_url(), "/api/events?fromNow=true", resume);
+  ASSERT_THAT(resumed, IsOk());
+  auto next = (*resumed)->NextEvent(absl::Seconds(20));
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(Str(Json(next->data), "taskId"), b2);
+  HttpResult bad = Call("GET", "/api/events?fromNow=maybe", s.api_key);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, ::testing::HasSubstr("fromNow"));
 }
 
 }  // namespace
