@@ -474,8 +474,12 @@
   function waitingText(task) {
     const parts = [];
     if (task.queuePosition) parts.push(`#${task.queuePosition} in the queue`);
-    if (task.waitingReason) parts.push(`waiting: ${WAITING_REASONS[task.waitingReason] || label(task.waitingReason)}`);
-    if (task.waitingDetail) parts.push(task.waitingDetail);
+    // The broker's detail says it more exactly than the reason's name.
+    if (task.waitingDetail) {
+      parts.push(`waiting: ${task.waitingDetail}`);
+    } else if (task.waitingReason) {
+      parts.push(`waiting: ${WAITING_REASONS[task.waitingReason] || label(task.waitingReason)}`);
+    }
     return parts.join(" — ");
   }
 

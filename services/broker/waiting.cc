@@ -56,8 +56,8 @@ Waiting WhyWaiting(const TaskRecord& task, const std::string& key_holder,
   }
   if (may.empty()) {
     return {"no_runner",
-            absl::StrCat("no connected runner whose account may claim from workspace ",
-                         task.workspace_id, " runs ", RouteText(task))};
+            absl::StrCat("no connected runner whose account may claim from its workspace runs ",
+                         RouteText(task))};
   }
   if (may_today.empty()) {
     std::set<std::string> accounts;
