@@ -165,6 +165,28 @@ class SeedApiTest : public MeshTest {
     return Str(Obj(got, "task"), "workerId");
   }
 
+  // Triggers a workflow of `message` on `branch`, approves its plan and
+  // waits until its coding turn is held at `gate`; `items` gets what the
+  // branch's `stream` said so far. Returns the workflow's id.
+  std::string CodeUntilGate(SseStream& stream, const std::string& branch, const std::string& message,
+                            const std::string& gate, std::vector<SseItem>* items) {
+    HttpResult trigger = Call("POST", "/trigger", key_,
+                              absl::StrCat(R"({"workspaceId":")", workspace_id_, R"(","branch":")",
+                                           branch, R"(","message":")", message, R"("})"));
+    EXPECT_EQ(trigger.status, 202) << trigger.body;
+    const std::string workflow = Str(Json(trigger.body), "workflowId");
+    *items = ReadUntil(stream, {"plan"});
+    EXPECT_EQ(items->empty() ? "" : items->back().event, "plan");
+    WaitForTaskState(workflow, "waiting_input");
+    EXPECT_EQ(Call("POST", "/api/workers/" + WorkerOf(workflow) + "/input", key_, R"({"approve":true})")
+                  .status,
+              200);
+    for (const SseItem& item : ReadUntil(stream, {"status"})) items->push_back(item);
+    EXPECT_EQ(Statuses(*items).empty() ? "" : Statuses(*items).back(), "coding");
+    EXPECT_TRUE(fake_.WaitForGate(gate, absl::Seconds(60)));
+    return workflow;
+  }
+
   std::string Origin(const std::string& git_args) {
     return Sh(absl::StrCat("git --git-dir=", origin_, " ", git_args));
   }
@@ -581,19 +603,9 @@ TEST_F(SeedApiTest, AWorkflowCodingWhenTheBrokerRestartsResumesAndCompletes) {
   const std::string stream_path = absl::StrCat("/stream/", workspace_id_, "/recover-z");
   auto stream = Get(stream_path, key_);
   ASSERT_THAT(stream, IsOk());
-  HttpResult trigger = Call("POST", "/trigger", key_,
-                            absl::StrCat(R"({"workspaceId":")", workspace_id_,
-                                         R"(","branch":"recover-z","message":"KEY-RC go"})"));
-  ASSERT_EQ(trigger.status, 202) << trigger.body;
-  const std::string workflow = Str(Json(trigger.body), "workflowId");
-  std::vector<SseItem> items = ReadUntil(**stream, {"plan"});
-  ASSERT_EQ(items.back().event, "plan");
-  const std::string worker = WorkerOf(workflow);
-  WaitForTaskState(workflow, "waiting_input");
-  ASSERT_EQ(Call("POST", "/api/workers/" + worker + "/input", key_, R"({"approve":true})").status, 200);
-  for (const SseItem& item : ReadUntil(**stream, {"status"})) items.push_back(item);
-  ASSERT_EQ(Statuses(items).back(), "coding");
-  ASSERT_TRUE(fake_.WaitForGate("gate-rc", absl::Seconds(60)));
+  std::vector<SseItem> items;
+  const std::string workflow = CodeUntilGate(**stream, "recover-z", "KEY-RC go", "gate-rc", &items);
+  ASSERT_FALSE(HasFailure());
 
   mesh_.RestartBroker();
   // The gateway's stream ends with the broker; the client reconnects from
@@ -746,19 +758,9 @@ TEST_F(SeedApiRunnerLossTest, AWorkflowCodingWhenItsRunnerRestartsCodesOnFromThe
   const std::string stream_path = absl::StrCat("/stream/", workspace_id_, "/restart-r");
   auto stream = Get(stream_path, key_);
   ASSERT_THAT(stream, IsOk());
-  HttpResult trigger = Call("POST", "/trigger", key_,
-                            absl::StrCat(R"({"workspaceId":")", workspace_id_,
-                                         R"(","branch":"restart-r","message":"KEY-RR go"})"));
-  ASSERT_EQ(trigger.status, 202) << trigger.body;
-  const std::string workflow = Str(Json(trigger.body), "workflowId");
-  std::vector<SseItem> items = ReadUntil(**stream, {"plan"});
-  ASSERT_EQ(items.back().event, "plan");
-  const std::string worker = WorkerOf(workflow);
-  WaitForTaskState(workflow, "waiting_input");
-  ASSERT_EQ(Call("POST", "/api/workers/" + worker + "/input", key_, R"({"approve":true})").status, 200);
-  for (const SseItem& item : ReadUntil(**stream, {"status"})) items.push_back(item);
-  ASSERT_EQ(Statuses(items).back(), "coding");
-  ASSERT_TRUE(fake_.WaitForGate("gate-rr", absl::Seconds(60)));
+  std::vector<SseItem> items;
+  const std::string workflow = CodeUntilGate(**stream, "restart-r", "KEY-RR go", "gate-rr", &items);
+  ASSERT_FALSE(HasFailure());
 
   // The runner process dies in the middle of coding and comes back: its
   // worker is lost, and the next attempt codes on from the approved plan.
