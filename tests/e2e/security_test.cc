@@ -200,8 +200,36 @@ TEST_F(SecurityTest, HelloResumeOfAnotherAccountsWorkerIsRefusedAndItsFinishedIg
   finished.mutable_finished()->mutable_artifacts()->set_commit_sha("forged");
   stream.Write(finished);
   stream.Event(worker, epoch, 1000, "output", "forged-line");
-  EXPECT_TRUE(stream.Read().has_ack());  // acked and dropped
+  // A forged approval carrying a checkpoint: a session of its own for the
+  // task's next attempt to continue.
+  pb::RunnerMessage approval;
+  pb::RunnerEvent* forged = approval.mutable_event();
+  forged->set_worker_id(worker);
+  forged->set_epoch(epoch);
+  forged->set_seq(1001);
+  forged->mutable_event()->set_type("input");
+  forged->mutable_event()->set_text("forged-approval");
+  forged->mutable_checkpoint()->mutable_session()->set_provider("claude");
+  forged->mutable_checkpoint()->mutable_session()->set_session_id("forged-session");
+  forged->mutable_checkpoint()->mutable_session()->set_data("forged transcript");
+  forged->mutable_checkpoint()->set_prompt("forged prompt");
+  stream.Write(approval);
+  // Each is acked and dropped; the last ack covers the approval.
+  bool acked = false;
+  for (int i = 0; i < 5 && !acked; ++i) {
+    const pb::BrokerMessage m = stream.Read();
+    ASSERT_TRUE(m.has_ack()) << m.DebugString();
+    acked = m.ack().up_to_seq() == 1001;
+  }
+  EXPECT_TRUE(acked);
   stream.Close();
+  {
+    soci::session sql(soci::postgresql, *ToConninfo(mesh_.database_url()));
+    int sessions = -1;
+    sql << "SELECT count(*) FROM session_snapshots WHERE task_id = :t", soci::use(task),
+        soci::into(sessions);
+    EXPECT_EQ(sessions, 0) << "a stranger's checkpoint was kept";
+  }
 
   const Struct after = Json(Call("GET", "/api/tasks/" + task, mesh_.admin_key()).body);
   EXPECT_EQ(Str(Obj(after, "task"), "state"), "running") << after.DebugString();

@@ -734,6 +734,13 @@ TEST_F(SeedApiTest, IntegrationsInstallQueuesEachOnTheBranchAndATriggerAfterThem
                 .fields().at("tasks").list_value().values_size(),
             before);
   EXPECT_EQ(Call("POST", "/integrations/install", "", base + R"("integrations":[{"key":"a"}]})").status, 401);
+  // Another account may not install on this workspace, and learns nothing of it.
+  Setup other = CreateAccountAndWorkspace("service", true, true);
+  HttpResult theirs = Call("POST", "/integrations/install", other.api_key, base + R"("integrations":[{"key":"a"}]})");
+  EXPECT_THAT(theirs.status, ::testing::AnyOf(403, 404)) << theirs.body;
+  EXPECT_EQ(Json(Call("GET", "/api/tasks?limit=1000", key_).body)
+                .fields().at("tasks").list_value().values_size(),
+            before);
 }
 
 // A runner process that dies loses its workers once this grace is over.
