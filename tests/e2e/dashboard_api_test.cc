@@ -67,17 +67,6 @@ class DashboardApiTest : public MeshTest {
                       absl::StrCat(R"(,"requiredLabels":[")", label, R"("],"priority":)", priority));
   }
 
-  // The types of the task's events, in order.
-  std::vector<std::string> EventTypes(const std::string& task_id) {
-    auto pool = OpenPool(mesh_.database_url(), 1);
-    EXPECT_THAT(pool, IsOk());
-    soci::session sql(**pool);
-    std::vector<std::string> types(1000);
-    sql << "SELECT type FROM events WHERE task_id = :t ORDER BY id", soci::use(task_id),
-        soci::into(types);
-    return types;
-  }
-
   // The 400 answer of `path` names `field`.
   void ExpectBadRequest(const std::string& method, const std::string& path, const std::string& key,
                         const std::string& field) {

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "buildd/v1/runner.grpc.pb.h"
+#include "common/db.h"
 #include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/mesh.h"
@@ -198,6 +199,18 @@ class MeshTest : public GatewayTest {
       }
     }
     return -1;
+  }
+
+  // The types of the task's events, in order.
+  std::vector<std::string> EventTypes(const std::string& task_id) {
+    auto pool = OpenPool(mesh_.database_url(), 1);
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    if (!pool.ok()) return {};
+    soci::session sql(**pool);
+    std::vector<std::string> types(1000);
+    sql << "SELECT type FROM events WHERE task_id = :t ORDER BY id", soci::use(task_id),
+        soci::into(types);
+    return types;
   }
 
   // Every log the mesh's processes wrote.

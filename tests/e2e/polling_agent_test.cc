@@ -67,16 +67,6 @@ class PollingAgentTest : public MeshTest {
                           mesh_.dir() + "/agent.log");
   }
 
-  std::vector<std::string> EventTypes(const std::string& task_id) {
-    auto pool = OpenPool(mesh_.database_url(), 1);
-    EXPECT_THAT(pool, IsOk());
-    soci::session sql(**pool);
-    std::vector<std::string> types(1000);
-    sql << "SELECT type FROM events WHERE task_id = :t ORDER BY id", soci::use(task_id),
-        soci::into(types);
-    return types;
-  }
-
   int Workers(const std::string& task_id) {
     auto pool = OpenPool(mesh_.database_url(), 1);
     EXPECT_THAT(pool, IsOk());
